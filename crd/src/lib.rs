@@ -1,0 +1,327 @@
+//! The `ClusterImagePolicy` API: `signing.apps.tanzu.vmware.com/v1beta1`.
+//!
+//! These types are the wire contract of the original Image Policy Webhook and stay
+//! byte-compatible with it: field names, nesting and the group/version/kind are those of
+//! the original's documentation. Validation that the schema cannot express (PEM keys,
+//! key references, name patterns) lives in the operator's policy compiler, which reports
+//! every problem with its field path and one of the [`Reason`]s below.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only name under which a `ClusterImagePolicy` is enforced.
+pub const POLICY_NAME: &str = "image-policy";
+
+/// The API group of [`ClusterImagePolicy`].
+pub const GROUP: &str = "signing.apps.tanzu.vmware.com";
+
+/// The one condition type this API reports.
+pub const CONDITION_READY: &str = "Ready";
+
+/// The cluster's image signing policy: which images must be signed, and by which keys.
+// Each printcolumn repeats `type_`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "signing.apps.tanzu.vmware.com",
+    version = "v1beta1",
+    kind = "ClusterImagePolicy",
+    plural = "clusterimagepolicies",
+    singular = "clusterimagepolicy",
+    status = "ClusterImagePolicyStatus",
+    doc = "ClusterImagePolicy admits container images only when one of the listed keys verifies their cosign signature. Only the policy named image-policy is enforced.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Keys", type_ = "integer", json_path = ".status.keys"),
+    printcolumn(name = "Patterns", type_ = "integer", json_path = ".status.patterns"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterImagePolicySpec {
+    /// What is verified, with which keys, and where not.
+    pub verification: Verification,
+}
+
+/// The body of a policy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// Resources that are never checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Exclude>,
+    /// Public keys complementary to the private keys that signed the images.
+    #[serde(default)]
+    pub keys: Vec<Key>,
+    /// Image name patterns and the keys that must verify images matching them.
+    #[serde(default)]
+    pub images: Vec<ImageEntry>,
+}
+
+/// Resources excluded from verification.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Exclude {
+    /// The excluded resources, by kind of selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ExcludedResources>,
+}
+
+/// Excluded resources.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExcludedResources {
+    /// Namespaces where the policy is not enforced, such as `kube-system`.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// A named public key.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Key {
+    /// The name that image entries use to refer to this key; unique within the policy.
+    #[serde(default)]
+    pub name: String,
+    /// A PEM `PUBLIC KEY` block: ECDSA P-256 or P-384, RSA of 2048 bits or more, or Ed25519.
+    #[serde(default)]
+    pub public_key: String,
+}
+
+/// Images matching a name pattern, and the keys of which any one must verify them.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageEntry {
+    /// An image name pattern; `*` matches any run of characters, and a pattern without a
+    /// tag matches any tag and any digest.
+    #[serde(default)]
+    pub name_pattern: String,
+    /// The keys, by name, of which any one must verify a matching image's signature.
+    #[serde(default)]
+    pub keys: Vec<KeyRef>,
+    /// Registry credentials for images matching this pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// A reference to a key of `spec.verification.keys`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    /// The name of the key.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A reference to a registry credential Secret (`kubernetes.io/dockerconfigjson` or
+/// `kubernetes.io/dockercfg`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The Secret's name.
+    #[serde(default)]
+    pub name: String,
+    /// The Secret's namespace; the operator's own namespace when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// What the operator last observed of the policy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterImagePolicyStatus {
+    /// The `Ready` condition: whether the policy is enforced as written, and why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The number of keys in the enforced policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<i64>,
+    /// The number of image name patterns in the enforced policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patterns: Option<i64>,
+}
+
+/// The reasons of the `Ready` condition.
+///
+/// They double as metric labels and as the classification of compile problems, so the set
+/// is closed and each reason's text is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The policy compiled and is enforced.
+    PolicyActive,
+    /// The policy is not named `image-policy`, so it is never enforced.
+    InvalidName,
+    /// A public key does not parse, is of an unsupported kind, or its name is missing or
+    /// duplicated.
+    InvalidKey,
+    /// An image entry names a key that is not defined.
+    UnknownKey,
+    /// An image entry names no key at all, so no image it matches could ever be admitted.
+    MissingKeys,
+    /// A name pattern is empty or malformed.
+    InvalidPattern,
+    /// A `secretRef` lacks a name or names an invalid namespace.
+    InvalidSecretRef,
+    /// An excluded namespace is not a valid namespace name.
+    InvalidNamespace,
+    /// A `secretRef` names a Secret that does not exist.
+    SecretNotFound,
+}
+
+impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 9] = [
+        Reason::PolicyActive,
+        Reason::InvalidName,
+        Reason::InvalidKey,
+        Reason::UnknownKey,
+        Reason::MissingKeys,
+        Reason::InvalidPattern,
+        Reason::InvalidSecretRef,
+        Reason::InvalidNamespace,
+        Reason::SecretNotFound,
+    ];
+
+    /// The reason as written in a condition: CamelCase, stable.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::PolicyActive => "PolicyActive",
+            Reason::InvalidName => "InvalidName",
+            Reason::InvalidKey => "InvalidKey",
+            Reason::UnknownKey => "UnknownKey",
+            Reason::MissingKeys => "MissingKeys",
+            Reason::InvalidPattern => "InvalidPattern",
+            Reason::InvalidSecretRef => "InvalidSecretRef",
+            Reason::InvalidNamespace => "InvalidNamespace",
+            Reason::SecretNotFound => "SecretNotFound",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::{CustomResourceExt, Resource};
+
+    use super::*;
+
+    #[test]
+    fn api_identity_is_the_originals() {
+        let crd = ClusterImagePolicy::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("clusterimagepolicies.signing.apps.tanzu.vmware.com")
+        );
+        assert_eq!(crd.spec.group, GROUP);
+        assert_eq!(crd.spec.scope, "Cluster");
+        assert_eq!(crd.spec.names.kind, "ClusterImagePolicy");
+        assert_eq!(
+            ClusterImagePolicy::api_version(&()),
+            "signing.apps.tanzu.vmware.com/v1beta1"
+        );
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1beta1");
+        let status = version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref());
+        assert!(status.is_some(), "status subresource");
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.to_uppercase())
+            .collect();
+        assert_eq!(columns, ["READY", "REASON", "KEYS", "PATTERNS", "AGE"]);
+    }
+
+    #[test]
+    fn the_seed_example_deserializes_with_its_field_names() {
+        let yaml = r#"
+apiVersion: signing.apps.tanzu.vmware.com/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: image-policy
+spec:
+  verification:
+    exclude:
+      resources:
+        namespaces:
+        - kube-system
+    keys:
+    - name: first-key
+      publicKey: |
+        -----BEGIN PUBLIC KEY-----
+        ...
+        -----END PUBLIC KEY-----
+    images:
+    - namePattern: registry.example.org/myproject/*
+      keys:
+      - name: first-key
+    - namePattern: registry.example.org/authproject/*
+      secretRef:
+        name: secret-name
+        namespace: namespace-name
+      keys:
+      - name: first-key
+"#;
+        let policy: ClusterImagePolicy = serde_yaml::from_str(yaml).expect("seed example");
+        let v = &policy.spec.verification;
+        let excluded = v.exclude.as_ref().and_then(|e| e.resources.as_ref());
+        assert_eq!(
+            excluded.map(|r| r.namespaces.clone()),
+            Some(vec!["kube-system".into()])
+        );
+        assert_eq!(v.keys[0].name, "first-key");
+        assert!(
+            v.keys[0]
+                .public_key
+                .starts_with("-----BEGIN PUBLIC KEY-----\n")
+        );
+        assert_eq!(
+            v.images[1].name_pattern,
+            "registry.example.org/authproject/*"
+        );
+        assert_eq!(
+            v.images[1].secret_ref,
+            Some(SecretRef {
+                name: "secret-name".into(),
+                namespace: Some("namespace-name".into())
+            })
+        );
+        let back = serde_json::to_value(&policy.spec).expect("serialize");
+        assert!(back["verification"]["images"][1]["secretRef"]["namespace"].is_string());
+        assert!(back["verification"]["keys"][0]["publicKey"].is_string());
+    }
+
+    #[test]
+    fn reasons_are_distinct_camel_case() {
+        let names: std::collections::BTreeSet<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
+        for name in names {
+            assert!(
+                name.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
+                "{name}"
+            );
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric()), "{name}");
+        }
+    }
+}
