@@ -1,0 +1,699 @@
+//! Image name patterns (SPEC §2) and the spellings of an image that they are matched against.
+//!
+//! A pattern is `NAME[:TAG][@DIGEST]` where `*` in NAME or TAG matches any run of
+//! characters, `/` and `.` included. Without a tag and digest it matches any tag and any
+//! digest (`my-image` is `my-image:*`). The tag is what follows the last `:` after the last
+//! `/`, so a registry port is never a tag.
+//!
+//! Security: an image matches when the pattern matches *any spelling* of it. `busybox`,
+//! `library/busybox`, `docker.io/busybox` and `index.docker.io/library/busybox` are one image,
+//! and every spelling is tried, so writing an image differently never escapes enforcement.
+//! Registry host names are compared without regard to case, as DNS compares them.
+
+use std::fmt;
+
+use super::reference::{Reference, ReferenceError};
+
+/// The registry that Docker Hub images without a registry belong to.
+const DOCKER_HUB: &str = "docker.io";
+/// Other host names that reach Docker Hub: the legacy index name that reference parsing
+/// folds into `docker.io`, and the registry API host that a runtime resolves it to.
+const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
+/// The repository namespace of Docker Hub's official images.
+const OFFICIAL_NAMESPACE: &str = "library/";
+
+/// A compiled `namePattern`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePattern {
+    text: String,
+    name: Glob,
+    tag: Option<Glob>,
+    digest: Option<String>,
+}
+
+impl NamePattern {
+    /// Compiles a pattern as written in a policy.
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        if text.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if let Some((at, c)) = text.char_indices().find(|&(_, c)| !is_pattern_char(c)) {
+            return Err(PatternError::Character {
+                character: c,
+                position: at,
+            });
+        }
+        let (name_and_tag, digest) = match text.split_once('@') {
+            Some((rest, digest)) => (rest, Some(parse_digest(digest)?)),
+            None => (text, None),
+        };
+        let (name, tag) = split_tag(name_and_tag);
+        if name.is_empty() {
+            return Err(PatternError::EmptyName);
+        }
+        if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+            return Err(PatternError::EmptyComponent);
+        }
+        if name.contains('@') {
+            return Err(PatternError::Character {
+                character: '@',
+                position: name.len(),
+            });
+        }
+        let tag = match tag {
+            Some("") => return Err(PatternError::EmptyTag),
+            Some(t) if !t.chars().all(is_tag_char) => {
+                return Err(PatternError::TagCharacter(t.chars().take(64).collect()));
+            }
+            // `:*` and no tag at all are the same pattern (SPEC §2).
+            Some(t) if t.chars().all(|c| c == '*') => None,
+            Some(t) => Some(Glob::new(t)),
+            None => None,
+        };
+        Ok(NamePattern {
+            text: text.to_owned(),
+            name: Glob::new(&name.to_ascii_lowercase()),
+            tag,
+            digest,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the pattern matches any spelling of `image`.
+    pub fn matches(&self, image: &ImageName) -> bool {
+        self.matches_version(image) && image.names.iter().any(|n| self.name.matches(n))
+    }
+
+    /// The tag and digest half of a match, the same for every spelling.
+    fn matches_version(&self, image: &ImageName) -> bool {
+        let tag_ok = match &self.tag {
+            None => true,
+            Some(glob) => image.tag.as_deref().is_some_and(|t| glob.matches(t)),
+        };
+        let digest_ok = match &self.digest {
+            None => true,
+            Some(d) => image.digest.as_deref() == Some(d.as_str()),
+        };
+        tag_ok && digest_ok
+    }
+
+    /// The text before the first `/` that every name this pattern matches must start
+    /// with, when the pattern fixes it: the key of the snapshot's index.
+    pub(crate) fn fixed_first_component(&self) -> Option<&str> {
+        self.name
+            .fixed_prefix()
+            .and_then(|p| p.split_once('/'))
+            .map(|(first, _)| first)
+    }
+}
+
+impl fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// An image as written in a pod spec, with every spelling a pattern may match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageName {
+    written: String,
+    reference: Reference,
+    /// Lowercase-host names (`domain/path`, or a bare path for Docker Hub), no tag or digest.
+    names: Vec<String>,
+    /// The tag, with `latest` when neither tag nor digest is written.
+    tag: Option<String>,
+    digest: Option<String>,
+}
+
+impl ImageName {
+    /// Parses an image string from a pod spec.
+    pub fn parse(written: &str) -> Result<Self, ReferenceError> {
+        let reference = Reference::parse_image(written)?;
+        let domain = reference.domain().to_ascii_lowercase();
+        let path = reference.path();
+        // Parsing folds only the exact lowercase `index.docker.io`; a host is a host in any
+        // case and under any of its names, so fold the rest here.
+        let names = if domain == DOCKER_HUB || DOCKER_HUB_ALIASES.contains(&domain.as_str()) {
+            if path.contains('/') {
+                docker_hub_spellings(path)
+            } else {
+                docker_hub_spellings(&format!("{OFFICIAL_NAMESPACE}{path}"))
+            }
+        } else {
+            vec![format!("{domain}/{path}")]
+        };
+        let tag = match (reference.tag(), reference.digest()) {
+            (Some(tag), _) => Some(tag.to_owned()),
+            (None, None) => Some("latest".to_owned()),
+            (None, Some(_)) => None,
+        };
+        let digest = reference.digest().map(str::to_owned);
+        Ok(ImageName {
+            written: written.to_owned(),
+            reference,
+            names,
+            tag,
+            digest,
+        })
+    }
+
+    /// The image string exactly as written.
+    pub fn as_str(&self) -> &str {
+        &self.written
+    }
+
+    /// The parsed reference (normalized: `docker.io/library/busybox`).
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// The fully qualified form: `docker.io/library/busybox:latest`.
+    pub fn canonical(&self) -> String {
+        let mut out = self.reference.name().to_string();
+        if let Some(tag) = &self.tag {
+            out.push(':');
+            out.push_str(tag);
+        }
+        if let Some(digest) = &self.digest {
+            out.push('@');
+            out.push_str(digest);
+        }
+        out
+    }
+
+    /// Every name spelling this image answers to (without tag or digest).
+    pub fn spellings(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The first `/`-separated component of each spelling, for the snapshot's index.
+    pub(crate) fn first_components(&self) -> impl Iterator<Item = &str> {
+        self.names
+            .iter()
+            .filter_map(|n| n.split_once('/').map(|(first, _)| first))
+    }
+}
+
+fn docker_hub_spellings(path: &str) -> Vec<String> {
+    let mut paths = vec![path.to_owned()];
+    if let Some(short) = path
+        .strip_prefix(OFFICIAL_NAMESPACE)
+        .filter(|s| !s.contains('/'))
+    {
+        paths.push(short.to_owned());
+    }
+    let mut names = Vec::with_capacity(paths.len() * (2 + DOCKER_HUB_ALIASES.len()));
+    for p in &paths {
+        names.push(p.clone());
+        names.push(format!("{DOCKER_HUB}/{p}"));
+        names.extend(
+            DOCKER_HUB_ALIASES
+                .iter()
+                .map(|alias| format!("{alias}/{p}")),
+        );
+    }
+    names
+}
+
+/// Why a `namePattern` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The empty string would match nothing (or, read generously, everything).
+    #[error("the pattern is empty; use \"*\" to match every image")]
+    Empty,
+    /// Only a tag or digest.
+    #[error("the pattern has no image name before its tag or digest")]
+    EmptyName,
+    /// `name:` with nothing after the colon.
+    #[error("the tag after ':' is empty; leave the tag out to match any tag")]
+    EmptyTag,
+    /// A leading, trailing or doubled `/`.
+    #[error("the pattern has an empty path component (a leading, trailing or doubled '/')")]
+    EmptyComponent,
+    /// A character no image reference can contain.
+    #[error("character {character:?} at byte {position} cannot appear in an image reference")]
+    Character {
+        /// The character.
+        character: char,
+        /// Its byte offset in the pattern.
+        position: usize,
+    },
+    /// A tag with characters outside `[A-Za-z0-9_.-]` (and `*`).
+    #[error("the tag {0:?} may contain only letters, digits, '_', '.', '-' and '*'")]
+    TagCharacter(String),
+    /// A malformed digest.
+    #[error("the digest {0:?} is not of the form sha256:<64 hex digits> (or sha384/sha512)")]
+    Digest(String),
+}
+
+/// A `*`-only glob, kept as the literal runs between stars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Glob {
+    /// The literal runs; `parts.len() == 1` means no star.
+    parts: Vec<String>,
+}
+
+impl Glob {
+    fn new(text: &str) -> Self {
+        Glob {
+            parts: text.split('*').map(str::to_owned).collect(),
+        }
+    }
+
+    /// The literal text before the first star, when it is the whole of a fixed prefix
+    /// (that is, the glob does not start with a star).
+    fn fixed_prefix(&self) -> Option<&str> {
+        self.parts
+            .first()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Leftmost-greedy matching of the literal runs: linear in the input for each run,
+    /// and correct for `*`-only globs since a run matched earlier never blocks a later one.
+    fn matches(&self, input: &str) -> bool {
+        let Some((first, rest)) = self.parts.split_first() else {
+            return input.is_empty();
+        };
+        let Some((last, middle)) = rest.split_last() else {
+            return input == first;
+        };
+        if input.len() < first.len() + last.len()
+            || !input.starts_with(first.as_str())
+            || !input.ends_with(last.as_str())
+        {
+            return false;
+        }
+        let mut window = input
+            .get(first.len()..input.len() - last.len())
+            .unwrap_or_default();
+        for part in middle {
+            match window.find(part.as_str()) {
+                Some(at) => window = window.get(at + part.len()..).unwrap_or_default(),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+fn is_pattern_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@' | '*' | '[' | ']')
+}
+
+fn is_tag_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*')
+}
+
+/// Splits `name[:tag]` at the last `:` that follows the last `/`.
+fn split_tag(text: &str) -> (&str, Option<&str>) {
+    let last_slash = text.rfind('/').map_or(0, |i| i + 1);
+    match text.get(last_slash..).and_then(|tail| tail.rfind(':')) {
+        Some(colon) => {
+            let at = last_slash + colon;
+            (text.get(..at).unwrap_or_default(), text.get(at + 1..))
+        }
+        None => (text, None),
+    }
+}
+
+fn parse_digest(text: &str) -> Result<String, PatternError> {
+    let bad = || PatternError::Digest(text.chars().take(80).collect());
+    let (algorithm, hex) = text.split_once(':').ok_or_else(bad)?;
+    let length = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(bad()),
+    };
+    let hex_ok = hex.len() == length && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if hex_ok {
+        Ok(text.to_owned())
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, image: &str) -> bool {
+        let pattern = NamePattern::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        let image = ImageName::parse(image).unwrap_or_else(|e| panic!("{image}: {e}"));
+        pattern.matches(&image)
+    }
+
+    /// The original documentation's table, row for row (SPEC §2).
+    #[test]
+    fn the_seed_table() {
+        let table: &[(&str, &[&str])] = &[
+            (
+                "registry.example.org/myproject/my-image:mytag",
+                &["registry.example.org/myproject/my-image:mytag"],
+            ),
+            (
+                "registry.example.org/myproject/my-image",
+                &[
+                    "registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/myproject/my-image:other-tag",
+                ],
+            ),
+            (
+                "registry.example.org/myproject/my-image:*",
+                &[
+                    "registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/myproject/my-image:other-tag",
+                ],
+            ),
+            (
+                "registry.example.org/myproject/*",
+                &[
+                    "registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/myproject/anotherimage:anothertag",
+                ],
+            ),
+            (
+                "registry.example.org/*/my-image:mytag",
+                &[
+                    "registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/anotherproject/my-image:mytag",
+                ],
+            ),
+            (
+                "registry.example.org/*/my-image",
+                &[
+                    "registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/myproject/my-image:anothertag",
+                ],
+            ),
+            (
+                "registry.example.org/*",
+                &[
+                    "registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/anotherproject/anotherimage:anothertag",
+                ],
+            ),
+            (
+                "*.example.org/*",
+                &[
+                    "my-registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/anotherproject/anotherimage:anothertag",
+                ],
+            ),
+            (
+                "*",
+                &[
+                    "my-registry.example.org/myproject/my-image:mytag",
+                    "registry.example.org/anotherproject/anotherimage:anothertag",
+                    "registry.io/project/image:tag",
+                ],
+            ),
+        ];
+        for (pattern, images) in table {
+            for image in *images {
+                assert!(matches(pattern, image), "{pattern} must match {image}");
+            }
+        }
+    }
+
+    /// What each row of the table must not match: a pattern is not a prefix match.
+    #[test]
+    fn the_seed_table_is_not_too_generous() {
+        let table = [
+            (
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/myproject/my-image:other-tag",
+            ),
+            (
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/myproject/my-image",
+            ),
+            (
+                "registry.example.org/myproject/my-image",
+                "registry.example.org/myproject/my-image-2:mytag",
+            ),
+            (
+                "registry.example.org/myproject/my-image",
+                "registry.example.org/myproject/my-image/sub:mytag",
+            ),
+            (
+                "registry.example.org/myproject/my-image",
+                "other.example.org/myproject/my-image:mytag",
+            ),
+            (
+                "registry.example.org/myproject/*",
+                "registry.example.org/otherproject/my-image:mytag",
+            ),
+            (
+                "registry.example.org/*/my-image:mytag",
+                "registry.example.org/myproject/my-image:othertag",
+            ),
+            (
+                "registry.example.org/*",
+                "registry.example.org.evil.io/myproject/my-image:mytag",
+            ),
+            (
+                "registry.example.org/*",
+                "registry.example.org:5000/myproject/my-image:mytag",
+            ),
+            ("*.example.org/*", "example.org/myproject/my-image:mytag"),
+            (
+                "*.example.org/*",
+                "registry.example.com/myproject/my-image:mytag",
+            ),
+        ];
+        for (pattern, image) in table {
+            assert!(!matches(pattern, image), "{pattern} must not match {image}");
+        }
+    }
+
+    #[test]
+    fn any_spelling_of_a_docker_hub_image_matches() {
+        let spellings = [
+            "busybox",
+            "busybox:latest",
+            "library/busybox",
+            "docker.io/busybox",
+            "docker.io/library/busybox:latest",
+            "index.docker.io/library/busybox",
+            "index.docker.io/busybox:latest",
+        ];
+        let patterns = [
+            "busybox",
+            "busybox:latest",
+            "library/busybox",
+            "docker.io/busybox",
+            "docker.io/library/busybox",
+            "docker.io/library/*",
+            "index.docker.io/library/busybox:latest",
+            "index.docker.io/*",
+            "docker.io/*",
+            "busy*",
+            "*/busybox",
+        ];
+        for pattern in patterns {
+            for image in spellings {
+                assert!(matches(pattern, image), "{pattern} must match {image}");
+            }
+        }
+        assert!(!matches("docker.io/library/*", "docker.io/someone/busybox"));
+        assert!(matches("docker.io/someone/*", "someone/busybox"));
+        assert!(matches(
+            "someone/busybox",
+            "index.docker.io/someone/busybox:1.0"
+        ));
+        assert!(!matches("busybox", "someone/busybox"));
+    }
+
+    #[test]
+    fn digests() {
+        let digest = "sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+        let other = "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+        let by_digest = format!("registry.example.org/p/app@{digest}");
+        let by_tag_and_digest = format!("registry.example.org/p/app:v1@{digest}");
+        // A tag-less pattern matches any digest, with or without a tag.
+        assert!(matches("registry.example.org/p/app", &by_digest));
+        assert!(matches("registry.example.org/p/app:*", &by_digest));
+        assert!(matches("registry.example.org/p/*", &by_tag_and_digest));
+        // A tagged pattern needs that tag: a bare digest has none.
+        assert!(!matches("registry.example.org/p/app:v1", &by_digest));
+        assert!(matches("registry.example.org/p/app:v1", &by_tag_and_digest));
+        assert!(matches("registry.example.org/p/app:v*", &by_tag_and_digest));
+        // A pattern pinned to a digest matches that digest only.
+        assert!(matches(
+            &format!("registry.example.org/p/app@{digest}"),
+            &by_digest
+        ));
+        assert!(matches(
+            &format!("registry.example.org/p/app@{digest}"),
+            &by_tag_and_digest
+        ));
+        assert!(!matches(
+            &format!("registry.example.org/p/app@{other}"),
+            &by_digest
+        ));
+        assert!(!matches(
+            &format!("registry.example.org/p/app@{digest}"),
+            "registry.example.org/p/app:v1"
+        ));
+        assert!(!matches(
+            &format!("registry.example.org/p/app:v2@{digest}"),
+            &by_tag_and_digest
+        ));
+    }
+
+    #[test]
+    fn ports_are_not_tags() {
+        assert!(matches("localhost:5000/x", "localhost:5000/x:1.0"));
+        assert!(matches("localhost:5000/x", "localhost:5000/x"));
+        assert!(matches("localhost:5000/*", "localhost:5000/team/x:1.0"));
+        assert!(!matches("localhost:5000/x", "localhost:5001/x"));
+        assert!(!matches("localhost/x", "localhost:5000/x"));
+        assert!(matches("localhost:*/x", "localhost:5000/x"));
+        assert!(matches(
+            "registry.example.org:443/p/*",
+            "registry.example.org:443/p/app:v1"
+        ));
+        assert!(!matches(
+            "registry.example.org:443/p/*",
+            "registry.example.org/p/app:v1"
+        ));
+        assert!(matches("localhost:5000/x:5000", "localhost:5000/x:5000"));
+        assert!(!matches("localhost:5000/x:5000", "localhost:5000/x:5001"));
+    }
+
+    #[test]
+    fn host_names_compare_without_case() {
+        assert!(matches(
+            "Registry.Example.ORG/p/*",
+            "registry.example.org/p/app:v1"
+        ));
+        assert!(matches(
+            "registry.example.org/p/*",
+            "REGISTRY.example.org/p/app:v1"
+        ));
+        assert!(matches("docker.io/library/*", "Docker.IO/library/busybox"));
+        assert!(matches("docker.io/library/*", "INDEX.DOCKER.IO/busybox"));
+        assert!(matches("busybox", "registry-1.docker.io/library/busybox"));
+        assert!(matches(
+            "docker.io/library/*",
+            "Registry-1.Docker.io/busybox:1"
+        ));
+        // Tags are case-sensitive in registries, so they are here.
+        assert!(!matches(
+            "registry.example.org/p/app:V1",
+            "registry.example.org/p/app:v1"
+        ));
+    }
+
+    #[test]
+    fn invalid_patterns_say_why() {
+        let cases = [
+            ("", PatternError::Empty),
+            (":v1", PatternError::EmptyName),
+            ("registry.example.org/app:", PatternError::EmptyTag),
+            ("/app", PatternError::EmptyComponent),
+            ("registry.example.org//app", PatternError::EmptyComponent),
+            ("registry.example.org/app/", PatternError::EmptyComponent),
+            (
+                " registry.example.org/app",
+                PatternError::Character {
+                    character: ' ',
+                    position: 0,
+                },
+            ),
+            (
+                "registry.example.org/app?",
+                PatternError::Character {
+                    character: '?',
+                    position: 24,
+                },
+            ),
+            (
+                "registry.example.org/ä",
+                PatternError::Character {
+                    character: 'ä',
+                    position: 21,
+                },
+            ),
+            (
+                "registry.example.org/app@sha256:abc",
+                PatternError::Digest("sha256:abc".into()),
+            ),
+            (
+                "registry.example.org/app@md5:00",
+                PatternError::Digest("md5:00".into()),
+            ),
+            (
+                "app@sha256:ff@x",
+                PatternError::Digest("sha256:ff@x".into()),
+            ),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(NamePattern::parse(pattern), Err(expected), "{pattern:?}");
+        }
+        let message = NamePattern::parse("").map(drop).unwrap_err().to_string();
+        assert!(message.contains("\"*\""), "{message}");
+    }
+
+    #[test]
+    fn glob_runs() {
+        let cases = [
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "acb", false),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+            ("*a*a*", "a", false),
+            ("**", "", true),
+            ("", "", true),
+            ("", "x", false),
+            ("ab*ba", "aba", false),
+        ];
+        for (glob, input, expected) in cases {
+            assert_eq!(
+                Glob::new(glob).matches(input),
+                expected,
+                "{glob:?} on {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_ids_are_not_images() {
+        let hex = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+        for written in [format!("sha256:{hex}"), hex.to_owned()] {
+            let err = ImageName::parse(&written).expect_err(&written);
+            assert_eq!(err.kind(), "ErrReferenceInvalidFormat", "{written}: {err}");
+        }
+        assert!(ImageName::parse(&format!("busybox@sha256:{hex}")).is_ok());
+        assert!(
+            ImageName::parse("sha256:latest").is_ok(),
+            "a repository named sha256 is still a name"
+        );
+    }
+
+    #[test]
+    fn canonical_and_spellings() {
+        let image = ImageName::parse("busybox").expect("busybox");
+        assert_eq!(image.canonical(), "docker.io/library/busybox:latest");
+        assert!(
+            image
+                .spellings()
+                .contains(&"index.docker.io/library/busybox".to_owned())
+        );
+        let pinned = ImageName::parse(
+            "gcr.io/p/app@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        )
+        .expect("pinned");
+        assert_eq!(pinned.spellings(), ["gcr.io/p/app"]);
+        assert!(pinned.canonical().ends_with(
+            "app@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+        ));
+    }
+}
