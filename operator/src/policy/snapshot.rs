@@ -1,0 +1,369 @@
+//! Compiling a `ClusterImagePolicy` into the immutable [`Snapshot`] that admission reads.
+//!
+//! Compilation either succeeds whole or reports every problem at once, each with its field
+//! path and condition reason, so that one `kubectl apply` shows the author all there is to
+//! fix. Matching is the admission hot path: patterns are indexed by the registry (first
+//! path component) they fix, so an image is only compared with the patterns that could
+//! match it plus those that start with a wildcard.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use image_policy_crd::{
+    ClusterImagePolicy, ClusterImagePolicySpec, POLICY_NAME, Reason, SecretRef,
+};
+use kube::ResourceExt;
+
+use super::keys::PublicKey;
+use super::pattern::{ImageName, NamePattern};
+
+/// A compiled, immutable policy.
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: Option<i64>,
+    excluded_namespaces: HashSet<String>,
+    keys: Vec<NamedKey>,
+    entries: Vec<Entry>,
+    by_first_component: HashMap<String, Vec<usize>>,
+    unindexed: Vec<usize>,
+}
+
+/// A key of the policy with its name.
+#[derive(Debug, Clone)]
+pub struct NamedKey {
+    /// `spec.verification.keys[].name`.
+    pub name: String,
+    /// The parsed key.
+    pub key: PublicKey,
+}
+
+/// One `spec.verification.images[]` entry, compiled.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its position in `spec.verification.images`.
+    pub index: usize,
+    /// Its compiled `namePattern`.
+    pub pattern: NamePattern,
+    /// Indices into [`Snapshot::keys`], in the order the entry names them, without repeats.
+    pub key_ids: Vec<usize>,
+    /// Its registry credential, as written.
+    pub secret_ref: Option<SecretRef>,
+}
+
+impl Snapshot {
+    /// Compiles a policy object, including the check of its name.
+    pub fn compile(policy: &ClusterImagePolicy) -> Result<Self, Problems> {
+        let mut problems = Vec::new();
+        let name = policy.name_any();
+        if name != POLICY_NAME {
+            problems.push(Problem::new(
+                Reason::InvalidName,
+                "metadata.name",
+                format!("the policy is named {name:?}; only a ClusterImagePolicy named \"{POLICY_NAME}\" is enforced"),
+            ));
+        }
+        let snapshot = Self::compile_spec(&policy.spec).map_err(|p| {
+            problems.extend(p.0);
+        });
+        match snapshot {
+            Ok(s) if problems.is_empty() => Ok(Snapshot {
+                generation: policy.metadata.generation,
+                ..s
+            }),
+            _ => Err(Problems(problems)),
+        }
+    }
+
+    /// Compiles a policy's spec alone.
+    pub fn compile_spec(spec: &ClusterImagePolicySpec) -> Result<Self, Problems> {
+        let mut problems = Vec::new();
+        let v = &spec.verification;
+        let excluded = v
+            .exclude
+            .iter()
+            .filter_map(|e| e.resources.as_ref())
+            .flat_map(|r| &r.namespaces);
+        let mut excluded_namespaces = HashSet::new();
+        for (i, ns) in excluded.enumerate() {
+            if !is_dns_label(ns) {
+                problems.push(Problem::new(
+                    Reason::InvalidNamespace,
+                    format!("spec.verification.exclude.resources.namespaces[{i}]"),
+                    format!("{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"),
+                ));
+            }
+            excluded_namespaces.insert(ns.clone());
+        }
+        let keys = compile_keys(spec, &mut problems);
+        let entries = compile_entries(spec, &keys, &mut problems);
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        let keys = keys.into_iter().flatten().collect();
+        let (by_first_component, unindexed) = index(&entries);
+        Ok(Snapshot {
+            generation: None,
+            excluded_namespaces,
+            keys,
+            entries,
+            by_first_component,
+            unindexed,
+        })
+    }
+
+    /// The `metadata.generation` compiled, when known.
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// Whether the policy is never applied in `namespace`.
+    pub fn is_excluded(&self, namespace: &str) -> bool {
+        self.excluded_namespaces.contains(namespace)
+    }
+
+    /// The policy's keys, in the policy's order.
+    pub fn keys(&self) -> &[NamedKey] {
+        &self.keys
+    }
+
+    /// The compiled image entries, in the policy's order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entries whose pattern matches the image, in the policy's order.
+    pub fn matching(&self, image: &ImageName) -> Vec<&Entry> {
+        let mut candidates: Vec<usize> = self.unindexed.clone();
+        let mut seen_first = Vec::new();
+        for first in image.first_components() {
+            if seen_first.contains(&first) {
+                continue;
+            }
+            seen_first.push(first);
+            if let Some(ids) = self.by_first_component.get(first) {
+                candidates.extend_from_slice(ids);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .filter_map(|i| self.entries.get(i))
+            .filter(|e| e.pattern.matches(image))
+            .collect()
+    }
+
+    /// The keys of an entry.
+    pub fn keys_of<'a>(&'a self, entry: &'a Entry) -> impl Iterator<Item = &'a NamedKey> + 'a {
+        entry.key_ids.iter().filter_map(|&i| self.keys.get(i))
+    }
+}
+
+/// The shared form in which snapshots are published.
+pub type SharedSnapshot = Arc<Snapshot>;
+
+fn compile_keys(
+    spec: &ClusterImagePolicySpec,
+    problems: &mut Vec<Problem>,
+) -> Vec<Option<NamedKey>> {
+    let mut first_of_name: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, key) in spec.verification.keys.iter().enumerate() {
+        let path = format!("spec.verification.keys[{i}]");
+        if key.name.is_empty() {
+            problems.push(Problem::new(
+                Reason::InvalidKey,
+                format!("{path}.name"),
+                "the key has no name",
+            ));
+        } else if let Some(first) = first_of_name.insert(&key.name, i) {
+            first_of_name.insert(&key.name, first);
+            problems.push(Problem::new(
+                Reason::InvalidKey,
+                format!("{path}.name"),
+                format!(
+                    "duplicate key name {:?} (also spec.verification.keys[{first}])",
+                    key.name
+                ),
+            ));
+        }
+        match PublicKey::from_pem(&key.public_key) {
+            Ok(parsed) => out.push(Some(NamedKey {
+                name: key.name.clone(),
+                key: parsed,
+            })),
+            Err(e) => {
+                problems.push(Problem::new(
+                    Reason::InvalidKey,
+                    format!("{path}.publicKey"),
+                    format!("key {:?}: {e}", key.name),
+                ));
+                out.push(None);
+            }
+        }
+    }
+    out
+}
+
+fn compile_entries(
+    spec: &ClusterImagePolicySpec,
+    keys: &[Option<NamedKey>],
+    problems: &mut Vec<Problem>,
+) -> Vec<Entry> {
+    let position = |name: &str| {
+        keys.iter()
+            .position(|k| k.as_ref().is_some_and(|k| k.name == name))
+    };
+    let defined = |name: &str| spec.verification.keys.iter().any(|k| k.name == name);
+    let mut entries = Vec::new();
+    for (i, image) in spec.verification.images.iter().enumerate() {
+        let path = format!("spec.verification.images[{i}]");
+        let pattern = NamePattern::parse(&image.name_pattern).map_err(|e| {
+            problems.push(Problem::new(
+                Reason::InvalidPattern,
+                format!("{path}.namePattern"),
+                format!("{:?}: {e}", image.name_pattern),
+            ));
+        });
+        if image.keys.is_empty() {
+            problems.push(Problem::new(
+                Reason::MissingKeys,
+                format!("{path}.keys"),
+                "the entry names no key, so no image it matches could ever be admitted",
+            ));
+        }
+        let mut key_ids = Vec::new();
+        for (j, key_ref) in image.keys.iter().enumerate() {
+            match position(&key_ref.name) {
+                Some(id) if !key_ids.contains(&id) => key_ids.push(id),
+                Some(_) => {}
+                // A defined key that failed to parse is reported once, at the key.
+                None if defined(&key_ref.name) && !key_ref.name.is_empty() => {}
+                None => problems.push(Problem::new(
+                    Reason::UnknownKey,
+                    format!("{path}.keys[{j}].name"),
+                    format!("no key named {:?} in spec.verification.keys", key_ref.name),
+                )),
+            }
+        }
+        if let Some(secret) = &image.secret_ref {
+            check_secret_ref(secret, &format!("{path}.secretRef"), problems);
+        }
+        if let Ok(pattern) = pattern {
+            entries.push(Entry {
+                index: i,
+                pattern,
+                key_ids,
+                secret_ref: image.secret_ref.clone(),
+            });
+        }
+    }
+    entries
+}
+
+fn check_secret_ref(secret: &SecretRef, path: &str, problems: &mut Vec<Problem>) {
+    if secret.name.is_empty() {
+        problems.push(Problem::new(
+            Reason::InvalidSecretRef,
+            format!("{path}.name"),
+            "the secretRef has no name",
+        ));
+    } else if !is_dns_subdomain(&secret.name) {
+        problems.push(Problem::new(
+            Reason::InvalidSecretRef,
+            format!("{path}.name"),
+            format!("{:?} is not a Secret name", secret.name),
+        ));
+    }
+    if let Some(ns) = secret.namespace.as_deref().filter(|ns| !is_dns_label(ns)) {
+        problems.push(Problem::new(
+            Reason::InvalidSecretRef,
+            format!("{path}.namespace"),
+            format!("{ns:?} is not a namespace name"),
+        ));
+    }
+}
+
+fn index(entries: &[Entry]) -> (HashMap<String, Vec<usize>>, Vec<usize>) {
+    let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut unindexed = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        match entry.pattern.fixed_first_component() {
+            Some(first) => by_first.entry(first.to_owned()).or_default().push(i),
+            None => unindexed.push(i),
+        }
+    }
+    (by_first, unindexed)
+}
+
+/// RFC 1123 label, as Kubernetes requires of namespace names.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// RFC 1123 subdomain, as Kubernetes requires of Secret names.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// One thing wrong with a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The condition reason it maps to.
+    pub reason: Reason,
+    /// The field path, such as `spec.verification.keys[0].publicKey`.
+    pub path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(reason: Reason, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in a policy, in the order of its fields; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// The reason a `Ready=False` condition reports: the first problem's.
+    pub fn reason(&self) -> Reason {
+        self.0.first().map_or(Reason::InvalidKey, |p| p.reason)
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+#[cfg(test)]
+mod tests;

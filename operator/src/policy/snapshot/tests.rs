@@ -1,0 +1,396 @@
+use image_policy_crd::{
+    ClusterImagePolicy, ClusterImagePolicySpec, ImageEntry, Key, KeyRef, Reason, SecretRef,
+    Verification,
+};
+use proptest::prelude::*;
+
+use super::*;
+
+fn policy_file(name: &str) -> ClusterImagePolicy {
+    let path = format!("{}/tests/data/policies/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn key_pem(file: &str) -> String {
+    let path = format!("{}/tests/data/keys/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn entry(pattern: &str, keys: &[&str]) -> ImageEntry {
+    ImageEntry {
+        name_pattern: pattern.into(),
+        keys: keys.iter().map(|k| KeyRef { name: (*k).into() }).collect(),
+        secret_ref: None,
+    }
+}
+
+fn spec(keys: Vec<Key>, images: Vec<ImageEntry>) -> ClusterImagePolicySpec {
+    ClusterImagePolicySpec {
+        verification: Verification {
+            exclude: None,
+            keys,
+            images,
+        },
+    }
+}
+
+fn key(name: &str, file: &str) -> Key {
+    Key {
+        name: name.into(),
+        public_key: key_pem(file),
+    }
+}
+
+fn matched_indices(snapshot: &Snapshot, image: &str) -> Vec<usize> {
+    let image = ImageName::parse(image).unwrap_or_else(|e| panic!("{image}: {e}"));
+    snapshot.matching(&image).iter().map(|e| e.index).collect()
+}
+
+#[test]
+fn the_seed_quickstart_policy_compiles() {
+    let snapshot = Snapshot::compile(&policy_file("seed-quickstart.yaml")).expect("compiles");
+    assert!(snapshot.is_excluded("kube-system"));
+    assert!(!snapshot.is_excluded("default"));
+    assert_eq!(
+        matched_indices(&snapshot, "gcr.io/projectsigstore/cosign:v1.2.1"),
+        [0]
+    );
+    assert_eq!(
+        matched_indices(&snapshot, "gcr.io/projectsigstore/cosign:v0.3.0"),
+        [0]
+    );
+    assert!(matched_indices(&snapshot, "busybox").is_empty());
+    let entry = &snapshot.entries()[0];
+    let keys: Vec<_> = snapshot.keys_of(entry).map(|k| k.name.as_str()).collect();
+    assert_eq!(keys, ["cosign-key"]);
+}
+
+#[test]
+fn the_seed_table_policy_matches_row_by_row() {
+    let snapshot = Snapshot::compile(&policy_file("seed-table.yaml")).expect("compiles");
+    let cases: &[(&str, &[usize])] = &[
+        (
+            "registry.example.org/myproject/my-image:mytag",
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+        ),
+        (
+            "registry.example.org/myproject/my-image:other-tag",
+            &[1, 2, 3, 5, 6, 7],
+        ),
+        (
+            "registry.example.org/myproject/anotherimage:anothertag",
+            &[3, 6, 7],
+        ),
+        (
+            "registry.example.org/anotherproject/my-image:mytag",
+            &[4, 5, 6, 7],
+        ),
+        (
+            "registry.example.org/anotherproject/anotherimage:anothertag",
+            &[6, 7],
+        ),
+        ("my-registry.example.org/myproject/my-image:mytag", &[7]),
+        ("registry.io/project/image:tag", &[]),
+        ("busybox", &[]),
+    ];
+    for (image, expected) in cases {
+        assert_eq!(matched_indices(&snapshot, image), *expected, "{image}");
+    }
+    let last = &snapshot.entries()[7];
+    assert_eq!(
+        last.secret_ref.as_ref().map(|s| s.name.as_str()),
+        Some("example-org-pull")
+    );
+    assert_eq!(snapshot.keys_of(&snapshot.entries()[4]).count(), 2);
+}
+
+#[test]
+fn a_policy_with_another_name_is_invalid_name() {
+    let mut policy = policy_file("seed-quickstart.yaml");
+    policy.metadata.name = Some("my-policy".into());
+    let problems = Snapshot::compile(&policy).expect_err("wrong name");
+    assert_eq!(problems.reason(), Reason::InvalidName);
+    assert_eq!(problems.0.len(), 1);
+    assert_eq!(problems.0[0].path, "metadata.name");
+    assert!(
+        problems.0[0].message.contains("\"my-policy\""),
+        "{}",
+        problems.0[0].message
+    );
+}
+
+#[test]
+fn each_invalid_case_has_its_reason_and_path() {
+    let good = || key("k", "p256.pub");
+    let cases: Vec<(ClusterImagePolicySpec, Reason, &str, &str)> = vec![
+        (
+            spec(
+                vec![Key {
+                    name: "k".into(),
+                    public_key: "nope".into(),
+                }],
+                vec![entry("a/b", &["k"])],
+            ),
+            Reason::InvalidKey,
+            "spec.verification.keys[0].publicKey",
+            "key \"k\": not a PEM public key",
+        ),
+        (
+            spec(vec![key("k", "rsa1024.pub")], vec![entry("a/b", &["k"])]),
+            Reason::InvalidKey,
+            "spec.verification.keys[0].publicKey",
+            "the RSA key is too weak",
+        ),
+        (
+            spec(
+                vec![good(), key("k", "p384.pub")],
+                vec![entry("a/b", &["k"])],
+            ),
+            Reason::InvalidKey,
+            "spec.verification.keys[1].name",
+            "duplicate key name \"k\" (also spec.verification.keys[0])",
+        ),
+        (
+            spec(vec![key("", "p256.pub")], vec![]),
+            Reason::InvalidKey,
+            "spec.verification.keys[0].name",
+            "no name",
+        ),
+        (
+            spec(vec![good()], vec![entry("a/b", &["k", "missing"])]),
+            Reason::UnknownKey,
+            "spec.verification.images[0].keys[1].name",
+            "no key named \"missing\"",
+        ),
+        (
+            spec(vec![good()], vec![entry("a/b", &[])]),
+            Reason::MissingKeys,
+            "spec.verification.images[0].keys",
+            "names no key",
+        ),
+        (
+            spec(vec![good()], vec![entry("", &["k"])]),
+            Reason::InvalidPattern,
+            "spec.verification.images[0].namePattern",
+            "empty",
+        ),
+        (
+            spec(
+                vec![good()],
+                vec![entry("registry.example.org/a b", &["k"])],
+            ),
+            Reason::InvalidPattern,
+            "spec.verification.images[0].namePattern",
+            "character ' '",
+        ),
+        (
+            spec(
+                vec![good()],
+                vec![ImageEntry {
+                    secret_ref: Some(SecretRef {
+                        name: String::new(),
+                        namespace: Some("ns".into()),
+                    }),
+                    ..entry("a/b", &["k"])
+                }],
+            ),
+            Reason::InvalidSecretRef,
+            "spec.verification.images[0].secretRef.name",
+            "no name",
+        ),
+        (
+            spec(
+                vec![good()],
+                vec![ImageEntry {
+                    secret_ref: Some(SecretRef {
+                        name: "s".into(),
+                        namespace: Some("Bad_NS".into()),
+                    }),
+                    ..entry("a/b", &["k"])
+                }],
+            ),
+            Reason::InvalidSecretRef,
+            "spec.verification.images[0].secretRef.namespace",
+            "not a namespace name",
+        ),
+        (
+            ClusterImagePolicySpec {
+                verification: Verification {
+                    exclude: Some(image_policy_crd::Exclude {
+                        resources: Some(image_policy_crd::ExcludedResources {
+                            namespaces: vec!["kube-system".into(), String::new()],
+                        }),
+                    }),
+                    keys: vec![good()],
+                    images: vec![],
+                },
+            },
+            Reason::InvalidNamespace,
+            "spec.verification.exclude.resources.namespaces[1]",
+            "not a namespace name",
+        ),
+    ];
+    for (spec, reason, path, words) in cases {
+        let problems = Snapshot::compile_spec(&spec).expect_err(path);
+        assert_eq!(problems.0.len(), 1, "{problems}");
+        let problem = &problems.0[0];
+        assert_eq!(
+            (problem.reason, problem.path.as_str()),
+            (reason, path),
+            "{problem}"
+        );
+        assert!(
+            problem.message.contains(words),
+            "{path}: {}",
+            problem.message
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let spec = spec(
+        vec![
+            Key {
+                name: "bad".into(),
+                public_key: "-----BEGIN PUBLIC KEY-----\n".into(),
+            },
+            key("ok", "p256.pub"),
+        ],
+        vec![
+            entry("*", &["bad"]),
+            entry("", &["ghost"]),
+            entry("x:", &[]),
+        ],
+    );
+    let problems = Snapshot::compile_spec(&spec).expect_err("invalid");
+    let seen: Vec<_> = problems
+        .0
+        .iter()
+        .map(|p| (p.reason, p.path.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Reason::InvalidKey, "spec.verification.keys[0].publicKey"),
+            (
+                Reason::InvalidPattern,
+                "spec.verification.images[1].namePattern"
+            ),
+            (
+                Reason::UnknownKey,
+                "spec.verification.images[1].keys[0].name"
+            ),
+            (
+                Reason::InvalidPattern,
+                "spec.verification.images[2].namePattern"
+            ),
+            (Reason::MissingKeys, "spec.verification.images[2].keys"),
+        ]
+    );
+    assert_eq!(problems.reason(), Reason::InvalidKey);
+    let text = problems.to_string();
+    for problem in &problems.0 {
+        assert!(text.contains(&problem.to_string()), "{problem} in {text}");
+    }
+}
+
+#[test]
+fn repeated_key_references_count_once() {
+    let snapshot = Snapshot::compile_spec(&spec(
+        vec![key("k", "p256.pub")],
+        vec![entry("a/*", &["k", "k"])],
+    ))
+    .expect("ok");
+    assert_eq!(snapshot.entries()[0].key_ids, [0]);
+}
+
+#[test]
+fn an_empty_policy_matches_nothing() {
+    let snapshot =
+        Snapshot::compile_spec(&ClusterImagePolicySpec::default()).expect("empty is valid");
+    assert!(matched_indices(&snapshot, "busybox").is_empty());
+}
+
+fn pattern_strategy() -> impl Strategy<Value = String> {
+    let component = prop::sample::select(vec![
+        "*",
+        "docker.io",
+        "index.docker.io",
+        "registry.example.org",
+        "localhost:5000",
+        "library",
+        "busybox",
+        "my*",
+        "*.example.org",
+        "app",
+        "team",
+        "x",
+    ]);
+    (
+        prop::collection::vec(component, 1..4),
+        prop::option::of(prop::sample::select(vec!["latest", "v*", "*", "1.0"])),
+    )
+        .prop_map(|(parts, tag)| {
+            let mut p = parts.join("/");
+            if let Some(t) = tag {
+                p.push(':');
+                p.push_str(t);
+            }
+            p
+        })
+}
+
+fn image_strategy() -> impl Strategy<Value = String> {
+    let component = prop::sample::select(vec![
+        "docker.io",
+        "index.docker.io",
+        "registry.example.org",
+        "my.example.org",
+        "localhost:5000",
+        "library",
+        "busybox",
+        "myapp",
+        "app",
+        "team",
+        "x",
+        "Registry.Example.org",
+    ]);
+    (
+        prop::collection::vec(component, 1..4),
+        prop::option::of(prop::sample::select(vec!["latest", "v1", "1.0"])),
+    )
+        .prop_map(|(parts, tag)| {
+            let mut p = parts.join("/");
+            if let Some(t) = tag {
+                p.push(':');
+                p.push_str(t);
+            }
+            p
+        })
+}
+
+proptest! {
+    /// The index is only a shortcut: it finds exactly what comparing every pattern finds.
+    #[test]
+    fn the_index_finds_what_a_full_scan_finds(
+        patterns in prop::collection::vec(pattern_strategy(), 1..30),
+        images in prop::collection::vec(image_strategy(), 1..10),
+    ) {
+        let entries: Vec<ImageEntry> = patterns.iter().map(|p| entry(p, &["k"])).collect();
+        let snapshot = Snapshot::compile_spec(&spec(vec![key("k", "p256.pub")], entries))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for written in &images {
+            let Ok(image) = ImageName::parse(written) else { continue };
+            let indexed: Vec<usize> = snapshot.matching(&image).iter().map(|e| e.index).collect();
+            let scanned: Vec<usize> = snapshot
+                .entries()
+                .iter()
+                .filter(|e| e.pattern.matches(&image))
+                .map(|e| e.index)
+                .collect();
+            prop_assert_eq!(indexed, scanned, "{}", written);
+        }
+    }
+}
