@@ -1,0 +1,411 @@
+//! The command line: `image-policy crd` and `image-policy match`.
+//!
+//! Every subcommand returns an [`ExitCode`]: 0 when it answered, 2 when its input could not
+//! be used (an unreadable or invalid policy file), with the reason on standard error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use image_policy_crd::ClusterImagePolicy;
+use kube::{CustomResourceExt, Resource};
+use serde::Serialize;
+
+use crate::policy::{ImageName, Problems, Snapshot};
+
+/// Admits container images into Kubernetes only when a trusted key signed them with cosign.
+#[derive(Debug, Parser)]
+#[command(name = "image-policy", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the ClusterImagePolicy CustomResourceDefinition as YAML.
+    Crd,
+    /// Show which entries of a policy match each image, and with which keys it is checked.
+    Match(MatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MatchArgs {
+    /// A ClusterImagePolicy manifest (YAML or JSON).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// Also say whether the policy is applied at all in this namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Images as written in a pod spec.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> ExitCode {
+        let mut stdout = std::io::stdout().lock();
+        let result = match self.command {
+            Command::Crd => print_crd(&mut stdout),
+            Command::Match(args) => run_match(&args, &mut stdout),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+/// Why a command could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The policy file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not YAML or JSON of a ClusterImagePolicy.
+    #[error("{path} is not a ClusterImagePolicy manifest: {detail}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with its position.
+        detail: String,
+    },
+    /// The policy does not compile.
+    #[error("{path}: the policy is invalid:\n{}", list(.problems))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Problems,
+    },
+    /// Writing the answer failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+fn list(problems: &Problems) -> String {
+    let lines: Vec<String> = problems
+        .0
+        .iter()
+        .map(|p| format!("  {p} ({})", p.reason))
+        .collect();
+    lines.join("\n")
+}
+
+fn print_crd(out: &mut impl Write) -> Result<(), CliError> {
+    out.write_all(crd_yaml().as_bytes())?;
+    Ok(())
+}
+
+/// The CRD as checked in under `charts/image-policy-webhook/crds/`.
+pub fn crd_yaml() -> String {
+    // Serializing a value built from our own types cannot fail; an empty document would be
+    // caught by the drift test.
+    serde_yaml::to_string(&ClusterImagePolicy::crd()).unwrap_or_default()
+}
+
+/// Reads and compiles a policy manifest.
+pub fn load_policy(path: &Path) -> Result<Snapshot, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let parse_error = |detail: String| CliError::Parse {
+        path: path.into(),
+        detail,
+    };
+    // The kind first, so that a Deployment given by mistake is named as such rather than
+    // reported as a ClusterImagePolicy with missing fields.
+    let types: kube::core::TypeMeta =
+        serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+    let expected = (
+        ClusterImagePolicy::api_version(&()),
+        ClusterImagePolicy::kind(&()),
+    );
+    if (types.api_version.as_str(), types.kind.as_str()) != (&*expected.0, &*expected.1) {
+        return Err(parse_error(format!(
+            "found {}/{}, expected {}/{}",
+            types.api_version, types.kind, expected.0, expected.1
+        )));
+    }
+    let policy: ClusterImagePolicy =
+        serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+    Snapshot::compile(&policy).map_err(|problems| CliError::Invalid {
+        path: path.into(),
+        problems,
+    })
+}
+
+/// What `match` says of one image.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+struct ImageReport {
+    image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canonical: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    excluded_namespace: Option<String>,
+    matches: Vec<MatchReport>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+struct MatchReport {
+    entry: usize,
+    pattern: String,
+    keys: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_ref: Option<String>,
+}
+
+fn run_match(args: &MatchArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let snapshot = load_policy(&args.policy)?;
+    let excluded = args
+        .namespace
+        .as_deref()
+        .filter(|ns| snapshot.is_excluded(ns));
+    let reports: Vec<ImageReport> = args
+        .images
+        .iter()
+        .map(|i| report(&snapshot, i, excluded))
+        .collect();
+    match args.output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &reports).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Output::Text => {
+            for r in &reports {
+                write_text(r, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageReport {
+    let mut report = ImageReport {
+        image: written.to_owned(),
+        canonical: None,
+        error: None,
+        excluded_namespace: excluded.map(str::to_owned),
+        matches: Vec::new(),
+    };
+    match ImageName::parse(written) {
+        Err(e) => report.error = Some(e.to_string()),
+        Ok(image) => {
+            report.canonical = Some(image.canonical());
+            report.matches = snapshot
+                .matching(&image)
+                .into_iter()
+                .map(|entry| MatchReport {
+                    entry: entry.index,
+                    pattern: entry.pattern.to_string(),
+                    keys: snapshot.keys_of(entry).map(|k| k.name.clone()).collect(),
+                    secret_ref: entry.secret_ref.as_ref().map(|s| match &s.namespace {
+                        Some(ns) => format!("{ns}/{}", s.name),
+                        None => s.name.clone(),
+                    }),
+                })
+                .collect();
+        }
+    }
+    report
+}
+
+fn write_text(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()> {
+    match &report.canonical {
+        Some(canonical) if canonical != &report.image => {
+            writeln!(out, "{} ({canonical})", report.image)?
+        }
+        _ => writeln!(out, "{}", report.image)?,
+    }
+    if let Some(ns) = &report.excluded_namespace {
+        writeln!(out, "  namespace {ns} is excluded: not checked")?;
+    }
+    if let Some(error) = &report.error {
+        return writeln!(out, "  {error}: denied");
+    }
+    if report.matches.is_empty() {
+        return writeln!(
+            out,
+            "  matches no entry: denied, or admitted with a warning when allowUnmatchedImages is true"
+        );
+    }
+    for m in &report.matches {
+        write!(
+            out,
+            "  images[{}] {} keys: {}",
+            m.entry,
+            m.pattern,
+            m.keys.join(", ")
+        )?;
+        match &m.secret_ref {
+            Some(secret) => writeln!(out, " secretRef: {secret}")?,
+            None => writeln!(out)?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(path)
+    }
+
+    fn run(args: &[&str]) -> (Result<(), CliError>, String) {
+        let cli = Cli::try_parse_from(std::iter::once("image-policy").chain(args.iter().copied()))
+            .expect("args");
+        let mut out = Vec::new();
+        let result = match cli.command {
+            Command::Crd => print_crd(&mut out),
+            Command::Match(a) => run_match(&a, &mut out),
+        };
+        (result, String::from_utf8(out).expect("utf8"))
+    }
+
+    #[test]
+    fn the_checked_in_crd_is_the_generated_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml");
+        let checked_in =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            checked_in == crd_yaml(),
+            "{} has drifted from `image-policy crd`; regenerate it with `make crd`",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn match_answers_the_seed_quickstart() {
+        let policy = data("policies/seed-quickstart.yaml");
+        let policy = policy.to_str().expect("path");
+        let (result, out) = run(&[
+            "match",
+            "--policy",
+            policy,
+            "gcr.io/projectsigstore/cosign:v1.2.1",
+            "busybox",
+            "Bad@@",
+        ]);
+        result.expect("answers");
+        let expected = "\
+gcr.io/projectsigstore/cosign:v1.2.1
+  images[0] gcr.io/projectsigstore/cosign* keys: cosign-key
+busybox (docker.io/library/busybox:latest)
+  matches no entry: denied, or admitted with a warning when allowUnmatchedImages is true
+Bad@@
+";
+        assert!(out.starts_with(expected), "{out}");
+        assert!(
+            out.lines().nth(5).is_some_and(|l| l.ends_with(": denied")),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn match_json_names_entries_keys_and_secrets() {
+        let policy = data("policies/seed-table.yaml");
+        let policy = policy.to_str().expect("path");
+        let (result, out) = run(&[
+            "match",
+            "--policy",
+            policy,
+            "-o",
+            "json",
+            "--namespace",
+            "kube-system",
+            "my-registry.example.org/myproject/my-image:mytag",
+        ]);
+        result.expect("answers");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!([{
+                "image": "my-registry.example.org/myproject/my-image:mytag",
+                "canonical": "my-registry.example.org/myproject/my-image:mytag",
+                "excludedNamespace": "kube-system",
+                "matches": [{
+                    "entry": 7,
+                    "pattern": "*.example.org/*",
+                    "keys": ["second-key"],
+                    "secretRef": "image-policy-system/example-org-pull"
+                }]
+            }])
+        );
+    }
+
+    #[test]
+    fn an_invalid_policy_lists_every_problem_with_its_path() {
+        let dir = std::env::temp_dir().join(format!("image-policy-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("bad.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\nmetadata: {name: other}\n\
+             spec:\n  verification:\n    keys: [{name: k, publicKey: nope}]\n    images: [{namePattern: '', keys: [{name: x}]}]\n",
+        )
+        .expect("write");
+        let (result, _) = run(&["match", "--policy", file.to_str().expect("path"), "busybox"]);
+        let message = result.expect_err("invalid").to_string();
+        for words in [
+            "metadata.name: the policy is named \"other\"",
+            "spec.verification.keys[0].publicKey: key \"k\": not a PEM public key",
+            "spec.verification.images[0].namePattern: \"\": the pattern is empty",
+            "spec.verification.images[0].keys[0].name: no key named \"x\"",
+            "(InvalidName)",
+            "(UnknownKey)",
+        ] {
+            assert!(message.contains(words), "{words} in:\n{message}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn unreadable_and_foreign_files_are_clear_errors() {
+        let (result, _) = run(&["match", "--policy", "/nonexistent/policy.yaml", "busybox"]);
+        assert!(matches!(result, Err(CliError::Read { .. })));
+        let pod = data("policies/not-a-policy.yaml");
+        let (result, _) = run(&["match", "--policy", pod.to_str().expect("path"), "busybox"]);
+        let message = result.expect_err("a Pod").to_string();
+        assert!(
+            message.contains(
+                "found v1/Pod, expected signing.apps.tanzu.vmware.com/v1beta1/ClusterImagePolicy"
+            ),
+            "{message}"
+        );
+    }
+}
