@@ -340,7 +340,50 @@ fn parse_digest(text: &str) -> Result<String, PatternError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// Any string as a pattern or as an image: an answer or an error, never a panic.
+        #[test]
+        fn no_input_panics(
+            pattern in "[a-zA-Z0-9./:@*_\\-\\[\\]é ]{0,40}",
+            image in "[a-zA-Z0-9./:@_\\-\\[\\]é]{0,40}",
+            anything in any::<String>(),
+        ) {
+            let image = ImageName::parse(&image);
+            for text in [pattern.as_str(), anything.as_str()] {
+                if let (Ok(p), Ok(i)) = (NamePattern::parse(text), image.as_ref()) {
+                    let _ = p.matches(i);
+                }
+            }
+            let _ = ImageName::parse(&anything);
+        }
+
+        /// A pattern that is an image's own canonical name matches it, and a star in place
+        /// of any run of its repository path still matches.
+        #[test]
+        fn an_image_matches_its_own_name_with_any_run_starred(
+            image in "[a-z]{1,8}\\.[a-z]{2,3}(:[0-9]{2,4})?/[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}:[a-z0-9]{1,6}",
+            cut in any::<prop::sample::Index>(),
+            len in 0usize..10,
+        ) {
+            let parsed = ImageName::parse(&image).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let name = parsed.reference().name().to_owned();
+            prop_assert!(NamePattern::parse(&name).map(|p| p.matches(&parsed)).unwrap_or(false));
+            // Stars go after the registry: a star between a host and its port would turn the
+            // port into a tag pattern, as `host:5000*` is (SPEC §2: the tag follows the last ':').
+            let first_slash = name.find('/').unwrap_or(0) + 1;
+            let start = first_slash + cut.index(name.len() - first_slash);
+            let end = (start + len).min(name.len());
+            let starred = format!("{}*{}", &name[..start], &name[end..]);
+            let pattern = NamePattern::parse(&starred).map_err(|e| TestCaseError::fail(format!("{starred}: {e}")))?;
+            prop_assert!(pattern.matches(&parsed), "{} must match {}", starred, image);
+        }
+    }
 
     fn matches(pattern: &str, image: &str) -> bool {
         let pattern = NamePattern::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
