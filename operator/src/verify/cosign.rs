@@ -1,0 +1,176 @@
+//! Cosign's key-based signatures as stored in a registry (SPEC §3).
+//!
+//! The signatures of `repo@sha256:<hex>` are the layers of the manifest tagged
+//! `sha256-<hex>.sig` in the same repository. A layer counts when its simple-signing payload
+//! names exactly that digest and its `dev.cosignproject.cosign/signature` annotation verifies
+//! over the exact payload bytes with one of the keys. Key parsing and the signature check are
+//! sigstore's; the payload is read here with the few fields that decide, since sigstore's
+//! payload type sits behind its `cosign` feature, which brings Fulcio, Rekor and OAuth clients
+//! (some 360 crates) that key-based verification never uses.
+
+use oci_client::manifest::OciImageManifest;
+use serde::Deserialize;
+
+use super::credentials::Credential;
+use super::registry::{Registry, RegistryError, Repository};
+use crate::policy::NamedKey;
+
+/// The media type of a cosign simple-signing layer.
+pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The annotation holding the base64 signature.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// At most this many signature layers are examined; more is a registry trying to make
+/// admission slow.
+const MAX_SIGNATURE_LAYERS: usize = 32;
+
+/// What the signatures of one digest say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signatures {
+    /// A signature over this digest verifies with the named key.
+    Verified {
+        /// The key's name in the policy.
+        key: String,
+    },
+    /// No signature manifest, or one without signature layers.
+    NotSigned,
+    /// Signatures exist, but none over this digest verifies with the keys.
+    NoneVerify {
+        /// Layers whose payload names another digest (a signature copied from another image).
+        other_digest: usize,
+        /// Layers for this digest that no key verifies.
+        bad_signature: usize,
+    },
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    critical: Critical,
+}
+
+#[derive(Deserialize)]
+struct Critical {
+    image: PayloadImage,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct PayloadImage {
+    #[serde(rename = "docker-manifest-digest")]
+    digest: String,
+}
+
+/// The tag under which cosign stores the signatures of `digest`.
+pub fn signature_tag(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    Some(format!("sha256-{hex}.sig"))
+}
+
+/// Reads and checks the signatures of `repo@digest` against `keys`.
+pub async fn check(
+    registry: &Registry,
+    repo: &Repository,
+    digest: &str,
+    keys: &[&NamedKey],
+    credential: Option<&Credential>,
+) -> Result<Signatures, RegistryError> {
+    let Some(tag) = signature_tag(digest) else {
+        return Ok(Signatures::NotSigned);
+    };
+    let Some(manifest) = registry.manifest(repo, &tag, credential).await? else {
+        return Ok(Signatures::NotSigned);
+    };
+    let manifest: OciImageManifest =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| RegistryError::BadResponse {
+            host: repo.host.clone(),
+            detail: format!("a signature manifest that is not one ({e})"),
+        })?;
+    let layers = manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+        .filter_map(|l| {
+            let signature = l.annotations.as_ref()?.get(SIGNATURE_ANNOTATION)?;
+            Some((l.digest.as_str(), signature.as_str()))
+        });
+    let (mut seen, mut other_digest, mut bad_signature) = (0, 0, 0);
+    for (layer_digest, signature) in layers.take(MAX_SIGNATURE_LAYERS) {
+        seen += 1;
+        let Some(payload) = registry.blob(repo, layer_digest, credential).await? else {
+            bad_signature += 1;
+            continue;
+        };
+        match names_digest(&payload, digest) {
+            Some(true) => {}
+            Some(false) => {
+                other_digest += 1;
+                continue;
+            }
+            None => {
+                bad_signature += 1;
+                continue;
+            }
+        }
+        if let Some(key) = keys.iter().find(|k| k.key.verifies(&payload, signature)) {
+            return Ok(Signatures::Verified {
+                key: key.name.clone(),
+            });
+        }
+        bad_signature += 1;
+    }
+    if seen == 0 {
+        return Ok(Signatures::NotSigned);
+    }
+    Ok(Signatures::NoneVerify {
+        other_digest,
+        bad_signature,
+    })
+}
+
+/// Whether a simple-signing payload is one and names `digest`; `None` when it is no payload.
+fn names_digest(payload: &[u8], digest: &str) -> Option<bool> {
+    let payload: Payload = serde_json::from_slice(payload).ok()?;
+    if payload.critical.kind != "cosign container image signature" {
+        return None;
+    }
+    Some(payload.critical.image.digest == digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_payloads_name_their_digest() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/signatures");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{base}/index.json")).expect("index"))
+                .expect("json");
+        for case in index.as_array().expect("array") {
+            let id = case["id"].as_str().expect("id");
+            let digest = case["image_digest"].as_str().expect("digest");
+            let payload = std::fs::read(format!("{base}/{id}/payload.json")).expect("payload");
+            assert_eq!(names_digest(&payload, digest), Some(true), "{id}");
+            let other = format!("sha256:{}", "0".repeat(64));
+            assert_eq!(names_digest(&payload, &other), Some(false), "{id}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_payload_is_not_read_as_one() {
+        assert_eq!(names_digest(b"", "sha256:00"), None);
+        assert_eq!(names_digest(b"{}", "sha256:00"), None);
+        let wrong_type =
+            br#"{"critical":{"image":{"docker-manifest-digest":"sha256:00"},"type":"other"}}"#;
+        assert_eq!(names_digest(wrong_type, "sha256:00"), None);
+    }
+
+    #[test]
+    fn signature_tags() {
+        assert_eq!(
+            signature_tag("sha256:abc").as_deref(),
+            Some("sha256-abc.sig")
+        );
+        assert_eq!(signature_tag("sha512:abc"), None);
+    }
+}

@@ -1,0 +1,626 @@
+//! A minimal, bounded OCI distribution client: the three requests verification needs.
+//!
+//! Why not `oci_client::Client` for the requests (its manifest types are used): it probes
+//! `/v2/` before every request on a registry that issues no token (a cold tag would cost 6
+//! requests instead of 3), it keeps the first credential stored for a registry (so a refused
+//! credential cannot be replaced by the next source), and it reads whole bodies into
+//! memory. Here every body is read against a limit, every answer is classified (absent,
+//! refused, unreachable, lying), and credentials are per request.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use moka::future::Cache;
+use reqwest::{Method, StatusCode, header};
+
+use super::credentials::Credential;
+
+/// Manifest media types accepted when resolving a tag: an index is what `cosign sign` signs
+/// for a multi-arch image, so it must come back as itself, not as a platform's manifest.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
+
+/// Limits and trust for registry connections.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// PEM CA certificates trusted in addition to the system roots.
+    pub extra_roots_pem: Vec<Vec<u8>>,
+    /// Registries (`host` or `host:port`) reached over plain HTTP, by explicit opt-in.
+    pub insecure_registries: HashSet<String>,
+    /// The bound on one HTTP exchange, connection included.
+    pub request_timeout: Duration,
+    /// The largest manifest read (distribution refuses manifests over 4 MiB).
+    pub max_manifest_bytes: usize,
+    /// The largest signature payload read.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            extra_roots_pem: Vec::new(),
+            insecure_registries: HashSet::new(),
+            request_timeout: Duration::from_secs(5),
+            max_manifest_bytes: 4 << 20,
+            max_payload_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A repository in a registry, with the host name the registry's API answers on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
+    /// `host[:port]` of the API; Docker Hub's is `registry-1.docker.io`.
+    pub host: String,
+    /// The repository path: `library/busybox`.
+    pub path: String,
+}
+
+impl Repository {
+    /// The API location of an image reference's repository.
+    pub fn of(domain: &str, path: &str) -> Self {
+        let host = match domain.to_ascii_lowercase().as_str() {
+            "docker.io" | "index.docker.io" => "registry-1.docker.io".to_owned(),
+            other => other.to_owned(),
+        };
+        Repository {
+            host,
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.path)
+    }
+}
+
+/// How a failed exchange failed. Never carries a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry refused the credential (or its absence): 401 or 403.
+    #[error("the registry {host} refused the credentials (HTTP {status})")]
+    Unauthorized {
+        /// The registry.
+        host: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// No answer: connection refused, TLS failure, DNS.
+    #[error("the registry {host} is unreachable: {detail}")]
+    Unreachable {
+        /// The registry.
+        host: String,
+        /// What failed.
+        detail: String,
+    },
+    /// An answer, but a wrong one: 5xx, a body over its limit, malformed JSON, a blob
+    /// whose content is not its digest.
+    #[error("the registry {host} answered badly: {detail}")]
+    BadResponse {
+        /// The registry.
+        host: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// No answer within the per-request bound.
+    #[error("the registry {host} did not answer within {seconds}s")]
+    TimedOut {
+        /// The registry.
+        host: String,
+        /// The bound.
+        seconds: u64,
+    },
+}
+
+impl RegistryError {
+    /// The fixed label of this failure, for metrics and reasons.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RegistryError::Unauthorized { .. } => "Unauthorized",
+            RegistryError::Unreachable { .. } => "Unreachable",
+            RegistryError::BadResponse { .. } => "BadResponse",
+            RegistryError::TimedOut { .. } => "Timeout",
+        }
+    }
+}
+
+/// The registry client, shared by every verification.
+#[derive(Clone)]
+pub struct Registry {
+    http: reqwest::Client,
+    config: Arc<RegistryConfig>,
+    /// `Authorization` values that worked, by (host, repository, credential identity):
+    /// bearer tokens, or the basic header for registries that asked for basic auth. A hit
+    /// saves the 401 round trip.
+    authorizations: Cache<(String, String, String), Arc<str>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A manifest fetched by tag or digest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The raw bytes, as signed and hashed.
+    pub bytes: Bytes,
+    /// The `Docker-Content-Digest` the registry sent, if any.
+    pub digest_header: Option<String>,
+}
+
+impl Registry {
+    /// A client with the system roots plus `config.extra_roots_pem`.
+    pub fn new(config: RegistryConfig) -> Result<Self, String> {
+        let mut roots = Vec::new();
+        for pem in &config.extra_roots_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("custom CA: {e}"))?;
+            if certs.is_empty() {
+                return Err("custom CA: no certificate in the PEM data".into());
+            }
+            roots.extend(certs);
+        }
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(roots)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .no_proxy()
+            .user_agent(concat!("image-policy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("registry client: {e}"))?;
+        let authorizations = Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(240))
+            .build();
+        Ok(Registry {
+            http,
+            config: Arc::new(config),
+            authorizations,
+        })
+    }
+
+    /// The digest a tag points at, by one HEAD request; `None` when the tag does not exist.
+    pub async fn resolve_tag(
+        &self,
+        repo: &Repository,
+        tag: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Option<String>, RegistryError> {
+        let url = self.url(repo, &format!("manifests/{tag}"));
+        let response = self
+            .send(Method::HEAD, &url, repo, credential, Some(MANIFEST_ACCEPT))
+            .await?;
+        let Some(response) = response else {
+            return Ok(None);
+        };
+        match digest_header(&response) {
+            Some(digest) => Ok(Some(digest)),
+            // Registries that omit the header on HEAD: hash the manifest instead.
+            None => {
+                let manifest = self.manifest(repo, tag, credential).await?;
+                Ok(manifest.map(|m| sha256_digest(&m.bytes)))
+            }
+        }
+    }
+
+    /// A manifest by tag or digest, read up to the manifest limit; `None` when absent.
+    pub async fn manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let Some(response) = self
+            .send(Method::GET, &url, repo, credential, Some(MANIFEST_ACCEPT))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let digest_header = digest_header(&response);
+        let bytes = self
+            .read_limited(response, self.config.max_manifest_bytes, repo)
+            .await?;
+        Ok(Some(Manifest {
+            bytes,
+            digest_header,
+        }))
+    }
+
+    /// A blob, read up to the payload limit and checked against its digest; `None` when
+    /// absent.
+    pub async fn blob(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let Some(response) = self.send(Method::GET, &url, repo, credential, None).await? else {
+            return Ok(None);
+        };
+        let bytes = self
+            .read_limited(response, self.config.max_payload_bytes, repo)
+            .await?;
+        if !digest.starts_with("sha256:") || sha256_digest(&bytes) != digest {
+            return Err(bad(
+                repo,
+                format!("the blob {digest} does not have that digest"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn url(&self, repo: &Repository, rest: &str) -> String {
+        let scheme = if self.config.insecure_registries.contains(&repo.host) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}/v2/{}/{rest}", repo.host, repo.path)
+    }
+
+    /// One request, with at most one authentication round when the registry asks for it.
+    /// `None` for 404.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        repo: &Repository,
+        credential: Option<&Credential>,
+        accept: Option<&str>,
+    ) -> Result<Option<reqwest::Response>, RegistryError> {
+        let identity = credential.map_or_else(|| "anonymous".to_owned(), Credential::identity);
+        let key = (repo.host.clone(), repo.path.clone(), identity);
+        let mut authorization = self.authorizations.get(&key).await;
+        for attempt in 0..2 {
+            let mut request = self.http.request(method.clone(), url);
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT, accept);
+            }
+            if let Some(value) = &authorization {
+                request = request.header(header::AUTHORIZATION, value.as_ref());
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport(repo, &e, &self.config))?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                let challenge = response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok());
+                match self.authorize(challenge, repo, credential).await? {
+                    Some(value) => {
+                        self.authorizations.insert(key.clone(), value.clone()).await;
+                        authorization = Some(value);
+                        continue;
+                    }
+                    None => return Err(unauthorized(repo, status)),
+                }
+            }
+            return match status {
+                s if s.is_success() => Ok(Some(response)),
+                StatusCode::NOT_FOUND => Ok(None),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    self.authorizations.invalidate(&key).await;
+                    Err(unauthorized(repo, status))
+                }
+                s => Err(bad(repo, format!("HTTP {}", s.as_u16()))),
+            };
+        }
+        Err(unauthorized(repo, StatusCode::UNAUTHORIZED))
+    }
+
+    /// Answers a `WWW-Authenticate` challenge: the basic header, or a bearer token fetched
+    /// from the realm. `None` when there is nothing to answer with.
+    async fn authorize(
+        &self,
+        challenge: Option<&str>,
+        repo: &Repository,
+        credential: Option<&Credential>,
+    ) -> Result<Option<Arc<str>>, RegistryError> {
+        let Some(challenge) = challenge.and_then(Challenge::parse) else {
+            return Ok(None);
+        };
+        match challenge {
+            Challenge::Basic => Ok(credential.map(|c| Arc::from(basic_header(c)))),
+            Challenge::Bearer { realm, service } => {
+                let realm_url = reqwest::Url::parse(&realm)
+                    .map_err(|_| bad(repo, "a token realm that is not a URL"))?;
+                let realm_host = realm_url.host_str().unwrap_or_default();
+                let plain_ok = self
+                    .config
+                    .insecure_registries
+                    .iter()
+                    .any(|h| h.split(':').next() == Some(realm_host));
+                if realm_url.scheme() != "https" && !plain_ok {
+                    return Err(bad(repo, "a token realm over plain HTTP"));
+                }
+                let scope = format!("repository:{}:pull", repo.path);
+                let mut query = vec![("scope", scope.as_str())];
+                if let Some(service) = service.as_deref() {
+                    query.push(("service", service));
+                }
+                let mut request = self.http.get(realm_url).query(&query);
+                if let Some(c) = credential {
+                    request = request.header(header::AUTHORIZATION, basic_header(c));
+                }
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| transport(repo, &e, &self.config))?;
+                match response.status() {
+                    s if s.is_success() => {}
+                    s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                        return Err(unauthorized(repo, s));
+                    }
+                    s => {
+                        return Err(bad(
+                            repo,
+                            format!("token endpoint answered HTTP {}", s.as_u16()),
+                        ));
+                    }
+                }
+                let body = self.read_limited(response, 64 << 10, repo).await?;
+                let token: TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|_| bad(repo, "a token response that is not JSON"))?;
+                let token = token.token.or(token.access_token).filter(|t| !t.is_empty());
+                let token = token.ok_or_else(|| bad(repo, "a token response without a token"))?;
+                Ok(Some(Arc::from(format!("Bearer {token}"))))
+            }
+        }
+    }
+
+    /// Reads a body up to `limit` bytes; more is a bad response, and is not read.
+    async fn read_limited(
+        &self,
+        mut response: reqwest::Response,
+        limit: usize,
+        repo: &Repository,
+    ) -> Result<Bytes, RegistryError> {
+        let too_big = || bad(repo, format!("a body over the {limit}-byte limit"));
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport(repo, &e, &self.config))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+/// The part of a `WWW-Authenticate` header that matters here.
+#[derive(Debug, PartialEq, Eq)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+impl Challenge {
+    fn parse(header: &str) -> Option<Self> {
+        let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Some(Challenge::Basic);
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let mut realm = None;
+        let mut service = None;
+        for (name, value) in auth_params(params) {
+            match name.to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(value),
+                "service" => service = Some(value),
+                _ => {}
+            }
+        }
+        Some(Challenge::Bearer {
+            realm: realm?,
+            service,
+        })
+    }
+}
+
+/// `name="value", name=value` pairs; commas inside quotes are kept.
+fn auth_params(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once('=') {
+        let name = name.trim().trim_start_matches(',').trim().to_owned();
+        let after = after.trim_start();
+        let (value, remainder) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.find('"') {
+                Some(end) => (
+                    quoted.get(..end).unwrap_or_default(),
+                    quoted.get(end + 1..).unwrap_or_default(),
+                ),
+                None => (quoted, ""),
+            },
+            None => match after.find(',') {
+                Some(end) => (
+                    after.get(..end).unwrap_or_default(),
+                    after.get(end..).unwrap_or_default(),
+                ),
+                None => (after, ""),
+            },
+        };
+        out.push((name, value.to_owned()));
+        rest = remainder;
+    }
+    out
+}
+
+fn basic_header(credential: &Credential) -> String {
+    let pair = format!("{}:{}", credential.username, credential.password);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+fn digest_header(response: &reqwest::Response) -> Option<String> {
+    let value = response
+        .headers()
+        .get("docker-content-digest")?
+        .to_str()
+        .ok()?;
+    let valid = value.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    valid.then(|| value.to_owned())
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn unauthorized(repo: &Repository, status: StatusCode) -> RegistryError {
+    RegistryError::Unauthorized {
+        host: repo.host.clone(),
+        status: status.as_u16(),
+    }
+}
+
+fn bad(repo: &Repository, detail: impl Into<String>) -> RegistryError {
+    RegistryError::BadResponse {
+        host: repo.host.clone(),
+        detail: detail.into(),
+    }
+}
+
+fn transport(repo: &Repository, error: &reqwest::Error, config: &RegistryConfig) -> RegistryError {
+    let host = repo.host.clone();
+    if error.is_timeout() {
+        return RegistryError::TimedOut {
+            host,
+            seconds: config.request_timeout.as_secs().max(1),
+        };
+    }
+    if error.is_redirect() {
+        return RegistryError::BadResponse {
+            host,
+            detail: "too many redirects".into(),
+        };
+    }
+    if error.is_body() || error.is_decode() {
+        return RegistryError::BadResponse {
+            host,
+            detail: "the body broke off".into(),
+        };
+    }
+    // reqwest's message may carry the URL, never a header; the source chain says why.
+    let mut detail = String::from("connection failed");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    RegistryError::Unreachable { host, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            Challenge::parse("Basic realm=\"Registry Realm\""),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            Challenge::parse(
+                "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/busybox:pull\""
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into())
+            })
+        );
+        assert_eq!(
+            Challenge::parse("bearer realm=https://r/t, service=x"),
+            Some(Challenge::Bearer {
+                realm: "https://r/t".into(),
+                service: Some("x".into())
+            })
+        );
+        assert_eq!(
+            Challenge::parse("Bearer service=\"x\""),
+            None,
+            "no realm, nothing to ask"
+        );
+        assert_eq!(Challenge::parse("Negotiate abc"), None);
+        for junk in [
+            "",
+            "=",
+            "Bearer =\"",
+            "Bearer realm=\"unterminated",
+            "Bearer ,,,=,=",
+        ] {
+            let _ = Challenge::parse(junk);
+        }
+    }
+
+    #[test]
+    fn docker_hub_is_reached_on_its_api_host() {
+        assert_eq!(
+            Repository::of("docker.io", "library/busybox").host,
+            "registry-1.docker.io"
+        );
+        assert_eq!(
+            Repository::of("Index.Docker.io", "x/y").host,
+            "registry-1.docker.io"
+        );
+        assert_eq!(
+            Repository::of("127.0.0.1:5000", "x").to_string(),
+            "127.0.0.1:5000/x"
+        );
+    }
+
+    #[test]
+    fn digests_are_sha256_of_the_bytes() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
