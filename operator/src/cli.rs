@@ -28,6 +28,11 @@ enum Command {
     Crd,
     /// Show which entries of a policy match each image, and with which keys it is checked.
     Match(MatchArgs),
+    /// Decide, offline from a cluster, whether images or workloads would be admitted.
+    ///
+    /// Exits 0 when everything would be admitted, 1 when something would be denied, and 2
+    /// when the input cannot be used.
+    Check(crate::check::CheckArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +67,11 @@ impl Cli {
         let result = match self.command {
             Command::Crd => print_crd(&mut stdout),
             Command::Match(args) => run_match(&args, &mut stdout),
+            Command::Check(args) => match crate::check::run(&args, &mut stdout) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
+                Err(e) => Err(e),
+            },
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -103,6 +113,14 @@ pub enum CliError {
         /// Every problem found.
         problems: Problems,
     },
+    /// Some other input file (manifest, CA, docker config) is unusable.
+    #[error("{path}: {detail}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Writing the answer failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -120,6 +138,13 @@ fn list(problems: &Problems) -> String {
 fn print_crd(out: &mut impl Write) -> Result<(), CliError> {
     out.write_all(crd_yaml().as_bytes())?;
     Ok(())
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read {
+        path: path.into(),
+        source,
+    })
 }
 
 /// The CRD as checked in under `charts/image-policy-webhook/crds/`.
@@ -292,6 +317,7 @@ mod tests {
         let result = match cli.command {
             Command::Crd => print_crd(&mut out),
             Command::Match(a) => run_match(&a, &mut out),
+            Command::Check(_) => unreachable!("check has its own tests"),
         };
         (result, String::from_utf8(out).expect("utf8"))
     }

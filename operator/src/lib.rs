@@ -1,8 +1,14 @@
 //! image-policy: a Kubernetes operator that admits a container image only when a trusted key
 //! has signed it with cosign.
 //!
-//! [`policy`] is the pure engine (references, patterns, keys, compiled snapshots); [`cli`]
-//! is the command line on top of it.
+//! [`policy`] is the pure engine (references, patterns, keys, compiled snapshots);
+//! [`verify`] checks cosign signatures in registries; [`decide`] turns both into SPEC §2's
+//! decisions and words; [`workload`] finds the images of Pods and workloads; [`cli`] and
+//! [`check`] are the command line on top.
 
+pub mod check;
 pub mod cli;
+pub mod decide;
 pub mod policy;
+pub mod verify;
+pub mod workload;
