@@ -1,0 +1,531 @@
+//! The verifier against a real registry (Debian's docker-registry on 127.0.0.1, TLS with a CA
+//! made per run): signatures made with sigstore's signers and the real cosign signatures of
+//! the conformance data, every way of failing, request counts read from the registry's own
+//! access log, caching, credentials.
+
+// A test crate: its helpers fail the test loudly by design.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use image_policy::policy::{ImageName, NamedKey, PublicKey};
+use image_policy::verify::{Credential, Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use sigstore::crypto::{SigStoreSigner, SigningScheme};
+use support::cosign::{Pusher, real_signatures, simple_signing_payload};
+use support::registry::{Registry, RegistryOptions};
+
+fn signer(scheme: SigningScheme) -> (SigStoreSigner, NamedKey) {
+    let signer = scheme.create_signer().expect("signer");
+    let pem = signer
+        .to_sigstore_keypair()
+        .expect("pair")
+        .public_key_to_pem()
+        .expect("pem");
+    let key = NamedKey {
+        name: format!("{scheme}"),
+        key: PublicKey::from_pem(&pem).expect("key"),
+    };
+    (signer, key)
+}
+
+fn config(registry: &Registry) -> VerifyConfig {
+    VerifyConfig {
+        registry: RegistryConfig {
+            extra_roots_pem: vec![registry.ca_pem()],
+            ..RegistryConfig::default()
+        },
+        ..VerifyConfig::default()
+    }
+}
+
+fn verifier(registry: &Registry) -> Verifier {
+    Verifier::new(config(registry)).expect("verifier")
+}
+
+async fn verify(verifier: &Verifier, image: &str, keys: &[&NamedKey]) -> Verdict {
+    verifier
+        .verify(&ImageName::parse(image).expect("image"), keys, &[])
+        .await
+}
+
+fn failure(verdict: Verdict) -> Failure {
+    match verdict {
+        Verdict::Denied(f) => f,
+        Verdict::Verified { .. } => panic!("expected a denial"),
+    }
+}
+
+/// The registry's view, without the readiness probe or pushes: method and path.
+fn requests(registry: &Registry) -> Vec<String> {
+    registry
+        .requests()
+        .into_iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_key_algorithm_verifies_its_signature_and_no_other() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let verifier = verifier(&registry);
+    let schemes = [
+        SigningScheme::ECDSA_P256_SHA256_ASN1,
+        SigningScheme::ECDSA_P384_SHA384_ASN1,
+        SigningScheme::RSA_PKCS1_SHA256(2048),
+        SigningScheme::ED25519,
+    ];
+    let signers: Vec<_> = schemes.into_iter().map(signer).collect();
+    for (i, (signer, key)) in signers.iter().enumerate() {
+        let repo = format!("algo/{i}");
+        let digest = pusher.push_image(&repo, "v1").await;
+        pusher.sign(&repo, &digest, signer).await;
+        let image = format!("{}/{repo}:v1", registry.host());
+        let verdict = verify(&verifier, &image, &[key]).await;
+        assert_eq!(
+            verdict,
+            Verdict::Verified {
+                digest: digest.clone(),
+                key: key.name.clone()
+            },
+            "{}",
+            key.name
+        );
+        let others: Vec<&NamedKey> = signers
+            .iter()
+            .filter(|(_, k)| k.name != key.name)
+            .map(|(_, k)| k)
+            .collect();
+        let verdict = verify(&verifier, &image, &others).await;
+        assert_eq!(
+            failure(verdict),
+            Failure::SignatureMismatch {
+                only_other_digests: false
+            },
+            "{}",
+            key.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn real_cosign_signatures_verify_with_their_keys_only() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let verifier = verifier(&registry);
+    let cases = real_signatures();
+    let keys: Vec<NamedKey> = cases
+        .iter()
+        .map(|c| NamedKey {
+            name: c.id.clone(),
+            key: PublicKey::from_pem(&String::from_utf8_lossy(&c.key_pem)).expect("key"),
+        })
+        .collect();
+    assert!(cases.len() >= 3);
+    for case in &cases {
+        let repo = format!("real/{}", case.id);
+        pusher
+            .push_signature_layer(
+                &repo,
+                &case.image_digest,
+                &case.payload,
+                &case.signature_b64,
+            )
+            .await;
+        let image = format!("{}/{repo}@{}", registry.host(), case.image_digest);
+        let own: Vec<&NamedKey> = keys.iter().filter(|k| k.name == case.id).collect();
+        let verdict = verify(&verifier, &image, &own).await;
+        assert_eq!(
+            verdict,
+            Verdict::Verified {
+                digest: case.image_digest.clone(),
+                key: case.id.clone()
+            },
+            "{}",
+            case.id
+        );
+        let others: Vec<&NamedKey> = keys.iter().filter(|k| k.name != case.id).collect();
+        let verdict = verify(&verifier, &image, &others).await;
+        assert_eq!(
+            failure(verdict),
+            Failure::SignatureMismatch {
+                only_other_digests: false
+            },
+            "{}",
+            case.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_way_of_not_being_signed_has_its_reason() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let verifier = verifier(&registry);
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let host = registry.host();
+
+    // Unsigned.
+    let unsigned = pusher.push_image("cases/unsigned", "v1").await;
+    let verdict = verify(&verifier, &format!("{host}/cases/unsigned:v1"), &[&key]).await;
+    assert_eq!(failure(verdict), Failure::NotSigned { digest: unsigned });
+
+    // A signature copied from another image: its payload names the other digest.
+    let original = pusher.push_image("cases/original", "v1").await;
+    let payload = pusher.sign("cases/original", &original, &signer).await;
+    let copy = pusher.push_image("cases/copy", "v1").await;
+    let signature =
+        base64::engine::general_purpose::STANDARD.encode(signer.sign(&payload).expect("sign"));
+    pusher
+        .push_signature_layer("cases/copy", &copy, &payload, &signature)
+        .await;
+    let verdict = verify(&verifier, &format!("{host}/cases/copy:v1"), &[&key]).await;
+    let copied = failure(verdict);
+    assert_eq!(
+        copied,
+        Failure::SignatureMismatch {
+            only_other_digests: true
+        }
+    );
+    assert!(
+        copied
+            .explanation()
+            .is_some_and(|e| e.contains("other images"))
+    );
+
+    // A corrupted signature over the right payload.
+    let corrupt = pusher.push_image("cases/corrupt", "v1").await;
+    let payload = simple_signing_payload(&format!("{host}/cases/corrupt"), &corrupt);
+    let mut raw = signer.sign(&payload).expect("sign");
+    raw[10] ^= 0xff;
+    let bad = base64::engine::general_purpose::STANDARD.encode(raw);
+    pusher
+        .push_signature_layer("cases/corrupt", &corrupt, &payload, &bad)
+        .await;
+    let verdict = verify(&verifier, &format!("{host}/cases/corrupt:v1"), &[&key]).await;
+    assert_eq!(
+        failure(verdict),
+        Failure::SignatureMismatch {
+            only_other_digests: false
+        }
+    );
+
+    // A signature layer that is not base64 at all, next to a good one: the good one wins.
+    // (A fresh verifier: the rejection above is cached for its TTL, as it should be.)
+    pusher
+        .push_signature_layer("cases/corrupt", &corrupt, &payload, "!!not base64!!")
+        .await;
+    pusher.sign("cases/corrupt", &corrupt, &signer).await;
+    let fresh = Verifier::new(config(&registry)).expect("verifier");
+    let verdict = verify(&fresh, &format!("{host}/cases/corrupt@{corrupt}"), &[&key]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+
+    // No such image.
+    let verdict = verify(&verifier, &format!("{host}/cases/absent:v1"), &[&key]).await;
+    assert_eq!(failure(verdict), Failure::ImageNotFound);
+}
+
+#[tokio::test]
+async fn requests_are_the_minimum_and_a_cached_digest_costs_none() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let verifier = verifier(&registry);
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let digest = pusher.push_image("count/app", "v1").await;
+    pusher.sign("count/app", &digest, &signer).await;
+    let hex = digest.trim_start_matches("sha256:");
+    let host = registry.host();
+
+    registry.clear_requests();
+    let verdict = verify(&verifier, &format!("{host}/count/app:v1"), &[&key]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+    let seen = requests(&registry);
+    assert_eq!(seen.len(), 3, "a cold tag: {seen:#?}");
+    assert_eq!(seen[0], "HEAD /v2/count/app/manifests/v1 200");
+    assert_eq!(
+        seen[1],
+        format!("GET /v2/count/app/manifests/sha256-{hex}.sig 200")
+    );
+    assert!(
+        seen[2].starts_with("GET /v2/count/app/blobs/sha256:") && seen[2].ends_with(" 200"),
+        "{seen:#?}"
+    );
+
+    let cold = Verifier::new(config(&registry)).expect("verifier");
+    registry.clear_requests();
+    let verdict = verify(&cold, &format!("{host}/count/app@{digest}"), &[&key]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+    assert_eq!(
+        requests(&registry).len(),
+        2,
+        "a cold digest: {:#?}",
+        requests(&registry)
+    );
+
+    registry.clear_requests();
+    let verdict = verify(&cold, &format!("{host}/count/app@{digest}"), &[&key]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+    assert_eq!(requests(&registry), Vec::<String>::new(), "a cached digest");
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_checks_make_one_round() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let verifier = verifier(&registry);
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let digest = pusher.push_image("burst/app", "v1").await;
+    pusher.sign("burst/app", &digest, &signer).await;
+    let image =
+        Arc::new(ImageName::parse(&format!("{}/burst/app:v1", registry.host())).expect("image"));
+    let key = Arc::new(key);
+    registry.clear_requests();
+    let checks = (0..100).map(|_| {
+        let (verifier, image, key) = (verifier.clone(), image.clone(), key.clone());
+        tokio::spawn(async move { verifier.verify(&image, &[&key], &[]).await })
+    });
+    for verdict in futures::future::join_all(checks).await {
+        assert!(matches!(verdict.expect("task"), Verdict::Verified { .. }));
+    }
+    assert_eq!(requests(&registry).len(), 3, "{:#?}", requests(&registry));
+}
+
+#[tokio::test]
+async fn a_moved_tag_is_seen_once_its_digest_expires() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let short = VerifyConfig {
+        digest_ttl: Duration::from_millis(300),
+        ..config(&registry)
+    };
+    let verifier = Verifier::new(short).expect("verifier");
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let signed = pusher.push_image("moving/app", "v1").await;
+    pusher.sign("moving/app", &signed, &signer).await;
+    let unsigned = pusher.push_image("moving/app", "unsigned").await;
+    let image = format!("{}/moving/app:v1", registry.host());
+    assert!(matches!(
+        verify(&verifier, &image, &[&key]).await,
+        Verdict::Verified { .. }
+    ));
+    pusher.retag("moving/app", "v1", &unsigned).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        failure(verify(&verifier, &image, &[&key]).await),
+        Failure::NotSigned { digest: unsigned }
+    );
+}
+
+#[tokio::test]
+async fn an_index_is_verified_by_its_own_digest_and_a_platform_by_its() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let verifier = verifier(&registry);
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (index, platforms) = pusher.push_index("multi/app", "v1").await;
+    pusher.sign("multi/app", &index, &signer).await;
+    let host = registry.host();
+    let verdict = verify(&verifier, &format!("{host}/multi/app:v1"), &[&key]).await;
+    assert_eq!(
+        verdict,
+        Verdict::Verified {
+            digest: index.clone(),
+            key: key.name.clone()
+        }
+    );
+    // A platform digest is its own image: the index's signature does not cover it.
+    let platform = &platforms[0];
+    let verdict = verify(&verifier, &format!("{host}/multi/app@{platform}"), &[&key]).await;
+    assert_eq!(
+        failure(verdict),
+        Failure::NotSigned {
+            digest: platform.clone()
+        }
+    );
+    pusher.sign("multi/app", platform, &signer).await;
+    let fresh = Verifier::new(config(&registry)).expect("verifier");
+    let verdict = verify(&fresh, &format!("{host}/multi/app@{platform}"), &[&key]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+}
+
+#[tokio::test]
+async fn credentials_fall_through_to_one_that_works() {
+    let registry = Registry::start(RegistryOptions {
+        basic_auth: Some(("alice".into(), "right-password".into())),
+    });
+    let pusher = Pusher::new(&registry);
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let digest = pusher.push_image("private/app", "v1").await;
+    pusher.sign("private/app", &digest, &signer).await;
+    let image = ImageName::parse(&format!("{}/private/app:v1", registry.host())).expect("image");
+    let host = registry.host();
+    let wrong = Credential::new(&host, "alice", "wrong-password");
+    let right = Credential::new(&host, "alice", "right-password");
+
+    let verifier = verifier(&registry);
+    let verdict = verifier.verify(&image, &[&key], &[]).await;
+    assert_eq!(
+        failure(verdict),
+        Failure::Unauthorized { host: host.clone() }
+    );
+    let verdict = verifier
+        .verify(&image, &[&key], std::slice::from_ref(&wrong))
+        .await;
+    assert_eq!(
+        failure(verdict),
+        Failure::Unauthorized { host: host.clone() }
+    );
+    let verdict = verifier
+        .verify(&image, &[&key], &[wrong.clone(), right.clone()])
+        .await;
+    assert!(
+        matches!(verdict, Verdict::Verified { .. }),
+        "wrong then right: {verdict:?}"
+    );
+    let verdict = Verifier::new(config(&registry))
+        .expect("v")
+        .verify(&image, &[&key], &[right])
+        .await;
+    assert!(
+        matches!(verdict, Verdict::Verified { .. }),
+        "right alone: {verdict:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_with_an_unknown_ca_is_unreachable() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    pusher.push_image("tls/app", "v1").await;
+    let (_, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let untrusting = Verifier::new(VerifyConfig::default()).expect("verifier");
+    let verdict = verify(
+        &untrusting,
+        &format!("{}/tls/app:v1", registry.host()),
+        &[&key],
+    )
+    .await;
+    let failure = failure(verdict);
+    assert_eq!(failure.label(), "Unreachable", "{failure:?}");
+    assert!(
+        failure
+            .explanation()
+            .is_some_and(|e| e.to_lowercase().contains("certificate")),
+        "{failure:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_check_command_prints_the_decisions_and_exits_by_them() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let host = registry.host();
+    let signed = pusher.push_image("cli/signed", "v1").await;
+    pusher.sign("cli/signed", &signed, &signer).await;
+    pusher.push_image("cli/unsigned", "v1").await;
+    let pem = signer
+        .to_sigstore_keypair()
+        .expect("pair")
+        .public_key_to_pem()
+        .expect("pem");
+    let dir = tempfile::tempdir().expect("dir");
+    let policy = dir.path().join("policy.yaml");
+    let indented: String = pem.lines().map(|l| format!("        {l}\n")).collect();
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: image-policy\n\
+             spec:\n  verification:\n    keys:\n    - name: {}\n      publicKey: |\n{indented}    images:\n    - namePattern: {host}/cli/*\n      keys: [{{name: {}}}]\n",
+            key.name, key.name
+        ),
+    )
+    .expect("policy");
+    let bin = env!("CARGO_BIN_EXE_image-policy");
+    let ca = registry.ca_path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args([
+                "check",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--ca-file",
+                ca.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&[&format!("{host}/cli/signed:v1")]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "Admitted: {host}/cli/signed:v1 ({signed} verified with key {})\n",
+            key.name
+        )
+    );
+
+    let (code, out) = run(&[&format!("{host}/cli/unsigned:v1"), "busybox"]);
+    assert_eq!(code, Some(1), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with(&format!("Denied: The image: {host}/cli/unsigned:v1 is not signed. No signature was found for sha256:")), "{out}");
+    assert_eq!(
+        lines[1],
+        "Denied: Could not verify against any image policies for container image: busybox."
+    );
+
+    let (code, out) = run(&["--allow-unmatched-images", "busybox"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out,
+        "Warning: busybox did not match any image policies. Container will be created as AllowUnmatchedImages flag is true.\n"
+    );
+
+    let manifest = dir.path().join("deploy.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  template:\n    spec:\n      initContainers: [{{name: i, image: {host}/cli/unsigned:v1}}]\n      containers: [{{name: c, image: {host}/cli/signed:v1}}]\n\
+             ---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: nightly}}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers: [{{name: c, image: {host}/cli/signed:v1}}]\n"
+        ),
+    )
+    .expect("manifest");
+    let (code, out) = run(&["-f", manifest.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows: Vec<(String, bool)> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            (
+                r["workload"].as_str().unwrap_or_default().to_owned(),
+                r["admitted"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Deployment/web".into(), false),
+            ("Deployment/web".into(), true),
+            ("CronJob/nightly".into(), true)
+        ]
+    );
+    let (code, _) = run(&["-f", "/nonexistent.yaml"]);
+    assert_eq!(code, Some(2));
+}
