@@ -211,6 +211,18 @@ impl Verifier {
         })
     }
 
+    /// Forgets every cached digest and verdict (the registry connections stay open): after a
+    /// key is revoked, and for measuring cold verification.
+    pub fn clear_caches(&self) {
+        self.digests.invalidate_all();
+        self.verdicts.invalidate_all();
+    }
+
+    /// The registry client the verifier uses.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Whether any of `keys` verifies a signature of `image`, trying `credentials` in order
     /// and anonymous access last.
     pub async fn verify(

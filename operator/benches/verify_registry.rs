@@ -1,0 +1,157 @@
+//! Verification latency against the real local registry (Debian's docker-registry over TLS on
+//! 127.0.0.1), printed as a table:
+//!
+//! - cold: caches cleared before each verification, connections kept (the first admission of
+//!   an image);
+//! - warm: the same verification again (a cached verdict);
+//! - bare: the three HTTP exchanges a cold tag needs (HEAD manifest, GET signature manifest,
+//!   GET payload), made with the verifier's own client and nothing else, the floor that cold
+//!   verification is compared with.
+//!
+//! Run with `cargo bench -p image-policy --bench verify_registry` (needs `hack/registry.sh
+//! install`). Ratios are taken within one run, since the machines are noisy.
+
+#![allow(
+    missing_docs,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use image_policy::policy::{ImageName, NamedKey, PublicKey};
+use image_policy::verify::{RegistryConfig, Repository, Verdict, Verifier, VerifyConfig};
+use sigstore::crypto::SigningScheme;
+use support::cosign::Pusher;
+use support::registry::{Registry, RegistryOptions};
+
+const ROUNDS: usize = 200;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+async fn measure<F, Fut>(mut f: F) -> Vec<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..10 {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        f().await;
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .expect("signer");
+    let pem = signer
+        .to_sigstore_keypair()
+        .expect("pair")
+        .public_key_to_pem()
+        .expect("pem");
+    let key = NamedKey {
+        name: "k".into(),
+        key: PublicKey::from_pem(&pem).expect("key"),
+    };
+    let digest = pusher.push_image("bench/app", "v1").await;
+    pusher.sign("bench/app", &digest, &signer).await;
+
+    let config = VerifyConfig {
+        registry: RegistryConfig {
+            extra_roots_pem: vec![registry.ca_pem()],
+            ..RegistryConfig::default()
+        },
+        ..VerifyConfig::default()
+    };
+    let verifier = Verifier::new(config).expect("verifier");
+    let host = registry.host();
+    let by_tag = ImageName::parse(&format!("{host}/bench/app:v1")).expect("image");
+    let by_digest = ImageName::parse(&format!("{host}/bench/app@{digest}")).expect("image");
+    let keys = [&key];
+    let check =
+        |verdict: Verdict| assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+
+    let client = verifier.registry();
+    let repo = Repository::of(&host, "bench/app");
+    let sig_tag = format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
+    let manifest = client.manifest(&repo, &sig_tag, None).await.expect("sig").expect("present");
+    let sig: serde_json::Value = serde_json::from_slice(&manifest.bytes).expect("json");
+    let layer = sig["layers"][0]["digest"].as_str().expect("layer").to_owned();
+    let bare_round = || async {
+        client.resolve_tag(&repo, "v1", None).await.expect("head").expect("present");
+        client.manifest(&repo, &sig_tag, None).await.expect("sig").expect("present");
+        client.blob(&repo, &layer, None).await.expect("blob").expect("present");
+    };
+
+    // Cold verification and the bare requests alternate, round by round, so that the load of
+    // a noisy machine falls on both alike.
+    let mut toggle = false;
+    let paired = measure(|| {
+        toggle = !toggle;
+        let cold = toggle;
+        async move {
+            if cold {
+                verifier.clear_caches();
+                check(verifier.verify(&by_tag, &keys, &[]).await);
+            } else {
+                bare_round().await;
+            }
+        }
+    })
+    .await;
+    let (cold_tag, bare): (Vec<_>, Vec<_>) = paired.chunks(2).map(|pair| (pair[0], pair[1])).unzip();
+    let cold_digest = measure(|| async {
+        verifier.clear_caches();
+        check(verifier.verify(&by_digest, &keys, &[]).await);
+    })
+    .await;
+    let warm_tag = measure(|| async { check(verifier.verify(&by_tag, &keys, &[]).await) }).await;
+    let warm_digest = measure(|| async { check(verifier.verify(&by_digest, &keys, &[]).await) }).await;
+
+    let rows = [
+        ("cold, by tag (3 requests)", cold_tag),
+        ("cold, by digest (2 requests)", cold_digest),
+        ("warm, by tag (cached)", warm_tag),
+        ("warm, by digest (cached)", warm_digest),
+        ("bare 3 requests, same client", bare),
+    ];
+    println!("{ROUNDS} rounds each, after 10 warm-up rounds\n");
+    println!("{:<32} {:>10} {:>10} {:>10}", "", "p50", "p90", "p99");
+    let mut medians = Vec::new();
+    for (name, mut samples) in rows {
+        let (p50, p90, p99) = (
+            percentile(&mut samples, 0.5),
+            percentile(&mut samples, 0.9),
+            percentile(&mut samples, 0.99),
+        );
+        medians.push(p50);
+        println!("{name:<32} {:>10.1?} {:>10.1?} {:>10.1?}", p50, p90, p99);
+    }
+    let ratio = medians[0].as_secs_f64() / medians[4].as_secs_f64();
+    println!("\ncold tag verification / bare 3 requests (p50): {ratio:.2}x (goal: at most 1.20x)");
+}
