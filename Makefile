@@ -1,0 +1,39 @@
+# image-policy: the two commands that matter are `make up` and `make test` (README.md).
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+CRD_FILE := charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml
+
+.PHONY: test deps lint unit e2e crd bench up down
+
+## Everything CI runs: formatting, lints, unit tests, then the suite against a real API server.
+test: deps lint unit e2e
+
+## What the build needs on a fresh Debian machine (a C compiler for aws-lc).
+deps:
+	hack/install-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked --exclude image-policy-e2e
+
+## The end-to-end suite: a real kube-apiserver (built from Debian's source, cached), kubectl.
+e2e:
+	hack/e2e.sh
+
+## Regenerate the checked-in CRD from the Rust types.
+crd:
+	$(CARGO) run --quiet --locked -p image-policy -- crd > $(CRD_FILE)
+
+## The policy engine's hot path (criterion); see README.md for the figures.
+bench:
+	$(CARGO) bench --locked -p image-policy --bench snapshot_match
+
+## A local control plane for trying the product: prints what to export.
+up:
+	hack/up.sh
+
+down:
+	hack/cluster-down.sh

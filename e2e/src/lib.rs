@@ -1,0 +1,106 @@
+//! Helpers for the end-to-end suite: run `kubectl` and `image-policy` against the cluster
+//! that `hack/e2e.sh` started, and say clearly what failed.
+//!
+//! The suite is not meant to run without that cluster: every helper fails loudly when
+//! `KUBECONFIG` or `IMAGE_POLICY_BIN` is missing, rather than skipping.
+
+// This crate is a test harness: a failed expectation must stop the test with a message.
+#![allow(clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a command printed, and whether it succeeded.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit status was zero.
+    pub ok: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Standard output, or a failure that shows both streams.
+    pub fn expect_ok(self, what: &str) -> String {
+        assert!(
+            self.ok,
+            "{what} failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the suite with hack/e2e.sh"))
+}
+
+/// Runs `kubectl ARGS` with `stdin` as its input.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Run {
+    run(
+        Command::new("kubectl")
+            .env("KUBECONFIG", env("KUBECONFIG"))
+            .args(args),
+        stdin,
+    )
+}
+
+/// Runs the product's binary.
+pub fn image_policy(args: &[&str]) -> Run {
+    run(Command::new(env("IMAGE_POLICY_BIN")).args(args), None)
+}
+
+fn run(command: &mut Command, stdin: Option<&str>) -> Run {
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("writing to {command:?}: {e}"));
+    }
+    Run::from(
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{command:?}: {e}")),
+    )
+}
+
+/// Retries `check` until it returns `Some` or `limit` passes.
+pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A file of the operator's test data.
+pub fn operator_data(path: &str) -> String {
+    let full = format!(
+        "{}/../operator/tests/data/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
