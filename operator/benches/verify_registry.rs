@@ -99,39 +99,61 @@ async fn run() {
     let client = verifier.registry();
     let repo = Repository::of(&host, "bench/app");
     let sig_tag = format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
-    let manifest = client.manifest(&repo, &sig_tag, None).await.expect("sig").expect("present");
+    let manifest = client
+        .manifest(&repo, &sig_tag, None)
+        .await
+        .expect("sig")
+        .expect("present");
     let sig: serde_json::Value = serde_json::from_slice(&manifest.bytes).expect("json");
-    let layer = sig["layers"][0]["digest"].as_str().expect("layer").to_owned();
+    let layer = sig["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_owned();
     let bare_round = || async {
-        client.resolve_tag(&repo, "v1", None).await.expect("head").expect("present");
-        client.manifest(&repo, &sig_tag, None).await.expect("sig").expect("present");
-        client.blob(&repo, &layer, None).await.expect("blob").expect("present");
+        client
+            .resolve_tag(&repo, "v1", None)
+            .await
+            .expect("head")
+            .expect("present");
+        client
+            .manifest(&repo, &sig_tag, None)
+            .await
+            .expect("sig")
+            .expect("present");
+        client
+            .blob(&repo, &layer, None)
+            .await
+            .expect("blob")
+            .expect("present");
     };
 
     // Cold verification and the bare requests alternate, round by round, so that the load of
     // a noisy machine falls on both alike.
     let mut toggle = false;
+    let (verifier_ref, by_tag_ref, keys_ref, bare_ref) = (&verifier, &by_tag, &keys, &bare_round);
     let paired = measure(|| {
         toggle = !toggle;
         let cold = toggle;
         async move {
             if cold {
-                verifier.clear_caches();
-                check(verifier.verify(&by_tag, &keys, &[]).await);
+                verifier_ref.clear_caches();
+                check(verifier_ref.verify(by_tag_ref, keys_ref, &[]).await);
             } else {
-                bare_round().await;
+                bare_ref().await;
             }
         }
     })
     .await;
-    let (cold_tag, bare): (Vec<_>, Vec<_>) = paired.chunks(2).map(|pair| (pair[0], pair[1])).unzip();
+    let (cold_tag, bare): (Vec<_>, Vec<_>) =
+        paired.chunks(2).map(|pair| (pair[0], pair[1])).unzip();
     let cold_digest = measure(|| async {
         verifier.clear_caches();
         check(verifier.verify(&by_digest, &keys, &[]).await);
     })
     .await;
     let warm_tag = measure(|| async { check(verifier.verify(&by_tag, &keys, &[]).await) }).await;
-    let warm_digest = measure(|| async { check(verifier.verify(&by_digest, &keys, &[]).await) }).await;
+    let warm_digest =
+        measure(|| async { check(verifier.verify(&by_digest, &keys, &[]).await) }).await;
 
     let rows = [
         ("cold, by tag (3 requests)", cold_tag),
