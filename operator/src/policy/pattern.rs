@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use memchr::memmem::Finder;
+
 use super::reference::{Reference, ReferenceError};
 
 /// The registry that Docker Hub images without a registry belong to.
@@ -251,17 +253,29 @@ pub enum PatternError {
 }
 
 /// A `*`-only glob, kept as the literal runs between stars.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Glob {
     /// The literal runs; `parts.len() == 1` means no star.
     parts: Vec<String>,
+    /// A searcher for each run between the first and the last, built once: building one per
+    /// search would cost more than the search itself.
+    middle: Vec<Finder<'static>>,
 }
+
+impl PartialEq for Glob {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts == other.parts
+    }
+}
+
+impl Eq for Glob {}
 
 impl Glob {
     fn new(text: &str) -> Self {
-        Glob {
-            parts: text.split('*').map(str::to_owned).collect(),
-        }
+        let parts: Vec<String> = text.split('*').map(str::to_owned).collect();
+        let inner = parts.get(1..parts.len().saturating_sub(1)).unwrap_or_default();
+        let middle = inner.iter().map(|p| Finder::new(p.as_bytes()).into_owned()).collect();
+        Glob { parts, middle }
     }
 
     /// The literal text before the first star, when it is the whole of a fixed prefix
@@ -289,10 +303,11 @@ impl Glob {
             return false;
         }
         let mut window = input
+            .as_bytes()
             .get(first.len()..input.len() - last.len())
             .unwrap_or_default();
-        for part in middle {
-            match window.find(part.as_str()) {
+        for (part, finder) in middle.iter().zip(&self.middle) {
+            match finder.find(window) {
                 Some(at) => window = window.get(at + part.len()..).unwrap_or_default(),
                 None => return false,
             }
