@@ -21,5 +21,5 @@ echo "[e2e] control plane up in $(( $(date +%s) - started ))s"
 
 export KUBECONFIG="${IMAGE_POLICY_STATE}/kubeconfig"
 cargo build --locked -p image-policy
-export IMAGE_POLICY_BIN="${PWD}/target/debug/image-policy"
+export IMAGE_POLICY_BIN="${CARGO_TARGET_DIR:-${PWD}/target}/debug/image-policy"
 cargo test --locked -p image-policy-e2e -- --test-threads=1

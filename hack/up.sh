@@ -10,7 +10,7 @@ state="${IMAGE_POLICY_STATE:-/tmp/image-policy-cluster}"
 export KUBECONFIG="${state}/kubeconfig"
 
 cargo build --locked -p image-policy
-bin="${PWD}/target/debug/image-policy"
+bin="${CARGO_TARGET_DIR:-${PWD}/target}/debug/image-policy"
 "${bin}" crd | kubectl apply -f -
 kubectl wait --for=condition=Established --timeout=60s crd/clusterimagepolicies.signing.apps.tanzu.vmware.com
 
