@@ -273,8 +273,13 @@ impl Eq for Glob {}
 impl Glob {
     fn new(text: &str) -> Self {
         let parts: Vec<String> = text.split('*').map(str::to_owned).collect();
-        let inner = parts.get(1..parts.len().saturating_sub(1)).unwrap_or_default();
-        let middle = inner.iter().map(|p| Finder::new(p.as_bytes()).into_owned()).collect();
+        let inner = parts
+            .get(1..parts.len().saturating_sub(1))
+            .unwrap_or_default();
+        let middle = inner
+            .iter()
+            .map(|p| Finder::new(p.as_bytes()).into_owned())
+            .collect();
         Glob { parts, middle }
     }
 

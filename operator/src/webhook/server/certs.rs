@@ -1,0 +1,426 @@
+//! The serving certificate: read from PEM files, re-read when they change.
+//!
+//! The check is driven by TLS handshakes, not by a background task: each handshake may look
+//! at the files' metadata (two `stat` calls), at most once per [`CHECK_INTERVAL`]. So a
+//! rotated certificate is served to the first new connection made a second after the files
+//! change, an idle server does no I/O, and there is no task to start or stop. Only metadata
+//! is compared (modification time, length, inode): the files are read and parsed only when
+//! it changes, so the handshake path stays cheap. Kubernetes updates a mounted Secret by
+//! swapping a symlink, which changes the inode even when time and length happen to match.
+//!
+//! A reload that fails (a half-written file, bad PEM, a key that does not match the
+//! certificate) keeps the certificate in use and logs a warning once; it is tried again
+//! when the files change again. Connections already open are never touched: rustls only
+//! asks for a certificate during a handshake.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::LOG_TARGET;
+
+/// How often, at most, a handshake looks at the files for a change.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why the serving certificate or its key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A file could not be read (missing, unreadable).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The certificate file holds no PEM `CERTIFICATE` block, or a malformed one.
+    #[error("{} holds no usable PEM certificate: {source}", path.display())]
+    Certificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong with its PEM.
+        #[source]
+        source: pem::Error,
+    },
+    /// The key file holds no PEM private key (PKCS#8, SEC1 or PKCS#1), or a malformed one.
+    #[error(
+        "{} holds no usable PEM private key (PKCS#8, SEC1 \"EC PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\"): {source}",
+        path.display()
+    )]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with its PEM.
+        #[source]
+        source: pem::Error,
+    },
+    /// The key is of a kind rustls cannot sign with, or is not the certificate's key.
+    #[error("the key in {} cannot serve the certificate in {}: {source}", key.display(), cert.display())]
+    Unusable {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls' reason.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// The current certificate and key, and the files they are re-read from.
+#[derive(Debug)]
+pub struct CertStore {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+    interval: Duration,
+    current: RwLock<Arc<CertifiedKey>>,
+    check: Mutex<Check>,
+}
+
+/// What the last look at the files saw.
+#[derive(Debug)]
+struct Check {
+    at: Instant,
+    /// The metadata of the last load attempted, successful or not.
+    seen: Option<Stamp>,
+    /// Whether the files could not even be looked at last time (warned once).
+    unreadable: bool,
+}
+
+/// The metadata of both files: a change in any field means "read them again".
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    cert: FileStamp,
+    key: FileStamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl CertStore {
+    /// Loads the certificate chain and key; an error names the file at fault.
+    pub fn load(
+        cert_file: &Path,
+        key_file: &Path,
+        provider: Arc<CryptoProvider>,
+        interval: Duration,
+    ) -> Result<Self, CertError> {
+        // Metadata first, then contents: a change in between is seen again at the next check.
+        let seen = stamp(cert_file, key_file).ok();
+        let key = load_certified_key(cert_file, key_file, &provider)?;
+        Ok(CertStore {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            provider,
+            interval,
+            current: RwLock::new(Arc::new(key)),
+            check: Mutex::new(Check {
+                at: Instant::now(),
+                seen,
+                unreadable: false,
+            }),
+        })
+    }
+
+    /// The certificate and key that new connections get.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Re-reads the files if the last check is older than the interval and they changed.
+    ///
+    /// Never waits: when another handshake is checking, this one uses the current key.
+    pub fn refresh_if_due(&self) {
+        let mut check = match self.check.try_lock() {
+            Ok(check) => check,
+            Err(TryLockError::WouldBlock) => return,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        };
+        let now = Instant::now();
+        if now.saturating_duration_since(check.at) < self.interval {
+            return;
+        }
+        check.at = now;
+        self.refresh(&mut check);
+    }
+
+    fn refresh(&self, check: &mut Check) {
+        let stamp = match stamp(&self.cert_file, &self.key_file) {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                if !check.unreadable {
+                    let error = &e as &dyn std::error::Error;
+                    tracing::warn!(target: LOG_TARGET, error, "Cannot look at the certificate files, keeping the current certificate");
+                }
+                check.unreadable = true;
+                return;
+            }
+        };
+        check.unreadable = false;
+        if check.seen.as_ref() == Some(&stamp) {
+            return;
+        }
+        check.seen = Some(stamp);
+        match load_certified_key(&self.cert_file, &self.key_file, &self.provider) {
+            Ok(key) => {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+                let file = self.cert_file.display();
+                tracing::info!(target: LOG_TARGET, %file, "Reloaded the serving certificate");
+            }
+            Err(e) => {
+                let error = &e as &dyn std::error::Error;
+                tracing::warn!(target: LOG_TARGET, error, "Cannot reload the serving certificate, keeping the current one");
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.refresh_if_due();
+        Some(self.current())
+    }
+}
+
+/// Reads a PEM chain (leaf first) and its PEM key, and checks that they belong together.
+fn load_certified_key(
+    cert_file: &Path,
+    key_file: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, CertError> {
+    let cert_pem = read(cert_file)?;
+    let key_pem = read(key_file)?;
+    let certificate_error = |source| CertError::Certificate {
+        path: cert_file.to_owned(),
+        source,
+    };
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(certificate_error)?;
+    if chain.is_empty() {
+        return Err(certificate_error(pem::Error::NoItemsFound));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| CertError::Key {
+        path: key_file.to_owned(),
+        source,
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|source| CertError::Unusable {
+        cert: cert_file.to_owned(),
+        key: key_file.to_owned(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CertError> {
+    fs::read(path).map_err(|source| CertError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn stamp(cert_file: &Path, key_file: &Path) -> io::Result<Stamp> {
+    Ok(Stamp {
+        cert: file_stamp(cert_file)?,
+        key: file_stamp(key_file)?,
+    })
+}
+
+fn file_stamp(path: &Path) -> io::Result<FileStamp> {
+    // `metadata` follows symlinks: a swapped `..data` link shows as a new inode.
+    let metadata = fs::metadata(path)?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Ok(FileStamp {
+        modified: metadata.modified().ok(),
+        len: metadata.len(),
+        inode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    use super::*;
+
+    const EC_CERT: &str = include_str!("testdata/ec.pem");
+    const EC_PKCS8: &str = include_str!("testdata/ec-pkcs8.key");
+    const EC_SEC1: &str = include_str!("testdata/ec-sec1.key");
+    const RSA_CERT: &str = include_str!("testdata/rsa.pem");
+    const RSA_PKCS1: &str = include_str!("testdata/rsa-pkcs1.key");
+
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn new(cert: &str, key: &str) -> Files {
+            let files = Files {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            files.write(cert, key);
+            files
+        }
+
+        fn cert(&self) -> PathBuf {
+            self.dir.path().join("tls.crt")
+        }
+
+        fn key(&self) -> PathBuf {
+            self.dir.path().join("tls.key")
+        }
+
+        fn write(&self, cert: &str, key: &str) {
+            fs::write(self.cert(), cert).unwrap();
+            fs::write(self.key(), key).unwrap();
+        }
+
+        /// A store that checks on every call, so that tests need not sleep.
+        fn store(&self) -> Result<CertStore, CertError> {
+            CertStore::load(&self.cert(), &self.key(), provider(), Duration::ZERO)
+        }
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    fn leaf(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    fn served(store: &CertStore) -> CertificateDer<'static> {
+        store.current().cert[0].clone()
+    }
+
+    #[test]
+    fn loads_pkcs8_sec1_and_pkcs1_keys() {
+        for (cert, key) in [
+            (EC_CERT, EC_PKCS8),
+            (EC_CERT, EC_SEC1),
+            (RSA_CERT, RSA_PKCS1),
+        ] {
+            let files = Files::new(cert, key);
+            let store = files.store().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(served(&store), leaf(cert));
+        }
+    }
+
+    #[test]
+    fn initial_failures_name_the_file() {
+        let files = Files::new(EC_CERT, EC_PKCS8);
+        fs::remove_file(files.key()).unwrap();
+        let e = files.store().unwrap_err();
+        assert!(matches!(e, CertError::Read { .. }), "{e:?}");
+        assert!(e.to_string().contains("tls.key"), "{e}");
+
+        files.write("not a certificate", EC_PKCS8);
+        let e = files.store().unwrap_err();
+        assert!(matches!(e, CertError::Certificate { .. }), "{e:?}");
+        assert!(e.to_string().contains("tls.crt"), "{e}");
+
+        files.write(EC_CERT, EC_CERT);
+        let e = files.store().unwrap_err();
+        assert!(matches!(e, CertError::Key { .. }), "{e:?}");
+        assert!(e.to_string().contains("tls.key"), "{e}");
+
+        files.write(EC_CERT, RSA_PKCS1);
+        let e = files.store().unwrap_err();
+        assert!(matches!(e, CertError::Unusable { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_changed_pair_is_served_after_a_refresh() {
+        let files = Files::new(EC_CERT, EC_PKCS8);
+        let store = files.store().unwrap();
+        files.write(RSA_CERT, RSA_PKCS1);
+        store.refresh_if_due();
+        assert_eq!(served(&store), leaf(RSA_CERT));
+    }
+
+    #[test]
+    fn a_broken_reload_keeps_the_old_pair_until_the_files_are_whole() {
+        let files = Files::new(EC_CERT, EC_PKCS8);
+        let store = files.store().unwrap();
+
+        // Half-written certificate, then a certificate whose key has not been written yet.
+        files.write(&RSA_CERT[..RSA_CERT.len() / 2], EC_PKCS8);
+        store.refresh_if_due();
+        assert_eq!(served(&store), leaf(EC_CERT));
+        fs::write(files.cert(), RSA_CERT).unwrap();
+        store.refresh_if_due();
+        assert_eq!(served(&store), leaf(EC_CERT));
+
+        // A missing file is a failure too.
+        fs::remove_file(files.key()).unwrap();
+        store.refresh_if_due();
+        assert_eq!(served(&store), leaf(EC_CERT));
+
+        fs::write(files.key(), RSA_PKCS1).unwrap();
+        store.refresh_if_due();
+        assert_eq!(served(&store), leaf(RSA_CERT));
+    }
+
+    #[test]
+    fn the_files_are_not_looked_at_more_often_than_the_interval() {
+        let files = Files::new(EC_CERT, EC_PKCS8);
+        let store = CertStore::load(
+            &files.cert(),
+            &files.key(),
+            provider(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        files.write(RSA_CERT, RSA_PKCS1);
+        store.refresh_if_due();
+        assert_eq!(served(&store), leaf(EC_CERT));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_swap_is_seen() {
+        // How kubelet updates a mounted Secret: new files in a new directory, then the
+        // `..data` link is replaced.
+        let files = Files::new(EC_CERT, EC_PKCS8);
+        let dir = files.dir.path();
+        for (name, cert, key) in [("a", EC_CERT, EC_PKCS8), ("b", RSA_CERT, RSA_PKCS1)] {
+            fs::create_dir(dir.join(name)).unwrap();
+            fs::write(dir.join(name).join("tls.crt"), cert).unwrap();
+            fs::write(dir.join(name).join("tls.key"), key).unwrap();
+        }
+        let link = |target: &str| {
+            let tmp = dir.join("..data_tmp");
+            std::os::unix::fs::symlink(target, &tmp).unwrap();
+            fs::rename(&tmp, dir.join("..data")).unwrap();
+        };
+        link("a");
+        let cert = dir.join("..data/tls.crt");
+        let key = dir.join("..data/tls.key");
+        let store = CertStore::load(&cert, &key, provider(), Duration::ZERO).unwrap();
+        assert_eq!(served(&store), leaf(EC_CERT));
+        link("b");
+        store.refresh_if_due();
+        assert_eq!(served(&store), leaf(RSA_CERT));
+    }
+}

@@ -1,0 +1,321 @@
+//! A generic HTTPS server for the admission webhook: TLS, HTTP/1.1 and HTTP/2, limits,
+//! certificate reload and graceful shutdown. It knows nothing of admission: every request,
+//! its body collected, goes to a [`Handler`].
+//!
+//! - **TLS**: rustls on aws-lc-rs, TLS 1.3 and 1.2 only; ALPN offers `h2` and `http/1.1`.
+//!   A connection that negotiates `h2` is served as HTTP/2, every other one as HTTP/1.1
+//!   (HTTP/2 over TLS needs ALPN, RFC 9113 §3.2; the API server always offers it).
+//! - **Certificates** are re-read from their files when they change, checked during
+//!   handshakes at most once per [`CHECK_INTERVAL`] (no background task, no I/O when
+//!   idle). A failed reload keeps the current certificate and logs a warning; connections
+//!   in flight are never dropped.
+//! - **Limits**: the TLS handshake and, for HTTP/1.1, each request's headers (also the idle
+//!   time between keep-alive requests) must arrive within their timeouts; HTTP/2 pings idle
+//!   connections and drops those that stop answering. A body over `max_body_bytes` gets 413
+//!   without more than that ever being buffered (an announced `Content-Length` over the
+//!   limit is refused before reading). Past `max_concurrent_requests`, a request waits for
+//!   a slot at most `max_queue_wait` and then gets 503 with `Retry-After: 1`: a short burst
+//!   is absorbed, a sustained overload is refused quickly instead of piling up latency.
+//!   Each request is answered within `request_timeout` of its headers arriving (408 if the
+//!   body is late, 503 if the handler is).
+//! - **Shutdown**: when the `shutdown` future resolves, the listener is closed, idle
+//!   connections are closed, in-flight requests finish (HTTP/2 clients get a GOAWAY), and
+//!   after `shutdown_grace` whatever is left is dropped.
+//!
+//! Nothing a client sends can stop the server: accept and handshake errors are logged and
+//! the loop goes on.
+
+mod certs;
+mod request;
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use rustls::version::{TLS12, TLS13};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+
+use self::certs::CertStore;
+pub use self::certs::{CHECK_INTERVAL, CertError};
+use self::request::{Limits, Shared};
+
+/// The `logger` of this module's log lines.
+const LOG_TARGET: &str = "image-policy.webhook";
+
+/// The TLS versions served; TLS 1.1 and older are refused during the handshake.
+pub const TLS_VERSIONS: [&rustls::SupportedProtocolVersion; 2] = [&TLS13, &TLS12];
+
+/// The ALPN protocols offered, in order of preference.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// How long to pause after `accept` fails (out of file descriptors, say) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// HTTP/2 keep-alive: an idle connection is pinged this often and dropped if the ping is
+/// not answered within the same time.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// Where and how to serve. [`ServerConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address [`serve`] listens on (`--webhook-addr`); [`serve_on`] ignores it.
+    pub addr: SocketAddr,
+    /// The PEM certificate chain, leaf first (`--tls-cert-file`); re-read when it changes.
+    pub cert_file: PathBuf,
+    /// The PEM private key: PKCS#8, SEC1 or PKCS#1 (`--tls-key-file`); re-read when it changes.
+    pub key_file: PathBuf,
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers (HTTP/1.1), and to send the
+    /// next request on an idle keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// How many requests are handled at once, over all connections (at least 1).
+    pub max_concurrent_requests: usize,
+    /// How long a request waits for one of those slots before it gets 503.
+    pub max_queue_wait: Duration,
+    /// How long after its headers arrive a request is answered at the latest: waiting for a
+    /// slot, reading the body and the handler together.
+    pub request_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before dropping them.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// The default address: all interfaces, port 8443.
+    pub const DEFAULT_ADDR: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8443);
+
+    /// The API server refuses request bodies over 3 MiB, so a review holds at most that
+    /// much of object, plus the envelope (user info, options, and for an UPDATE the old
+    /// object, which is usually small next to the limit). Kept near the API server's limit
+    /// because memory is bounded by this times `max_concurrent_requests`.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024 + 256 * 1024;
+
+    /// The defaults, serving the given certificate and key files: 0.0.0.0:8443, a body
+    /// limit of 3.25 MiB, 10 s for headers and for the TLS handshake, 256 concurrent
+    /// requests with at most 1 s of waiting, 12 s per request (the API server gives up
+    /// after the webhook's `timeoutSeconds`, 10 s) and 25 s of grace at shutdown (within
+    /// Kubernetes' default 30 s termination grace period).
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            addr: Self::DEFAULT_ADDR,
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 256,
+            max_queue_wait: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(12),
+            shutdown_grace: Duration::from_secs(25),
+        }
+    }
+}
+
+/// What the server calls for each request: method, URI, headers and the whole body (already
+/// within the limit). The response is sent as it is.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, request: Request<Bytes>) -> impl Future<Output = Response<Bytes>> + Send;
+}
+
+/// Why the server could not start. Once it serves, nothing stops it but `shutdown`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address could not be listened on (in use, not permitted).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address of [`ServerConfig::addr`].
+        addr: SocketAddr,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The certificate or its key could not be loaded.
+    #[error("cannot load the webhook's serving certificate: {0}")]
+    Certificate(#[from] CertError),
+    /// rustls refused the TLS configuration (should not happen with the fixed versions).
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[source] rustls::Error),
+}
+
+/// Listens on [`ServerConfig::addr`] and serves until `shutdown` resolves; see [`serve_on`].
+pub async fn serve<H: Handler>(
+    config: ServerConfig,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let addr = config.addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    serve_on(listener, config, handler, shutdown).await
+}
+
+/// Serves on an already bound listener until `shutdown` resolves, then finishes in-flight
+/// requests (for at most [`ServerConfig::shutdown_grace`]) and returns.
+///
+/// The certificate is loaded before anything is accepted: an error names the file at fault.
+pub async fn serve_on<H: Handler>(
+    listener: TcpListener,
+    config: ServerConfig,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let context = Arc::new(Context::new(&config, handler)?);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(target: LOG_TARGET, %addr, "Serving the webhook over HTTPS");
+    }
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    connections.spawn(serve_connection(tcp, peer, Arc::clone(&context), graceful.watcher()));
+                }
+                Err(e) => {
+                    log_accept_error(&e);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = joined {
+                    let error = &e as &dyn StdError;
+                    tracing::error!(target: LOG_TARGET, error, "A connection task failed");
+                }
+            }
+        }
+    }
+    drop(listener);
+    let in_flight = graceful.count();
+    tracing::info!(target: LOG_TARGET, connections = in_flight, "Shutting down, finishing in-flight requests");
+    if timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        let grace = format!("{:?}", config.shutdown_grace);
+        tracing::warn!(target: LOG_TARGET, %grace, "In-flight requests did not finish in time, dropping them");
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+fn log_accept_error(e: &io::Error) {
+    let error = e as &dyn StdError;
+    tracing::warn!(target: LOG_TARGET, error, "Accepting a connection failed");
+}
+
+/// What every connection shares.
+struct Context<H> {
+    acceptor: TlsAcceptor,
+    /// For connections that negotiated `http/1.1` or nothing.
+    http1: auto::Builder<TokioExecutor>,
+    /// For connections that negotiated `h2`.
+    http2: auto::Builder<TokioExecutor>,
+    handshake_timeout: Duration,
+    shared: Arc<Shared<H>>,
+}
+
+impl<H: Handler> Context<H> {
+    fn new(config: &ServerConfig, handler: Arc<H>) -> Result<Self, ServerError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let store = CertStore::load(
+            &config.cert_file,
+            &config.key_file,
+            Arc::clone(&provider),
+            CHECK_INTERVAL,
+        )?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&TLS_VERSIONS)
+            .map_err(ServerError::Tls)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(store));
+        tls.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .keep_alive(true);
+        http.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE)
+            .keep_alive_timeout(H2_KEEP_ALIVE);
+        let limits = Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_queue_wait: config.max_queue_wait,
+            request_timeout: config.request_timeout,
+        };
+        Ok(Context {
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            http1: http.clone().http1_only(),
+            http2: http.http2_only(),
+            handshake_timeout: config.tls_handshake_timeout,
+            shared: Arc::new(Shared::new(handler, config.max_concurrent_requests, limits)),
+        })
+    }
+}
+
+/// One connection: the TLS handshake under its timeout, then HTTP until either side ends it
+/// or shutdown closes it gracefully.
+async fn serve_connection<H: Handler>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    context: Arc<Context<H>>,
+    watcher: Watcher,
+) {
+    // Admission reviews are small request/response pairs: do not wait to coalesce writes.
+    let _ = tcp.set_nodelay(true);
+    let tls = match timeout(context.handshake_timeout, context.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            // Usually a client that does not trust the certificate: the caBundle is wrong.
+            let error = &e as &dyn StdError;
+            tracing::warn!(target: LOG_TARGET, %peer, error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(target: LOG_TARGET, %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let negotiated_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let http = if negotiated_h2 {
+        &context.http2
+    } else {
+        &context.http1
+    };
+    let shared = Arc::clone(&context.shared);
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(shared.respond(request).await) }
+    });
+    if let Err(e) = watcher
+        .watch(http.serve_connection(TokioIo::new(tls), service))
+        .await
+    {
+        // Clients going away and header timeouts end up here: worth a debug line, no more.
+        let error = &*e as &dyn StdError;
+        tracing::debug!(target: LOG_TARGET, %peer, error, "Connection ended with an error");
+    }
+}
