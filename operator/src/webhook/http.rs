@@ -1,0 +1,155 @@
+//! The webhook's HTTP routes: admission reviews in, one log line and one metric per decision.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+
+use super::Webhook;
+use super::review::{Decision, Request as Review};
+use super::server::Handler;
+use crate::telemetry::{Decision as Verdict, Metrics};
+
+/// The path the original's webhook configuration calls.
+pub const ADMISSION_PATH: &str = "/signing-policy-check";
+/// The same handler under a name that says what it does for policies.
+pub const POLICY_PATH: &str = "/validate-clusterimagepolicy";
+
+/// Routes requests to the webhook, and records what it decided.
+pub struct Routes {
+    webhook: Webhook,
+    metrics: Metrics,
+}
+
+impl Routes {
+    /// Routes for `webhook`, recording into `metrics`.
+    pub fn new(webhook: Webhook, metrics: Metrics) -> Self {
+        Routes { webhook, metrics }
+    }
+}
+
+impl Handler for Routes {
+    async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
+        let path = request.uri().path();
+        if path != ADMISSION_PATH && path != POLICY_PATH {
+            return plain(StatusCode::NOT_FOUND, "not found");
+        }
+        if request.method() != Method::POST {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview");
+        }
+        let start = Instant::now();
+        let answer = self.webhook.handle(request.body()).await;
+        match &answer.decision {
+            Some((review, decision)) => self.record(review, decision, start),
+            None => tracing::warn!(
+                target: "image-policy.webhook",
+                error = %String::from_utf8_lossy(&answer.body),
+                "Bad admission request"
+            ),
+        }
+        let content_type = if answer.status == 200 {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        let status =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = Response::new(Bytes::from(answer.body));
+        *response.status_mut() = status;
+        if let Ok(value) = header::HeaderValue::from_str(content_type) {
+            response.headers_mut().insert(header::CONTENT_TYPE, value);
+        }
+        response
+    }
+}
+
+impl Routes {
+    fn record(&self, review: &Review, decision: &Decision, start: Instant) {
+        let elapsed = start.elapsed();
+        let verdict = if decision.allowed {
+            Verdict::Allowed
+        } else {
+            Verdict::Denied
+        };
+        self.metrics.admission(
+            kind_label(&review.kind),
+            operation_label(&review.operation),
+            verdict,
+            decision.reason,
+            elapsed,
+        );
+        if decision.reason == "NotChecked" {
+            return;
+        }
+        let object = format!("{}/{}/{}", review.namespace, review.kind, review.name);
+        let images: Vec<&str> = decision
+            .outcomes
+            .iter()
+            .map(|(image, _)| image.as_str())
+            .collect();
+        let msg = if decision.allowed {
+            "Admitted"
+        } else {
+            "Denied"
+        };
+        if let Some(note) = &decision.note {
+            tracing::info!(target: "image-policy.webhook", uid = %review.uid, object = %object, "{note}");
+            return;
+        }
+        match &decision.message {
+            Some(message) => tracing::info!(
+                target: "image-policy.webhook",
+                uid = %review.uid,
+                object = %object,
+                operation = %review.operation,
+                dry_run = review.dry_run,
+                images = ?images,
+                reason = decision.reason,
+                error = %message,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                "{msg}"
+            ),
+            None => tracing::info!(
+                target: "image-policy.webhook",
+                uid = %review.uid,
+                object = %object,
+                operation = %review.operation,
+                dry_run = review.dry_run,
+                images = ?images,
+                reason = decision.reason,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                "{msg}"
+            ),
+        }
+    }
+}
+
+/// The metric label of a kind: the kinds decided here, or `Other`, so the set stays bounded.
+fn kind_label(kind: &str) -> &'static str {
+    const KNOWN: [&str; 10] = [
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Job",
+        "CronJob",
+        "EphemeralContainers",
+        "ClusterImagePolicy",
+    ];
+    KNOWN.into_iter().find(|k| *k == kind).unwrap_or("Other")
+}
+
+fn operation_label(operation: &str) -> &'static str {
+    ["CREATE", "UPDATE", "DELETE", "CONNECT"]
+        .into_iter()
+        .find(|o| *o == operation)
+        .unwrap_or("Other")
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(text.as_bytes()));
+    *response.status_mut() = status;
+    response
+}

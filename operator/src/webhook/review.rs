@@ -1,0 +1,405 @@
+//! AdmissionReview in, AdmissionReview out: SPEC §2's decision for one request.
+//!
+//! Requests are read as JSON values, in `admission.k8s.io/v1` or `v1beta1`, and answered in
+//! the version they came in. A body that is not a well-formed review is an error for the
+//! HTTP layer to answer with 400: the API server then applies the webhook's failure policy
+//! (Fail), so a broken request can never be admitted by accident.
+
+use std::collections::HashSet;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::decide::{
+    Classified, NO_POLICY_WARNING, Outcome, classify, excluded_message, verify_matched,
+};
+use crate::policy::{Entry, ImageName, Snapshot};
+use crate::verify::{Credential, Verifier};
+use crate::workload::{ContainerImage, images_of, pod_spec_images};
+
+/// The two versions of the AdmissionReview API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `admission.k8s.io/v1`.
+    V1,
+    /// `admission.k8s.io/v1beta1`.
+    V1Beta1,
+}
+
+impl ApiVersion {
+    fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "admission.k8s.io/v1",
+            ApiVersion::V1Beta1 => "admission.k8s.io/v1beta1",
+        }
+    }
+}
+
+/// Why a body is not an admission review. The message goes back in the 400 response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    /// Not JSON at all.
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an AdmissionReview request.
+    #[error("not an AdmissionReview request: {0}")]
+    Malformed(&'static str),
+    /// An AdmissionReview of a version this webhook does not speak.
+    #[error(
+        "unsupported AdmissionReview apiVersion {0:?}; admission.k8s.io/v1 and v1beta1 are supported"
+    )]
+    Version(String),
+    /// A workload whose images cannot be read.
+    #[error("cannot read the images of {kind}: {detail}")]
+    Workload {
+        /// The kind.
+        kind: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The parts of an admission request that decide.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The version to answer in.
+    pub version: ApiVersion,
+    /// Copied into the response.
+    pub uid: String,
+    /// `request.kind.kind`.
+    pub kind: String,
+    /// `request.subResource`, if any.
+    pub sub_resource: Option<String>,
+    /// `CREATE`, `UPDATE`, ...
+    pub operation: String,
+    /// The request's namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// The object's name (may be empty on CREATE with generateName).
+    pub name: String,
+    /// Whether this is a dry run; decided the same way.
+    pub dry_run: bool,
+    /// The object as it would be stored.
+    pub object: Value,
+    /// The object before an UPDATE.
+    pub old_object: Option<Value>,
+}
+
+impl Request {
+    /// Reads an AdmissionReview body.
+    pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
+        let review: Value =
+            serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+        let review = review
+            .as_object()
+            .ok_or(ReviewError::Malformed("the body is not a JSON object"))?;
+        let version = match review.get("apiVersion").and_then(Value::as_str) {
+            Some("admission.k8s.io/v1") => ApiVersion::V1,
+            Some("admission.k8s.io/v1beta1") => ApiVersion::V1Beta1,
+            Some(other) => return Err(ReviewError::Version(other.chars().take(64).collect())),
+            None => return Err(ReviewError::Malformed("apiVersion is missing")),
+        };
+        if review.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
+            return Err(ReviewError::Malformed("kind is not AdmissionReview"));
+        }
+        let request = review
+            .get("request")
+            .filter(|r| r.is_object())
+            .ok_or(ReviewError::Malformed("request is missing"))?;
+        let text = |field: &str| {
+            request
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let uid = text("uid");
+        if uid.is_empty() {
+            return Err(ReviewError::Malformed("request.uid is missing"));
+        }
+        let kind = request
+            .pointer("/kind/kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if kind.is_empty() {
+            return Err(ReviewError::Malformed("request.kind is missing"));
+        }
+        let operation = text("operation");
+        if operation.is_empty() {
+            return Err(ReviewError::Malformed("request.operation is missing"));
+        }
+        Ok(Request {
+            version,
+            uid,
+            kind,
+            sub_resource: request
+                .get("subResource")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            operation,
+            namespace: text("namespace"),
+            name: text("name"),
+            dry_run: request
+                .get("dryRun")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            object: request.get("object").cloned().unwrap_or(Value::Null),
+            old_object: request.get("oldObject").filter(|o| !o.is_null()).cloned(),
+        })
+    }
+
+    /// The images this request must have checked: `None` when it is not a request this
+    /// webhook decides (another kind, another operation, another subresource).
+    pub fn images_to_check(&self) -> Result<Option<Vec<String>>, ReviewError> {
+        if !matches!(self.operation.as_str(), "CREATE" | "UPDATE") {
+            return Ok(None);
+        }
+        let images = match self.sub_resource.as_deref() {
+            None => {
+                match images_of(&self.kind, &self.object).map_err(|e| self.workload_error(e))? {
+                    Some(images) => images,
+                    None => return Ok(None),
+                }
+            }
+            // `kubectl debug`: the object is a Pod (1.22+) or an EphemeralContainers (1.20-21).
+            Some("ephemeralcontainers") => {
+                let spec = self.object.get("spec").unwrap_or(&self.object);
+                pod_spec_images(spec).map_err(|e| self.workload_error(e))?
+            }
+            Some(_) => return Ok(None),
+        };
+        let before: HashSet<String> = match &self.old_object {
+            Some(old) if self.operation == "UPDATE" => {
+                old_images(&self.kind, self.sub_resource.as_deref(), old)
+            }
+            _ => HashSet::new(),
+        };
+        let mut seen = HashSet::new();
+        let fresh = images
+            .into_iter()
+            .map(|ContainerImage { image, .. }| image)
+            .filter(|i| !before.contains(i) && seen.insert(i.clone()))
+            .collect();
+        Ok(Some(fresh))
+    }
+
+    fn workload_error(&self, e: crate::workload::WorkloadError) -> ReviewError {
+        ReviewError::Workload {
+            kind: self.kind.clone(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Images already in the object before an UPDATE: admitted then, not checked again. An old
+/// object that cannot be read counts as having none, so everything is checked.
+fn old_images(kind: &str, sub_resource: Option<&str>, old: &Value) -> HashSet<String> {
+    let images = match sub_resource {
+        Some(_) => pod_spec_images(old.get("spec").unwrap_or(old)).ok(),
+        None => images_of(kind, old).ok().flatten(),
+    };
+    images
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.image)
+        .collect()
+}
+
+/// What the webhook knows of the policy when a request arrives.
+#[derive(Debug, Clone)]
+pub enum PolicyState {
+    /// Not yet known (the controller has not listed policies yet): fail closed.
+    Loading,
+    /// No `ClusterImagePolicy` named `image-policy` exists.
+    Absent,
+    /// The policy in force.
+    Active(std::sync::Arc<Snapshot>),
+    /// The policy exists but does not compile, and no valid version was seen before.
+    Invalid(String),
+}
+
+/// Credentials for an image, in SPEC §4's order; how they are found is the caller's.
+pub trait CredentialSource: Send + Sync {
+    /// The credentials to try for `image` matched by `entries` in `request`.
+    fn credentials<'a>(
+        &'a self,
+        request: &'a Request,
+        image: &'a ImageName,
+        entries: &'a [&'a Entry],
+    ) -> futures::future::BoxFuture<'a, Vec<Credential>>;
+}
+
+/// No credentials at all: anonymous access only.
+pub struct Anonymous;
+
+impl CredentialSource for Anonymous {
+    fn credentials<'a>(
+        &'a self,
+        _: &'a Request,
+        _: &'a ImageName,
+        _: &'a [&'a Entry],
+    ) -> futures::future::BoxFuture<'a, Vec<Credential>> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+/// The decision for one request, before it is written back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Admitted.
+    pub allowed: bool,
+    /// The denial message (every failing image), when denied.
+    pub message: Option<String>,
+    /// Warnings for the user.
+    pub warnings: Vec<String>,
+    /// A line for the log, when the decision deserves one beyond the verdict.
+    pub note: Option<String>,
+    /// The fixed label of the decision, for metrics: `Verified`, `NoPolicy`, `Excluded`,
+    /// `NotChecked`, `Unmatched`, or the first denial's.
+    pub reason: &'static str,
+    /// Every image decided, with its outcome.
+    pub outcomes: Vec<(String, Outcome)>,
+}
+
+impl Decision {
+    fn allow(reason: &'static str) -> Self {
+        Decision {
+            allowed: true,
+            message: None,
+            warnings: Vec::new(),
+            note: None,
+            reason,
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Admitted without a look: a request this webhook does not decide.
+    pub fn untouched() -> Self {
+        Self::allow("NotChecked")
+    }
+
+    /// Refused with one message.
+    pub fn denied(reason: &'static str, message: String) -> Self {
+        Decision {
+            allowed: false,
+            message: Some(message),
+            warnings: Vec::new(),
+            note: None,
+            reason,
+            outcomes: Vec::new(),
+        }
+    }
+}
+
+/// Settings of the decision that come from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    /// Admit unmatched images with a warning.
+    pub allow_unmatched_images: bool,
+}
+
+/// Decides a request (SPEC §2's order).
+pub async fn decide(
+    request: &Request,
+    images: Vec<String>,
+    policy: &PolicyState,
+    verifier: &Verifier,
+    credentials: &dyn CredentialSource,
+    settings: Settings,
+) -> Decision {
+    let snapshot = match policy {
+        PolicyState::Absent => {
+            let mut decision = Decision::allow("NoPolicy");
+            decision.warnings.push(NO_POLICY_WARNING.to_owned());
+            return decision;
+        }
+        PolicyState::Loading => {
+            return deny_all(
+                "PolicyLoading",
+                "The image policy is not loaded yet; try again in a moment.",
+            );
+        }
+        PolicyState::Invalid(problems) => {
+            let message = format!(
+                "The ClusterImagePolicy image-policy is invalid, so no image can be verified: {problems}"
+            );
+            return deny_all("PolicyInvalid", &message);
+        }
+        PolicyState::Active(snapshot) => snapshot,
+    };
+    if snapshot.is_excluded(&request.namespace) {
+        let mut decision = Decision::allow("Excluded");
+        decision.note = Some(excluded_message(&request.namespace));
+        return decision;
+    }
+    if images.is_empty() {
+        return Decision::allow("NotChecked");
+    }
+    let outcomes = join_all(images.iter().map(|written| async move {
+        let outcome = match classify(snapshot, written, settings.allow_unmatched_images) {
+            Classified::Decided(outcome) => outcome,
+            Classified::Matched { image, entries } => {
+                let found = credentials.credentials(request, &image, &entries).await;
+                verify_matched(verifier, snapshot, written, &image, &entries, &found).await
+            }
+        };
+        (written.clone(), outcome)
+    }))
+    .await;
+    summarize(outcomes)
+}
+
+fn deny_all(reason: &'static str, message: &str) -> Decision {
+    Decision::denied(reason, message.to_owned())
+}
+
+fn summarize(outcomes: Vec<(String, Outcome)>) -> Decision {
+    let mut warnings = Vec::new();
+    let mut denials = Vec::new();
+    let mut reason = "Verified";
+    for (_, outcome) in &outcomes {
+        match outcome {
+            Outcome::Admitted { .. } => {}
+            Outcome::Warned(warning) => {
+                warnings.push(warning.clone());
+                if denials.is_empty() {
+                    reason = "Unmatched";
+                }
+            }
+            Outcome::Denied { message, label } => {
+                if denials.is_empty() {
+                    reason = label;
+                }
+                denials.push(message.clone());
+            }
+        }
+    }
+    let allowed = denials.is_empty();
+    let message = (!allowed).then(|| denials.join(" "));
+    Decision {
+        allowed,
+        message,
+        warnings,
+        note: None,
+        reason,
+        outcomes,
+    }
+}
+
+/// The AdmissionReview response body for a decision, in the request's version.
+pub fn response(request: &Request, decision: &Decision) -> Value {
+    let mut response = serde_json::Map::new();
+    response.insert("uid".into(), json!(request.uid));
+    response.insert("allowed".into(), json!(decision.allowed));
+    if let Some(message) = &decision.message {
+        // kubectl prints `Error from server (<reason>): <message>`; the original's users read
+        // the denial in both places.
+        let status =
+            json!({ "status": "Failure", "code": 403, "reason": message, "message": message });
+        response.insert("status".into(), status);
+    }
+    if !decision.warnings.is_empty() {
+        response.insert("warnings".into(), json!(decision.warnings));
+    }
+    json!({ "apiVersion": request.version.as_str(), "kind": "AdmissionReview", "response": response })
+}
