@@ -33,6 +33,8 @@ enum Command {
     /// Exits 0 when everything would be admitted, 1 when something would be denied, and 2
     /// when the input cannot be used.
     Check(crate::check::CheckArgs),
+    /// Run the operator: the policy controller, the admission webhook, health and metrics.
+    Run(crate::run::RunArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,6 +69,13 @@ impl Cli {
         let result = match self.command {
             Command::Crd => print_crd(&mut stdout),
             Command::Match(args) => run_match(&args, &mut stdout),
+            Command::Run(args) => match crate::run::run(args) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            },
             Command::Check(args) => match crate::check::run(&args, &mut stdout) {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::from(1),
@@ -317,7 +326,7 @@ mod tests {
         let result = match cli.command {
             Command::Crd => print_crd(&mut out),
             Command::Match(a) => run_match(&a, &mut out),
-            Command::Check(_) => unreachable!("check has its own tests"),
+            Command::Check(_) | Command::Run(_) => unreachable!("tested on their own"),
         };
         (result, String::from_utf8(out).expect("utf8"))
     }

@@ -8,7 +8,11 @@
 
 pub mod check;
 pub mod cli;
+pub mod controller;
 pub mod decide;
 pub mod policy;
+pub mod run;
+pub mod telemetry;
 pub mod verify;
+pub mod webhook;
 pub mod workload;

@@ -1,0 +1,142 @@
+//! The controller: watches the `ClusterImagePolicy` named `image-policy` and publishes the
+//! policy state that every admission reads.
+//!
+//! It is the only writer of the state. A valid policy is compiled into a snapshot and
+//! published whole; an invalid one after a valid one keeps the last valid snapshot enforced
+//! (it may have landed while the webhook was down); an invalid one with nothing valid before
+//! it makes every matched and unmatched image be refused with the policy's problems, so that
+//! a broken policy never silently admits.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use image_policy_crd::{ClusterImagePolicy, POLICY_NAME};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::policy::Snapshot;
+use crate::webhook::review::PolicyState;
+
+/// What the publisher remembers between events.
+#[derive(Debug, Default)]
+pub struct Publisher {
+    last_valid: Option<Arc<Snapshot>>,
+}
+
+impl Publisher {
+    /// The state for the policy as it now is (`None`: it does not exist).
+    pub fn next(&mut self, policy: Option<&ClusterImagePolicy>) -> PolicyState {
+        let Some(policy) = policy else {
+            self.last_valid = None;
+            return PolicyState::Absent;
+        };
+        match Snapshot::compile(policy) {
+            Ok(snapshot) => {
+                let snapshot = Arc::new(snapshot);
+                self.last_valid = Some(snapshot.clone());
+                PolicyState::Active(snapshot)
+            }
+            Err(problems) => {
+                tracing::error!(
+                    target: "image-policy.controller",
+                    object = POLICY_NAME,
+                    error = %problems,
+                    kept_last_valid = self.last_valid.is_some(),
+                    "ClusterImagePolicy is invalid"
+                );
+                match &self.last_valid {
+                    Some(snapshot) => PolicyState::Active(snapshot.clone()),
+                    None => PolicyState::Invalid(problems.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// Watches the policy and publishes its state until the watch ends (it does not, short of
+/// the process ending: the watcher retries with backoff).
+pub async fn publish(client: Client, state: watch::Sender<PolicyState>) {
+    let api: Api<ClusterImagePolicy> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("metadata.name={POLICY_NAME}"));
+    let mut publisher = Publisher::default();
+    let mut pending: Option<Option<ClusterImagePolicy>> = None;
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    loop {
+        let event = match events.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(target: "image-policy.controller", error = %e, "Watching ClusterImagePolicy failed; retrying");
+                continue;
+            }
+        };
+        let current = match event {
+            Event::Init => {
+                pending = Some(None);
+                continue;
+            }
+            Event::InitApply(policy) => {
+                pending = Some(Some(policy));
+                continue;
+            }
+            Event::InitDone => pending.take().flatten(),
+            Event::Apply(policy) => Some(policy),
+            Event::Delete(_) => None,
+        };
+        let next = publisher.next(current.as_ref());
+        tracing::info!(target: "image-policy.controller", object = POLICY_NAME, state = state_label(&next), "Policy published");
+        state.send_replace(next);
+    }
+}
+
+fn state_label(state: &PolicyState) -> &'static str {
+    match state {
+        PolicyState::Loading => "Loading",
+        PolicyState::Absent => "Absent",
+        PolicyState::Active(_) => "Active",
+        PolicyState::Invalid(_) => "Invalid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(key: &str) -> ClusterImagePolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1",
+            "kind": "ClusterImagePolicy",
+            "metadata": {"name": "image-policy"},
+            "spec": {"verification": {"keys": [{"name": "k", "publicKey": key}],
+                "images": [{"namePattern": "registry.example.org/*", "keys": [{"name": "k"}]}]}}
+        }))
+        .expect("policy")
+    }
+
+    #[test]
+    fn an_invalid_policy_keeps_the_last_valid_one_and_fails_closed_without_one() {
+        let good = include_str!("../../tests/data/keys/p256.pub");
+        let mut publisher = Publisher::default();
+        assert!(
+            matches!(publisher.next(Some(&policy("broken"))), PolicyState::Invalid(p) if p.contains("publicKey"))
+        );
+        let first = publisher.next(Some(&policy(good)));
+        let PolicyState::Active(enforced) = first else {
+            panic!("valid")
+        };
+        let PolicyState::Active(kept) = publisher.next(Some(&policy("broken"))) else {
+            panic!("kept")
+        };
+        assert!(Arc::ptr_eq(&enforced, &kept));
+        assert!(matches!(publisher.next(None), PolicyState::Absent));
+        assert!(
+            matches!(
+                publisher.next(Some(&policy("broken"))),
+                PolicyState::Invalid(_)
+            ),
+            "deletion forgets"
+        );
+    }
+}

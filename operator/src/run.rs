@@ -1,0 +1,169 @@
+//! `image-policy run`: the operator. One process runs the controller, which publishes the
+//! policy state, the HTTPS admission webhook, which reads it on every request, and the plain
+//! HTTP health and metrics port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::telemetry::{Metrics, Readiness, init_logging, serve_health};
+use crate::verify::{RegistryConfig, Verifier, VerifyConfig};
+use crate::webhook::Webhook;
+use crate::webhook::credentials::KubeCredentials;
+use crate::webhook::http::Routes;
+use crate::webhook::review::{PolicyState, Settings};
+use crate::webhook::server::{ServerConfig, serve};
+
+/// Arguments of `image-policy run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Where the HTTPS webhook listens.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    webhook_addr: SocketAddr,
+    /// Where /healthz, /readyz and /metrics listen (plain HTTP).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// The webhook's serving certificate (PEM); re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: PathBuf,
+    /// The webhook's private key (PEM); re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    tls_key_file: PathBuf,
+    /// Admit images that match no pattern, with a warning, instead of denying them.
+    #[arg(long)]
+    allow_unmatched_images: bool,
+    /// A PEM CA certificate to trust for registries, in addition to the system roots.
+    #[arg(long = "ca-file", value_name = "FILE")]
+    ca_files: Vec<PathBuf>,
+    /// A registry (`host` or `host:port`) to reach over plain HTTP.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// The operator's namespace, home of the image-policy-registry-credentials account.
+    #[arg(long, default_value = "image-policy-system")]
+    namespace: String,
+    /// Log level or filter directive; RUST_LOG when empty.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(operate(args))
+}
+
+async fn operate(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let mut registry = RegistryConfig::default();
+    for path in &args.ca_files {
+        registry
+            .extra_roots_pem
+            .push(std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+    }
+    registry.insecure_registries = args
+        .insecure_registries
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    let verifier = Verifier::new(VerifyConfig {
+        registry,
+        ..VerifyConfig::default()
+    })
+    .map_err(anyhow::Error::msg)?;
+
+    let (state_tx, state_rx) = watch::channel(PolicyState::Loading);
+    let metrics = Metrics::new();
+    let readiness = Readiness::new();
+    tokio::spawn(crate::controller::publish(client.clone(), state_tx));
+    tokio::spawn(track_readiness(
+        state_rx.clone(),
+        readiness.clone(),
+        metrics.clone(),
+    ));
+
+    let credentials = Arc::new(KubeCredentials::new(
+        client,
+        args.namespace.clone(),
+        Duration::from_secs(10),
+    ));
+    let settings = Settings {
+        allow_unmatched_images: args.allow_unmatched_images,
+    };
+    let webhook = Webhook::new(state_rx, verifier, credentials, settings);
+    let routes = Arc::new(Routes::new(webhook, metrics.clone()));
+
+    let mut config = ServerConfig::new(&args.tls_cert_file, &args.tls_key_file);
+    config.addr = args.webhook_addr;
+    let health = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics-addr {}: {e}", args.metrics_addr))?;
+    tracing::info!(target: "image-policy", webhook = %args.webhook_addr, metrics = %args.metrics_addr, "Starting");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let health = tokio::spawn(serve_health(
+        health,
+        metrics,
+        readiness,
+        stopped(stop_rx.clone()),
+    ));
+    let server = tokio::spawn(serve(config, routes, stopped(stop_rx)));
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!(target: "image-policy", "Shutting down"),
+        result = server => {
+            result??;
+            return Ok(());
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = health.await;
+    Ok(())
+}
+
+/// Ready once the controller has said whether a policy exists.
+async fn track_readiness(
+    mut state: watch::Receiver<PolicyState>,
+    readiness: Readiness,
+    metrics: Metrics,
+) {
+    loop {
+        let (ready, keys, patterns) = match &*state.borrow_and_update() {
+            PolicyState::Loading => (false, 0, 0),
+            PolicyState::Active(s) => (true, s.keys().len(), s.entries().len()),
+            PolicyState::Absent | PolicyState::Invalid(_) => (true, 0, 0),
+        };
+        if ready {
+            readiness.set_ready();
+        }
+        metrics.policy(ready, keys, patterns);
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
