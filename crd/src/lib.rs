@@ -56,6 +56,10 @@ pub struct ClusterImagePolicySpec {
     pub verification: Verification,
 }
 
+// String fields carry no schema default: Kubernetes 1.20 refuses `default: ''` in a CRD
+// ("must be of type string: null"), so they are required by the schema instead, and the
+// policy compiler still refuses them empty.
+
 /// The body of a policy.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -94,10 +98,8 @@ pub struct ExcludedResources {
 #[serde(rename_all = "camelCase")]
 pub struct Key {
     /// The name that image entries use to refer to this key; unique within the policy.
-    #[serde(default)]
     pub name: String,
     /// A PEM `PUBLIC KEY` block: ECDSA P-256 or P-384, RSA of 2048 bits or more, or Ed25519.
-    #[serde(default)]
     pub public_key: String,
 }
 
@@ -107,7 +109,6 @@ pub struct Key {
 pub struct ImageEntry {
     /// An image name pattern; `*` matches any run of characters, and a pattern without a
     /// tag matches any tag and any digest.
-    #[serde(default)]
     pub name_pattern: String,
     /// The keys, by name, of which any one must verify a matching image's signature.
     #[serde(default)]
@@ -122,7 +123,6 @@ pub struct ImageEntry {
 #[serde(rename_all = "camelCase")]
 pub struct KeyRef {
     /// The name of the key.
-    #[serde(default)]
     pub name: String,
 }
 
@@ -132,7 +132,6 @@ pub struct KeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// The Secret's name.
-    #[serde(default)]
     pub name: String,
     /// The Secret's namespace; the operator's own namespace when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
