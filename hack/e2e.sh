@@ -19,7 +19,9 @@ started=$(date +%s)
 hack/cluster-up.sh
 echo "[e2e] control plane up in $(( $(date +%s) - started ))s"
 
-export KUBECONFIG="${IMAGE_POLICY_STATE}/kubeconfig"
+# KUBECONFIG and the cluster CA (which signs the webhook's serving certificate in the tests).
+# shellcheck disable=SC1091
+source "${IMAGE_POLICY_STATE}/env"
 cargo build --locked -p image-policy
 export IMAGE_POLICY_BIN="${CARGO_TARGET_DIR:-${PWD}/target}/debug/image-policy"
 cargo test --locked -p image-policy-e2e -- --test-threads=1

@@ -57,9 +57,30 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Run {
     )
 }
 
+/// The product's binary, as built by `hack/e2e.sh`.
+pub fn image_policy_bin() -> String {
+    env("IMAGE_POLICY_BIN")
+}
+
 /// Runs the product's binary.
 pub fn image_policy(args: &[&str]) -> Run {
-    run(Command::new(env("IMAGE_POLICY_BIN")).args(args), None)
+    run(Command::new(image_policy_bin()).args(args), None)
+}
+
+/// Whether `GET http://127.0.0.1:{port}{path}` answers 200.
+pub fn http_ok(port: u16, path: &str) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }
 
 fn run(command: &mut Command, stdin: Option<&str>) -> Run {
