@@ -1,7 +1,6 @@
 //! `image-policy check`: the whole admission decision for images or manifests, offline from a
 //! cluster, for CI pipelines and debugging. It prints SPEC §2's exact messages.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +10,8 @@ use serde::Serialize;
 use crate::cli::{CliError, Output, load_policy, read_file};
 use crate::decide::{Classified, Outcome, classify, verify_matched};
 use crate::policy::{ImageName, Snapshot};
-use crate::verify::{Credential, DockerConfig, RegistryConfig, Verifier, VerifyConfig};
+use crate::verify::args::VerifierArgs;
+use crate::verify::{Credential, DockerConfig, Verifier};
 use crate::workload::images_of;
 
 /// Arguments of `image-policy check`.
@@ -23,12 +23,8 @@ pub struct CheckArgs {
     /// Admit images that match no pattern, with a warning, instead of denying them.
     #[arg(long)]
     allow_unmatched_images: bool,
-    /// A PEM CA certificate to trust for registries, in addition to the system roots.
-    #[arg(long = "ca-file", value_name = "FILE")]
-    ca_files: Vec<PathBuf>,
-    /// A registry (`host` or `host:port`) to reach over plain HTTP.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    verifier: VerifierArgs,
     /// A docker config.json with registry credentials.
     #[arg(long, value_name = "FILE")]
     docker_config: Option<PathBuf>,
@@ -150,28 +146,12 @@ fn credentials_for(config: Option<&DockerConfig>, image: &ImageName) -> Vec<Cred
 }
 
 fn verifier(args: &CheckArgs) -> Result<Verifier, CliError> {
-    let mut registry = RegistryConfig::default();
-    for path in &args.ca_files {
-        registry.extra_roots_pem.push(read_file(path)?);
-    }
-    registry.insecure_registries = args
-        .insecure_registries
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect::<HashSet<_>>();
-    let input_error = |detail: String| {
-        let path = args
-            .ca_files
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "--ca-file".into());
-        CliError::Input { path, detail }
+    let input_error = |detail: String| CliError::Input {
+        path: "--ca-file".into(),
+        detail,
     };
-    Verifier::new(VerifyConfig {
-        registry,
-        ..VerifyConfig::default()
-    })
-    .map_err(input_error)
+    let config = args.verifier.config().map_err(input_error)?;
+    Verifier::new(config).map_err(input_error)
 }
 
 /// `(workload, image)` for every container of every workload in a multi-document manifest.

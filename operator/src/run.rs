@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::telemetry::{Metrics, Readiness, init_logging, serve_health};
-use crate::verify::{RegistryConfig, Verifier, VerifyConfig};
+use crate::verify::Verifier;
+use crate::verify::args::VerifierArgs;
 use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
 use crate::webhook::http::Routes;
@@ -35,12 +36,8 @@ pub struct RunArgs {
     /// Admit images that match no pattern, with a warning, instead of denying them.
     #[arg(long)]
     allow_unmatched_images: bool,
-    /// A PEM CA certificate to trust for registries, in addition to the system roots.
-    #[arg(long = "ca-file", value_name = "FILE")]
-    ca_files: Vec<PathBuf>,
-    /// A registry (`host` or `host:port`) to reach over plain HTTP.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    verifier: VerifierArgs,
     /// The operator's namespace, home of the image-policy-registry-credentials account.
     #[arg(long, default_value = "image-policy-system")]
     namespace: String,
@@ -60,22 +57,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn operate(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
-    let mut registry = RegistryConfig::default();
-    for path in &args.ca_files {
-        registry
-            .extra_roots_pem
-            .push(std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
-    }
-    registry.insecure_registries = args
-        .insecure_registries
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
-    let verifier = Verifier::new(VerifyConfig {
-        registry,
-        ..VerifyConfig::default()
-    })
-    .map_err(anyhow::Error::msg)?;
+    let verifier = Verifier::new(args.verifier.config().map_err(anyhow::Error::msg)?)
+        .map_err(anyhow::Error::msg)?;
 
     let (state_tx, state_rx) = watch::channel(PolicyState::Loading);
     let metrics = Metrics::new();

@@ -7,6 +7,7 @@
 //! for one key share one registry round, transport failures are never cached, and the whole
 //! verification runs under a deadline.
 
+pub mod args;
 pub mod cosign;
 pub mod credentials;
 pub mod registry;
