@@ -57,11 +57,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn operate(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
-    let verifier = Verifier::new(args.verifier.config().map_err(anyhow::Error::msg)?)
-        .map_err(anyhow::Error::msg)?;
 
     let (state_tx, state_rx) = watch::channel(PolicyState::Loading);
     let metrics = Metrics::new();
+    let verifier = Verifier::new(args.verifier.config().map_err(anyhow::Error::msg)?)
+        .map_err(anyhow::Error::msg)?
+        .with_observer(Arc::new(metrics.clone()));
     let readiness = Readiness::new();
     tokio::spawn(crate::controller::publish(client.clone(), state_tx));
     tokio::spawn(track_readiness(

@@ -529,3 +529,58 @@ async fn the_check_command_prints_the_decisions_and_exits_by_them() {
     let (code, _) = run(&["-f", "/nonexistent.yaml"]);
     assert_eq!(code, Some(2));
 }
+
+/// Counts what the verifier reports, as the metrics do.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl image_policy::verify::Observer for Recorder {
+    fn cache(&self, cache: &'static str, hit: bool) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{cache} {}", if hit { "hit" } else { "miss" }));
+    }
+    fn registry_request(&self, outcome: &'static str) {
+        self.0.lock().unwrap().push(format!("registry {outcome}"));
+    }
+}
+
+#[tokio::test]
+async fn cache_lookups_and_registry_exchanges_are_reported() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let digest = pusher.push_image("observed/app", "v1").await;
+    pusher.sign("observed/app", &digest, &signer).await;
+    let recorder = Arc::new(Recorder::default());
+    let verifier = verifier(&registry).with_observer(recorder.clone());
+    let image = format!("{}/observed/app:v1", registry.host());
+    assert!(matches!(
+        verify(&verifier, &image, &[&key]).await,
+        Verdict::Verified { .. }
+    ));
+    assert!(matches!(
+        verify(&verifier, &image, &[&key]).await,
+        Verdict::Verified { .. }
+    ));
+    let missing = format!("{}/observed/absent:v1", registry.host());
+    assert_eq!(
+        failure(verify(&verifier, &missing, &[&key]).await),
+        Failure::ImageNotFound
+    );
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        [
+            "registry ok",
+            "digest miss",
+            "registry ok",
+            "registry ok",
+            "verdict miss",
+            "digest hit",
+            "verdict hit",
+            "registry not_found",
+            "digest miss",
+        ]
+    );
+}

@@ -410,3 +410,18 @@ mod tests {
         );
     }
 }
+
+impl crate::verify::Observer for Metrics {
+    fn cache(&self, cache: &'static str, hit: bool) {
+        let cache = if cache == "digest" {
+            Cache::Digest
+        } else {
+            Cache::Verdict
+        };
+        Metrics::cache(self, cache, hit);
+    }
+
+    fn registry_request(&self, outcome: &'static str) {
+        Metrics::registry_request(self, outcome);
+    }
+}

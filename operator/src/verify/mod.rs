@@ -20,7 +20,7 @@ use moka::future::Cache;
 
 pub use self::cosign::Signatures;
 pub use self::credentials::{Credential, CredentialError, DockerConfig};
-pub use self::registry::{Registry, RegistryConfig, RegistryError, Repository};
+pub use self::registry::{Observer, Registry, RegistryConfig, RegistryError, Repository};
 use crate::policy::{ImageName, NamedKey};
 
 /// Tuning of the verifier; the defaults are documented in the README.
@@ -184,6 +184,7 @@ impl Expiry<VerdictKey, Signatures> for VerdictExpiry {
 #[derive(Clone)]
 pub struct Verifier {
     registry: Registry,
+    observer: Arc<dyn Observer>,
     budget: Duration,
     digests: Cache<(Repository, String), Option<String>>,
     verdicts: Cache<VerdictKey, Signatures>,
@@ -206,6 +207,7 @@ impl Verifier {
             .build();
         Ok(Verifier {
             registry,
+            observer: Arc::new(registry::Unobserved),
             budget: config.budget,
             digests,
             verdicts,
@@ -217,6 +219,19 @@ impl Verifier {
     pub fn clear_caches(&self) {
         self.digests.invalidate_all();
         self.verdicts.invalidate_all();
+    }
+
+    /// Reports cache lookups and registry exchanges to `observer` from now on.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.registry.set_observer(observer.clone());
+        self.observer = observer;
+        self
+    }
+
+    /// A cache entry's value, reporting whether it was there (a fresh entry was a miss).
+    fn observed<K, V>(&self, cache: &'static str, entry: moka::Entry<K, V>) -> V {
+        self.observer.cache(cache, !entry.is_fresh());
+        entry.into_value()
     }
 
     /// The registry client the verifier uses.
@@ -256,11 +271,12 @@ impl Verifier {
             None => {
                 let tag = reference.tag().unwrap_or("latest").to_owned();
                 let resolve = self.resolve_with_any(&repo, &tag, &auths);
-                match self
+                let entry = self
                     .digests
-                    .try_get_with((repo.clone(), tag.clone()), resolve)
-                    .await
-                {
+                    .entry((repo.clone(), tag.clone()))
+                    .or_try_insert_with(resolve)
+                    .await;
+                match entry.map(|e| self.observed("digest", e)) {
                     Ok(Some(digest)) => digest,
                     Ok(None) => return Verdict::Denied(Failure::ImageNotFound),
                     Err(e) => return Verdict::Denied(failure_of(&e)),
@@ -274,7 +290,8 @@ impl Verifier {
             credentials: fingerprint(credentials.iter().map(Credential::identity)),
         };
         let check = self.check_with_any(&repo, &digest, keys, &auths);
-        match self.verdicts.try_get_with(key, check).await {
+        let entry = self.verdicts.entry(key).or_try_insert_with(check).await;
+        match entry.map(|e| self.observed("verdict", e)) {
             Ok(Signatures::Verified { key }) => Verdict::Verified { digest, key },
             Ok(Signatures::NotSigned) => Verdict::Denied(Failure::NotSigned { digest }),
             Ok(Signatures::NoneVerify {

@@ -132,10 +132,28 @@ impl RegistryError {
     }
 }
 
+/// What the verifier reports as it works, for metrics. Labels come from closed sets.
+pub trait Observer: Send + Sync {
+    /// One cache lookup: `cache` is `digest` or `verdict`.
+    fn cache(&self, cache: &'static str, hit: bool);
+    /// One HTTP exchange with a registry, by outcome: `ok`, `not_found`, `unauthorized`,
+    /// `bad_response`, `unreachable`, `timeout`.
+    fn registry_request(&self, outcome: &'static str);
+}
+
+/// Reports nothing.
+pub(crate) struct Unobserved;
+
+impl Observer for Unobserved {
+    fn cache(&self, _: &'static str, _: bool) {}
+    fn registry_request(&self, _: &'static str) {}
+}
+
 /// The registry client, shared by every verification.
 #[derive(Clone)]
 pub struct Registry {
     http: reqwest::Client,
+    observer: Arc<dyn Observer>,
     config: Arc<RegistryConfig>,
     /// `Authorization` values that worked, by (host, repository, credential identity):
     /// bearer tokens, or the basic header for registries that asked for basic auth. A hit
@@ -188,9 +206,15 @@ impl Registry {
             .build();
         Ok(Registry {
             http,
+            observer: Arc::new(Unobserved),
             config: Arc::new(config),
             authorizations,
         })
+    }
+
+    /// Reports to `observer` from now on.
+    pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
+        self.observer = observer;
     }
 
     /// The digest a tag points at, by one HEAD request; `None` when the tag does not exist.
@@ -295,11 +319,21 @@ impl Registry {
             if let Some(value) = &authorization {
                 request = request.header(header::AUTHORIZATION, value.as_ref());
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport(repo, &e, &self.config))?;
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    let error = transport(repo, &e, &self.config);
+                    self.observer.registry_request(outcome_label(&error));
+                    return Err(error);
+                }
+            };
             let status = response.status();
+            self.observer.registry_request(match status {
+                s if s.is_success() => "ok",
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "unauthorized",
+                _ => "bad_response",
+            });
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 let challenge = response
                     .headers()
@@ -511,6 +545,15 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
+}
+
+fn outcome_label(error: &RegistryError) -> &'static str {
+    match error {
+        RegistryError::Unauthorized { .. } => "unauthorized",
+        RegistryError::Unreachable { .. } => "unreachable",
+        RegistryError::BadResponse { .. } => "bad_response",
+        RegistryError::TimedOut { .. } => "timeout",
+    }
 }
 
 fn unauthorized(repo: &Repository, status: StatusCode) -> RegistryError {
