@@ -3,10 +3,10 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 CRD_FILE := charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml
 
-.PHONY: test deps lint unit e2e crd bench up down
+.PHONY: test deps lint unit chart e2e crd bench up down
 
 ## Everything CI runs: formatting, lints, unit tests, then the suite against a real API server.
-test: deps lint unit e2e
+test: deps lint unit chart e2e
 
 ## What the build needs on a fresh Debian machine (a C compiler for aws-lc).
 deps:
@@ -18,6 +18,10 @@ lint:
 
 unit:
 	$(CARGO) test --workspace --locked --exclude image-policy-e2e
+
+## The Helm chart through Helm v4's own Go SDK (PyPI's helm-python-sdk): lint, render, schema.
+chart:
+	hack/helm/test-chart.sh
 
 ## The end-to-end suite: a real kube-apiserver (built from Debian's source, cached), kubectl.
 e2e:

@@ -1,0 +1,70 @@
+{{/*
+Fixed names. They are the original product's (SPEC §5): documentation, runbooks and the
+ClusterImagePolicy instructions refer to them, so they do not follow the release name.
+One release per cluster, therefore: the webhook and the cluster-scoped RBAC are singletons.
+*/}}
+{{- define "image-policy.namespace" -}}{{ .Values.deploymentNamespace }}{{- end }}
+{{- define "image-policy.managerName" -}}image-policy-controller-manager{{- end }}
+{{- define "image-policy.serviceName" -}}image-policy-webhook-service{{- end }}
+{{- define "image-policy.webhookConfigName" -}}image-policy-validating-webhook-configuration{{- end }}
+{{- define "image-policy.webhookName" -}}image-policy-webhook.signing.apps.tanzu.com{{- end }}
+{{- define "image-policy.webhookPath" -}}/signing-policy-check{{- end }}
+{{- define "image-policy.tlsSecretName" -}}image-policy-webhook-tls{{- end }}
+{{- define "image-policy.certificateName" -}}image-policy-webhook-cert{{- end }}
+{{- define "image-policy.customCasName" -}}image-policy-custom-cas{{- end }}
+{{- define "image-policy.priorityClassName" -}}system-cluster-critical{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "image-policy.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: image-policy-webhook
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: image-policy
+{{- end }}
+
+{{/* The operator's Pods: the Deployment's selector, the Service's and the PDB's. */}}
+{{- define "image-policy.selectorLabels" -}}
+app.kubernetes.io/name: image-policy-webhook
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller-manager
+{{- end }}
+
+{{/* repository:tag, or repository@digest when a digest is pinned (it wins). */}}
+{{- define "image-policy.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end }}
+
+{{/*
+How the webhook's serving certificate is managed: "url" (webhook.url: served outside the
+cluster, nothing to manage here), "certManager", "helm" or "operator".
+*/}}
+{{- define "image-policy.certMode" -}}
+{{- if .Values.webhook.url -}}url
+{{- else if .Values.certManager.enabled -}}certManager
+{{- else -}}{{ .Values.certificates.mode }}
+{{- end -}}
+{{- end }}
+
+{{/* The operator runs in the cluster unless webhook.url sends admissions elsewhere. */}}
+{{- define "image-policy.inCluster" -}}
+{{- if not .Values.webhook.url }}true{{ end -}}
+{{- end }}
+
+{{/* Settings that cannot be expressed in values.schema.json; fail early with a clear message. */}}
+{{- define "image-policy.validate" -}}
+{{- if and .Values.webhook.url .Values.certManager.enabled -}}
+{{- fail "webhook.url and certManager.enabled exclude each other: with webhook.url the webhook is served outside the cluster, with the certificate whose CA is webhook.caBundle" -}}
+{{- end -}}
+{{- if and .Values.createNamespace (eq .Values.deploymentNamespace .Release.Namespace) -}}
+{{- fail (printf "deploymentNamespace %q is the release's own namespace, which must exist before the chart is installed: set createNamespace=false (and install with --namespace %s --create-namespace), or install the release into another namespace" .Values.deploymentNamespace .Values.deploymentNamespace) -}}
+{{- end -}}
+{{- if and .Values.quota.enabled (lt (int .Values.quota.podNumber) (add1 (int .Values.replicas) | int)) -}}
+{{- fail (printf "quota.podNumber (%d) must be at least replicas + 1 (%d), or a rolling update cannot start its new Pod" (int .Values.quota.podNumber) (add1 (int .Values.replicas))) -}}
+{{- end -}}
+{{- end }}
