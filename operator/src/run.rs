@@ -64,7 +64,11 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .with_observer(Arc::new(metrics.clone()));
     let readiness = Readiness::new();
-    tokio::spawn(crate::controller::publish(client.clone(), state_tx));
+    tokio::spawn(crate::controller::publish(
+        client.clone(),
+        state_tx,
+        args.namespace.clone(),
+    ));
     tokio::spawn(track_readiness(
         state_rx.clone(),
         readiness.clone(),

@@ -1,8 +1,12 @@
 //! The controller: watches the `ClusterImagePolicy` named `image-policy` and publishes the
-//! policy state that every admission reads.
+//! policy state that every admission reads, and writes the status of every policy.
 //!
-//! It is the only writer of the state. A valid policy is compiled into a snapshot and
-//! published whole; an invalid one after a valid one keeps the last valid snapshot enforced
+//! The publisher ([`Publisher`], driven by [`publish`]'s watch of `image-policy`) is the only
+//! writer of the state, on every replica. The status reconciler ([`reconcile`], with the
+//! pure rules in [`status`]) reads that state and writes status only on the replica that
+//! holds the [`lease`].
+//!
+//! A valid policy is compiled into a snapshot and published whole; an invalid one after a valid one keeps the last valid snapshot enforced
 //! (it may have landed while the webhook was down); an invalid one with nothing valid before
 //! it makes every matched and unmatched image be refused with the policy's problems, so that
 //! a broken policy never silently admits.
@@ -18,6 +22,10 @@ use tokio::sync::watch;
 
 use crate::policy::Snapshot;
 use crate::webhook::review::PolicyState;
+
+pub mod lease;
+pub mod reconcile;
+pub mod status;
 
 /// What the publisher remembers between events.
 #[derive(Debug, Default)]
@@ -55,13 +63,30 @@ impl Publisher {
     }
 }
 
+/// Runs the controller until the process ends: publishes the state of `image-policy` on
+/// `state`, competes for the status-writing lease in `namespace` (also the namespace of
+/// `secretRef`s that name none), and, while holding it, writes every policy's status.
+pub async fn publish(client: Client, state: watch::Sender<PolicyState>, namespace: String) {
+    let (leading_tx, leading_rx) = watch::channel(false);
+    let identity = lease::identity();
+    tracing::info!(target: "image-policy.controller", %identity, %namespace, lease = lease::LEASE_NAME, "Starting controller");
+    let policies = state.subscribe();
+    tokio::join!(
+        watch_policy(client.clone(), state),
+        lease::lead(client.clone(), namespace.clone(), identity, leading_tx),
+        reconcile::run(client, policies, leading_rx, namespace),
+    );
+}
+
 /// Watches the policy and publishes its state until the watch ends (it does not, short of
 /// the process ending: the watcher retries with backoff).
-pub async fn publish(client: Client, state: watch::Sender<PolicyState>) {
+async fn watch_policy(client: Client, state: watch::Sender<PolicyState>) {
     let api: Api<ClusterImagePolicy> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("metadata.name={POLICY_NAME}"));
     let mut publisher = Publisher::default();
     let mut pending: Option<Option<ClusterImagePolicy>> = None;
+    // What was last published: `(uid, generation)` of the policy, `None` for no policy.
+    let mut published: Option<Option<(Option<String>, Option<i64>)>> = None;
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     loop {
         let event = match events.try_next().await {
@@ -85,6 +110,15 @@ pub async fn publish(client: Client, state: watch::Sender<PolicyState>) {
             Event::Apply(policy) => Some(policy),
             Event::Delete(_) => None,
         };
+        // A status write is an update too; the spec, and so the state, only changes with
+        // the generation (or with a new object of the same name).
+        let seen = current
+            .as_ref()
+            .map(|p| (p.metadata.uid.clone(), p.metadata.generation));
+        if seen.as_ref().is_some_and(|(_, g)| g.is_some()) && published.as_ref() == Some(&seen) {
+            continue;
+        }
+        published = Some(seen);
         let next = publisher.next(current.as_ref());
         tracing::info!(target: "image-policy.controller", object = POLICY_NAME, state = state_label(&next), "Policy published");
         state.send_replace(next);

@@ -1,0 +1,405 @@
+//! Status conditions on a real kube-apiserver: `image-policy run` (no webhook registered)
+//! writes each ClusterImagePolicy's `Ready` condition and counts, which `kubectl get
+//! clusterimagepolicies` prints; an invalid edit says that the last valid version is still
+//! enforced; a missing `secretRef` Secret shows until it is created; and a killed operator
+//! is ready again within seconds while a new replica takes the status lease over.
+
+// A test crate: its helpers fail the test loudly by design.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use image_policy_e2e::{eventually, http_ok, image_policy, image_policy_bin, kubectl};
+use serde_json::Value;
+
+const CRD: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com";
+/// The operator's namespace in this test: its own, so that a lease left by another test's
+/// operator does not delay the first status writes.
+const NAMESPACE: &str = "image-policy-status-e2e";
+const POLICIES: [&str; 2] = ["image-policy", "other"];
+/// Status is written within a second or two; this leaves room for a slow CI machine.
+const SOON: Duration = Duration::from_secs(20);
+/// A new replica takes the lease over once the old holder's 15 s lease has run out.
+const TAKEOVER: Duration = Duration::from_secs(45);
+
+/// The operator process, stopped when dropped; its log is printed if the test fails.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `image-policy run` as replica `pod` and returns it with the time it took
+    /// until `/readyz` answered 200.
+    fn start(dir: &Path, pod: &str) -> (Self, Duration) {
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        let (webhook, metrics) = (free_port(), free_port());
+        let log = dir.join(format!("operator-{pod}.log"));
+        let started = Instant::now();
+        let child = Command::new(image_policy_bin())
+            .args(["run", "--namespace", NAMESPACE])
+            .args(["--webhook-addr", &format!("127.0.0.1:{webhook}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--tls-cert-file", cert.to_str().unwrap()])
+            .args(["--tls-key-file", key.to_str().unwrap()])
+            .env("POD_NAME", pod)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start image-policy run");
+        let operator = Operator { child, log };
+        eventually(Duration::from_secs(30), "the operator is ready", || {
+            http_ok(metrics, "/readyz").then_some(())
+        });
+        (operator, started.elapsed())
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "operator log (last lines, newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// Deletes what the test created, however it ends.
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in POLICIES {
+            let _ = kubectl(
+                &["delete", "clusterimagepolicy", name, "--ignore-not-found"],
+                None,
+            );
+        }
+        let _ = kubectl(
+            &[
+                "delete",
+                "namespace",
+                NAMESPACE,
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throwaway self-signed serving pair (no webhook is registered, so nobody checks it) and
+/// a P-256 public key for the policy.
+fn generate_keys(dir: &Path) -> String {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &path("tls.key"),
+        "-out",
+        &path("tls.crt"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &path("cosign.key"),
+    ]);
+    openssl(&[
+        "ec",
+        "-in",
+        &path("cosign.key"),
+        "-pubout",
+        "-out",
+        &path("cosign.pub"),
+    ]);
+    std::fs::read_to_string(dir.join("cosign.pub")).expect("public key")
+}
+
+fn install_crd() {
+    let crd = image_policy(&["crd"]).expect_ok("image-policy crd");
+    kubectl(&["apply", "-f", "-"], Some(&crd)).expect_ok("apply the CRD");
+    kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{CRD}"),
+        ],
+        None,
+    )
+    .expect_ok("CRD established");
+}
+
+/// A policy with one key and one pattern per entry of `patterns` (each with an optional
+/// `secretRef` name in [`NAMESPACE`]).
+fn policy(name: &str, public_key: &str, patterns: &[(&str, Option<&str>)]) -> String {
+    let key: String = public_key
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    let images: String = patterns
+        .iter()
+        .map(|(pattern, secret)| {
+            let secret = secret.map_or(String::new(), |s| {
+                format!("      secretRef: {{name: {s}, namespace: {NAMESPACE}}}\n")
+            });
+            format!("    - namePattern: {pattern}\n      keys: [{{name: first-key}}]\n{secret}")
+        })
+        .collect();
+    format!(
+        "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\n\
+         spec:\n  verification:\n    keys:\n    - name: first-key\n      publicKey: |\n{key}    images:\n{images}"
+    )
+}
+
+fn apply(yaml: &str) {
+    // Discovery of a freshly established CRD can lag by a moment.
+    eventually(SOON, "kubectl apply the policy", || {
+        kubectl(&["apply", "-f", "-"], Some(yaml)).ok.then_some(())
+    });
+}
+
+/// The policy as stored.
+fn stored(name: &str) -> Value {
+    let json = kubectl(&["get", "clusterimagepolicy", name, "-o", "json"], None)
+        .expect_ok("kubectl get -o json");
+    serde_json::from_str(&json).expect("policy JSON")
+}
+
+/// `kubectl get clusterimagepolicy NAME`'s columns READY, REASON, KEYS and PATTERNS.
+fn columns(name: &str) -> Vec<String> {
+    let row = kubectl(&["get", "clusterimagepolicy", name, "--no-headers"], None)
+        .expect_ok("kubectl get");
+    row.split_whitespace()
+        .skip(1)
+        .take(4)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until the row reads `expected` and the status has observed the current
+/// generation; returns the stored policy.
+fn wait_for(name: &str, expected: [&str; 4], limit: Duration) -> Value {
+    eventually(limit, &format!("{name} shows {expected:?}"), || {
+        let policy = stored(name);
+        let observed = policy.pointer("/status/conditions/0/observedGeneration");
+        (columns(name) == expected && observed == policy.pointer("/metadata/generation"))
+            .then_some(policy)
+    })
+}
+
+fn message(policy: &Value) -> &str {
+    policy
+        .pointer("/status/conditions/0/message")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn transition_time(policy: &Value) -> String {
+    policy
+        .pointer("/status/conditions/0/lastTransitionTime")
+        .and_then(Value::as_str)
+        .expect("lastTransitionTime")
+        .to_owned()
+}
+
+#[test]
+fn status_conditions_follow_the_policies_and_survive_a_restart() {
+    install_crd();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = generate_keys(dir.path());
+    let _cleanup = Cleanup;
+    for name in POLICIES {
+        kubectl(
+            &["delete", "clusterimagepolicy", name, "--ignore-not-found"],
+            None,
+        )
+        .expect_ok("delete a leftover policy");
+    }
+    // A namespace left Terminating by an earlier run must be gone before it is made again.
+    eventually(Duration::from_secs(60), "the namespace is active", || {
+        let _ = kubectl(&["create", "namespace", NAMESPACE], None);
+        let phase = kubectl(
+            &[
+                "get",
+                "namespace",
+                NAMESPACE,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+            None,
+        );
+        (phase.stdout == "Active").then_some(())
+    });
+
+    let (operator, first_ready) = Operator::start(dir.path(), "status-e2e-a");
+    eprintln!("operator ready (first start) after {first_ready:?}");
+
+    // A valid policy: active, with its counts.
+    let started = Instant::now();
+    apply(&policy(
+        "image-policy",
+        &key,
+        &[("registry.example.org/*", None)],
+    ));
+    let active = wait_for("image-policy", ["True", "PolicyActive", "1", "1"], SOON);
+    eprintln!("PolicyActive shown after {:?}", started.elapsed());
+    assert_eq!(message(&active), "Enforcing 1 key and 1 pattern");
+    let valid_generation = active["metadata"]["generation"]
+        .as_i64()
+        .expect("generation");
+
+    // Another name: never enforced.
+    apply(&policy("other", &key, &[("registry.example.org/*", None)]));
+    let other = wait_for("other", ["False", "InvalidName", "0", "0"], SOON);
+    assert!(
+        message(&other).contains("only a ClusterImagePolicy named \"image-policy\" is enforced"),
+        "{}",
+        message(&other)
+    );
+
+    // A broken key: every problem with its field path, and the last valid version enforced.
+    let broken = policy(
+        "image-policy",
+        "not a key",
+        &[("registry.example.org/*", None)],
+    );
+    apply(&broken);
+    let invalid = wait_for("image-policy", ["False", "InvalidKey", "1", "1"], SOON);
+    let text = message(&invalid);
+    assert!(
+        text.starts_with("spec.verification.keys[0].publicKey: "),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "; the last valid version (generation {valid_generation}) is still enforced"
+        )),
+        "{text}"
+    );
+    let went_false = transition_time(&invalid);
+    assert!(went_false >= transition_time(&active));
+
+    // Broken differently, same reason: a new message, but no transition.
+    apply(&policy(
+        "image-policy",
+        "still not a key",
+        &[("registry.example.org/*", None)],
+    ));
+    let generation = invalid["metadata"]["generation"].as_i64().unwrap() + 1;
+    let again = eventually(SOON, "the new generation is observed", || {
+        let p = stored("image-policy");
+        (p.pointer("/status/conditions/0/observedGeneration") == Some(&generation.into()))
+            .then_some(p)
+    });
+    assert_eq!(transition_time(&again), went_false, "{again}");
+
+    // Killed and replaced by a new replica: admissions are served again within seconds
+    // from the current policy; the status lease is taken over once it runs out, and the new
+    // leader reports that nothing valid is enforced (it never saw a valid version).
+    drop(operator);
+    let killed = Instant::now();
+    let (operator, ready) = Operator::start(dir.path(), "status-e2e-b");
+    eprintln!("operator ready after a restart in {ready:?} (/readyz 200)");
+    let restarted = wait_for("image-policy", ["False", "InvalidKey", "0", "0"], TAKEOVER);
+    eprintln!(
+        "status rewritten by the new leader {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(
+        message(&restarted).ends_with(
+            "; no valid version is enforced, so every workload is denied until the policy is fixed"
+        ),
+        "{}",
+        message(&restarted)
+    );
+    assert_eq!(columns("other"), ["False", "InvalidName", "0", "0"]);
+
+    // Fixed, with a pattern whose secretRef names a missing Secret: enforced, but reported.
+    let with_secret = policy(
+        "image-policy",
+        &key,
+        &[
+            ("registry.example.org/*", None),
+            ("private.example.org/*", Some("pull-secret")),
+        ],
+    );
+    apply(&with_secret);
+    let missing = wait_for("image-policy", ["False", "SecretNotFound", "1", "2"], SOON);
+    assert!(
+        message(&missing).starts_with(&format!(
+            "spec.verification.images[1].secretRef: Secret {NAMESPACE}/pull-secret does not exist"
+        )),
+        "{}",
+        message(&missing)
+    );
+    let created = Instant::now();
+    kubectl(
+        &[
+            "-n",
+            NAMESPACE,
+            "create",
+            "secret",
+            "docker-registry",
+            "pull-secret",
+            "--docker-server=private.example.org",
+            "--docker-username=u",
+            "--docker-password=p",
+        ],
+        None,
+    )
+    .expect_ok("create the Secret");
+    wait_for("image-policy", ["True", "PolicyActive", "1", "2"], SOON);
+    eprintln!(
+        "SecretNotFound cleared {:?} after the Secret was created",
+        created.elapsed()
+    );
+    drop(operator);
+}

@@ -1,0 +1,209 @@
+//! The status reconciler: a kube-runtime `Controller` over every `ClusterImagePolicy`, which
+//! writes each one's status (see [`super::status`]) with server-side apply on the status
+//! subresource, while this replica holds the lease.
+//!
+//! It never touches what admissions read: for `image-policy` it reads the publisher's
+//! [`PolicyState`] to say what is enforced, and every policy is reconciled again whenever
+//! the publisher publishes, so the message catches up with the snapshot. A status is written only when it
+//! differs from the stored one: a write bumps the `resourceVersion`, which triggers the
+//! watch, whose reconcile then finds nothing to do.
+//!
+//! Secrets named by `secretRef`s are checked with a GET each (the same permission the
+//! credential lookup needs, rather than a cluster-wide list/watch of Secrets): a policy with
+//! a missing Secret is looked at again every [`MISSING_SECRET_RECHECK`], one with Secrets
+//! every [`SECRET_RECHECK`], so that creating or deleting a Secret shows within that time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use image_policy_crd::{ClusterImagePolicy, ClusterImagePolicyStatus, POLICY_NAME};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::status::{self, SecretUse};
+use crate::policy::{Problem, Snapshot};
+use crate::webhook::review::PolicyState;
+
+/// The field manager of status writes.
+pub const FIELD_MANAGER: &str = "image-policy";
+/// How soon a policy naming a missing Secret is looked at again.
+pub const MISSING_SECRET_RECHECK: Duration = Duration::from_secs(10);
+/// How soon a policy naming Secrets that exist is looked at again.
+pub const SECRET_RECHECK: Duration = Duration::from_secs(60);
+/// How soon a failed reconcile is retried.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Why a status could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// A Secret named by a `secretRef` could not be read (other than "not found").
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    ReadSecret {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The status subresource could not be written.
+    #[error("writing the status: {0}")]
+    Write(#[source] kube::Error),
+}
+
+struct Context {
+    client: Client,
+    state: watch::Receiver<PolicyState>,
+    leading: watch::Receiver<bool>,
+    namespace: String,
+}
+
+/// Reconciles the status of every policy until the process ends.
+pub async fn run(
+    client: Client,
+    state: watch::Receiver<PolicyState>,
+    leading: watch::Receiver<bool>,
+    namespace: String,
+) {
+    let api: Api<ClusterImagePolicy> = Api::all(client.clone());
+    // Every policy, not only image-policy: `reconcile_on` (one object) is an unstable
+    // kube-runtime feature, and there are few policies.
+    let published = changes(state.clone());
+    let mut leading_changes = leading.clone();
+    let elected = changes(leading.clone()).filter(move |()| {
+        let leads = *leading_changes.borrow_and_update();
+        std::future::ready(leads)
+    });
+    let context = Arc::new(Context {
+        client,
+        state,
+        leading,
+        namespace,
+    });
+    Controller::new(api, watcher::Config::default())
+        .reconcile_all_on(futures::stream::select(published, elected))
+        .run(reconcile, retry, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(target: "image-policy.controller", error = %e, "Status reconcile ended in error");
+            }
+        })
+        .await;
+}
+
+/// One item per change of `rx`'s value.
+fn changes<T: Send + Sync + 'static>(rx: watch::Receiver<T>) -> impl Stream<Item = ()> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+}
+
+async fn reconcile(
+    policy: Arc<ClusterImagePolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, StatusError> {
+    if !*ctx.leading.borrow() {
+        // Leadership triggers a reconcile of every policy when it comes.
+        return Ok(Action::await_change());
+    }
+    let name = policy.name_any();
+    let enforced = if name == POLICY_NAME {
+        match &*ctx.state.borrow() {
+            // The publisher has not caught up with this object yet; its next publication
+            // triggers this reconcile again.
+            PolicyState::Loading | PolicyState::Absent => return Ok(Action::await_change()),
+            PolicyState::Active(snapshot) => Some(snapshot.clone()),
+            PolicyState::Invalid(_) => None,
+        }
+    } else {
+        None
+    };
+    let compiled = Snapshot::compile(&policy);
+    let uses = match &compiled {
+        Ok(snapshot) => status::secret_uses(snapshot, &ctx.namespace),
+        Err(_) => Vec::new(),
+    };
+    let missing = missing_secrets(&ctx.client, &uses).await?;
+    let assessment = status::assess(&policy, &compiled, enforced.as_deref(), &missing);
+    let desired = status::status(&policy, assessment, now());
+    if !status::is_current(policy.status.as_ref(), &desired) {
+        write(&ctx.client, &name, &desired).await?;
+    }
+    Ok(match (uses.is_empty(), missing.is_empty()) {
+        (true, _) => Action::await_change(),
+        (false, true) => Action::requeue(SECRET_RECHECK),
+        (false, false) => Action::requeue(MISSING_SECRET_RECHECK),
+    })
+}
+
+fn retry(policy: Arc<ClusterImagePolicy>, error: &StatusError, _: Arc<Context>) -> Action {
+    tracing::warn!(target: "image-policy.controller", object = %policy.name_any(), error = %error, "Status not updated; retrying");
+    Action::requeue(RETRY)
+}
+
+/// The problems of the Secrets in `uses` that do not exist, each Secret read once.
+async fn missing_secrets(client: &Client, uses: &[SecretUse]) -> Result<Vec<Problem>, StatusError> {
+    let mut exists: HashMap<(&str, &str), bool> = HashMap::new();
+    let mut missing = Vec::new();
+    for secret in uses {
+        let key = (secret.namespace.as_str(), secret.name.as_str());
+        let found = match exists.get(&key) {
+            Some(found) => *found,
+            None => {
+                let api: Api<Secret> = Api::namespaced(client.clone(), &secret.namespace);
+                let found = api
+                    .get_metadata_opt(&secret.name)
+                    .await
+                    .map_err(|source| StatusError::ReadSecret {
+                        namespace: secret.namespace.clone(),
+                        name: secret.name.clone(),
+                        source,
+                    })?
+                    .is_some();
+                exists.insert(key, found);
+                found
+            }
+        };
+        if !found {
+            missing.push(secret.not_found());
+        }
+    }
+    Ok(missing)
+}
+
+/// Applies `status` to the policy's status subresource, owning it as [`FIELD_MANAGER`].
+async fn write(
+    client: &Client,
+    name: &str,
+    status: &ClusterImagePolicyStatus,
+) -> Result<(), StatusError> {
+    let api: Api<ClusterImagePolicy> = Api::all(client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": ClusterImagePolicy::api_version(&()),
+        "kind": ClusterImagePolicy::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &params, &Patch::Apply(&patch))
+        .await
+        .map_err(StatusError::Write)?;
+    if let Some(ready) = status::ready_condition(Some(status)) {
+        tracing::info!(target: "image-policy.controller", object = %name, ready = %ready.status, reason = %ready.reason, "Status written");
+    }
+    Ok(())
+}
+
+/// Now, to the second: the precision a `metav1.Time` is stored with.
+fn now() -> Time {
+    let now = Timestamp::now();
+    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
