@@ -24,4 +24,4 @@ echo "[e2e] control plane up in $(( $(date +%s) - started ))s"
 source "${IMAGE_POLICY_STATE}/env"
 cargo build --locked -p image-policy
 export IMAGE_POLICY_BIN="${CARGO_TARGET_DIR:-${PWD}/target}/debug/image-policy"
-cargo test --locked -p image-policy-e2e -- --test-threads=1
+cargo test --locked -p image-policy-e2e --tests -- --test-threads=1

@@ -478,6 +478,8 @@ def check_everything() -> None:
                      "--ca-file=/etc/image-policy/ca/secret-1/ca.crt",
                      "--ca-file=/etc/image-policy/ca/values/ca-0.crt",
                      "--insecure-registry=registry.local:5000", "--insecure-registry=localhost",
+                     "--verify-timeout=6s", "--digest-cache-ttl=15s", "--verified-cache-ttl=5m",
+                     "--rejected-cache-ttl=20s", "--cache-size=5000",
                      "--some-future-flag=30s"):
             assert flag in a, f"{flag} not in {a}"
 
