@@ -255,6 +255,21 @@ fn saturating_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+impl crate::verify::Observer for Metrics {
+    fn cache(&self, cache: &'static str, hit: bool) {
+        let cache = if cache == "digest" {
+            Cache::Digest
+        } else {
+            Cache::Verdict
+        };
+        Metrics::cache(self, cache, hit);
+    }
+
+    fn registry_request(&self, outcome: &'static str) {
+        Metrics::registry_request(self, outcome);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,20 +423,5 @@ mod tests {
             text.contains("image_policy_registry_requests_total{outcome=\"a\\\"b\\\\c\\nd\"} 1\n"),
             "{text}"
         );
-    }
-}
-
-impl crate::verify::Observer for Metrics {
-    fn cache(&self, cache: &'static str, hit: bool) {
-        let cache = if cache == "digest" {
-            Cache::Digest
-        } else {
-            Cache::Verdict
-        };
-        Metrics::cache(self, cache, hit);
-    }
-
-    fn registry_request(&self, outcome: &'static str) {
-        Metrics::registry_request(self, outcome);
     }
 }
