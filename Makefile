@@ -35,9 +35,10 @@ crd:
 bench:
 	$(CARGO) bench --locked -p image-policy --bench snapshot_match
 
-## A local control plane for trying the product: prints what to export.
+## A local control plane with the operator as its webhook and demo images: prints what to
+## export and the seed's three checks.
 up:
 	hack/up.sh
 
 down:
-	hack/cluster-down.sh
+	hack/down.sh

@@ -1,29 +1,53 @@
 #!/usr/bin/env bash
-# `make up`: a local control plane with the ClusterImagePolicy API installed, for trying the
-# product by hand. Prints what to export and commands to try.
+# `make up`: a local control plane with the operator admitting for real, ready for kubectl:
+# the ClusterImagePolicy API, a TLS registry on 127.0.0.1 with a signed, an other-key and an
+# unsigned demo image, `image-policy run` registered as the validating webhook by URL under the
+# seed's name, and a policy to apply. Prints what to export and the seed's three checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
 hack/cluster-up.sh
 state="${IMAGE_POLICY_STATE:-/tmp/image-policy-cluster}"
-export KUBECONFIG="${state}/kubeconfig"
+# shellcheck disable=SC1091
+source "${state}/env"
 
-cargo build --locked -p image-policy
-bin="${CARGO_TARGET_DIR:-${PWD}/target}/debug/image-policy"
-"${bin}" crd | kubectl apply -f -
-kubectl wait --for=condition=Established --timeout=60s crd/clusterimagepolicies.signing.apps.tanzu.vmware.com
+cargo build --locked -p image-policy -p image-policy-e2e --bins
+target="${CARGO_TARGET_DIR:-${PWD}/target}/debug"
+export IMAGE_POLICY_BIN="${target}/image-policy"
+export IMAGE_POLICY_DEMO_DIR="${IMAGE_POLICY_DEMO_DIR:-/tmp/image-policy-demo}"
+mkdir -p "${IMAGE_POLICY_DEMO_DIR}"
+
+# One demo at a time: a previous one is stopped first.
+if [[ -f "${IMAGE_POLICY_DEMO_DIR}/demo.pid" ]]; then
+  kill "$(cat "${IMAGE_POLICY_DEMO_DIR}/demo.pid")" 2>/dev/null || true
+  sleep 1
+fi
+rm -f "${IMAGE_POLICY_DEMO_DIR}/ready"
+nohup "${target}/image-policy-demo" >"${IMAGE_POLICY_DEMO_DIR}/demo.log" 2>&1 &
+echo $! >"${IMAGE_POLICY_DEMO_DIR}/demo.pid"
+for _ in $(seq 1 120); do
+  [[ -f "${IMAGE_POLICY_DEMO_DIR}/ready" ]] && break
+  if ! kill -0 "$(cat "${IMAGE_POLICY_DEMO_DIR}/demo.pid")" 2>/dev/null; then
+    echo "[up] the demo stopped; its log:" >&2
+    tail -40 "${IMAGE_POLICY_DEMO_DIR}/demo.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+[[ -f "${IMAGE_POLICY_DEMO_DIR}/ready" ]] || { echo "[up] the demo did not get ready" >&2; exit 1; }
 
 cat <<MSG
 
-The control plane is up with the ClusterImagePolicy API installed.
+image-policy is up: a Kubernetes 1.20 control plane on 127.0.0.1, a registry with demo images,
+and the operator as its validating webhook (log: ${IMAGE_POLICY_DEMO_DIR}/operator.log).
 
   export KUBECONFIG=${KUBECONFIG}
 
-Try:
-  kubectl apply -f operator/tests/data/policies/seed-quickstart.yaml
-  kubectl get clusterimagepolicies
-  ${bin} match --policy operator/tests/data/policies/seed-quickstart.yaml gcr.io/projectsigstore/cosign:v1.2.1 busybox
+Apply the policy, then try the original documentation's three checks:
+$(sed 's/^/  /' "${IMAGE_POLICY_DEMO_DIR}/ready")
 
-Stop it with: make down
+  kubectl get clusterimagepolicies
+
+Stop everything with: make down
 MSG

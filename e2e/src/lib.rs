@@ -7,6 +7,8 @@
 // This crate is a test harness: a failed expectation must stop the test with a message.
 #![allow(clippy::panic)]
 
+pub mod cluster;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

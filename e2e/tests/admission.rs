@@ -13,233 +13,15 @@
 #[path = "../../operator/tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine as _;
-use image_policy_e2e::{Run, eventually, image_policy_bin, kubectl};
-use sigstore::crypto::{SigStoreSigner, SigningScheme};
+use image_policy_e2e::cluster::{
+    WEBHOOK_NAME, namespace, pem_of, policy_yaml, register_webhook, said, start_operator,
+};
+use image_policy_e2e::{eventually, kubectl};
+use sigstore::crypto::SigningScheme;
 use support::cosign::Pusher;
 use support::registry::{Registry, RegistryOptions};
-
-const WEBHOOK_NAME: &str = "image-policy-webhook.signing.apps.tanzu.com";
-
-/// The operator process, stopped when dropped; its log is printed if the test fails.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "operator log (last lines, newest first):\n{}",
-                tail.join("\n")
-            );
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A serving certificate for 127.0.0.1 signed by the cluster's CA, which the API server trusts.
-fn serving_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let ca = std::env::var("IMAGE_POLICY_CA_CERT").expect("IMAGE_POLICY_CA_CERT (hack/e2e.sh)");
-    let ca_key = std::env::var("IMAGE_POLICY_CA_KEY").expect("IMAGE_POLICY_CA_KEY (hack/e2e.sh)");
-    let (key, csr, cert, ext) = (
-        dir.join("tls.key"),
-        dir.join("tls.csr"),
-        dir.join("tls.crt"),
-        dir.join("ext.cnf"),
-    );
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let p = |p: &Path| p.to_str().unwrap().to_owned();
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &p(&key),
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        &p(&key),
-        "-subj",
-        "/CN=127.0.0.1",
-        "-out",
-        &p(&csr),
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p(&csr),
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &p(&ext),
-        "-out",
-        &p(&cert),
-    ]);
-    (cert, key)
-}
-
-fn start_operator(dir: &Path, registry: &Registry, allow_unmatched: bool) -> (Operator, u16) {
-    let (cert, key) = serving_cert(dir);
-    let (port, metrics) = (free_port(), free_port());
-    let log = dir.join("operator.log");
-    let mut command = Command::new(image_policy_bin());
-    command
-        .args([
-            "run",
-            "--webhook-addr",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics}"),
-        ])
-        .args([
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-        ])
-        .args(["--ca-file", registry.ca_path().to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"));
-    if allow_unmatched {
-        command.arg("--allow-unmatched-images");
-    }
-    let child = command.spawn().expect("start image-policy run");
-    let operator = Operator { child, log };
-    eventually(Duration::from_secs(30), "the operator is ready", || {
-        image_policy_e2e::http_ok(metrics, "/readyz").then_some(())
-    });
-    (operator, port)
-}
-
-fn register_webhook(port: u16) {
-    let ca = std::fs::read(std::env::var("IMAGE_POLICY_CA_CERT").unwrap()).expect("ca");
-    let bundle = base64::engine::general_purpose::STANDARD.encode(ca);
-    let rule = |groups: &str, versions: &str, resources: &str| {
-        format!(
-            "  - apiGroups: [{groups}]\n    apiVersions: [{versions}]\n    operations: [CREATE, UPDATE]\n    resources: [{resources}]\n"
-        )
-    };
-    let config = format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {WEBHOOK_NAME}\n\
-         webhooks:\n- name: {WEBHOOK_NAME}\n  admissionReviewVersions: [v1, v1beta1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 10\n\
-         \x20 clientConfig:\n    url: https://127.0.0.1:{port}/signing-policy-check\n    caBundle: {bundle}\n\
-         \x20 namespaceSelector:\n    matchExpressions:\n    - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, image-policy-system]}}\n\
-         \x20 rules:\n{}{}{}{}",
-        rule(
-            "\"\"",
-            "v1",
-            "pods, pods/ephemeralcontainers, replicationcontrollers"
-        ),
-        rule(
-            "apps",
-            "v1",
-            "deployments, statefulsets, daemonsets, replicasets"
-        ),
-        rule("batch", "v1, v1beta1", "jobs, cronjobs"),
-        rule(
-            "signing.apps.tanzu.vmware.com",
-            "v1beta1",
-            "clusterimagepolicies"
-        ),
-    );
-    kubectl(&["apply", "-f", "-"], Some(&config)).expect_ok("register the webhook");
-}
-
-fn policy_yaml(
-    name: &str,
-    registry: &Registry,
-    keys: &[(&str, &str)],
-    pattern_keys: &[&str],
-) -> String {
-    let keys_yaml: String = keys
-        .iter()
-        .map(|(name, pem)| {
-            let body: String = pem.lines().map(|l| format!("        {l}\n")).collect();
-            format!("    - name: {name}\n      publicKey: |\n{body}")
-        })
-        .collect();
-    let refs: Vec<String> = pattern_keys
-        .iter()
-        .map(|k| format!("{{name: {k}}}"))
-        .collect();
-    format!(
-        "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  verification:\n\
-         \x20   exclude:\n      resources:\n        namespaces: [kube-system, excluded]\n    keys:\n{keys_yaml}\
-         \x20   images:\n    - namePattern: {}/demo/*\n      keys: [{}]\n",
-        registry.host(),
-        refs.join(", ")
-    )
-}
-
-fn pem_of(signer: &SigStoreSigner) -> String {
-    signer
-        .to_sigstore_keypair()
-        .expect("pair")
-        .public_key_to_pem()
-        .expect("pem")
-}
-
-/// kubectl's whole answer, both streams, as a user sees it.
-fn said(run: &Run) -> String {
-    format!("{}{}", run.stderr, run.stdout)
-}
-
-fn namespace(name: &str) {
-    let _ = kubectl(&["create", "namespace", name], None);
-    kubectl(
-        &[
-            "label",
-            "--overwrite",
-            "namespace",
-            name,
-            &format!("kubernetes.io/metadata.name={name}"),
-        ],
-        None,
-    )
-    .expect_ok("label namespace");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_transcripts_and_the_policy_lifecycle() {
@@ -276,7 +58,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
     let _ = kubectl(&["delete", "clusterimagepolicy", "--all"], None);
 
     let dir = tempfile::tempdir().expect("dir");
-    let (operator, port) = start_operator(dir.path(), &registry, true);
+    let (operator, port) = start_operator(dir.path(), &registry.ca_path(), true);
     register_webhook(port);
 
     // No policy: admitted, with the original's warning.
@@ -298,7 +80,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
         &["apply", "-f", "-"],
         Some(&policy_yaml(
             "my-policy",
-            &registry,
+            &host,
             &[("first-key", &first_pem)],
             &["first-key"],
         )),
@@ -312,7 +94,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
         &["apply", "-f", "-"],
         Some(&policy_yaml(
             "image-policy",
-            &registry,
+            &host,
             &[("first-key", "not a key")],
             &["first-key"],
         )),
@@ -331,7 +113,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
         &["apply", "-f", "-"],
         Some(&policy_yaml(
             "image-policy",
-            &registry,
+            &host,
             &[("first-key", &first_pem)],
             &["first-key"],
         )),
@@ -428,7 +210,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
         &["apply", "-f", "-"],
         Some(&policy_yaml(
             "image-policy",
-            &registry,
+            &host,
             &[("first-key", &first_pem), ("other-key", &other_pem)],
             &["first-key", "other-key"],
         )),

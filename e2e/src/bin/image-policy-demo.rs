@@ -1,0 +1,100 @@
+//! `make up`'s demo: on the local control plane (KUBECONFIG and the cluster CA from
+//! `hack/cluster-up.sh`'s env file), a TLS registry on 127.0.0.1 holding an image signed with
+//! a demo key, one signed with another key and an unsigned one; `image-policy run` as the
+//! webhook, registered by URL under the seed's name; and a ready-to-apply policy. It writes
+//! what to try into `$IMAGE_POLICY_DEMO_DIR/ready` and stays up, with everything it started,
+//! until SIGTERM (`make down`).
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../../../operator/tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+
+use image_policy_e2e::cluster::{namespace, pem_of, policy_yaml, register_webhook, start_operator};
+use image_policy_e2e::{image_policy, kubectl};
+use sigstore::crypto::SigningScheme;
+use support::cosign::Pusher;
+use support::registry::{Registry, RegistryOptions};
+
+#[tokio::main]
+async fn main() {
+    let dir = PathBuf::from(
+        std::env::var("IMAGE_POLICY_DEMO_DIR").unwrap_or_else(|_| "/tmp/image-policy-demo".into()),
+    );
+    std::fs::create_dir_all(&dir).expect("demo dir");
+    let _ = std::fs::remove_file(dir.join("ready"));
+
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let demo = SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .expect("signer");
+    let stranger = SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .expect("signer");
+    let signed = pusher.push_image("demo/signed", "v1").await;
+    pusher.sign("demo/signed", &signed, &demo).await;
+    let other = pusher.push_image("demo/other-key", "v1").await;
+    pusher.sign("demo/other-key", &other, &stranger).await;
+    pusher.push_image("demo/unsigned", "v1").await;
+    let host = registry.host();
+
+    let crd = image_policy(&["crd"]).expect_ok("image-policy crd");
+    kubectl(&["apply", "-f", "-"], Some(&crd)).expect_ok("apply the CRD");
+    kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/clusterimagepolicies.signing.apps.tanzu.vmware.com",
+        ],
+        None,
+    )
+    .expect_ok("CRD established");
+    for ns in ["default", "kube-system", "excluded", "image-policy-system"] {
+        namespace(ns);
+    }
+    let (operator, port) = start_operator(&dir, &registry.ca_path(), true);
+    register_webhook(port);
+
+    let pem = pem_of(&demo);
+    std::fs::write(dir.join("demo-key.pub"), &pem).expect("key");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        policy_yaml("image-policy", &host, &[("demo-key", &pem)], &["demo-key"]),
+    )
+    .expect("policy");
+    let ready = format!(
+        "kubectl apply -f {policy}\n\
+         kubectl run cosign --image={host}/demo/signed:v1 --restart=Never --command -- sleep 900\n\
+         kubectl run bb --image=busybox --restart=Never\n\
+         kubectl run cosign-fail --image={host}/demo/other-key:v1 --command -- sleep 900\n",
+        policy = policy.display()
+    );
+    std::fs::write(dir.join("ready"), ready).expect("ready");
+
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = kubectl(
+        &[
+            "delete",
+            "validatingwebhookconfiguration",
+            image_policy_e2e::cluster::WEBHOOK_NAME,
+        ],
+        None,
+    );
+    drop(operator);
+    drop(registry);
+}

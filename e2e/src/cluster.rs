@@ -1,0 +1,243 @@
+//! The pieces of a working installation on the local control plane, shared by the e2e tests
+//! and `make up`'s demo: a serving certificate signed by the cluster's CA, `image-policy
+//! run` as a child process, the webhook registered by URL, and policy manifests.
+
+// A test harness: a failed step must stop with its reason.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use sigstore::crypto::SigStoreSigner;
+
+use crate::{Run, eventually, image_policy_bin, kubectl};
+
+/// The webhook's name, as the seed's transcript prints it.
+pub const WEBHOOK_NAME: &str = "image-policy-webhook.signing.apps.tanzu.com";
+
+/// The operator process, stopped when dropped; its log is printed if the test fails.
+pub struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "operator log (last lines, newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A serving certificate for 127.0.0.1 signed by the cluster's CA, which the API server trusts.
+pub fn serving_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let ca = std::env::var("IMAGE_POLICY_CA_CERT").expect("IMAGE_POLICY_CA_CERT (hack/e2e.sh)");
+    let ca_key = std::env::var("IMAGE_POLICY_CA_KEY").expect("IMAGE_POLICY_CA_KEY (hack/e2e.sh)");
+    let (key, csr, cert, ext) = (
+        dir.join("tls.key"),
+        dir.join("tls.csr"),
+        dir.join("tls.crt"),
+        dir.join("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = |p: &Path| p.to_str().unwrap().to_owned();
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p(&key),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p(&key),
+        "-subj",
+        "/CN=127.0.0.1",
+        "-out",
+        &p(&csr),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
+    ]);
+    (cert, key)
+}
+
+/// Starts `image-policy run` on free ports with a serving certificate of the cluster's CA,
+/// trusting `registry_ca`; returns once `/readyz` answers, with the webhook's port.
+pub fn start_operator(dir: &Path, registry_ca: &Path, allow_unmatched: bool) -> (Operator, u16) {
+    let (cert, key) = serving_cert(dir);
+    let (port, metrics) = (free_port(), free_port());
+    let log = dir.join("operator.log");
+    let mut command = Command::new(image_policy_bin());
+    command
+        .args([
+            "run",
+            "--webhook-addr",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics}"),
+        ])
+        .args([
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+        ])
+        .args(["--ca-file", registry_ca.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    if allow_unmatched {
+        command.arg("--allow-unmatched-images");
+    }
+    let child = command.spawn().expect("start image-policy run");
+    let operator = Operator { child, log };
+    eventually(Duration::from_secs(30), "the operator is ready", || {
+        crate::http_ok(metrics, "/readyz").then_some(())
+    });
+    (operator, port)
+}
+
+/// Registers the ValidatingWebhookConfiguration by URL, as the chart does by Service.
+pub fn register_webhook(port: u16) {
+    let ca = std::fs::read(std::env::var("IMAGE_POLICY_CA_CERT").unwrap()).expect("ca");
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    let rule = |groups: &str, versions: &str, resources: &str| {
+        format!(
+            "  - apiGroups: [{groups}]\n    apiVersions: [{versions}]\n    operations: [CREATE, UPDATE]\n    resources: [{resources}]\n"
+        )
+    };
+    let config = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {WEBHOOK_NAME}\n\
+         webhooks:\n- name: {WEBHOOK_NAME}\n  admissionReviewVersions: [v1, v1beta1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 10\n\
+         \x20 clientConfig:\n    url: https://127.0.0.1:{port}/signing-policy-check\n    caBundle: {bundle}\n\
+         \x20 namespaceSelector:\n    matchExpressions:\n    - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, image-policy-system]}}\n\
+         \x20 rules:\n{}{}{}{}",
+        rule(
+            "\"\"",
+            "v1",
+            "pods, pods/ephemeralcontainers, replicationcontrollers"
+        ),
+        rule(
+            "apps",
+            "v1",
+            "deployments, statefulsets, daemonsets, replicasets"
+        ),
+        rule("batch", "v1, v1beta1", "jobs, cronjobs"),
+        rule(
+            "signing.apps.tanzu.vmware.com",
+            "v1beta1",
+            "clusterimagepolicies"
+        ),
+    );
+    kubectl(&["apply", "-f", "-"], Some(&config)).expect_ok("register the webhook");
+}
+
+/// A ClusterImagePolicy for `registry_host/demo/*` with `keys`, of which the entry names
+/// `pattern_keys`; `kube-system` and `excluded` are excluded.
+pub fn policy_yaml(
+    name: &str,
+    registry_host: &str,
+    keys: &[(&str, &str)],
+    pattern_keys: &[&str],
+) -> String {
+    let keys_yaml: String = keys
+        .iter()
+        .map(|(name, pem)| {
+            let body: String = pem.lines().map(|l| format!("        {l}\n")).collect();
+            format!("    - name: {name}\n      publicKey: |\n{body}")
+        })
+        .collect();
+    let refs: Vec<String> = pattern_keys
+        .iter()
+        .map(|k| format!("{{name: {k}}}"))
+        .collect();
+    format!(
+        "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  verification:\n\
+         \x20   exclude:\n      resources:\n        namespaces: [kube-system, excluded]\n    keys:\n{keys_yaml}\
+         \x20   images:\n    - namePattern: {}/demo/*\n      keys: [{}]\n",
+        registry_host,
+        refs.join(", ")
+    )
+}
+
+/// The public key of a signer, as PEM.
+pub fn pem_of(signer: &SigStoreSigner) -> String {
+    signer
+        .to_sigstore_keypair()
+        .expect("pair")
+        .public_key_to_pem()
+        .expect("pem")
+}
+
+/// kubectl's whole answer, both streams, as a user sees it.
+pub fn said(run: &Run) -> String {
+    format!("{}{}", run.stderr, run.stdout)
+}
+
+/// Creates a namespace (if needed) with the `kubernetes.io/metadata.name` label that
+/// Kubernetes 1.21+ adds by itself and the webhook's namespaceSelector reads.
+pub fn namespace(name: &str) {
+    let _ = kubectl(&["create", "namespace", name], None);
+    kubectl(
+        &[
+            "label",
+            "--overwrite",
+            "namespace",
+            name,
+            &format!("kubernetes.io/metadata.name={name}"),
+        ],
+        None,
+    )
+    .expect_ok("label namespace");
+}
