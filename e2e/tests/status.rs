@@ -228,9 +228,24 @@ fn columns(name: &str) -> Vec<String> {
 /// generation; returns the stored policy.
 fn wait_for(name: &str, expected: [&str; 4], limit: Duration) -> Value {
     eventually(limit, &format!("{name} shows {expected:?}"), || {
+        // The columns kubectl prints, and the same values in the object returned (one read
+        // each: a status write between them must not pair one state's columns with another's
+        // message).
+        let printed = columns(name) == expected;
         let policy = stored(name);
+        let text = |pointer: &str| match policy.pointer(pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let in_object = [
+            text("/status/conditions/0/status"),
+            text("/status/conditions/0/reason"),
+            text("/status/keys"),
+            text("/status/patterns"),
+        ] == expected;
         let observed = policy.pointer("/status/conditions/0/observedGeneration");
-        (columns(name) == expected && observed == policy.pointer("/metadata/generation"))
+        (printed && in_object && observed == policy.pointer("/metadata/generation"))
             .then_some(policy)
     })
 }

@@ -87,8 +87,21 @@ pub struct Request {
 impl Request {
     /// Reads an AdmissionReview body.
     pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
-        let review: Value =
+        let mut review: Value =
             serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+        // The objects are moved out, not copied: they are most of the body.
+        let mut request = review
+            .get_mut("request")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        let object = request
+            .get_mut("object")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        let old_object = request
+            .get_mut("oldObject")
+            .map(Value::take)
+            .filter(|o| !o.is_null());
         let review = review
             .as_object()
             .ok_or(ReviewError::Malformed("the body is not a JSON object"))?;
@@ -101,8 +114,7 @@ impl Request {
         if review.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
             return Err(ReviewError::Malformed("kind is not AdmissionReview"));
         }
-        let request = review
-            .get("request")
+        let request = Some(&request)
             .filter(|r| r.is_object())
             .ok_or(ReviewError::Malformed("request is missing"))?;
         let text = |field: &str| {
@@ -143,8 +155,8 @@ impl Request {
                 .get("dryRun")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-            object: request.get("object").cloned().unwrap_or(Value::Null),
-            old_object: request.get("oldObject").filter(|o| !o.is_null()).cloned(),
+            object,
+            old_object,
         })
     }
 

@@ -1,0 +1,245 @@
+//! Admission throughput and latency over TLS with keep-alive, measured with `wrk` (Debian's
+//! package) on 127.0.0.1, side by side with a bare server on the same stack that answers a
+//! fixed allow:
+//!
+//! - webhook: `POST /signing-policy-check` with a Pod whose image matches the policy and
+//!   whose signature verdict is cached (the steady state of a busy cluster);
+//! - bare: the same hyper + tokio-rustls server with a handler that returns a fixed
+//!   AdmissionReview allow, without reading the body.
+//!
+//! `cargo bench -p image-policy --bench webhook_load` (needs `wrk` and `hack/registry.sh
+//! install`). Prints requests per second and latency percentiles of each, and their ratio.
+
+#![allow(
+    missing_docs,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use image_policy::policy::Snapshot;
+use image_policy::telemetry::Metrics;
+use image_policy::verify::{RegistryConfig, Verifier, VerifyConfig};
+use image_policy::webhook::Webhook;
+use image_policy::webhook::http::Routes;
+use image_policy::webhook::review::{Anonymous, PolicyState, Settings};
+use image_policy::webhook::server::{Handler, ServerConfig, serve_on};
+use image_policy_crd::ClusterImagePolicy;
+use sigstore::crypto::SigningScheme;
+use support::cosign::Pusher;
+use support::registry::{Registry, RegistryOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const DURATION: &str = "10s";
+const CONNECTIONS: &str = "16";
+
+struct FixedAllow;
+
+impl Handler for FixedAllow {
+    async fn handle(&self, _: Request<Bytes>) -> Response<Bytes> {
+        Response::new(Bytes::from_static(
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"0c3331b6-1812-11ea-b3fc-02897404852e","allowed":true}}"#,
+        ))
+    }
+}
+
+fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ])
+        .output()
+        .expect("openssl");
+    assert!(status.status.success());
+    (cert, key)
+}
+
+struct WrkResult {
+    rps: f64,
+    p50: String,
+    p90: String,
+    p99: String,
+}
+
+fn wrk(port: u16, body: &Path, dir: &Path) -> WrkResult {
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "local f = io.open(\"{}\", \"rb\")\nwrk.method = \"POST\"\nwrk.body = f:read(\"*a\")\nf:close()\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n",
+            body.display()
+        ),
+    )
+    .expect("script");
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c",
+            CONNECTIONS,
+            "-d",
+            DURATION,
+            "--latency",
+            "-s",
+            script.to_str().unwrap(),
+        ])
+        .arg(format!("https://127.0.0.1:{port}/signing-policy-check"))
+        .output()
+        .expect("wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let rps = field("Requests/sec:").parse().unwrap_or(0.0);
+    WrkResult {
+        rps,
+        p50: field("50%"),
+        p90: field("90%"),
+        p99: field("99%"),
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .expect("signer");
+    let pem = signer
+        .to_sigstore_keypair()
+        .expect("pair")
+        .public_key_to_pem()
+        .expect("pem");
+    let digest = pusher.push_image("load/app", "v1").await;
+    pusher.sign("load/app", &digest, &signer).await;
+    let host = registry.host();
+
+    let policy: ClusterImagePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1", "kind": "ClusterImagePolicy",
+        "metadata": {"name": "image-policy"},
+        "spec": {"verification": {"keys": [{"name": "k", "publicKey": pem}],
+            "images": [{"namePattern": format!("{host}/load/*"), "keys": [{"name": "k"}]}]}}
+    }))
+    .expect("policy");
+    let snapshot = Arc::new(Snapshot::compile(&policy).expect("compiles"));
+    let (_tx, rx) = watch::channel(PolicyState::Active(snapshot));
+    let config = VerifyConfig {
+        registry: RegistryConfig {
+            extra_roots_pem: vec![registry.ca_pem()],
+            ..RegistryConfig::default()
+        },
+        ..VerifyConfig::default()
+    };
+    let verifier = Verifier::new(config).expect("verifier");
+    let webhook = Webhook::new(rx, verifier, Arc::new(Anonymous), Settings::default());
+
+    let dir = tempfile::tempdir().expect("dir");
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/admission/connaisseur/02_pod.json"
+    ))
+    .expect("fixture");
+    let mut review: serde_json::Value = serde_json::from_slice(&fixture).expect("json");
+    review["request"]["object"]["spec"]["containers"][0]["image"] =
+        serde_json::json!(format!("{host}/load/app:v1"));
+    let body = serde_json::to_vec(&review).expect("body");
+    let warm = webhook.handle(&body).await;
+    assert!(
+        String::from_utf8_lossy(&warm.body).contains("\"allowed\":true"),
+        "{}",
+        String::from_utf8_lossy(&warm.body)
+    );
+    let body_file = dir.path().join("review.json");
+    std::fs::write(&body_file, &body).expect("body file");
+
+    let (cert, key) = certificate(dir.path());
+    let server_config = ServerConfig::new(&cert, &key);
+    let routes = Arc::new(Routes::new(webhook, Metrics::new()));
+    let ours = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bare = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (ours_port, bare_port) = (
+        ours.local_addr().unwrap().port(),
+        bare.local_addr().unwrap().port(),
+    );
+    tokio::spawn(serve_on(
+        ours,
+        server_config.clone(),
+        routes,
+        std::future::pending(),
+    ));
+    tokio::spawn(serve_on(
+        bare,
+        server_config,
+        Arc::new(FixedAllow),
+        std::future::pending(),
+    ));
+
+    let (body_file, dir_path) = (body_file.clone(), dir.path().to_owned());
+    let (webhook_result, bare_result) = tokio::task::spawn_blocking(move || {
+        let bare = wrk(bare_port, &body_file, &dir_path);
+        let ours = wrk(ours_port, &body_file, &dir_path);
+        (ours, bare)
+    })
+    .await
+    .expect("wrk");
+
+    println!("wrk -t2 -c{CONNECTIONS} -d{DURATION} --latency, TLS keep-alive, 127.0.0.1\n");
+    println!(
+        "{:<40} {:>12} {:>10} {:>10} {:>10}",
+        "", "requests/s", "p50", "p90", "p99"
+    );
+    for (name, r) in [
+        ("webhook, cached signed Pod", &webhook_result),
+        ("bare server, fixed allow", &bare_result),
+    ] {
+        println!(
+            "{name:<40} {:>12.0} {:>10} {:>10} {:>10}",
+            r.rps, r.p50, r.p90, r.p99
+        );
+    }
+    println!(
+        "\nthroughput ratio webhook / bare: {:.2}x (goal: at least 0.80x; p99 goal: under 2 ms)",
+        webhook_result.rps / bare_result.rps
+    );
+}
