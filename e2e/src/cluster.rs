@@ -241,3 +241,19 @@ pub fn namespace(name: &str) {
     )
     .expect_ok("label namespace");
 }
+
+/// Applies the CRD that `image-policy crd` prints and waits until the API serves it.
+pub fn install_crd() {
+    let crd = crate::image_policy(&["crd"]).expect_ok("image-policy crd");
+    kubectl(&["apply", "-f", "-"], Some(&crd)).expect_ok("apply the CRD");
+    kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/clusterimagepolicies.signing.apps.tanzu.vmware.com",
+        ],
+        None,
+    )
+    .expect_ok("CRD established");
+}

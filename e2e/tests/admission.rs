@@ -40,18 +40,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
     pusher.push_image("demo/unsigned", "v1").await;
     let host = registry.host();
 
-    let crd = image_policy_e2e::image_policy(&["crd"]).expect_ok("crd");
-    kubectl(&["apply", "-f", "-"], Some(&crd)).expect_ok("CRD");
-    kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/clusterimagepolicies.signing.apps.tanzu.vmware.com",
-        ],
-        None,
-    )
-    .expect_ok("established");
+    image_policy_e2e::cluster::install_crd();
     for ns in ["default", "kube-system", "excluded", "image-policy-system"] {
         namespace(ns);
     }

@@ -86,18 +86,7 @@ async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
         format!("{host}/private-ref/app:v1"),
     );
 
-    let crd = image_policy_e2e::image_policy(&["crd"]).expect_ok("crd");
-    kubectl(&["apply", "-f", "-"], Some(&crd)).expect_ok("CRD");
-    kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/clusterimagepolicies.signing.apps.tanzu.vmware.com",
-        ],
-        None,
-    )
-    .expect_ok("established");
+    image_policy_e2e::cluster::install_crd();
     let spaces = [
         "image-policy-system",
         "cred-none",

@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image_policy_e2e::{eventually, http_ok, image_policy, image_policy_bin, kubectl};
+use image_policy_e2e::{eventually, http_ok, image_policy_bin, kubectl};
 use serde_json::Value;
 
-const CRD: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com";
 /// The operator's namespace in this test: its own, so that a lease left by another test's
 /// operator does not delay the first status writes.
 const NAMESPACE: &str = "image-policy-status-e2e";
@@ -162,21 +161,6 @@ fn generate_keys(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("cosign.pub")).expect("public key")
 }
 
-fn install_crd() {
-    let crd = image_policy(&["crd"]).expect_ok("image-policy crd");
-    kubectl(&["apply", "-f", "-"], Some(&crd)).expect_ok("apply the CRD");
-    kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{CRD}"),
-        ],
-        None,
-    )
-    .expect_ok("CRD established");
-}
-
 /// A policy with one key and one pattern per entry of `patterns` (each with an optional
 /// `secretRef` name in [`NAMESPACE`]).
 fn policy(name: &str, public_key: &str, patterns: &[(&str, Option<&str>)]) -> String {
@@ -267,7 +251,7 @@ fn transition_time(policy: &Value) -> String {
 
 #[test]
 fn status_conditions_follow_the_policies_and_survive_a_restart() {
-    install_crd();
+    image_policy_e2e::cluster::install_crd();
     let dir = tempfile::tempdir().expect("tempdir");
     let key = generate_keys(dir.path());
     let _cleanup = Cleanup;

@@ -18,7 +18,7 @@ mod support;
 use std::path::PathBuf;
 
 use image_policy_e2e::cluster::{namespace, pem_of, policy_yaml, register_webhook, start_operator};
-use image_policy_e2e::{image_policy, kubectl};
+use image_policy_e2e::kubectl;
 use sigstore::crypto::SigningScheme;
 use support::cosign::Pusher;
 use support::registry::{Registry, RegistryOptions};
@@ -46,18 +46,7 @@ async fn main() {
     pusher.push_image("demo/unsigned", "v1").await;
     let host = registry.host();
 
-    let crd = image_policy(&["crd"]).expect_ok("image-policy crd");
-    kubectl(&["apply", "-f", "-"], Some(&crd)).expect_ok("apply the CRD");
-    kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/clusterimagepolicies.signing.apps.tanzu.vmware.com",
-        ],
-        None,
-    )
-    .expect_ok("CRD established");
+    image_policy_e2e::cluster::install_crd();
     for ns in ["default", "kube-system", "excluded", "image-policy-system"] {
         namespace(ns);
     }
