@@ -222,6 +222,33 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
         (said(&run) == "pod/cosign-ok created\n").then_some(())
     });
 
+    // Removing the pattern (here: pointing it elsewhere) leaves the image unmatched, which
+    // --allow-unmatched-images admits with its warning, again without a restart.
+    let elsewhere = policy_yaml(
+        "image-policy",
+        "registry.invalid",
+        &[("first-key", &first_pem)],
+        &["first-key"],
+    );
+    kubectl(&["apply", "-f", "-"], Some(&elsewhere)).expect_ok("remove the pattern");
+    eventually(Duration::from_secs(15), "the pattern is gone", || {
+        let name = format!("unmatched-{}", rand_suffix());
+        let run = kubectl(
+            &[
+                "run",
+                &name,
+                &format!("--image={unsigned}"),
+                "--restart=Never",
+            ],
+            None,
+        );
+        said(&run)
+            .starts_with(&format!(
+                "Warning: {unsigned} did not match any image policies."
+            ))
+            .then_some(())
+    });
+
     // Deleting the policy returns to admitting with the warning.
     kubectl(&["delete", "clusterimagepolicy", "image-policy"], None).expect_ok("delete the policy");
     eventually(Duration::from_secs(15), "no policy again", || {
