@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use futures::future::join_all;
 use serde::Serialize;
 
-use crate::cli::{CliError, Output, load_policy, read_file};
+use crate::cli::{CliError, Output, load_policy, read_file, write_reports};
 use crate::decide::{Classified, Outcome, classify, verify_matched};
 use crate::policy::{ImageName, Snapshot};
 use crate::verify::args::VerifierArgs;
@@ -99,17 +99,7 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
         .zip(outcomes)
         .map(|((workload, image), o)| report(workload, image, o))
         .collect();
-    match args.output {
-        Output::Json => {
-            serde_json::to_writer_pretty(&mut *out, &reports).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-        Output::Text => {
-            for r in &reports {
-                write_text(r, out)?;
-            }
-        }
-    }
+    write_reports(out, args.output, &reports, write_text)?;
     Ok(reports.iter().all(|r| r.admitted))
 }
 

@@ -230,18 +230,24 @@ fn run_match(args: &MatchArgs, out: &mut impl Write) -> Result<(), CliError> {
         .iter()
         .map(|i| report(&snapshot, i, excluded))
         .collect();
-    match args.output {
-        Output::Json => {
-            serde_json::to_writer_pretty(&mut *out, &reports).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-        Output::Text => {
-            for r in &reports {
-                write_text(r, out)?;
-            }
-        }
-    }
+    write_reports(out, args.output, &reports, write_text)?;
     Ok(())
+}
+
+/// Writes reports as pretty JSON, or each as text with `text`.
+pub(crate) fn write_reports<T: Serialize, W: Write>(
+    out: &mut W,
+    output: Output,
+    reports: &[T],
+    text: fn(&T, &mut W) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, reports)?;
+            writeln!(out)
+        }
+        Output::Text => reports.iter().try_for_each(|r| text(r, out)),
+    }
 }
 
 fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageReport {

@@ -96,31 +96,18 @@ impl Routes {
             tracing::info!(target: "image-policy.webhook", uid = %review.uid, object = %object, "{note}");
             return;
         }
-        match &decision.message {
-            Some(message) => tracing::info!(
-                target: "image-policy.webhook",
-                uid = %review.uid,
-                object = %object,
-                operation = %review.operation,
-                dry_run = review.dry_run,
-                images = ?images,
-                reason = decision.reason,
-                error = %message,
-                elapsed_ms = elapsed.as_secs_f64() * 1e3,
-                "{msg}"
-            ),
-            None => tracing::info!(
-                target: "image-policy.webhook",
-                uid = %review.uid,
-                object = %object,
-                operation = %review.operation,
-                dry_run = review.dry_run,
-                images = ?images,
-                reason = decision.reason,
-                elapsed_ms = elapsed.as_secs_f64() * 1e3,
-                "{msg}"
-            ),
-        }
+        tracing::info!(
+            target: "image-policy.webhook",
+            uid = %review.uid,
+            object = %object,
+            operation = %review.operation,
+            dry_run = review.dry_run,
+            images = ?images,
+            reason = decision.reason,
+            error = decision.message.as_deref(),
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            "{msg}"
+        );
     }
 }
 
