@@ -19,7 +19,6 @@ use image_policy_e2e::cluster::{
     WEBHOOK_NAME, namespace, pem_of, policy_yaml, register_webhook, said, start_operator,
 };
 use image_policy_e2e::{eventually, kubectl};
-use sigstore::crypto::SigningScheme;
 use support::cosign::Pusher;
 use support::registry::{Registry, RegistryOptions};
 
@@ -27,17 +26,8 @@ use support::registry::{Registry, RegistryOptions};
 async fn the_seed_transcripts_and_the_policy_lifecycle() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let first = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let other = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let signed = pusher.push_image("demo/signed", "v1").await;
-    pusher.sign("demo/signed", &signed, &first).await;
-    let by_other = pusher.push_image("demo/other-key", "v1").await;
-    pusher.sign("demo/other-key", &by_other, &other).await;
-    pusher.push_image("demo/unsigned", "v1").await;
+    let demo = pusher.push_demo().await;
+    let (first, other) = (demo.key, demo.other_key);
     let host = registry.host();
 
     image_policy_e2e::cluster::install_crd();

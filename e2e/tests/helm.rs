@@ -25,7 +25,6 @@ use image_policy_e2e::cluster::{
 };
 use image_policy_e2e::{Run, eventually, http_ok, image_policy_bin, kubectl};
 use serde_json::Value;
-use sigstore::crypto::SigningScheme;
 use support::cosign::Pusher;
 use support::registry::{Registry, RegistryOptions};
 
@@ -359,16 +358,8 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
     let started = Instant::now();
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let key_a = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let key_b = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let signed = pusher.push_image("demo/signed", "v1").await;
-    pusher.sign("demo/signed", &signed, &key_a).await;
-    let by_b = pusher.push_image("demo/other-key", "v1").await;
-    pusher.sign("demo/other-key", &by_b, &key_b).await;
+    let demo = pusher.push_demo().await;
+    let (key_a, key_b) = (demo.key, demo.other_key);
     let host = registry.host();
     let (pem_a, pem_b) = (pem_of(&key_a), pem_of(&key_b));
 

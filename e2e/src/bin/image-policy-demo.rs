@@ -19,7 +19,6 @@ use std::path::PathBuf;
 
 use image_policy_e2e::cluster::{namespace, pem_of, policy_yaml, register_webhook, start_operator};
 use image_policy_e2e::kubectl;
-use sigstore::crypto::SigningScheme;
 use support::cosign::Pusher;
 use support::registry::{Registry, RegistryOptions};
 
@@ -33,17 +32,7 @@ async fn main() {
 
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let demo = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let stranger = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let signed = pusher.push_image("demo/signed", "v1").await;
-    pusher.sign("demo/signed", &signed, &demo).await;
-    let other = pusher.push_image("demo/other-key", "v1").await;
-    pusher.sign("demo/other-key", &other, &stranger).await;
-    pusher.push_image("demo/unsigned", "v1").await;
+    let demo = pusher.push_demo().await.key;
     let host = registry.host();
 
     image_policy_e2e::cluster::install_crd();
