@@ -6,12 +6,20 @@ set -euo pipefail
 need=()
 command -v cc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
-command -v kubectl >/dev/null || need+=(kubectl)
 command -v openssl >/dev/null || need+=(openssl)
-if ((${#need[@]})); then
-  echo "[deps] installing ${need[*]}"
+command -v python3 >/dev/null || need+=(python3)
+if ((${#need[@]})) || ! command -v kubectl >/dev/null; then
+  echo "[deps] installing ${need[*]:-} (and kubectl if missing)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  if ((${#need[@]})); then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  fi
+  # kubectl: the machine's own package when its apt sources have one, else Debian's
+  # kubernetes-client (1.20, the version of the local control plane).
+  if ! command -v kubectl >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl ||
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client
+  fi
 fi
 for tool in cargo rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null || { echo "[deps] $tool is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
