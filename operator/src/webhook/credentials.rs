@@ -56,53 +56,59 @@ impl KubeCredentials {
     async fn secret(&self, namespace: &str, name: &str) -> Option<Arc<DockerConfig>> {
         let key = (namespace.to_owned(), name.to_owned());
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        self.secrets
-            .get_with(key, async move {
+        // An answer is cached, absence included; a failed read is not, so the next request
+        // asks again instead of going without this credential for the cache's lifetime.
+        let read = self
+            .secrets
+            .try_get_with(key, async move {
                 let secret = match api.get_opt(name).await {
                     Ok(Some(secret)) => secret,
                     Ok(None) => {
                         tracing::info!(target: "image-policy.credentials", %namespace, secret = %name, "Pull secret not found, skipped");
-                        return None;
+                        return Ok(None);
                     }
                     Err(e) => {
                         tracing::warn!(target: "image-policy.credentials", %namespace, secret = %name, error = %e, "Pull secret unreadable, skipped");
-                        return None;
+                        return Err(());
                     }
                 };
                 let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
                 let kind = secret.type_.unwrap_or_default();
                 match DockerConfig::from_secret(&kind, &data) {
-                    Ok(config) => Some(Arc::new(config)),
+                    Ok(config) => Ok(Some(Arc::new(config))),
                     Err(e) => {
                         tracing::warn!(target: "image-policy.credentials", %namespace, secret = %name, error = %e, "Pull secret is not a docker config, skipped");
-                        None
+                        Ok(None)
                     }
                 }
             })
-            .await
+            .await;
+        read.ok().flatten()
     }
 
     /// The pull secret names of one service account; empty when it is absent.
     async fn account(&self, namespace: &str, name: &str) -> Arc<Vec<String>> {
         let key = (namespace.to_owned(), name.to_owned());
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        self.accounts
-            .get_with(key, async move {
+        let read = self
+            .accounts
+            .try_get_with(key, async move {
                 match api.get_opt(name).await {
-                    Ok(Some(account)) => Arc::new(
+                    Ok(Some(account)) => Ok(Arc::new(
                         account.image_pull_secrets.unwrap_or_default().into_iter().map(|r| r.name).collect(),
-                    ),
+                    )),
                     Ok(None) => {
                         tracing::info!(target: "image-policy.credentials", %namespace, service_account = %name, "Service account not found, skipped");
-                        Arc::new(Vec::new())
+                        Ok(Arc::new(Vec::new()))
                     }
                     Err(e) => {
                         tracing::warn!(target: "image-policy.credentials", %namespace, service_account = %name, error = %e, "Service account unreadable, skipped");
-                        Arc::new(Vec::new())
+                        Err(())
                     }
                 }
             })
-            .await
+            .await;
+        read.unwrap_or_default()
     }
 
     async fn gather(
