@@ -54,34 +54,6 @@ impl Handler for FixedAllow {
     }
 }
 
-fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ])
-        .output()
-        .expect("openssl");
-    assert!(status.status.success());
-    (cert, key)
-}
-
 struct WrkResult {
     rps: f64,
     p50: String,
@@ -193,7 +165,7 @@ async fn run() {
     let body_file = dir.path().join("review.json");
     std::fs::write(&body_file, &body).expect("body file");
 
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = support::tls::self_signed(dir.path());
     let server_config = ServerConfig::new(&cert, &key);
     let routes = Arc::new(Routes::new(webhook, Metrics::new()));
     let ours = TcpListener::bind("127.0.0.1:0").await.expect("bind");

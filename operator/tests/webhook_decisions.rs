@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image_policy::policy::Snapshot;
@@ -29,43 +28,6 @@ use support::registry::{Registry, RegistryOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args([
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ])
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
 struct Harness {
     client: reqwest::Client,
     url: String,
@@ -75,7 +37,7 @@ struct Harness {
 impl Harness {
     async fn start(registry: &Registry, policy: PolicyState, allow_unmatched_images: bool) -> Self {
         let dir = tempfile::tempdir().expect("dir");
-        let (cert, key) = certificate(dir.path());
+        let (cert, key) = support::tls::self_signed(dir.path());
         // The receiver keeps the last value when the sender is gone: no controller here.
         let (_, rx) = watch::channel(policy);
         let config = VerifyConfig {

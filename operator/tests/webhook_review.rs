@@ -29,6 +29,14 @@ fn fixture(file: &str) -> Vec<u8> {
     std::fs::read(data().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
+/// The index entry of one fixture file.
+fn entry(file: &str) -> Value {
+    index()
+        .into_iter()
+        .find(|e| e["file"] == file)
+        .unwrap_or_else(|| panic!("{file} is not in index.json"))
+}
+
 fn index() -> Vec<Value> {
     let index: Value = serde_json::from_slice(&fixture("index.json")).expect("index");
     index["files"].as_array().expect("files").clone()
@@ -189,10 +197,7 @@ async fn unmatched_images_are_denied_every_one_by_name() {
 #[tokio::test]
 async fn unmatched_images_are_warned_with_the_flag() {
     let webhook = webhook(policy(&[]), true);
-    let entry = index()
-        .into_iter()
-        .find(|e| e["file"] == "connaisseur/09_dply_multi_image.json")
-        .expect("09");
+    let entry = entry("connaisseur/09_dply_multi_image.json");
     let answer = webhook.handle(&body_of(&entry)).await;
     let review: Value = serde_json::from_slice(&answer.body).expect("json");
     assert_eq!(review["response"]["allowed"], true);
@@ -209,10 +214,7 @@ async fn unmatched_images_are_warned_with_the_flag() {
 #[tokio::test]
 async fn an_excluded_namespace_is_admitted_with_a_log_line() {
     let webhook = webhook(policy(&["test-connaisseur"]), false);
-    let entry = index()
-        .into_iter()
-        .find(|e| e["file"] == "connaisseur/17_deny_me_pod.json")
-        .expect("17");
+    let entry = entry("connaisseur/17_deny_me_pod.json");
     let answer = webhook.handle(&body_of(&entry)).await;
     let (_, decision) = answer.decision.expect("decision");
     assert!(decision.allowed);
@@ -225,10 +227,7 @@ async fn an_excluded_namespace_is_admitted_with_a_log_line() {
 #[tokio::test]
 async fn an_update_that_changes_no_image_is_not_checked() {
     let webhook = webhook(policy(&[]), false);
-    let entry = index()
-        .into_iter()
-        .find(|e| e["file"] == "connaisseur/10_update.json")
-        .expect("10");
+    let entry = entry("connaisseur/10_update.json");
     let answer = webhook.handle(&body_of(&entry)).await;
     let (_, decision) = answer.decision.expect("decision");
     assert!(decision.allowed, "{decision:?}");
@@ -258,7 +257,7 @@ async fn init_ephemeral_and_dry_run_are_checked_like_the_rest() {
             "curlimages/curl",
         ),
     ] {
-        let entry = index().into_iter().find(|e| e["file"] == file).expect(file);
+        let entry = entry(file);
         let (_, decision) = webhook
             .handle(&body_of(&entry))
             .await
@@ -295,10 +294,7 @@ async fn init_ephemeral_and_dry_run_are_checked_like_the_rest() {
 
 #[tokio::test]
 async fn without_a_valid_policy_every_image_is_refused() {
-    let entry = index()
-        .into_iter()
-        .find(|e| e["file"] == "connaisseur/02_pod.json")
-        .expect("02");
+    let entry = entry("connaisseur/02_pod.json");
     for state in [
         PolicyState::Invalid("spec.verification.keys[0].publicKey: ...".into()),
         PolicyState::Loading,
@@ -373,14 +369,10 @@ async fn arbitrary_bodies_never_panic_and_never_allow_a_workload_by_accident() {
         .unwrap_or(3000);
     let mut state = 0x9e3779b97f4a7c15u64;
     for round in 0..rounds {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
+        xorshift(&mut state);
         let mut body = pod.clone();
         for _ in 0..(1 + state % 8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            xorshift(&mut state);
             if body.is_empty() {
                 break;
             }
@@ -414,4 +406,10 @@ async fn arbitrary_bodies_never_panic_and_never_allow_a_workload_by_accident() {
             }
         }
     }
+}
+
+fn xorshift(state: &mut u64) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
 }

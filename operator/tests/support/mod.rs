@@ -16,3 +16,4 @@
 
 pub mod cosign;
 pub mod registry;
+pub mod tls;
