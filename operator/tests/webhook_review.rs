@@ -413,3 +413,52 @@ fn xorshift(state: &mut u64) {
     *state ^= *state >> 7;
     *state ^= *state << 17;
 }
+
+/// A credential source whose API server never answers.
+struct Stalled;
+
+impl image_policy::webhook::review::CredentialSource for Stalled {
+    fn credentials<'a>(
+        &'a self,
+        _: &'a image_policy::webhook::review::Request,
+        _: &'a image_policy::policy::ImageName,
+        _: &'a [&'a image_policy::policy::Entry],
+    ) -> futures::future::BoxFuture<'a, Vec<image_policy::verify::Credential>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_credential_source_does_not_hang_the_review() {
+    let key = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys/p256.pub"),
+    )
+    .expect("key");
+    // Nothing listens on port 1: once the credentials are given up, the registry is unreachable.
+    let policy: ClusterImagePolicy = serde_json::from_value(json!({
+        "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1", "kind": "ClusterImagePolicy",
+        "metadata": {"name": "image-policy"},
+        "spec": {"verification": {"keys": [{"name": "k", "publicKey": key}],
+            "images": [{"namePattern": "127.0.0.1:1/*", "keys": [{"name": "k"}]}]}}
+    }))
+    .expect("policy");
+    let state = PolicyState::Active(Arc::new(Snapshot::compile(&policy).expect("compiles")));
+    let (_tx, rx) = watch::channel(state);
+    let verifier = Verifier::new(VerifyConfig::default()).expect("verifier");
+    let webhook = Webhook::new(rx, verifier, Arc::new(Stalled), Settings::default());
+    let mut review: Value =
+        serde_json::from_slice(&body_of(&entry("connaisseur/02_pod.json"))).expect("json");
+    review["request"]["object"]["spec"]["containers"][0]["image"] = json!("127.0.0.1:1/app:v1");
+    let start = std::time::Instant::now();
+    let answer = webhook
+        .handle(&serde_json::to_vec(&review).expect("body"))
+        .await;
+    let (_, decision) = answer.decision.expect("decision");
+    assert!(!decision.allowed, "{decision:?}");
+    assert_eq!(decision.reason, "Unreachable", "{decision:?}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -310,6 +310,9 @@ pub struct Settings {
     pub allow_unmatched_images: bool,
 }
 
+/// The bound on gathering an image's registry credentials through the API server.
+pub const CREDENTIALS_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Decides a request (SPEC §2's order).
 pub async fn decide(
     request: &Request,
@@ -351,7 +354,15 @@ pub async fn decide(
         let outcome = match classify(snapshot, written, settings.allow_unmatched_images) {
             Classified::Decided(outcome) => outcome,
             Classified::Matched { image, entries } => {
-                let found = credentials.credentials(request, &image, &entries).await;
+                // An API server slow to answer for Secrets must not eat the verification's
+                // budget: past this bound the image is verified with anonymous access only.
+                let gather = credentials.credentials(request, &image, &entries);
+                let found = tokio::time::timeout(CREDENTIALS_BUDGET, gather)
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::warn!(target: "image-policy.credentials", image = %written, "Reading pull secrets timed out; trying anonymous access");
+                        Vec::new()
+                    });
                 verify_matched(verifier, snapshot, written, &image, &entries, &found).await
             }
         };
