@@ -6,6 +6,7 @@
 //! decisions and words; [`workload`] finds the images of Pods and workloads; [`cli`] and
 //! [`check`] are the command line on top.
 
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod controller;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::certs::{CertArgs, manage};
 use crate::telemetry::{Metrics, Readiness, init_logging, serve_health};
 use crate::verify::Verifier;
 use crate::verify::args::VerifierArgs;
@@ -16,7 +17,7 @@ use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
 use crate::webhook::http::Routes;
 use crate::webhook::review::{PolicyState, Settings};
-use crate::webhook::server::{ServerConfig, serve};
+use crate::webhook::server::{CertSource, ProvidedCert, ServerConfig, serve};
 
 /// Arguments of `image-policy run`.
 #[derive(Debug, clap::Args)]
@@ -28,11 +29,18 @@ pub struct RunArgs {
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// The webhook's serving certificate (PEM); re-read when it changes.
-    #[arg(long, value_name = "FILE")]
-    tls_cert_file: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "tls_secret",
+        requires = "tls_key_file"
+    )]
+    tls_cert_file: Option<PathBuf>,
     /// The webhook's private key (PEM); re-read when it changes.
-    #[arg(long, value_name = "FILE")]
-    tls_key_file: PathBuf,
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    certificates: CertArgs,
     /// Admit images that match no pattern, with a warning, instead of denying them.
     #[arg(long)]
     allow_unmatched_images: bool,
@@ -69,11 +77,40 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         state_tx,
         args.namespace.clone(),
     ));
-    tokio::spawn(track_readiness(
-        state_rx.clone(),
-        readiness.clone(),
-        metrics.clone(),
-    ));
+    // The serving certificate: files, or a Secret this process manages.
+    let (certificate, mut certificate_ready) = match args.certificates.settings(&args.namespace) {
+        Some(settings) => {
+            let provided = Arc::new(ProvidedCert::new());
+            let (ready_tx, ready_rx) = watch::channel(false);
+            tokio::spawn(manage(
+                client.clone(),
+                settings,
+                Arc::clone(&provided),
+                ready_tx,
+            ));
+            (CertSource::Provided(provided), Some(ready_rx))
+        }
+        None => {
+            let (Some(cert_file), Some(key_file)) = (args.tls_cert_file, args.tls_key_file) else {
+                anyhow::bail!("--tls-cert-file and --tls-key-file, or --tls-secret, are needed");
+            };
+            let files = CertSource::Files {
+                cert_file,
+                key_file,
+            };
+            (files, None)
+        }
+    };
+    {
+        let (state_rx, readiness, metrics) = (state_rx.clone(), readiness.clone(), metrics.clone());
+        tokio::spawn(async move {
+            // Not ready before there is a certificate to serve.
+            if let Some(ready) = certificate_ready.as_mut() {
+                let _ = ready.wait_for(|ready| *ready).await;
+            }
+            track_readiness(state_rx, readiness, metrics).await;
+        });
+    }
 
     let credentials = Arc::new(KubeCredentials::new(
         client,
@@ -86,7 +123,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     let webhook = Webhook::new(state_rx, verifier, credentials, settings);
     let routes = Arc::new(Routes::new(webhook, metrics.clone()));
 
-    let mut config = ServerConfig::new(&args.tls_cert_file, &args.tls_key_file);
+    let mut config = ServerConfig::with_certificate(certificate);
     config.addr = args.webhook_addr;
     let health = tokio::net::TcpListener::bind(args.metrics_addr)
         .await

@@ -1,12 +1,15 @@
-//! The serving certificate: read from PEM files, re-read when they change.
+//! The serving certificate: read from PEM files and re-read when they change
+//! ([`CertStore`]), or handed over in memory by the operator's certificate manager
+//! ([`ProvidedCert`], `certificates.mode=operator`).
 //!
-//! The check is driven by TLS handshakes, not by a background task: each handshake may look
-//! at the files' metadata (two `stat` calls), at most once per [`CHECK_INTERVAL`]. So a
-//! rotated certificate is served to the first new connection made a second after the files
-//! change, an idle server does no I/O, and there is no task to start or stop. Only metadata
-//! is compared (modification time, length, inode): the files are read and parsed only when
-//! it changes, so the handshake path stays cheap. Kubernetes updates a mounted Secret by
-//! swapping a symlink, which changes the inode even when time and length happen to match.
+//! The check of the files is driven by TLS handshakes, not by a background task: each
+//! handshake may look at the files' metadata (two `stat` calls), at most once per
+//! [`CHECK_INTERVAL`]. So a rotated certificate is served to the first new connection made a
+//! second after the files change, an idle server does no I/O, and there is no task to start or
+//! stop. Only metadata is compared (modification time, length, inode): the files are read and
+//! parsed only when it changes, so the handshake path stays cheap. Kubernetes updates a
+//! mounted Secret by swapping a symlink, which changes the inode even when time and length
+//! happen to match.
 //!
 //! A reload that fails (a half-written file, bad PEM, a key that does not match the
 //! certificate) keeps the certificate in use and logs a warning once; it is tried again
@@ -42,38 +45,102 @@ pub enum CertError {
         #[source]
         source: io::Error,
     },
-    /// The certificate file holds no PEM `CERTIFICATE` block, or a malformed one.
-    #[error("{} holds no usable PEM certificate: {source}", path.display())]
+    /// The certificate holds no PEM `CERTIFICATE` block, or a malformed one.
+    #[error("{origin} holds no usable PEM certificate: {source}")]
     Certificate {
-        /// The certificate file.
-        path: PathBuf,
+        /// Where the certificate came from: its file, or its Secret and key.
+        origin: String,
         /// What is wrong with its PEM.
         #[source]
         source: pem::Error,
     },
-    /// The key file holds no PEM private key (PKCS#8, SEC1 or PKCS#1), or a malformed one.
+    /// The key holds no PEM private key (PKCS#8, SEC1 or PKCS#1), or a malformed one.
     #[error(
-        "{} holds no usable PEM private key (PKCS#8, SEC1 \"EC PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\"): {source}",
-        path.display()
+        "{origin} holds no usable PEM private key (PKCS#8, SEC1 \"EC PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\"): {source}"
     )]
     Key {
-        /// The key file.
-        path: PathBuf,
+        /// Where the key came from.
+        origin: String,
         /// What is wrong with its PEM.
         #[source]
         source: pem::Error,
     },
     /// The key is of a kind rustls cannot sign with, or is not the certificate's key.
-    #[error("the key in {} cannot serve the certificate in {}: {source}", key.display(), cert.display())]
+    #[error("the key in {key} cannot serve the certificate in {cert}: {source}")]
     Unusable {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
+        /// Where the certificate came from.
+        cert: String,
+        /// Where the key came from.
+        key: String,
         /// rustls' reason.
         #[source]
         source: rustls::Error,
     },
+}
+
+/// A certificate and key handed over in memory: the resolver of `certificates.mode=operator`,
+/// where the operator reads them from its Secret through the API (a mounted Secret would reach
+/// the Pod only after the kubelet's next sync, a minute or more after a renewal).
+///
+/// Until the first pair is set, handshakes fail: there is nothing to serve.
+#[derive(Debug)]
+pub struct ProvidedCert {
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl ProvidedCert {
+    /// An empty one, on rustls' aws-lc-rs provider.
+    pub fn new() -> Self {
+        ProvidedCert {
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            current: RwLock::new(None),
+        }
+    }
+
+    /// Serves `cert_pem` (the chain, leaf first) with `key_pem` to the next new connections,
+    /// if they belong together; otherwise keeps what is served. `origin` names where they came
+    /// from, for the error. Returns whether the served certificate changed.
+    pub fn set_pem(
+        &self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        origin: &str,
+    ) -> Result<bool, CertError> {
+        let key = certified_key(
+            cert_pem,
+            key_pem,
+            &format!("{origin} tls.crt"),
+            &format!("{origin} tls.key"),
+            &self.provider,
+        )?;
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| c.cert == key.cert) {
+            return Ok(false);
+        }
+        *current = Some(Arc::new(key));
+        Ok(true)
+    }
+
+    /// The certificate and key that new connections get, once one is set.
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Default for ProvidedCert {
+    fn default() -> Self {
+        ProvidedCert::new()
+    }
+}
+
+impl ResolvesServerCert for ProvidedCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current()
+    }
 }
 
 /// The current certificate and key, and the files they are re-read from.
@@ -196,31 +263,46 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// Reads a PEM chain (leaf first) and its PEM key, and checks that they belong together.
+/// Reads a PEM chain (leaf first) and its PEM key from their files.
 fn load_certified_key(
     cert_file: &Path,
     key_file: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, CertError> {
-    let cert_pem = read(cert_file)?;
-    let key_pem = read(key_file)?;
+    certified_key(
+        &read(cert_file)?,
+        &read(key_file)?,
+        &cert_file.display().to_string(),
+        &key_file.display().to_string(),
+        provider,
+    )
+}
+
+/// Parses a PEM chain (leaf first) and its PEM key, and checks that they belong together.
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_origin: &str,
+    key_origin: &str,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, CertError> {
     let certificate_error = |source| CertError::Certificate {
-        path: cert_file.to_owned(),
+        origin: cert_origin.to_owned(),
         source,
     };
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(certificate_error)?;
     if chain.is_empty() {
         return Err(certificate_error(pem::Error::NoItemsFound));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| CertError::Key {
-        path: key_file.to_owned(),
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| CertError::Key {
+        origin: key_origin.to_owned(),
         source,
     })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|source| CertError::Unusable {
-        cert: cert_file.to_owned(),
-        key: key_file.to_owned(),
+        cert: cert_origin.to_owned(),
+        key: key_origin.to_owned(),
         source,
     })
 }
@@ -395,6 +477,38 @@ mod tests {
         files.write(RSA_CERT, RSA_PKCS1);
         store.refresh_if_due();
         assert_eq!(served(&store), leaf(EC_CERT));
+    }
+
+    #[test]
+    fn a_provided_pair_is_served_once_set_and_a_bad_one_is_refused() {
+        let provided = ProvidedCert::new();
+        assert!(
+            provided.current().is_none(),
+            "nothing to serve before the first pair"
+        );
+        assert!(
+            provided
+                .set_pem(EC_CERT.as_bytes(), EC_PKCS8.as_bytes(), "s")
+                .unwrap()
+        );
+        assert!(
+            !provided
+                .set_pem(EC_CERT.as_bytes(), EC_SEC1.as_bytes(), "s")
+                .unwrap(),
+            "same certificate"
+        );
+        let e = provided
+            .set_pem(RSA_CERT.as_bytes(), EC_PKCS8.as_bytes(), "secret ns/tls")
+            .unwrap_err();
+        assert!(matches!(e, CertError::Unusable { .. }), "{e:?}");
+        assert!(e.to_string().contains("secret ns/tls tls.key"), "{e}");
+        assert_eq!(provided.current().unwrap().cert[0], leaf(EC_CERT), "kept");
+        assert!(
+            provided
+                .set_pem(RSA_CERT.as_bytes(), RSA_PKCS1.as_bytes(), "s")
+                .unwrap()
+        );
+        assert_eq!(provided.current().unwrap().cert[0], leaf(RSA_CERT));
     }
 
     #[cfg(unix)]

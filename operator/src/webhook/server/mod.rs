@@ -8,7 +8,8 @@
 //! - **Certificates** are re-read from their files when they change, checked during
 //!   handshakes at most once per [`CHECK_INTERVAL`] (no background task, no I/O when
 //!   idle). A failed reload keeps the current certificate and logs a warning; connections
-//!   in flight are never dropped.
+//!   in flight are never dropped. Or the certificate is handed over in memory
+//!   ([`CertSource::Provided`]) by the operator's certificate manager.
 //! - **Limits**: the TLS handshake and, for HTTP/1.1, each request's headers (also the idle
 //!   time between keep-alive requests) must arrive within their timeouts; HTTP/2 pings idle
 //!   connections and drops those that stop answering. A body over `max_body_bytes` gets 413
@@ -51,7 +52,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use self::certs::CertStore;
-pub use self::certs::{CHECK_INTERVAL, CertError};
+pub use self::certs::{CHECK_INTERVAL, CertError, ProvidedCert};
 use self::request::{Limits, Shared};
 
 /// The `logger` of this module's log lines.
@@ -75,10 +76,8 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 pub struct ServerConfig {
     /// The address [`serve`] listens on (`--webhook-addr`); [`serve_on`] ignores it.
     pub addr: SocketAddr,
-    /// The PEM certificate chain, leaf first (`--tls-cert-file`); re-read when it changes.
-    pub cert_file: PathBuf,
-    /// The PEM private key: PKCS#8, SEC1 or PKCS#1 (`--tls-key-file`); re-read when it changes.
-    pub key_file: PathBuf,
+    /// Where the serving certificate comes from.
+    pub certificate: CertSource,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// How long a client may take to send a request's headers (HTTP/1.1), and to send the
@@ -114,10 +113,17 @@ impl ServerConfig {
     /// after the webhook's `timeoutSeconds`, 10 s) and 25 s of grace at shutdown (within
     /// Kubernetes' default 30 s termination grace period).
     pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
-        ServerConfig {
-            addr: Self::DEFAULT_ADDR,
+        Self::with_certificate(CertSource::Files {
             cert_file: cert_file.into(),
             key_file: key_file.into(),
+        })
+    }
+
+    /// The same defaults, serving the certificate of `certificate`.
+    pub fn with_certificate(certificate: CertSource) -> Self {
+        ServerConfig {
+            addr: Self::DEFAULT_ADDR,
+            certificate,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
@@ -127,6 +133,20 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(25),
         }
     }
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// PEM files, re-read when they change.
+    Files {
+        /// The certificate chain, leaf first (`--tls-cert-file`).
+        cert_file: PathBuf,
+        /// The private key: PKCS#8, SEC1 or PKCS#1 (`--tls-key-file`).
+        key_file: PathBuf,
+    },
+    /// Handed over in memory by the certificate manager (`--tls-secret`).
+    Provided(Arc<ProvidedCert>),
 }
 
 /// What the server calls for each request: method, URI, headers and the whole body (already
@@ -172,7 +192,7 @@ pub async fn serve<H: Handler>(
 /// Serves on an already bound listener until `shutdown` resolves, then finishes in-flight
 /// requests (for at most [`ServerConfig::shutdown_grace`]) and returns.
 ///
-/// The certificate is loaded before anything is accepted: an error names the file at fault.
+/// Certificate files are loaded before anything is accepted: an error names the file at fault.
 pub async fn serve_on<H: Handler>(
     listener: TcpListener,
     config: ServerConfig,
@@ -239,17 +259,23 @@ struct Context<H> {
 impl<H: Handler> Context<H> {
     fn new(config: &ServerConfig, handler: Arc<H>) -> Result<Self, ServerError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let store = CertStore::load(
-            &config.cert_file,
-            &config.key_file,
-            Arc::clone(&provider),
-            CHECK_INTERVAL,
-        )?;
+        let resolver: Arc<dyn rustls::server::ResolvesServerCert> = match &config.certificate {
+            CertSource::Files {
+                cert_file,
+                key_file,
+            } => Arc::new(CertStore::load(
+                cert_file,
+                key_file,
+                Arc::clone(&provider),
+                CHECK_INTERVAL,
+            )?),
+            CertSource::Provided(provided) => Arc::clone(provided) as _,
+        };
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&TLS_VERSIONS)
             .map_err(ServerError::Tls)?
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(store));
+            .with_cert_resolver(resolver);
         tls.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
 
         let mut http = auto::Builder::new(TokioExecutor::new());

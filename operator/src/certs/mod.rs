@@ -1,0 +1,403 @@
+//! `certificates.mode=operator`: the operator makes its own CA and serving certificate, keeps
+//! them in a Secret, keeps the webhook configuration's `caBundle` in step, and rotates them
+//! before they expire without a moment in which the API server distrusts what is served.
+//!
+//! Every replica runs the same loop ([`manage`]): read the Secret and serve its certificate,
+//! read the webhook configuration, and take the steps [`plan`] decides. Writes are
+//! optimistic (the `resourceVersion` read), so replicas never need to agree beforehand: one
+//! wins a conflict, the others see its result at their next pass. See [`plan`] for the
+//! steps of a rotation and the Secret's keys, [`issue`] for the certificates themselves.
+//!
+//! The certificate's names follow the webhook configuration: `<service>.<namespace>.svc`
+//! (and `.svc.cluster.local`) for a `service` client config, the host of a `url`, plus the
+//! names given with `--tls-extra-name`. If they change, a new certificate is issued at once.
+
+pub mod issue;
+pub mod plan;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use self::plan::{Ca, Lifetimes, Pair, Step, Stored, issued, keys, plan, switched, tidied};
+use crate::verify::args::parse_duration;
+use crate::webhook::server::ProvidedCert;
+
+const LOG_TARGET: &str = "image-policy.certificates";
+
+/// How long before `not_before` of a new certificate its validity starts: the API server's
+/// clock may be a little behind ours.
+const BACKDATE: Duration = Duration::from_secs(60);
+
+/// The most steps one pass takes (a full rotation needs three before its publication).
+const MAX_STEPS: usize = 6;
+
+/// The flags of `image-policy run` for `certificates.mode=operator`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CertArgs {
+    /// Manage the serving certificate in this Secret (in --namespace) instead of reading
+    /// files: make a CA and certificate, keep --webhook-configuration's caBundle in step and
+    /// rotate before expiry.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tls_cert_file", "tls_key_file"], requires = "webhook_configuration")]
+    pub tls_secret: Option<String>,
+    /// The ValidatingWebhookConfiguration whose caBundle follows the managed certificate.
+    #[arg(long, value_name = "NAME", requires = "tls_secret")]
+    pub webhook_configuration: Option<String>,
+    /// A further DNS name or IP address for the managed certificate (repeatable).
+    #[arg(long = "tls-extra-name", value_name = "NAME")]
+    pub extra_names: Vec<String>,
+    /// How long a managed certificate (and its CA) is valid.
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
+    pub tls_validity: Duration,
+    /// How long before expiry the managed certificate is renewed (at most two thirds of the
+    /// validity).
+    #[arg(long, value_name = "DURATION", default_value = "720h", value_parser = parse_duration)]
+    pub tls_renew_before: Duration,
+    /// How often the Secret and the webhook configuration are looked at.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub tls_check_interval: Duration,
+}
+
+/// What the certificate manager works with.
+#[derive(Debug, Clone)]
+pub struct CertSettings {
+    /// The Secret's namespace (the operator's).
+    pub namespace: String,
+    /// The Secret.
+    pub secret: String,
+    /// The ValidatingWebhookConfiguration.
+    pub webhook_configuration: String,
+    /// Names beyond those of the webhook configuration.
+    pub extra_names: Vec<String>,
+    /// Validity and renewal.
+    pub lifetimes: Lifetimes,
+    /// The time between passes.
+    pub interval: Duration,
+}
+
+impl CertArgs {
+    /// The settings, when a Secret is to be managed.
+    pub fn settings(&self, namespace: &str) -> Option<CertSettings> {
+        Some(CertSettings {
+            namespace: namespace.to_owned(),
+            secret: self.tls_secret.clone()?,
+            webhook_configuration: self.webhook_configuration.clone()?,
+            extra_names: self.extra_names.clone(),
+            lifetimes: Lifetimes {
+                validity: self.tls_validity,
+                renew_before: self.tls_renew_before,
+            },
+            interval: self.tls_check_interval,
+        })
+    }
+}
+
+/// Why a pass stopped early; the next pass tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The API refused or failed a read or write.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The webhook configuration does not exist, or has no webhook.
+    #[error("ValidatingWebhookConfiguration {0} not found or without webhooks")]
+    NoWebhook(String),
+    /// A certificate could not be made.
+    #[error(transparent)]
+    Issue(#[from] issue::IssueError),
+}
+
+/// Keeps the certificate in `settings.secret` valid and trusted, and serves it through
+/// `provided`; `serving` turns true once a certificate is served. Runs forever.
+pub async fn manage(
+    client: Client,
+    settings: CertSettings,
+    provided: Arc<ProvidedCert>,
+    serving: watch::Sender<bool>,
+) {
+    let manager = Manager {
+        secrets: Api::namespaced(client.clone(), &settings.namespace),
+        configs: Api::all(client),
+        settings,
+        provided,
+        serving,
+    };
+    tracing::info!(target: LOG_TARGET, secret = %manager.secret_name(), webhook_configuration = %manager.settings.webhook_configuration, "Managing the webhook's serving certificate");
+    loop {
+        let retry = match manager.pass().await {
+            Ok(()) => manager.settings.interval,
+            Err(e) => {
+                let error = &e as &dyn std::error::Error;
+                tracing::warn!(target: LOG_TARGET, secret = %manager.secret_name(), error, "Certificate pass failed, retrying");
+                manager.settings.interval.min(Duration::from_secs(5))
+            }
+        };
+        tokio::time::sleep(retry).await;
+    }
+}
+
+struct Manager {
+    secrets: Api<Secret>,
+    configs: Api<ValidatingWebhookConfiguration>,
+    settings: CertSettings,
+    provided: Arc<ProvidedCert>,
+    serving: watch::Sender<bool>,
+}
+
+impl Manager {
+    fn secret_name(&self) -> String {
+        format!("{}/{}", self.settings.namespace, self.settings.secret)
+    }
+
+    /// Steps until there is nothing to do, or until a new bundle was published (the API
+    /// server is given until the next pass to see it).
+    async fn pass(&self) -> Result<(), PassError> {
+        for _ in 0..MAX_STEPS {
+            let secret = self.secret().await?;
+            let (stored, problems) = Stored::read(|key| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|b| b.0.clone())
+            });
+            for problem in problems {
+                tracing::warn!(target: LOG_TARGET, secret = %self.secret_name(), %problem, "Unusable certificate data, replacing it");
+            }
+            self.serve(&stored);
+            let mut config = self
+                .configs
+                .get_opt(&self.settings.webhook_configuration)
+                .await
+                .map_err(|source| PassError::Api {
+                    what: format!(
+                        "reading ValidatingWebhookConfiguration {}",
+                        self.settings.webhook_configuration
+                    ),
+                    source,
+                })?
+                .filter(|c| c.webhooks.as_ref().is_some_and(|w| !w.is_empty()))
+                .ok_or_else(|| PassError::NoWebhook(self.settings.webhook_configuration.clone()))?;
+            let mut names = names_of(&config);
+            names.extend(self.settings.extra_names.iter().cloned());
+            let published: Vec<String> = config
+                .webhooks
+                .iter()
+                .flatten()
+                .map(|w| {
+                    w.client_config
+                        .ca_bundle
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let now = SystemTime::now();
+            let step = plan(&stored, &published, &names, now, self.settings.lifetimes);
+            let next = match step {
+                Step::Idle => return Ok(()),
+                Step::Publish => {
+                    let bundle = ByteString(stored.bundle_pem().into_bytes());
+                    for webhook in config.webhooks.iter_mut().flatten() {
+                        webhook.client_config.ca_bundle = Some(bundle.clone());
+                    }
+                    self.configs
+                        .replace(
+                            &self.settings.webhook_configuration,
+                            &PostParams::default(),
+                            &config,
+                        )
+                        .await
+                        .map_err(|source| PassError::Api {
+                            what: format!(
+                                "updating the caBundle of ValidatingWebhookConfiguration {}",
+                                self.settings.webhook_configuration
+                            ),
+                            source,
+                        })?;
+                    let cas = stored.bundle.len();
+                    tracing::info!(target: LOG_TARGET, webhook_configuration = %self.settings.webhook_configuration, cas, "Published the CA bundle");
+                    return Ok(());
+                }
+                Step::Issue { immediate } => {
+                    let (ca, pair) = self.issue(&names, now)?;
+                    let names = names.iter().cloned().collect::<Vec<_>>().join(",");
+                    let not_after = chrono::DateTime::<chrono::Utc>::from(pair.info.not_after)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    tracing::info!(target: LOG_TARGET, secret = %self.secret_name(), %names, %not_after, serve_at_once = immediate, "Issued a new CA and serving certificate");
+                    issued(&stored, immediate, ca, pair)
+                }
+                Step::Switch => {
+                    tracing::info!(target: LOG_TARGET, secret = %self.secret_name(), "Serving the renewed certificate");
+                    switched(&stored)
+                }
+                Step::Tidy => tidied(&stored, now),
+            };
+            self.write(secret, &next).await?;
+        }
+        Ok(())
+    }
+
+    /// The Secret; created empty when missing (the chart creates it, a development setup may
+    /// not).
+    async fn secret(&self) -> Result<Secret, PassError> {
+        let name = &self.settings.secret;
+        let api = |what: &str, source| PassError::Api {
+            what: format!("{what} Secret {}", self.secret_name()),
+            source,
+        };
+        if let Some(secret) = self
+            .secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| api("reading", e))?
+        {
+            return Ok(secret);
+        }
+        let empty = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            type_: Some("kubernetes.io/tls".to_owned()),
+            data: Some(
+                [keys::CERT, keys::KEY]
+                    .into_iter()
+                    .map(|k| (k.to_owned(), ByteString(Vec::new())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        self.secrets
+            .create(&PostParams::default(), &empty)
+            .await
+            .map_err(|e| api("creating", e))
+    }
+
+    /// Replaces the Secret's certificate keys, as of the `resourceVersion` read: a concurrent
+    /// writer makes this one conflict, and the next pass starts from what it wrote.
+    async fn write(&self, mut secret: Secret, stored: &Stored) -> Result<(), PassError> {
+        let data = secret.data.get_or_insert_with(Default::default);
+        for key in [keys::NEXT_CERT, keys::NEXT_KEY] {
+            data.remove(key);
+        }
+        for (key, value) in stored.data() {
+            data.insert(key.to_owned(), ByteString(value.into_bytes()));
+        }
+        self.secrets
+            .replace(&self.settings.secret, &PostParams::default(), &secret)
+            .await
+            .map(drop)
+            .map_err(|source| PassError::Api {
+                what: format!("updating Secret {}", self.secret_name()),
+                source,
+            })
+    }
+
+    fn issue(&self, names: &BTreeSet<String>, now: SystemTime) -> Result<(Ca, Pair), PassError> {
+        let from = now.checked_sub(BACKDATE).unwrap_or(now);
+        let made = issue::issue(names, from, now + self.settings.lifetimes.validity)?;
+        Ok(made.into_parts())
+    }
+
+    /// Serves the Secret's certificate, if it holds a usable one.
+    fn serve(&self, stored: &Stored) {
+        let Some(serving) = &stored.serving else {
+            return;
+        };
+        match self.provided.set_pem(
+            serving.cert.as_bytes(),
+            serving.key.as_bytes(),
+            &format!("Secret {}", self.secret_name()),
+        ) {
+            Ok(true) => {
+                tracing::info!(target: LOG_TARGET, secret = %self.secret_name(), "Serving the certificate of the Secret");
+                self.serving.send_replace(true);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let error = &e as &dyn std::error::Error;
+                tracing::warn!(target: LOG_TARGET, error, "Cannot serve the certificate of the Secret");
+            }
+        }
+    }
+}
+
+/// The names the API server uses to reach the webhooks of `config`.
+pub fn names_of(config: &ValidatingWebhookConfiguration) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for webhook in config.webhooks.iter().flatten() {
+        let client = &webhook.client_config;
+        if let Some(service) = &client.service {
+            let base = format!("{}.{}.svc", service.name, service.namespace);
+            names.insert(format!("{base}.cluster.local"));
+            names.insert(base);
+        }
+        if let Some(host) = client
+            .url
+            .as_deref()
+            .and_then(|u| u.parse::<http::Uri>().ok())
+            .and_then(|u| u.host().map(str::to_owned))
+        {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let host = match host.parse::<IpAddr>() {
+                Ok(ip) => ip.to_string(),
+                Err(_) => host.to_ascii_lowercase(),
+            };
+            names.insert(host);
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn config(json: serde_json::Value) -> ValidatingWebhookConfiguration {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn names_follow_the_client_configs() {
+        let c = config(serde_json::json!({
+            "metadata": {"name": "c"},
+            "webhooks": [
+                {"name": "a.x", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                 "clientConfig": {"service": {"name": "svc", "namespace": "ns"}}},
+                {"name": "b.x", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                 "clientConfig": {"url": "https://127.0.0.1:8443/signing-policy-check"}},
+                {"name": "c.x", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                 "clientConfig": {"url": "https://[::1]:8443/x"}},
+                {"name": "d.x", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                 "clientConfig": {"url": "https://Webhook.Example:8443/x"}},
+            ]
+        }));
+        let names: Vec<String> = names_of(&c).into_iter().collect();
+        assert_eq!(
+            names,
+            [
+                "127.0.0.1",
+                "::1",
+                "svc.ns.svc",
+                "svc.ns.svc.cluster.local",
+                "webhook.example"
+            ]
+        );
+    }
+}
