@@ -2,6 +2,8 @@
 # The end-to-end suite: a real control plane of its own (separate state dir and ports, so a
 # developer's `make up` cluster is left alone), the product's binary, then the e2e crate's
 # tests driving kubectl against it. The control plane is torn down however the tests end.
+# Arguments name test targets of e2e/tests to run (e.g. `hack/e2e.sh certificates helm`);
+# none runs them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +26,9 @@ echo "[e2e] control plane up in $(( $(date +%s) - started ))s"
 source "${IMAGE_POLICY_STATE}/env"
 cargo build --locked -p image-policy
 export IMAGE_POLICY_BIN="${CARGO_TARGET_DIR:-${PWD}/target}/debug/image-policy"
-cargo test --locked -p image-policy-e2e --tests -- --test-threads=1
+targets=(--tests)
+if [ "$#" -gt 0 ]; then
+  targets=()
+  for t in "$@"; do targets+=(--test "$t"); done
+fi
+cargo test --locked -p image-policy-e2e "${targets[@]}" -- --test-threads=1

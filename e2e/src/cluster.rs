@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sigstore::crypto::SigStoreSigner;
@@ -23,12 +24,54 @@ pub struct Operator {
     log: PathBuf,
 }
 
+impl Operator {
+    /// Starts `image-policy run` as replica `pod` (its `POD_NAME`, the status Lease's
+    /// identity), serving the webhook on 127.0.0.1:`port` and health on a free port, with the
+    /// further `args` (certificate, namespace, registry CAs...) and, when given, its own
+    /// `kubeconfig`. Returns once `/readyz` answers 200, with the time that took.
+    pub fn start(
+        dir: &Path,
+        pod: &str,
+        port: u16,
+        kubeconfig: Option<&Path>,
+        args: &[&str],
+    ) -> (Operator, Duration) {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let metrics = free_port();
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = dir.join(format!("operator-{pod}-{n}.log"));
+        let mut command = Command::new(image_policy_bin());
+        command
+            .env("POD_NAME", pod)
+            .args(["run", "--webhook-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"));
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let started = Instant::now();
+        let child = command.spawn().expect("start image-policy run");
+        let operator = Operator { child, log };
+        eventually(Duration::from_secs(30), "the operator is ready", || {
+            crate::http_ok(metrics, "/readyz").then_some(())
+        });
+        (operator, started.elapsed())
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
                 "operator log (last lines, newest first):\n{}",
@@ -117,37 +160,21 @@ pub fn serving_cert(dir: &Path) -> (PathBuf, PathBuf) {
 /// trusting `registry_ca`; returns once `/readyz` answers, with the webhook's port.
 pub fn start_operator(dir: &Path, registry_ca: &Path, allow_unmatched: bool) -> (Operator, u16) {
     let (cert, key) = serving_cert(dir);
-    let (port, metrics) = (free_port(), free_port());
-    let log = dir.join("operator.log");
-    let mut command = Command::new(image_policy_bin());
-    command
-        // One identity for every operator started here, one after another: the next one
-        // holds the status Lease at once instead of waiting out the last one's.
-        .env("POD_NAME", "image-policy-local")
-        .args([
-            "run",
-            "--webhook-addr",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics}"),
-        ])
-        .args([
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-        ])
-        .args(["--ca-file", registry_ca.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"));
+    let port = free_port();
+    let mut args = vec![
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--ca-file",
+        registry_ca.to_str().unwrap(),
+    ];
     if allow_unmatched {
-        command.arg("--allow-unmatched-images");
+        args.push("--allow-unmatched-images");
     }
-    let child = command.spawn().expect("start image-policy run");
-    let operator = Operator { child, log };
-    eventually(Duration::from_secs(30), "the operator is ready", || {
-        crate::http_ok(metrics, "/readyz").then_some(())
-    });
+    // One identity for every operator started here, one after another: the next one holds
+    // the status Lease at once instead of waiting out the last one's.
+    let (operator, _) = Operator::start(dir, "image-policy-local", port, None, &args);
     (operator, port)
 }
 

@@ -8,6 +8,7 @@
 #![allow(clippy::panic)]
 
 pub mod cluster;
+pub mod helm;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

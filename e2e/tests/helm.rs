@@ -15,327 +15,50 @@
 #[path = "../../operator/tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use image_policy_e2e::cluster::{
-    WEBHOOK_NAME, free_port, namespace, pem_of, policy_yaml, said, serving_cert,
+    Operator, WEBHOOK_NAME, free_port, namespace, pem_of, policy_yaml, said, serving_cert,
 };
-use image_policy_e2e::{Run, eventually, http_ok, image_policy_bin, kubectl};
+use image_policy_e2e::helm::{
+    CHART_NS, CONFIG, CRD, Cleanup, Helm, MANAGER, RELEASE, RELEASE_NS, can_i, clean_slate, exists,
+    get_json, get_json_managed, release_values, service_account_kubeconfig,
+};
+use image_policy_e2e::{eventually, kubectl};
 use serde_json::Value;
 use support::cosign::Pusher;
 use support::registry::{Registry, RegistryOptions};
 
-/// The release, in a namespace of its own choosing (the chart refuses to create its
-/// deploymentNamespace when the release lives there).
-const RELEASE: &str = "ip-e2e";
-const RELEASE_NS: &str = "default";
-/// The chart's fixed names (SPEC §5).
-const CHART_NS: &str = "image-policy-system";
-const MANAGER: &str = "image-policy-controller-manager";
-const CONFIG: &str = "image-policy-validating-webhook-configuration";
-const CRD: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com";
 /// Where this test's workloads go.
 const TEST_NS: &str = "helm-e2e";
 /// A fixed lease identity: a restarted operator holds the status lease at once.
 const POD_NAME: &str = "ip-helm-e2e";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The venv's python with helm-python-sdk, made (or checked) as hack/helm/test-chart.sh does.
-fn helm_python() -> String {
-    let out = Command::new("bash")
-        .args([
-            "-c",
-            "source hack/helm/venv.sh >&2 && helm_venv >&2 && printf %s \"$HELM_PY\"",
-        ])
-        .current_dir(repo())
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "hack/helm/venv.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// `helm.py ARGS` from the repository's root, against the test cluster.
-struct Helm {
-    python: String,
-}
-
-impl Helm {
-    fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(&self.python)
-            .arg("hack/helm/helm.py")
-            .args(args)
-            .current_dir(repo())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .output()
-            .expect("helm.py");
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// `install` or `upgrade` of the release with the values file and `--set` expressions.
-    fn deploy(&self, verb: &str, values: &Path, sets: &[&str]) -> String {
-        let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-        let mut args = vec![
-            verb,
-            RELEASE,
-            "charts/image-policy-webhook",
-            "-n",
-            RELEASE_NS,
-            "--kubeconfig",
-            &kubeconfig,
-            "-f",
-            values.to_str().unwrap(),
-        ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        self.run(&args).expect_ok(&format!("helm.py {verb}"))
-    }
-
-    fn uninstall(&self) -> Run {
-        let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-        self.run(&[
-            "uninstall",
-            RELEASE,
-            "-n",
-            RELEASE_NS,
-            "--kubeconfig",
-            &kubeconfig,
-            "--wait",
-        ])
-    }
-}
-
-/// The values the release holds (Helm's storage: a Secret with the release, base64 of
-/// gzipped JSON, base64-encoded once more by the API).
-fn release_values(revision: u32) -> Value {
-    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-    let script = format!(
-        "kubectl -n {RELEASE_NS} get secret sh.helm.release.v1.{RELEASE}.v{revision} \
-         -o jsonpath='{{.data.release}}' | base64 -d | base64 -d | gunzip"
-    );
-    let out = Command::new("bash")
-        .args(["-o", "pipefail", "-c", &script])
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "reading release v{revision}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let release: Value = serde_json::from_slice(&out.stdout).expect("release JSON");
-    release["config"].clone()
-}
-
-/// The operator, run outside the cluster with a kubeconfig of its own; stopped when dropped,
-/// its log printed if the test fails.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(dir: &Path, kubeconfig: &Path, port: u16, registry_ca: &Path, allow: bool) -> Self {
-        let (cert, key) = serving_cert(dir);
-        let metrics = free_port();
-        let log = dir.join(format!(
-            "operator-{}.log",
-            if allow { "allow" } else { "deny" }
-        ));
-        let mut command = Command::new(image_policy_bin());
-        command
-            .args(["run", "--namespace", CHART_NS])
-            .args(["--webhook-addr", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(["--tls-cert-file", cert.to_str().unwrap()])
-            .args(["--tls-key-file", key.to_str().unwrap()])
-            .args(["--ca-file", registry_ca.to_str().unwrap()])
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", POD_NAME)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"));
-        if allow {
-            command.arg("--allow-unmatched-images");
-        }
-        let child = command.spawn().expect("start image-policy run");
-        let operator = Operator { child, log };
-        eventually(Duration::from_secs(30), "the operator is ready", || {
-            http_ok(metrics, "/readyz").then_some(())
-        });
-        operator
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "operator log (last lines, newest first):\n{}",
-                tail.join("\n")
-            );
-        }
-    }
-}
-
-/// Removes what the test made, however it ends (dropped after the operators).
-struct Cleanup<'a> {
-    helm: &'a Helm,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = self.helm.uninstall();
-        let _ = kubectl(
-            &[
-                "delete",
-                "validatingwebhookconfiguration",
-                CONFIG,
-                "--ignore-not-found",
-            ],
-            None,
-        );
-        let _ = kubectl(&["delete", "clusterimagepolicy", "--all"], None);
-        let _ = kubectl(
-            &[
-                "-n",
-                "kube-system",
-                "delete",
-                "pod",
-                "helm-e2e-bb",
-                "--ignore-not-found",
-            ],
-            None,
-        );
-        let _ = kubectl(
-            &[
-                "delete",
-                "namespace",
-                TEST_NS,
-                CHART_NS,
-                "--ignore-not-found",
-                "--timeout=90s",
-            ],
-            None,
-        );
-    }
-}
-
-fn get_json(args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend(args);
-    all.extend(["-o", "json"]);
-    let text = kubectl(&all, None).expect_ok(&format!("kubectl {all:?}"));
-    serde_json::from_str(&text).expect("JSON")
-}
-
-fn get_json_managed(args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend(args);
-    all.extend(["-o", "json", "--show-managed-fields"]);
-    let text = kubectl(&all, None).expect_ok(&format!("kubectl {all:?}"));
-    serde_json::from_str(&text).expect("JSON")
-}
-
-fn exists(args: &[&str]) -> bool {
-    let mut all = vec!["get"];
-    all.extend(args);
-    let run = kubectl(&all, None);
-    assert!(
-        run.ok || run.stderr.contains("NotFound") || run.stderr.contains("not found"),
-        "kubectl {all:?}: {}",
-        said(&run)
-    );
-    run.ok
-}
-
-/// The chart's ServiceAccount token (from the Secret the token controller creates on 1.20)
-/// in a kubeconfig with the admin kubeconfig's server and CA.
-fn service_account_kubeconfig(dir: &Path) -> PathBuf {
-    let token = eventually(
-        Duration::from_secs(30),
-        "the ServiceAccount's token Secret",
-        || {
-            let secrets = get_json(&["-n", CHART_NS, "secrets"]);
-            secrets["items"].as_array()?.iter().find_map(|s| {
-                let for_manager = s["type"] == "kubernetes.io/service-account-token"
-                    && s["metadata"]["annotations"]["kubernetes.io/service-account.name"]
-                        == MANAGER;
-                let token = s["data"]["token"].as_str()?;
-                for_manager.then(|| {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(token)
-                        .expect("token base64");
-                    String::from_utf8(bytes).expect("token utf-8")
-                })
-            })
-        },
-    );
-    let admin: Value = serde_json::from_str(
-        &kubectl(&["config", "view", "--raw", "-o", "json"], None).expect_ok("config view"),
-    )
-    .expect("kubeconfig JSON");
-    let context = admin["current-context"].as_str().expect("current-context");
-    let cluster_name = admin["contexts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == context)
-        .expect("context")["context"]["cluster"]
-        .clone();
-    let cluster = admin["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == cluster_name)
-        .expect("cluster")["cluster"]
-        .clone();
-    let config = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": cluster}],
-        "users": [{"name": MANAGER, "user": {"token": token}}],
-        "contexts": [{"name": MANAGER, "context": {"cluster": "local", "user": MANAGER}}],
-        "current-context": MANAGER,
-    });
-    let path = dir.join("manager.kubeconfig");
-    std::fs::write(&path, config.to_string()).expect("write kubeconfig");
-    path
-}
-
-fn can_i(kubeconfig: &Path, args: &[&str]) -> String {
-    let mut all = vec![
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "auth",
-        "can-i",
+/// The operator, run outside the cluster as the chart's ServiceAccount.
+fn start_operator(
+    dir: &Path,
+    kubeconfig: &Path,
+    port: u16,
+    registry_ca: &Path,
+    allow: bool,
+) -> Operator {
+    let (cert, key) = serving_cert(dir);
+    let mut args = vec![
+        "--namespace",
+        CHART_NS,
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--ca-file",
+        registry_ca.to_str().unwrap(),
     ];
-    all.extend(args);
-    kubectl(&all, None).stdout.trim().to_owned()
+    if allow {
+        args.push("--allow-unmatched-images");
+    }
+    Operator::start(dir, POD_NAME, port, Some(kubeconfig), &args).0
 }
 
 fn ready_and_keys() -> (String, i64, i64, i64) {
@@ -363,36 +86,20 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
     let host = registry.host();
     let (pem_a, pem_b) = (pem_of(&key_a), pem_of(&key_b));
 
-    let helm = Helm {
-        python: helm_python(),
-    };
-    // A clean slate: another test's webhook, policies or namespace (not Helm's) would clash.
-    let _ = helm.uninstall();
-    for config in [WEBHOOK_NAME, CONFIG] {
-        let _ = kubectl(
-            &[
-                "delete",
-                "validatingwebhookconfiguration",
-                config,
-                "--ignore-not-found",
-            ],
-            None,
-        );
-    }
-    image_policy_e2e::cluster::install_crd();
-    let _ = kubectl(&["delete", "clusterimagepolicy", "--all"], None);
-    kubectl(
-        &[
+    let helm = Helm::new();
+    clean_slate(&helm);
+    let cleanup = Cleanup {
+        helm: &helm,
+        namespace: TEST_NS,
+        extra: &[&[
+            "-n",
+            "kube-system",
             "delete",
-            "namespace",
-            CHART_NS,
+            "pod",
+            "helm-e2e-bb",
             "--ignore-not-found",
-            "--timeout=90s",
-        ],
-        None,
-    )
-    .expect_ok("remove a namespace left by other tests");
-    let cleanup = Cleanup { helm: &helm };
+        ]],
+    };
 
     // Install, in development mode: the webhook calls the operator outside the cluster.
     let dir = tempfile::tempdir().expect("dir");
@@ -469,7 +176,7 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
         ),
         "no"
     );
-    let operator = Operator::start(dir.path(), &kubeconfig, port, &registry.ca_path(), false);
+    let operator = start_operator(dir.path(), &kubeconfig, port, &registry.ca_path(), false);
 
     for ns in [TEST_NS, "kube-system", "excluded"] {
         namespace(ns);
@@ -602,7 +309,7 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
     let allow = release_values(2)["allowUnmatchedImages"] == true;
     assert!(allow, "the release does not hold allowUnmatchedImages=true");
     drop(operator);
-    let operator = Operator::start(dir.path(), &kubeconfig, port, &registry.ca_path(), allow);
+    let operator = start_operator(dir.path(), &kubeconfig, port, &registry.ca_path(), allow);
     let run = eventually(Duration::from_secs(30), "busybox admitted", || {
         let run = kubectl(
             &[

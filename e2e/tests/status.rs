@@ -12,11 +12,12 @@
     clippy::panic
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use image_policy_e2e::{eventually, http_ok, image_policy_bin, kubectl};
+use image_policy_e2e::cluster::{Operator, free_port};
+use image_policy_e2e::{eventually, kubectl};
 use serde_json::Value;
 
 /// The operator's namespace in this test: its own, so that a lease left by another test's
@@ -28,52 +29,19 @@ const SOON: Duration = Duration::from_secs(20);
 /// A new replica takes the lease over once the old holder's 15 s lease has run out.
 const TAKEOVER: Duration = Duration::from_secs(45);
 
-/// The operator process, stopped when dropped; its log is printed if the test fails.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    /// Starts `image-policy run` as replica `pod` and returns it with the time it took
-    /// until `/readyz` answered 200.
-    fn start(dir: &Path, pod: &str) -> (Self, Duration) {
-        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-        let (webhook, metrics) = (free_port(), free_port());
-        let log = dir.join(format!("operator-{pod}.log"));
-        let started = Instant::now();
-        let child = Command::new(image_policy_bin())
-            .args(["run", "--namespace", NAMESPACE])
-            .args(["--webhook-addr", &format!("127.0.0.1:{webhook}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(["--tls-cert-file", cert.to_str().unwrap()])
-            .args(["--tls-key-file", key.to_str().unwrap()])
-            .env("POD_NAME", pod)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start image-policy run");
-        let operator = Operator { child, log };
-        eventually(Duration::from_secs(30), "the operator is ready", || {
-            http_ok(metrics, "/readyz").then_some(())
-        });
-        (operator, started.elapsed())
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "operator log (last lines, newest first):\n{}",
-                tail.join("\n")
-            );
-        }
-    }
+/// Starts `image-policy run` as replica `pod` with the test's certificate, and returns it
+/// with the time it took until `/readyz` answered 200.
+fn start(dir: &Path, pod: &str) -> (Operator, Duration) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let args = [
+        "--namespace",
+        NAMESPACE,
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+    ];
+    Operator::start(dir, pod, free_port(), None, &args)
 }
 
 /// Deletes what the test created, however it ends.
@@ -98,14 +66,6 @@ impl Drop for Cleanup {
             None,
         );
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn openssl(args: &[&str]) {
@@ -278,7 +238,7 @@ fn status_conditions_follow_the_policies_and_survive_a_restart() {
         (phase.stdout == "Active").then_some(())
     });
 
-    let (operator, first_ready) = Operator::start(dir.path(), "status-e2e-a");
+    let (operator, first_ready) = start(dir.path(), "status-e2e-a");
     eprintln!("operator ready (first start) after {first_ready:?}");
 
     // A valid policy: active, with its counts.
@@ -345,7 +305,7 @@ fn status_conditions_follow_the_policies_and_survive_a_restart() {
     // leader reports that nothing valid is enforced (it never saw a valid version).
     drop(operator);
     let killed = Instant::now();
-    let (operator, ready) = Operator::start(dir.path(), "status-e2e-b");
+    let (operator, ready) = start(dir.path(), "status-e2e-b");
     eprintln!("operator ready after a restart in {ready:?} (/readyz 200)");
     let restarted = wait_for("image-policy", ["False", "InvalidKey", "0", "0"], TAKEOVER);
     eprintln!(
