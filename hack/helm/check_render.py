@@ -294,7 +294,7 @@ def rbac_expected(ns: str, *, operator_certs: bool, secret_namespaces: tuple[str
     for verb in ("get", "create", "update"):
         rules.add(("Role", ns, "coordination.k8s.io", "leases", verb, ""))
     if operator_certs:
-        for verb in ("get", "update", "patch"):
+        for verb in ("get", "update"):
             rules.add(("ClusterRole", "", "admissionregistration.k8s.io",
                        "validatingwebhookconfigurations", verb, WEBHOOK_CONFIG))
             rules.add(("Role", ns, "", "secrets", verb, TLS_SECRET))
@@ -480,8 +480,11 @@ def check_everything() -> None:
                      "--insecure-registry=registry.local:5000", "--insecure-registry=localhost",
                      "--verify-timeout=6s", "--digest-cache-ttl=15s", "--verified-cache-ttl=5m",
                      "--rejected-cache-ttl=20s", "--cache-size=5000",
-                     "--some-future-flag=30s"):
+                     "--some-future-flag=30s",
+                     f"--tls-secret={TLS_SECRET}", f"--webhook-configuration={WEBHOOK_CONFIG}",
+                     "--tls-validity=2160h", "--tls-renew-before=360h"):
             assert flag in a, f"{flag} not in {a}"
+        assert not any(f.startswith("--tls-cert-file") for f in a), "certificate files in operator mode"
 
     def custom_cas() -> None:
         pod = r.one("Deployment", MANAGER)["spec"]["template"]["spec"]
@@ -519,11 +522,29 @@ def check_everything() -> None:
         expect_eq(secret["type"], "kubernetes.io/tls", "type")
         expect_eq(secret["data"], {"tls.crt": "", "tls.key": ""}, "empty Secret for the operator")
         assert "caBundle" not in r.webhook()["clientConfig"], "caBundle is the operator's to fill"
+        pod = r.one("Deployment", MANAGER)["spec"]["template"]["spec"]
+        assert "tls" not in {v["name"] for v in pod["volumes"]}, "the Secret is read through the API"
+        # With nothing else to mount, the Pod has no volumes at all.
+        bare = render(values("certificates.mode=operator")).one("Deployment", MANAGER)
+        assert "volumes" not in bare["spec"]["template"]["spec"], bare["spec"]["template"]["spec"]
+
+    def operator_outside() -> None:
+        # webhook.url with certificates.mode=operator: the operator outside the cluster
+        # manages its certificate; the chart creates the Secret and grants what it needs.
+        dev = render(merge(values(file=EVERYTHING), values(f"webhook.url={DEV_URL}")))
+        expect_eq(dev.webhook()["clientConfig"], {"url": DEV_URL}, "clientConfig")
+        expect_eq(dev.one("Secret", TLS_SECRET, ns)["data"], {"tls.crt": "", "tls.key": ""}, "Secret")
+        assert dev.get("Deployment", MANAGER) is None, "Deployment rendered in url mode"
+        check_rbac_granted = dev.rbac_rules()
+        expected = rbac_expected(ns, operator_certs=True, secret_namespaces=("team-a", "team-b"))
+        expect_eq(check_rbac_granted, expected, "RBAC")
 
     check("everything: every setting reaches `image-policy run`", args)
     check("everything: customCaSecrets and customCas mounted as --ca-file", custom_cas)
     check("everything: image, pull secrets, scheduling, pod security, labels", pod_settings)
     check("everything: certificates.mode=operator creates the TLS Secret empty", operator_secret)
+    check("everything: webhook.url with certificates.mode=operator keeps the Secret and RBAC",
+          operator_outside)
 
     def cert_manager() -> None:
         cm = render(merge(values(file=EVERYTHING), values("certManager.enabled=true")))
@@ -551,7 +572,8 @@ def check_everything() -> None:
     def url_mode() -> None:
         bundle = base64.b64encode(base["customCas"][0].encode()).decode()
         dev = render(merge(values(file=EVERYTHING), values(f"webhook.url={DEV_URL}",
-                                                           f"webhook.caBundle={bundle}")))
+                                                           f"webhook.caBundle={bundle}",
+                                                           "certificates.mode=helm")))
         cc = dev.webhook()["clientConfig"]
         expect_eq(cc, {"url": DEV_URL, "caBundle": bundle}, "clientConfig")
         for kind, name in (("Deployment", MANAGER), ("Service", SERVICE), ("Secret", TLS_SECRET)):
@@ -580,6 +602,8 @@ def check_refusals() -> None:
         ("webhook.url with http://", values("webhook.url=http://127.0.0.1:9443/x"), "at '/webhook/url'"),
         ("certificates.mode typo", values("certificates.mode=operater"),
          "at '/certificates/mode': value must be one of 'helm', 'operator'"),
+        ("an operator validity in days", values("certificates.operator.validity=365d"),
+         "at '/certificates/operator/validity'"),
         ("webhook.url with certManager", values(f"webhook.url={DEV_URL}", "certManager.enabled=true"),
          "webhook.url and certManager.enabled exclude each other"),
         ("quota too small for replicas", values("replicas=5", "quota.podNumber=5"),

@@ -27,7 +27,9 @@ trap 'rm -rf "$out"' EXIT
 "$HELM_PY" hack/helm/helm.py render "$chart" -f "$everything" >"$out/everything.yaml"
 "$HELM_PY" hack/helm/helm.py render "$chart" -f "$everything" --set certManager.enabled=true >"$out/cert-manager.yaml"
 "$HELM_PY" hack/helm/helm.py render "$chart" -f "$everything" \
-  --set webhook.url=https://127.0.0.1:9443/signing-policy-check >"$out/url.yaml"
+  --set webhook.url=https://127.0.0.1:9443/signing-policy-check --set certificates.mode=helm >"$out/url.yaml"
+"$HELM_PY" hack/helm/helm.py render "$chart" -f "$everything" \
+  --set webhook.url=https://127.0.0.1:9443/signing-policy-check >"$out/url-operator.yaml"
 for f in "$out"/*.yaml; do
   echo "[chart] rendered $(basename "$f" .yaml): $(grep -c '^kind:' "$f") objects"
 done

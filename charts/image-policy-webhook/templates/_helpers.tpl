@@ -42,10 +42,11 @@ app.kubernetes.io/component: controller-manager
 
 {{/*
 How the webhook's serving certificate is managed: "url" (webhook.url: served outside the
-cluster, nothing to manage here), "certManager", "helm" or "operator".
+cluster with a certificate the chart knows nothing of), "certManager", "helm" or "operator"
+(also with webhook.url: the operator outside the cluster manages its own).
 */}}
 {{- define "image-policy.certMode" -}}
-{{- if .Values.webhook.url -}}url
+{{- if and .Values.webhook.url (ne .Values.certificates.mode "operator") -}}url
 {{- else if .Values.certManager.enabled -}}certManager
 {{- else -}}{{ .Values.certificates.mode }}
 {{- end -}}
