@@ -39,11 +39,19 @@ use support::registry::{Registry, RegistryOptions};
 
 const TEST_NS: &str = "certs-e2e";
 const TLS_SECRET: &str = "image-policy-webhook-tls";
+/// The first replica, which takes the lease and so writes; the second only reads and serves.
 const POD_NAME: &str = "ip-certs-e2e";
+const SECOND_POD: &str = "ip-certs-e2e-b";
 /// How long the test watches rotations: at least three with these lifetimes.
 const WATCH: Duration = Duration::from_secs(45);
 
-fn start_operator(dir: &Path, kubeconfig: &Path, port: u16, registry_ca: &Path) -> Operator {
+fn start_operator(
+    dir: &Path,
+    pod: &str,
+    kubeconfig: &Path,
+    port: u16,
+    registry_ca: &Path,
+) -> Operator {
     let args = [
         "--namespace",
         CHART_NS,
@@ -60,7 +68,7 @@ fn start_operator(dir: &Path, kubeconfig: &Path, port: u16, registry_ca: &Path) 
         "--ca-file",
         registry_ca.to_str().unwrap(),
     ];
-    Operator::start(dir, POD_NAME, port, Some(kubeconfig), &args).0
+    Operator::start(dir, pod, port, Some(kubeconfig), &args).0
 }
 
 fn decode(field: &Value) -> Vec<u8> {
@@ -187,13 +195,23 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
         assert_eq!(can_i(&kubeconfig, &args), expected, "can-i {args:?}");
     }
 
-    let operator = start_operator(dir.path(), &kubeconfig, port, &registry.ca_path());
+    let operator = start_operator(dir.path(), POD_NAME, &kubeconfig, port, &registry.ca_path());
+    // A second replica, not registered with the API server: it serves what the first writes.
+    let port_b = free_port();
+    let second = start_operator(
+        dir.path(),
+        SECOND_POD,
+        &kubeconfig,
+        port_b,
+        &registry.ca_path(),
+    );
     // Ready means serving: the Secret holds the certificate, and caBundle its CA.
     let first = stored_leaf().expect("a certificate in the Secret once ready");
     let bundle = eventually(Duration::from_secs(20), "the CA is published", || {
         Some(published_bundle()).filter(|b| !b.is_empty())
     });
     assert_eq!(served_leaf(port, &bundle), Ok(first.clone()));
+    assert_eq!(served_leaf(port_b, &bundle), Ok(first.clone()));
     let secret = get_json(&["-n", CHART_NS, "secret", TLS_SECRET]);
     assert_eq!(decode(&secret["data"]["ca.crt"]), bundle);
 
@@ -227,8 +245,8 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
         )
     );
 
-    // Rotations under load: every half second an admission through the API server, and a new
-    // connection of our own that trusts exactly the published bundle.
+    // Rotations under load: every half second an admission through the API server, and new
+    // connections of our own to both replicas, trusting exactly the published bundle.
     let mut served = BTreeSet::from([first.clone()]);
     let mut bundles = BTreeSet::from([bundle]);
     let (mut admissions, mut probes) = (0, 0);
@@ -242,19 +260,21 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
         );
         admissions += 1;
         let bundle = published_bundle();
-        let leaf = served_leaf(port, &bundle).unwrap_or_else(|e| {
-            panic!(
-                "a new connection is not trusted by the published bundle after {:?}: {e}",
-                watch_started.elapsed()
-            )
-        });
-        probes += 1;
-        served.insert(leaf);
+        for (replica, port) in [(POD_NAME, port), (SECOND_POD, port_b)] {
+            let leaf = served_leaf(port, &bundle).unwrap_or_else(|e| {
+                panic!(
+                    "a new connection to {replica} is not trusted by the published bundle after {:?}: {e}",
+                    watch_started.elapsed()
+                )
+            });
+            probes += 1;
+            served.insert(leaf);
+        }
         bundles.insert(bundle);
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!(
-        "[certs e2e] {} certificates and {} bundles in {WATCH:?}: {admissions} admissions and {probes} new connections, none failed",
+        "[certs e2e] {} certificates and {} bundles in {WATCH:?}: {admissions} admissions and {probes} new connections to 2 replicas, none failed",
         served.len(),
         bundles.len()
     );
@@ -263,18 +283,30 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
         "only {} certificates served in {WATCH:?}",
         served.len()
     );
-    let log = operator.log();
+    let (log, log_b) = (operator.log(), second.log());
     for line in [
         "Issued a new CA and serving certificate",
         "Published the CA bundle",
         "Serving the renewed certificate",
     ] {
-        assert!(log.contains(line), "no {line:?} in the operator's log");
+        assert!(log.contains(line), "no {line:?} in the lease holder's log");
+        assert!(
+            !log_b.contains(line),
+            "{line:?} by the replica without the lease"
+        );
     }
+    assert!(
+        log_b
+            .matches("Serving the certificate of the Secret")
+            .count()
+            >= 3,
+        "the second replica did not follow the renewals"
+    );
+    drop(second);
 
     // A restarted operator makes the API server connect anew: it trusts what is served now.
     drop(operator);
-    let operator = start_operator(dir.path(), &kubeconfig, port, &registry.ca_path());
+    let operator = start_operator(dir.path(), POD_NAME, &kubeconfig, port, &registry.ca_path());
     let run = eventually(
         Duration::from_secs(20),
         "an admission after the restart",

@@ -72,10 +72,13 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .with_observer(Arc::new(metrics.clone()));
     let readiness = Readiness::new();
+    // The lease holder writes status and the managed certificate; every replica serves.
+    let (leading_tx, leading_rx) = watch::channel(false);
     tokio::spawn(crate::controller::publish(
         client.clone(),
         state_tx,
         args.namespace.clone(),
+        leading_tx,
     ));
     // The serving certificate: files, or a Secret this process manages.
     let (certificate, mut certificate_ready) = match args.certificates.settings(&args.namespace) {
@@ -86,6 +89,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
                 client.clone(),
                 settings,
                 Arc::clone(&provided),
+                leading_rx,
                 ready_tx,
             ));
             (CertSource::Provided(provided), Some(ready_rx))

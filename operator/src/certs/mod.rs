@@ -2,11 +2,13 @@
 //! them in a Secret, keeps the webhook configuration's `caBundle` in step, and rotates them
 //! before they expire without a moment in which the API server distrusts what is served.
 //!
-//! Every replica runs the same loop ([`manage`]): read the Secret and serve its certificate,
-//! read the webhook configuration, and take the steps [`plan`] decides. Writes are
-//! optimistic (the `resourceVersion` read), so replicas never need to agree beforehand: one
-//! wins a conflict, the others see its result at their next pass. See [`plan`] for the
-//! steps of a rotation and the Secret's keys, [`issue`] for the certificates themselves.
+//! Every replica runs the same loop ([`manage`]): read the Secret and serve its certificate;
+//! then, on the holder of the controller's lease only, read the webhook configuration and take
+//! the steps [`plan`] decides. One writer keeps a replica that read the Secret a moment before
+//! a renewal from publishing the bundle of before it; writes are also optimistic (the
+//! `resourceVersion` read), so a lease changing hands mid-pass cannot undo a newer write. See
+//! [`plan`] for the steps of a rotation and the Secret's keys, [`issue`] for the certificates
+//! themselves.
 //!
 //! The certificate's names follow the webhook configuration: `<service>.<namespace>.svc`
 //! (and `.svc.cluster.local`) for a `service` client config, the host of a `url`, plus the
@@ -120,12 +122,14 @@ pub enum PassError {
     Issue(#[from] issue::IssueError),
 }
 
-/// Keeps the certificate in `settings.secret` valid and trusted, and serves it through
-/// `provided`; `serving` turns true once a certificate is served. Runs forever.
+/// Serves the certificate in `settings.secret` through `provided` (`serving` turns true once
+/// one is served) and, while `leading` says this replica holds the lease, keeps it valid and
+/// trusted. Runs forever.
 pub async fn manage(
     client: Client,
     settings: CertSettings,
     provided: Arc<ProvidedCert>,
+    mut leading: watch::Receiver<bool>,
     serving: watch::Sender<bool>,
 ) {
     let manager = Manager {
@@ -137,16 +141,34 @@ pub async fn manage(
     };
     tracing::info!(target: LOG_TARGET, secret = %manager.secret_name(), webhook_configuration = %manager.settings.webhook_configuration, "Managing the webhook's serving certificate");
     loop {
-        let retry = match manager.pass().await {
+        let lead = *leading.borrow_and_update();
+        let retry = match manager.pass(lead).await {
             Ok(()) => manager.settings.interval,
+            Err(PassError::Api { source, .. }) if is_conflict(&source) => {
+                // Another writer was faster: start again from what it wrote.
+                Duration::from_secs(1)
+            }
             Err(e) => {
                 let error = &e as &dyn std::error::Error;
                 tracing::warn!(target: LOG_TARGET, secret = %manager.secret_name(), error, "Certificate pass failed, retrying");
                 manager.settings.interval.min(Duration::from_secs(5))
             }
         };
-        tokio::time::sleep(retry).await;
+        // Until a certificate is served, look often; a new leader starts at once.
+        let retry = if *manager.serving.borrow() {
+            retry
+        } else {
+            retry.min(Duration::from_secs(1))
+        };
+        tokio::select! {
+            () = tokio::time::sleep(retry) => {}
+            Ok(()) = leading.changed() => {}
+        }
     }
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.is_conflict())
 }
 
 struct Manager {
@@ -162,11 +184,12 @@ impl Manager {
         format!("{}/{}", self.settings.namespace, self.settings.secret)
     }
 
-    /// Steps until there is nothing to do, or until a new bundle was published (the API
-    /// server is given until the next pass to see it).
-    async fn pass(&self) -> Result<(), PassError> {
+    /// Serves what the Secret holds; then, when `lead`, steps until there is nothing to do,
+    /// or until a new bundle was published (the API server is given until the next pass to
+    /// see it).
+    async fn pass(&self, lead: bool) -> Result<(), PassError> {
         for _ in 0..MAX_STEPS {
-            let secret = self.secret().await?;
+            let secret = self.secret(lead).await?;
             let (stored, problems) = Stored::read(|key| {
                 secret
                     .data
@@ -178,6 +201,9 @@ impl Manager {
                 tracing::warn!(target: LOG_TARGET, secret = %self.secret_name(), %problem, "Unusable certificate data, replacing it");
             }
             self.serve(&stored);
+            if !lead {
+                return Ok(());
+            }
             let mut config = self
                 .configs
                 .get_opt(&self.settings.webhook_configuration)
@@ -251,9 +277,9 @@ impl Manager {
         Ok(())
     }
 
-    /// The Secret; created empty when missing (the chart creates it, a development setup may
-    /// not).
-    async fn secret(&self) -> Result<Secret, PassError> {
+    /// The Secret; created empty when missing and `lead` (the chart creates it, a
+    /// development setup may not).
+    async fn secret(&self, lead: bool) -> Result<Secret, PassError> {
         let name = &self.settings.secret;
         let api = |what: &str, source| PassError::Api {
             what: format!("{what} Secret {}", self.secret_name()),
@@ -266,6 +292,9 @@ impl Manager {
             .map_err(|e| api("reading", e))?
         {
             return Ok(secret);
+        }
+        if !lead {
+            return Ok(Secret::default());
         }
         let empty = Secret {
             metadata: ObjectMeta {

@@ -64,16 +64,22 @@ impl Publisher {
 }
 
 /// Runs the controller until the process ends: publishes the state of `image-policy` on
-/// `state`, competes for the status-writing lease in `namespace` (also the namespace of
-/// `secretRef`s that name none), and, while holding it, writes every policy's status.
-pub async fn publish(client: Client, state: watch::Sender<PolicyState>, namespace: String) {
-    let (leading_tx, leading_rx) = watch::channel(false);
+/// `state`, competes for the lease in `namespace` (also the namespace of `secretRef`s that
+/// name none) and says on `leading` whether this replica holds it, and, while holding it,
+/// writes every policy's status.
+pub async fn publish(
+    client: Client,
+    state: watch::Sender<PolicyState>,
+    namespace: String,
+    leading: watch::Sender<bool>,
+) {
+    let leading_rx = leading.subscribe();
     let identity = lease::identity();
     tracing::info!(target: "image-policy.controller", %identity, %namespace, lease = lease::LEASE_NAME, "Starting controller");
     let policies = state.subscribe();
     tokio::join!(
         watch_policy(client.clone(), state),
-        lease::lead(client.clone(), namespace.clone(), identity, leading_tx),
+        lease::lead(client.clone(), namespace.clone(), identity, leading),
         reconcile::run(client, policies, leading_rx, namespace),
     );
 }
