@@ -22,6 +22,7 @@ pub const WEBHOOK_NAME: &str = "image-policy-webhook.signing.apps.tanzu.com";
 pub struct Operator {
     child: Child,
     log: PathBuf,
+    metrics: u16,
 }
 
 impl Operator {
@@ -53,11 +54,43 @@ impl Operator {
         }
         let started = Instant::now();
         let child = command.spawn().expect("start image-policy run");
-        let operator = Operator { child, log };
+        let operator = Operator {
+            child,
+            log,
+            metrics,
+        };
         eventually(Duration::from_secs(30), "the operator is ready", || {
             crate::http_ok(metrics, "/readyz").then_some(())
         });
         (operator, started.elapsed())
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn ready(&self) -> bool {
+        crate::http_ok(self.metrics, "/readyz")
+    }
+
+    /// Sends SIGTERM, as the kubelet does to stop a Pod.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits at most `limit` for the process to exit; its exit code (`None`: killed by a
+    /// signal), or `Err` with the time waited if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<Option<i32>, Duration> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status.code());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(started.elapsed())
     }
 
     /// What it logged so far.

@@ -256,6 +256,53 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
             .then_some(())
     });
 
+    // SIGTERM: not ready at once, admissions still answered during --shutdown-delay (5 s)
+    // while the API server stops sending them, then a clean exit; after that, fail closed.
+    let mut operator = operator;
+    let dry_run = |name: &str| {
+        kubectl(
+            &[
+                "run",
+                name,
+                &format!("--image={image}"),
+                "--restart=Never",
+                "--dry-run=server",
+            ],
+            None,
+        )
+    };
+    let terminated = std::time::Instant::now();
+    operator.terminate();
+    eventually(Duration::from_secs(2), "/readyz says 503", || {
+        (!operator.ready()).then_some(())
+    });
+    // No policy now: the warning shows that the webhook itself answered.
+    let run = dry_run("draining");
+    assert_eq!(
+        said(&run),
+        "Warning: clusterimagepolicies.signing.apps.tanzu.vmware.com \"image-policy\" not found. Image policy enforcement was not applied.\npod/draining created (server dry run)\n"
+    );
+    assert!(
+        terminated.elapsed() < Duration::from_secs(5),
+        "the admission came after the delay"
+    );
+    let exit = operator.wait_exit(Duration::from_secs(20));
+    eprintln!(
+        "operator exited {exit:?} {:?} after SIGTERM",
+        terminated.elapsed()
+    );
+    assert_eq!(exit, Ok(Some(0)), "exit after SIGTERM");
+    assert!(
+        terminated.elapsed() >= Duration::from_secs(5),
+        "no drain delay"
+    );
+    let run = dry_run("stopped");
+    assert!(
+        !run.ok && run.stderr.contains("failed calling webhook"),
+        "admitted without a webhook: {}",
+        said(&run)
+    );
+
     kubectl(
         &["delete", "validatingwebhookconfiguration", WEBHOOK_NAME],
         None,

@@ -360,5 +360,44 @@ fn status_conditions_follow_the_policies_and_survive_a_restart() {
         "SecretNotFound cleared {:?} after the Secret was created",
         created.elapsed()
     );
+
+    // Stopped with SIGTERM, it releases the lease: the next replica takes it at its next
+    // look instead of waiting the lease out.
+    let mut operator = operator;
+    operator.terminate();
+    assert_eq!(
+        operator.wait_exit(Duration::from_secs(20)),
+        Ok(Some(0)),
+        "exit after SIGTERM"
+    );
+    assert_eq!(lease_holder(), "", "the lease was not released");
+    let released = Instant::now();
+    let (operator, _) = start(dir.path(), "status-e2e-c");
+    eventually(
+        LEASE_RENEW_AND_START,
+        "the next replica takes the lease",
+        || (lease_holder() == "status-e2e-c").then_some(()),
+    );
+    let taken = released.elapsed();
+    eprintln!("lease taken over {taken:?} after a graceful stop (15 s after a kill)");
     drop(operator);
+}
+
+/// A released lease is taken at the candidate's first look: at start, then every 5 s.
+const LEASE_RENEW_AND_START: Duration = Duration::from_secs(10);
+
+fn lease_holder() -> String {
+    kubectl(
+        &[
+            "-n",
+            NAMESPACE,
+            "get",
+            "lease",
+            "image-policy-controller",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    )
+    .expect_ok("the lease")
 }

@@ -34,7 +34,7 @@ enum Command {
     /// when the input cannot be used.
     Check(crate::check::CheckArgs),
     /// Run the operator: the policy controller, the admission webhook, health and metrics.
-    Run(crate::run::RunArgs),
+    Run(Box<crate::run::RunArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,7 +69,7 @@ impl Cli {
         let result = match self.command {
             Command::Crd => print_crd(&mut stdout),
             Command::Match(args) => run_match(&args, &mut stdout),
-            Command::Run(args) => match crate::run::run(args) {
+            Command::Run(args) => match crate::run::run(*args) {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     eprintln!("error: {e:#}");

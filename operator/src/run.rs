@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::certs::{CertArgs, manage};
 use crate::telemetry::{Metrics, Readiness, init_logging, serve_health};
 use crate::verify::Verifier;
-use crate::verify::args::VerifierArgs;
+use crate::verify::args::{VerifierArgs, parse_duration};
 use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
 use crate::webhook::http::Routes;
@@ -52,6 +52,13 @@ pub struct RunArgs {
     /// Log level or filter directive; RUST_LOG when empty.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// On SIGTERM, how long to go on serving admissions while /readyz says 503, so that the
+    /// API server stops sending them here before the listener closes.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+    /// Then, how long in-flight admissions may take to finish.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
 }
 
 /// Runs the operator until SIGTERM or SIGINT.
@@ -72,13 +79,21 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .with_observer(Arc::new(metrics.clone()));
     let readiness = Readiness::new();
+    // Shutdown in two steps: `stopping` at SIGTERM (not ready, the lease released, admissions
+    // still served), `draining` after --shutdown-delay (the listeners close).
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let (draining_tx, draining_rx) = watch::channel(false);
+    let on = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|set| *set).await;
+    };
     // The lease holder writes status and the managed certificate; every replica serves.
     let (leading_tx, leading_rx) = watch::channel(false);
-    tokio::spawn(crate::controller::publish(
+    let controller = tokio::spawn(crate::controller::publish(
         client.clone(),
         state_tx,
         args.namespace.clone(),
         leading_tx,
+        on(stopping_rx.clone()),
     ));
     // The serving certificate: files, or a Secret this process manages.
     let (certificate, mut certificate_ready) = match args.certificates.settings(&args.namespace) {
@@ -105,7 +120,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
             (files, None)
         }
     };
-    {
+    let readiness_task = {
         let (state_rx, readiness, metrics) = (state_rx.clone(), readiness.clone(), metrics.clone());
         tokio::spawn(async move {
             // Not ready before there is a certificate to serve.
@@ -113,8 +128,8 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
                 let _ = ready.wait_for(|ready| *ready).await;
             }
             track_readiness(state_rx, readiness, metrics).await;
-        });
-    }
+        })
+    };
 
     let credentials = Arc::new(KubeCredentials::new(
         client,
@@ -133,26 +148,37 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("--metrics-addr {}: {e}", args.metrics_addr))?;
     tracing::info!(target: "image-policy", webhook = %args.webhook_addr, metrics = %args.metrics_addr, "Starting");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    config.shutdown_grace = args.shutdown_grace;
     let health = tokio::spawn(serve_health(
         health,
         metrics,
-        readiness,
-        stopped(stop_rx.clone()),
+        readiness.clone(),
+        on(draining_rx.clone()),
     ));
-    let server = tokio::spawn(serve(config, routes, stopped(stop_rx)));
+    let mut server = tokio::spawn(serve(config, routes, on(draining_rx)));
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!(target: "image-policy", "Shutting down"),
-        result = server => {
+        () = shutdown_signal() => {}
+        result = &mut server => {
+            // It only returns early when it cannot start (the address is taken, say).
             result??;
             return Ok(());
         }
     }
-    let _ = stop_tx.send(true);
-    let _ = health.await;
+    let delay = format!("{:?}", args.shutdown_delay);
+    tracing::info!(target: "image-policy", %delay, "Shutting down: not ready, still serving admissions");
+    readiness_task.abort();
+    readiness.set_not_ready();
+    let _ = stopping_tx.send(true);
+    tokio::time::sleep(args.shutdown_delay).await;
+    let _ = draining_tx.send(true);
+    // In-flight admissions finish (within --shutdown-grace); the lease is released meanwhile.
+    let (server, _, _) = tokio::join!(
+        server,
+        health,
+        tokio::time::timeout(Duration::from_secs(5), controller)
+    );
+    server??;
+    tracing::info!(target: "image-policy", "Stopped");
     Ok(())
 }
 

@@ -63,25 +63,31 @@ impl Publisher {
     }
 }
 
-/// Runs the controller until the process ends: publishes the state of `image-policy` on
+/// Runs the controller until `stop` resolves: publishes the state of `image-policy` on
 /// `state`, competes for the lease in `namespace` (also the namespace of `secretRef`s that
 /// name none) and says on `leading` whether this replica holds it, and, while holding it,
-/// writes every policy's status.
+/// writes every policy's status. On `stop` it releases the lease and returns.
 pub async fn publish(
     client: Client,
     state: watch::Sender<PolicyState>,
     namespace: String,
     leading: watch::Sender<bool>,
+    stop: impl std::future::Future<Output = ()>,
 ) {
     let leading_rx = leading.subscribe();
     let identity = lease::identity();
     tracing::info!(target: "image-policy.controller", %identity, %namespace, lease = lease::LEASE_NAME, "Starting controller");
     let policies = state.subscribe();
-    tokio::join!(
-        watch_policy(client.clone(), state),
-        lease::lead(client.clone(), namespace.clone(), identity, leading),
-        reconcile::run(client, policies, leading_rx, namespace),
-    );
+    let lease = lease::lead(client.clone(), namespace.clone(), identity, leading, stop);
+    tokio::select! {
+        ((), ()) = async {
+            tokio::join!(
+                watch_policy(client.clone(), state),
+                reconcile::run(client, policies, leading_rx, namespace),
+            )
+        } => {}
+        () = lease => {}
+    }
 }
 
 /// Watches the policy and publishes its state until the watch ends (it does not, short of
