@@ -40,7 +40,7 @@ done
 cat <<MSG
 
 image-policy is up: a Kubernetes 1.20 control plane on 127.0.0.1, a registry with demo images,
-and the operator as its validating webhook (log: ${IMAGE_POLICY_DEMO_DIR}/operator.log).
+and the operator as its validating webhook (log: ${IMAGE_POLICY_DEMO_DIR}/operator-image-policy-local.log).
 
   export KUBECONFIG=${KUBECONFIG}
 

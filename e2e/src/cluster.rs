@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -37,10 +36,14 @@ impl Operator {
         kubeconfig: Option<&Path>,
         args: &[&str],
     ) -> (Operator, Duration) {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let metrics = free_port();
-        let n = STARTED.fetch_add(1, Ordering::Relaxed);
-        let log = dir.join(format!("operator-{pod}-{n}.log"));
+        // One log per replica; a restarted one appends to it.
+        let log = dir.join(format!("operator-{pod}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
         let mut command = Command::new(image_policy_bin());
         command
             .env("POD_NAME", pod)
@@ -48,7 +51,7 @@ impl Operator {
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args(args)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"));
+            .stderr(log_file);
         if let Some(kubeconfig) = kubeconfig {
             command.env("KUBECONFIG", kubeconfig);
         }
@@ -93,7 +96,7 @@ impl Operator {
         Err(started.elapsed())
     }
 
-    /// What it logged so far.
+    /// What it (and earlier runs of the same replica) logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
