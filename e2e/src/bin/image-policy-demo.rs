@@ -73,6 +73,10 @@ async fn main() {
         ],
         None,
     );
+    // A graceful stop: the operator releases its lease for the next `make up`.
+    let mut operator = operator;
+    operator.terminate();
+    let _ = operator.wait_exit(std::time::Duration::from_secs(25));
     drop(operator);
     drop(registry);
 }
