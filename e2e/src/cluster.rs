@@ -68,6 +68,11 @@ impl Operator {
         (operator, started.elapsed())
     }
 
+    /// What `/metrics` says.
+    pub fn metrics(&self) -> String {
+        crate::http_get(self.metrics, "/metrics").unwrap_or_default()
+    }
+
     /// Whether `/readyz` answers 200.
     pub fn ready(&self) -> bool {
         crate::http_ok(self.metrics, "/readyz")

@@ -72,18 +72,24 @@ pub fn image_policy(args: &[&str]) -> Run {
 
 /// Whether `GET http://127.0.0.1:{port}{path}` answers 200.
 pub fn http_ok(port: u16, path: &str) -> bool {
+    http_get(port, path).is_some()
+}
+
+/// The body of a plain `GET` on 127.0.0.1:`port` when it answers 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::Read;
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    if !answer.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
 }
 
 fn run(command: &mut Command, stdin: Option<&str>) -> Run {

@@ -214,6 +214,21 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
     assert_eq!(served_leaf(port_b, &bundle), Ok(first.clone()));
     let secret = get_json(&["-n", CHART_NS, "secret", TLS_SECRET]);
     assert_eq!(decode(&secret["data"]["ca.crt"]), bundle);
+    // Its expiry is a metric, about 30 s from now.
+    let metrics = operator.metrics();
+    let expiry: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("image_policy_serving_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no expiry metric in:\n{metrics}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now + 5..=now + 31).contains(&expiry),
+        "expiry {expiry}, now {now}"
+    );
 
     // The seed's checks through the operator's own certificate.
     namespace(TEST_NS);

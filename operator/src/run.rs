@@ -17,7 +17,7 @@ use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
 use crate::webhook::http::Routes;
 use crate::webhook::review::{PolicyState, Settings};
-use crate::webhook::server::{CertSource, ProvidedCert, ServerConfig, serve};
+use crate::webhook::server::{CertObserver, CertSource, ProvidedCert, ServerConfig, serve};
 
 /// Arguments of `image-policy run`.
 #[derive(Debug, clap::Args)]
@@ -95,10 +95,18 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         leading_tx,
         on(stopping_rx.clone()),
     ));
-    // The serving certificate: files, or a Secret this process manages.
+    // The serving certificate: files, or a Secret this process manages. Its expiry is a metric.
+    let observer = {
+        let metrics = metrics.clone();
+        CertObserver::new(move |leaf| {
+            if let Ok(info) = crate::certs::issue::read_der(leaf) {
+                metrics.serving_certificate(info.not_after);
+            }
+        })
+    };
     let (certificate, mut certificate_ready) = match args.certificates.settings(&args.namespace) {
         Some(settings) => {
-            let provided = Arc::new(ProvidedCert::new());
+            let provided = Arc::new(ProvidedCert::with_observer(observer.clone()));
             let (ready_tx, ready_rx) = watch::channel(false);
             tokio::spawn(manage(
                 client.clone(),
@@ -143,6 +151,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     let routes = Arc::new(Routes::new(webhook, metrics.clone()));
 
     let mut config = ServerConfig::with_certificate(certificate);
+    config.certificate_observer = Some(observer);
     config.addr = args.webhook_addr;
     let health = tokio::net::TcpListener::bind(args.metrics_addr)
         .await

@@ -159,7 +159,8 @@ pub fn read_pem(pem: &str) -> Result<Vec<CertInfo>, String> {
         .collect()
 }
 
-fn read_der(der: &[u8]) -> Result<CertInfo, String> {
+/// Reads one DER certificate.
+pub fn read_der(der: &[u8]) -> Result<CertInfo, String> {
     let cert = Certificate::from_der(der).map_err(|e| e.to_string())?;
     let tbs = cert.tbs_certificate();
     let encode = |name: &x509_cert::name::Name| name.to_der().map_err(|e| e.to_string());

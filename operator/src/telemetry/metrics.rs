@@ -117,6 +117,7 @@ struct Inner {
     policy_ready: Gauge,
     policy_keys: Gauge,
     policy_patterns: Gauge,
+    serving_certificate_expiry: Gauge,
 }
 
 impl Metrics {
@@ -167,6 +168,12 @@ impl Metrics {
             "Image name patterns in the enforced policy snapshot",
             policy_patterns.clone(),
         );
+        let serving_certificate_expiry = Gauge::default();
+        registry.register(
+            "serving_certificate_expiry_timestamp_seconds",
+            "When the webhook's serving certificate expires (Unix time); alert well before it",
+            serving_certificate_expiry.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -177,6 +184,7 @@ impl Metrics {
                 policy_ready,
                 policy_keys,
                 policy_patterns,
+                serving_certificate_expiry,
             }),
         }
     }
@@ -229,6 +237,16 @@ impl Metrics {
         self.inner.policy_ready.set(i64::from(ready));
         self.inner.policy_keys.set(saturating_i64(keys));
         self.inner.policy_patterns.set(saturating_i64(patterns));
+    }
+
+    /// Records the expiry of the serving certificate just loaded.
+    pub fn serving_certificate(&self, not_after: std::time::SystemTime) {
+        let seconds = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.inner
+            .serving_certificate_expiry
+            .set(i64::try_from(seconds).unwrap_or(i64::MAX));
     }
 
     /// Every metric in the OpenMetrics text format, ending with `# EOF`.

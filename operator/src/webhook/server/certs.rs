@@ -78,6 +78,30 @@ pub enum CertError {
     },
 }
 
+/// Told of every certificate chain that starts being served (its leaf), for instance to
+/// export its expiry as a metric.
+#[derive(Clone)]
+pub struct CertObserver(Arc<dyn Fn(&CertificateDer<'_>) + Send + Sync>);
+
+impl CertObserver {
+    /// Calls `f` with the leaf of each certificate loaded.
+    pub fn new(f: impl Fn(&CertificateDer<'_>) + Send + Sync + 'static) -> Self {
+        CertObserver(Arc::new(f))
+    }
+
+    fn loaded(observer: Option<&CertObserver>, key: &CertifiedKey) {
+        if let (Some(observer), Some(leaf)) = (observer, key.cert.first()) {
+            (observer.0)(leaf);
+        }
+    }
+}
+
+impl std::fmt::Debug for CertObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertObserver")
+    }
+}
+
 /// A certificate and key handed over in memory: the resolver of `certificates.mode=operator`,
 /// where the operator reads them from its Secret through the API (a mounted Secret would reach
 /// the Pod only after the kubelet's next sync, a minute or more after a renewal).
@@ -87,6 +111,7 @@ pub enum CertError {
 pub struct ProvidedCert {
     provider: Arc<CryptoProvider>,
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    observer: Option<CertObserver>,
 }
 
 impl ProvidedCert {
@@ -95,6 +120,15 @@ impl ProvidedCert {
         ProvidedCert {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             current: RwLock::new(None),
+            observer: None,
+        }
+    }
+
+    /// The same, telling `observer` of each certificate set.
+    pub fn with_observer(observer: CertObserver) -> Self {
+        ProvidedCert {
+            observer: Some(observer),
+            ..ProvidedCert::new()
         }
     }
 
@@ -118,6 +152,7 @@ impl ProvidedCert {
         if current.as_ref().is_some_and(|c| c.cert == key.cert) {
             return Ok(false);
         }
+        CertObserver::loaded(self.observer.as_ref(), &key);
         *current = Some(Arc::new(key));
         Ok(true)
     }
@@ -152,6 +187,7 @@ pub struct CertStore {
     interval: Duration,
     current: RwLock<Arc<CertifiedKey>>,
     check: Mutex<Check>,
+    observer: Option<CertObserver>,
 }
 
 /// What the last look at the files saw.
@@ -179,17 +215,21 @@ struct FileStamp {
 }
 
 impl CertStore {
-    /// Loads the certificate chain and key; an error names the file at fault.
+    /// Loads the certificate chain and key; an error names the file at fault. `observer` is
+    /// told of this certificate and of every one reloaded.
     pub fn load(
         cert_file: &Path,
         key_file: &Path,
         provider: Arc<CryptoProvider>,
         interval: Duration,
+        observer: Option<CertObserver>,
     ) -> Result<Self, CertError> {
         // Metadata first, then contents: a change in between is seen again at the next check.
         let seen = stamp(cert_file, key_file).ok();
         let key = load_certified_key(cert_file, key_file, &provider)?;
+        CertObserver::loaded(observer.as_ref(), &key);
         Ok(CertStore {
+            observer,
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
             provider,
@@ -244,6 +284,7 @@ impl CertStore {
         check.seen = Some(stamp);
         match load_certified_key(&self.cert_file, &self.key_file, &self.provider) {
             Ok(key) => {
+                CertObserver::loaded(self.observer.as_ref(), &key);
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
                 let file = self.cert_file.display();
                 tracing::info!(target: LOG_TARGET, %file, "Reloaded the serving certificate");
@@ -380,7 +421,7 @@ mod tests {
 
         /// A store that checks on every call, so that tests need not sleep.
         fn store(&self) -> Result<CertStore, CertError> {
-            CertStore::load(&self.cert(), &self.key(), provider(), Duration::ZERO)
+            CertStore::load(&self.cert(), &self.key(), provider(), Duration::ZERO, None)
         }
     }
 
@@ -472,6 +513,7 @@ mod tests {
             &files.key(),
             provider(),
             Duration::from_secs(3600),
+            None,
         )
         .unwrap();
         files.write(RSA_CERT, RSA_PKCS1);
@@ -511,6 +553,41 @@ mod tests {
         assert_eq!(provided.current().unwrap().cert[0], leaf(RSA_CERT));
     }
 
+    #[test]
+    fn the_observer_sees_every_certificate_that_starts_being_served() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let observer = {
+            let seen = Arc::clone(&seen);
+            CertObserver::new(move |leaf| seen.lock().unwrap().push(leaf.to_vec()))
+        };
+        let files = Files::new(EC_CERT, EC_PKCS8);
+        let store = CertStore::load(
+            &files.cert(),
+            &files.key(),
+            provider(),
+            Duration::ZERO,
+            Some(observer.clone()),
+        )
+        .unwrap();
+        files.write(&RSA_CERT[..10], RSA_PKCS1);
+        store.refresh_if_due();
+        files.write(RSA_CERT, RSA_PKCS1);
+        store.refresh_if_due();
+        let provided = ProvidedCert::with_observer(observer);
+        provided
+            .set_pem(EC_CERT.as_bytes(), EC_PKCS8.as_bytes(), "s")
+            .unwrap();
+        provided
+            .set_pem(EC_CERT.as_bytes(), EC_PKCS8.as_bytes(), "s")
+            .unwrap();
+        let expected = [EC_CERT, RSA_CERT, EC_CERT].map(|c| leaf(c).to_vec());
+        assert_eq!(
+            *seen.lock().unwrap(),
+            expected,
+            "loads, not failures or repeats"
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_symlink_swap_is_seen() {
@@ -531,7 +608,7 @@ mod tests {
         link("a");
         let cert = dir.join("..data/tls.crt");
         let key = dir.join("..data/tls.key");
-        let store = CertStore::load(&cert, &key, provider(), Duration::ZERO).unwrap();
+        let store = CertStore::load(&cert, &key, provider(), Duration::ZERO, None).unwrap();
         assert_eq!(served(&store), leaf(EC_CERT));
         link("b");
         store.refresh_if_due();

@@ -52,7 +52,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use self::certs::CertStore;
-pub use self::certs::{CHECK_INTERVAL, CertError, ProvidedCert};
+pub use self::certs::{CHECK_INTERVAL, CertError, CertObserver, ProvidedCert};
 use self::request::{Limits, Shared};
 
 /// The `logger` of this module's log lines.
@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Where the serving certificate comes from.
     pub certificate: CertSource,
+    /// Told of each certificate loaded from files (a [`ProvidedCert`] has its own).
+    pub certificate_observer: Option<CertObserver>,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// How long a client may take to send a request's headers (HTTP/1.1), and to send the
@@ -124,6 +126,7 @@ impl ServerConfig {
         ServerConfig {
             addr: Self::DEFAULT_ADDR,
             certificate,
+            certificate_observer: None,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
@@ -268,6 +271,7 @@ impl<H: Handler> Context<H> {
                 key_file,
                 Arc::clone(&provider),
                 CHECK_INTERVAL,
+                config.certificate_observer.clone(),
             )?),
             CertSource::Provided(provided) => Arc::clone(provided) as _,
         };
