@@ -118,24 +118,9 @@ impl KubeCredentials {
         entries: &[&Entry],
     ) -> Vec<Credential> {
         let namespace = request.namespace.as_str();
-        let spec = pod_spec(&request.kind, &request.object).or_else(|| {
-            request
-                .sub_resource
-                .is_some()
-                .then(|| request.object.get("spec").unwrap_or(&request.object))
-        });
         let mut sources: Vec<(String, String)> = Vec::new();
-        if let Some(spec) = spec {
-            sources.extend(
-                pull_secret_names(spec)
-                    .into_iter()
-                    .map(|n| (namespace.to_owned(), n)),
-            );
-            let account = spec
-                .get("serviceAccountName")
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .unwrap_or("default");
+        if let Some((pull_secrets, account)) = object_sources(request) {
+            sources.extend(pull_secrets.into_iter().map(|n| (namespace.to_owned(), n)));
             let names = self.account(namespace, account).await;
             sources.extend(names.iter().map(|n| (namespace.to_owned(), n.clone())));
         }
@@ -170,6 +155,23 @@ impl KubeCredentials {
         }
         out
     }
+}
+
+/// The object's own sources (SPEC §4's first two): the `imagePullSecrets` names of its pod
+/// spec and its service account (`default` when unset); `None` when it has no pod spec.
+pub fn object_sources(request: &Request) -> Option<(Vec<String>, &str)> {
+    let spec = pod_spec(&request.kind, &request.object).or_else(|| {
+        request
+            .sub_resource
+            .is_some()
+            .then(|| request.object.get("spec").unwrap_or(&request.object))
+    })?;
+    let account = spec
+        .get("serviceAccountName")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    Some((pull_secret_names(spec), account))
 }
 
 fn dedup(sources: Vec<(String, String)>) -> Vec<(String, String)> {
