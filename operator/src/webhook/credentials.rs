@@ -20,7 +20,6 @@ use moka::future::Cache;
 use super::review::{CredentialSource, Request};
 use crate::policy::{Entry, ImageName};
 use crate::verify::{Credential, DockerConfig};
-use crate::workload::{pod_spec, pull_secret_names};
 
 /// The service account whose pull secrets are the last source.
 pub const FALLBACK_SERVICE_ACCOUNT: &str = "image-policy-registry-credentials";
@@ -160,18 +159,12 @@ impl KubeCredentials {
 /// The object's own sources (SPEC §4's first two): the `imagePullSecrets` names of its pod
 /// spec and its service account (`default` when unset); `None` when it has no pod spec.
 pub fn object_sources(request: &Request) -> Option<(Vec<String>, &str)> {
-    let spec = pod_spec(&request.kind, &request.object).or_else(|| {
-        request
-            .sub_resource
-            .is_some()
-            .then(|| request.object.get("spec").unwrap_or(&request.object))
-    })?;
+    let spec = request.pod_spec()?;
     let account = spec
-        .get("serviceAccountName")
-        .and_then(|v| v.as_str())
+        .service_account_name()
         .filter(|s| !s.is_empty())
         .unwrap_or("default");
-    Some((pull_secret_names(spec), account))
+    Some((spec.pull_secret_names().to_vec(), account))
 }
 
 fn dedup(sources: Vec<(String, String)>) -> Vec<(String, String)> {
