@@ -57,8 +57,7 @@ impl Webhook {
     pub async fn handle(&self, body: &[u8]) -> Answer {
         match self.decide(body).await {
             Ok((request, decision)) => {
-                let review = review::response(&request, &decision);
-                let body = serde_json::to_vec(&review).unwrap_or_default();
+                let body = review::response(&request, &decision);
                 Answer {
                     status: 200,
                     body,

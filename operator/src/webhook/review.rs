@@ -11,8 +11,9 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use futures::future::join_all;
+use serde::Serialize;
 use serde::de::MapAccess;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::decide::{
     Classified, NO_POLICY_WARNING, Outcome, classify, excluded_message, verify_matched,
@@ -528,20 +529,52 @@ fn summarize(outcomes: Vec<(String, Outcome)>) -> Decision {
     }
 }
 
-/// The AdmissionReview response body for a decision, in the request's version.
-pub fn response(request: &Request, decision: &Decision) -> Value {
-    let mut response = serde_json::Map::new();
-    response.insert("uid".into(), json!(request.uid));
-    response.insert("allowed".into(), json!(decision.allowed));
-    if let Some(message) = &decision.message {
-        // kubectl prints `Error from server (<reason>): <message>`; the original's users read
-        // the denial in both places.
-        let status =
-            json!({ "status": "Failure", "code": 403, "reason": message, "message": message });
-        response.insert("status".into(), status);
+/// The AdmissionReview response body for a decision, in the request's version: serialized
+/// straight from borrowed fields, with its keys in the order a JSON value's map wrote them.
+pub fn response(request: &Request, decision: &Decision) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Review<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        kind: &'static str,
+        response: Response<'a>,
     }
-    if !decision.warnings.is_empty() {
-        response.insert("warnings".into(), json!(decision.warnings));
+
+    #[derive(Serialize)]
+    struct Response<'a> {
+        allowed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<Status<'a>>,
+        uid: &'a str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
     }
-    json!({ "apiVersion": request.version.as_str(), "kind": "AdmissionReview", "response": response })
+
+    #[derive(Serialize)]
+    struct Status<'a> {
+        code: u16,
+        message: &'a str,
+        reason: &'a str,
+        status: &'static str,
+    }
+
+    // kubectl prints `Error from server (<reason>): <message>`; the original's users read the
+    // denial in both places.
+    let status = decision.message.as_deref().map(|message| Status {
+        code: 403,
+        message,
+        reason: message,
+        status: "Failure",
+    });
+    let review = Review {
+        api_version: request.version.as_str(),
+        kind: "AdmissionReview",
+        response: Response {
+            allowed: decision.allowed,
+            status,
+            uid: &request.uid,
+            warnings: &decision.warnings,
+        },
+    };
+    serde_json::to_vec(&review).unwrap_or_default()
 }
