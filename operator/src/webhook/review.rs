@@ -210,8 +210,13 @@ impl<'de> Lenient<'de> for OldObject {
 impl Request {
     /// Reads an AdmissionReview body.
     pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
-        let Read(review) = serde_json::from_slice::<Read<Review>>(body)
-            .map_err(|e| ReviewError::NotJson(e.to_string()))?;
+        let read = match std::str::from_utf8(body) {
+            // Checked once as a whole, the body's strings need no UTF-8 check of their own.
+            Ok(text) => serde_json::from_str::<Read<Review>>(text),
+            // Read as bytes, for the same error at the same place as any other reading.
+            Err(_) => serde_json::from_slice::<Read<Review>>(body),
+        };
+        let Read(review) = read.map_err(|e| ReviewError::NotJson(e.to_string()))?;
         if !review.is_object {
             return Err(ReviewError::Malformed("the body is not a JSON object"));
         }
