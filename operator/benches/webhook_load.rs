@@ -9,8 +9,11 @@
 //!
 //! `cargo bench -p image-policy --bench webhook_load` (needs `wrk` and `hack/registry.sh
 //! install`). Prints requests per second and latency percentiles of each, and their ratio.
-//! Before that, it times `Webhook::handle` and `Request::parse` of the same body in process,
-//! without TLS or HTTP: the handler's own cost per review. Under load it also reports the CPU
+//! Before that, it times `Request::parse`, `Webhook::handle` and the HTTP handler
+//! (`Routes::handle`: metrics and the decision's log line too) on the same body in process,
+//! without TLS or HTTP: the handler's own cost per review. The server runs without a logger,
+//! as the load runs do; the HTTP handler is timed once more with the JSON logger at its
+//! default level writing to nowhere, for the cost of the log line of each decision. Under load it also reports the CPU
 //! time per request of the servers (this process) and of wrk: on a small machine they share
 //! the cores, so throughput is about cores / (server + wrk CPU per request).
 //!
@@ -35,10 +38,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use image_policy::policy::Snapshot;
-use image_policy::telemetry::Metrics;
+use image_policy::telemetry::{Metrics, env_filter, json_layer};
 use image_policy::verify::{RegistryConfig, Verifier, VerifyConfig};
 use image_policy::webhook::Webhook;
-use image_policy::webhook::http::Routes;
+use image_policy::webhook::http::{ADMISSION_PATH, Routes};
 use image_policy::webhook::review::{Anonymous, PolicyState, Request as Review, Settings};
 use image_policy::webhook::server::{Handler, ServerConfig, serve_on};
 use image_policy_crd::ClusterImagePolicy;
@@ -47,6 +50,7 @@ use support::cosign::Pusher;
 use support::registry::{Registry, RegistryOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 const DURATION: &str = "10s";
 const CONNECTIONS: &str = "16";
@@ -260,6 +264,23 @@ async fn run() {
     let (cert, key) = support::tls::self_signed(dir.path());
     let server_config = ServerConfig::new(&cert, &key);
     let routes = Arc::new(Routes::new(webhook, Metrics::new()));
+    // The HTTP handler: the review, its metrics and its log line. The bench runs without a
+    // logger, so `tracing` events cost next to nothing; the server logs every decision at its
+    // default level (info), so the same is timed again with the JSON logger, writing nowhere.
+    let posted = Bytes::from(body.clone());
+    let post = || {
+        Request::post(ADMISSION_PATH)
+            .body(posted.clone())
+            .expect("request")
+    };
+    let routes_us = per_review(|| routes.handle(post())).await;
+    let logged_us = {
+        let logger = tracing_subscriber::registry()
+            .with(env_filter("info", None).expect("filter"))
+            .with(json_layer(std::io::sink));
+        let _default = tracing::subscriber::set_default(logger);
+        per_review(|| routes.handle(post())).await
+    };
     let ours = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bare = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (ours_port, bare_port) = (
@@ -289,7 +310,9 @@ async fn run() {
     .expect("wrk");
 
     println!(
-        "in process, {IN_PROCESS_ROUNDS} reviews of {} bytes: Webhook::handle {handle_us:.1} µs, Request::parse {parse_us:.1} µs of CPU per review\n",
+        "in process, {IN_PROCESS_ROUNDS} reviews of {} bytes, µs of CPU per review:\n  \
+         Request::parse {parse_us:.1}, Webhook::handle {handle_us:.1}, Routes::handle {routes_us:.1}, \
+         Routes::handle with the JSON log line {logged_us:.1}\n",
         body.len()
     );
     println!("wrk -t2 -c{CONNECTIONS} -d{DURATION} --latency, TLS keep-alive, 127.0.0.1\n");
