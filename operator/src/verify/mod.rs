@@ -325,17 +325,10 @@ impl Verifier {
         key: &(Repository, String),
         credentials: &[Credential],
     ) -> Result<Option<String>, RegistryError> {
-        let (repo, tag) = key;
         let auths = with_anonymous(credentials);
-        let resolve = self.resolve_with_any(repo, tag, &auths);
-        let entry = self
-            .digests
-            .entry(key.clone())
-            .or_try_insert_with(resolve)
-            .await;
-        entry
-            .map(|e| self.observed("digest", e))
-            .map_err(|e| (*e).clone())
+        let resolve = self.resolve_with_any(&key.0, &key.1, &auths);
+        self.through_entry("digest", &self.digests, key, resolve)
+            .await
     }
 
     /// The verdict of a digest through the cache's entry: a miss reads its signatures.
@@ -347,13 +340,26 @@ impl Verifier {
     ) -> Result<Signatures, RegistryError> {
         let auths = with_anonymous(credentials);
         let check = self.check_with_any(&key.repo, &key.digest, keys, &auths);
-        let entry = self
-            .verdicts
-            .entry(key.clone())
-            .or_try_insert_with(check)
-            .await;
+        self.through_entry("verdict", &self.verdicts, key, check)
+            .await
+    }
+
+    /// `key`'s value in `cache`, or `init`'s when it has none: concurrent misses for one key
+    /// share one `init`, an error is not cached, and the lookup is reported as a hit or a miss.
+    async fn through_entry<K, V>(
+        &self,
+        name: &'static str,
+        cache: &Cache<K, V>,
+        key: &K,
+        init: impl Future<Output = Result<V, RegistryError>>,
+    ) -> Result<V, RegistryError>
+    where
+        K: Clone + std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let entry = cache.entry(key.clone()).or_try_insert_with(init).await;
         entry
-            .map(|e| self.observed("verdict", e))
+            .map(|e| self.observed(name, e))
             .map_err(|e| (*e).clone())
     }
 
