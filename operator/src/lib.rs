@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod decide;
+pub mod lenient;
 pub mod policy;
 pub mod run;
 pub mod telemetry;

@@ -1,10 +1,20 @@
 //! Workloads and the images they run: the pod spec of each kind SPEC §2 intercepts.
 //!
-//! Objects are read as JSON values rather than typed structs so that an object with fields
-//! this version does not know, or a broken one, still yields its images or a clear error,
-//! and so that one code path serves admission requests and manifest files alike.
+//! An object is read into an [`Object`]: in one pass over its JSON and without building it,
+//! the fields that decide (a pod spec's container lists, pull secrets and service account) at
+//! every level where a kind keeps its pod spec. Fields are read as a JSON value reads them
+//! (see [`crate::lenient`]): one of another type than expected counts as absent, so that an
+//! object with fields this version does not know, or a broken one, still yields its images or
+//! a clear error. Admission requests and manifest files (through [`Object::from_value`]) go
+//! through this one reading.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, SeqAccess};
 use serde_json::Value;
+
+use crate::lenient::{Lenient, Read, Text, each_field, next_value};
 
 /// Which containers list an image came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,69 +97,236 @@ pub fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
 
 /// The images of an object of a kind with a pod spec; `Ok(None)` for other kinds.
 pub fn images_of(kind: &str, object: &Value) -> Result<Option<Vec<ContainerImage>>, WorkloadError> {
-    let Some(path) = pod_spec_path(kind) else {
-        return Ok(None);
-    };
-    let spec = path.iter().try_fold(object, |v, field| v.get(field));
-    let Some(spec) = spec.filter(|s| s.is_object()) else {
-        return Err(WorkloadError::NoPodSpec {
-            kind: kind.to_owned(),
-            path: dotted(path),
-        });
-    };
-    pod_spec_images(spec).map(Some)
+    Object::from_value(object).images_of(kind)
 }
 
-/// The images of a pod spec, init containers first.
-pub fn pod_spec_images(spec: &Value) -> Result<Vec<ContainerImage>, WorkloadError> {
-    let mut out = Vec::new();
-    for list in ContainerList::ALL {
-        let containers = match spec.get(list.field()) {
-            None | Some(Value::Null) => continue,
-            Some(Value::Array(items)) => items,
-            Some(_) => return Err(WorkloadError::NotAList(list.field())),
-        };
-        for (index, container) in containers.iter().enumerate() {
-            let image = container
-                .get("image")
-                .and_then(Value::as_str)
-                .filter(|i| !i.is_empty());
-            let image = image.ok_or(WorkloadError::NoImage {
-                list: list.field(),
-                index,
-            })?;
-            let name = container
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            out.push(ContainerImage {
-                list,
-                name: name.to_owned(),
-                image: image.to_owned(),
-            });
+/// What an object (or any JSON value) holds for admission: at each level, the fields of a pod
+/// spec, and the levels below its `spec`, `template` and `jobTemplate` fields. A field given
+/// twice counts with its last value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Object {
+    /// Whether the value was a JSON object.
+    is_object: bool,
+    init_containers: Containers,
+    containers: Containers,
+    ephemeral_containers: Containers,
+    /// The non-empty `name`s of `imagePullSecrets`.
+    pull_secrets: Vec<String>,
+    /// `serviceAccountName`, when a string.
+    service_account_name: Option<String>,
+    spec: Option<Box<Object>>,
+    template: Option<Box<Object>>,
+    job_template: Option<Box<Object>>,
+}
+
+/// A containers field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Containers {
+    /// Missing or `null`.
+    #[default]
+    Absent,
+    /// Anything but a list.
+    NotAList,
+    /// A list.
+    Items(Vec<Container>),
+}
+
+/// One item of a containers list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Container {
+    /// `name`, or empty.
+    name: String,
+    /// `image`, when a non-empty string.
+    image: Option<String>,
+}
+
+impl Object {
+    /// The same reading of a JSON value already built (a manifest's document).
+    pub fn from_value(value: &Value) -> Self {
+        // Lenient reading has no error of its own, and a value is well-formed already; were
+        // it to fail, an empty object has no pod spec, which is an error, never an admission.
+        Read::<Object>::deserialize(value)
+            .map(|Read(object)| object)
+            .unwrap_or_default()
+    }
+
+    /// Whether the value was a JSON object.
+    pub fn is_object(&self) -> bool {
+        self.is_object
+    }
+
+    /// The value of `field`, for the fields read below this level.
+    fn child(&self, field: &str) -> Option<&Object> {
+        match field {
+            "spec" => self.spec.as_deref(),
+            "template" => self.template.as_deref(),
+            "jobTemplate" => self.job_template.as_deref(),
+            _ => None,
         }
     }
-    Ok(out)
+
+    /// Its `spec` when it has one (of any type), itself otherwise: where a subresource's
+    /// object keeps its pod spec (a Pod, or the EphemeralContainers of Kubernetes 1.20).
+    pub fn spec_or_self(&self) -> &Object {
+        self.spec.as_deref().unwrap_or(self)
+    }
+
+    /// The pod spec of an object of `kind`, if it has one (of any type).
+    pub fn pod_spec(&self, kind: &str) -> Option<&Object> {
+        pod_spec_path(kind)?
+            .iter()
+            .try_fold(self, |object, field| object.child(field))
+    }
+
+    /// The images of an object of a kind with a pod spec; `Ok(None)` for other kinds.
+    pub fn images_of(&self, kind: &str) -> Result<Option<Vec<ContainerImage>>, WorkloadError> {
+        let Some(path) = pod_spec_path(kind) else {
+            return Ok(None);
+        };
+        let spec = path
+            .iter()
+            .try_fold(self, |object, field| object.child(field));
+        let Some(spec) = spec.filter(|s| s.is_object) else {
+            return Err(WorkloadError::NoPodSpec {
+                kind: kind.to_owned(),
+                path: dotted(path),
+            });
+        };
+        spec.pod_spec_images().map(Some)
+    }
+
+    /// The images of this value read as a pod spec, init containers first.
+    pub fn pod_spec_images(&self) -> Result<Vec<ContainerImage>, WorkloadError> {
+        let mut out = Vec::new();
+        for list in ContainerList::ALL {
+            let containers = match self.list(list) {
+                Containers::Absent => continue,
+                Containers::Items(items) => items,
+                Containers::NotAList => return Err(WorkloadError::NotAList(list.field())),
+            };
+            for (index, container) in containers.iter().enumerate() {
+                let image = container.image.as_ref().ok_or(WorkloadError::NoImage {
+                    list: list.field(),
+                    index,
+                })?;
+                out.push(ContainerImage {
+                    list,
+                    name: container.name.clone(),
+                    image: image.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `imagePullSecrets` names of this value read as a pod spec.
+    pub fn pull_secret_names(&self) -> &[String] {
+        &self.pull_secrets
+    }
+
+    /// The `serviceAccountName` of this value read as a pod spec, when it is a string.
+    pub fn service_account_name(&self) -> Option<&str> {
+        self.service_account_name.as_deref()
+    }
+
+    fn list(&self, list: ContainerList) -> &Containers {
+        match list {
+            ContainerList::Containers => &self.containers,
+            ContainerList::InitContainers => &self.init_containers,
+            ContainerList::EphemeralContainers => &self.ephemeral_containers,
+        }
+    }
 }
 
-/// The `imagePullSecrets` names of a pod spec.
-pub fn pull_secret_names(spec: &Value) -> Vec<String> {
-    let Some(Value::Array(items)) = spec.get("imagePullSecrets") else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|s| s.get("name")?.as_str())
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect()
+impl<'de> Lenient<'de> for Object {
+    fn other() -> Self {
+        Object::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut object = Object {
+            is_object: true,
+            ..Object::default()
+        };
+        let child = |map: &mut A| next_value::<_, Object>(map).map(Box::new).map(Some);
+        each_field(map, |key, map| {
+            match key {
+                "containers" => object.containers = next_value(map)?,
+                "initContainers" => object.init_containers = next_value(map)?,
+                "ephemeralContainers" => object.ephemeral_containers = next_value(map)?,
+                "imagePullSecrets" => object.pull_secrets = next_value::<_, PullSecrets>(map)?.0,
+                "serviceAccountName" => {
+                    object.service_account_name = next_value::<_, Text>(map)?.into_owned();
+                }
+                "spec" => object.spec = child(map)?,
+                "template" => object.template = child(map)?,
+                "jobTemplate" => object.job_template = child(map)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(object)
+    }
 }
 
-/// The pod spec of an object of `kind`, if it has one.
-pub fn pod_spec<'a>(kind: &str, object: &'a Value) -> Option<&'a Value> {
-    pod_spec_path(kind)?
-        .iter()
-        .try_fold(object, |v, field| v.get(field))
+impl<'de> Lenient<'de> for Containers {
+    fn other() -> Self {
+        Containers::NotAList
+    }
+
+    fn null() -> Self {
+        Containers::Absent
+    }
+
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Read(container)) = seq.next_element::<Read<Container>>()? {
+            items.push(container);
+        }
+        Ok(Containers::Items(items))
+    }
+}
+
+impl<'de> Lenient<'de> for Container {
+    fn other() -> Self {
+        Container::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut container = Container::default();
+        each_field(map, |key, map| {
+            match key {
+                "name" => container.name = next_value::<_, Text>(map)?.into_string(),
+                "image" => {
+                    let image = next_value::<_, Text>(map)?.0;
+                    container.image = image.filter(|i| !i.is_empty()).map(Cow::into_owned);
+                }
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(container)
+    }
+}
+
+/// The non-empty `name`s of a list of references (each read for its `name` as a container
+/// is); empty for anything but a list.
+struct PullSecrets(Vec<String>);
+
+impl<'de> Lenient<'de> for PullSecrets {
+    fn other() -> Self {
+        PullSecrets(Vec::new())
+    }
+
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut names = Vec::new();
+        while let Some(Read(reference)) = seq.next_element::<Read<Container>>()? {
+            if !reference.name.is_empty() {
+                names.push(reference.name);
+            }
+        }
+        Ok(PullSecrets(names))
+    }
 }
 
 fn dotted(path: &[&str]) -> &'static str {
@@ -195,7 +372,7 @@ mod tests {
     #[test]
     fn ephemeral_containers_count() {
         let spec = json!({"containers": [{"name": "a", "image": "a"}], "ephemeralContainers": [{"name": "debug", "image": "debugger"}]});
-        let images = pod_spec_images(&spec).expect("images");
+        let images = Object::from_value(&spec).pod_spec_images().expect("images");
         assert_eq!(
             images[1],
             ContainerImage {
@@ -232,7 +409,8 @@ mod tests {
     #[test]
     fn pull_secrets() {
         let spec = json!({"imagePullSecrets": [{"name": "a"}, {}, {"name": ""}, {"name": "b"}]});
-        assert_eq!(pull_secret_names(&spec), ["a", "b"]);
-        assert!(pull_secret_names(&json!({"imagePullSecrets": 3})).is_empty());
+        assert_eq!(Object::from_value(&spec).pull_secret_names(), ["a", "b"]);
+        let not_a_list = Object::from_value(&json!({"imagePullSecrets": 3}));
+        assert!(not_a_list.pull_secret_names().is_empty());
     }
 }

@@ -241,57 +241,72 @@ impl Verifier {
 
     /// Whether any of `keys` verifies a signature of `image`, trying `credentials` in order
     /// and anonymous access last.
+    ///
+    /// The steady state is a cached digest and a cached verdict: each is looked up first with
+    /// a plain `get`, and only a miss builds the registry exchange (boxed: its future is
+    /// large, and would otherwise be built and moved on every call) and goes through the
+    /// cache's entry, which makes concurrent misses for one key share one exchange. The whole
+    /// verification is bounded by the budget, cached answers included.
     pub async fn verify(
         &self,
         image: &ImageName,
         keys: &[&NamedKey],
         credentials: &[Credential],
     ) -> Verdict {
-        match tokio::time::timeout(self.budget, self.verify_unbounded(image, keys, credentials))
-            .await
-        {
-            Ok(verdict) => verdict,
-            Err(_) => Verdict::Denied(Failure::TimedOut {
+        let deadline = tokio::time::Instant::now() + self.budget;
+        let timed_out = || {
+            Verdict::Denied(Failure::TimedOut {
                 budget: self.budget,
-            }),
-        }
-    }
-
-    async fn verify_unbounded(
-        &self,
-        image: &ImageName,
-        keys: &[&NamedKey],
-        credentials: &[Credential],
-    ) -> Verdict {
+            })
+        };
         let reference = image.reference();
         let repo = Repository::of(reference.domain(), reference.path());
-        let auths: Vec<Option<&Credential>> = credentials.iter().map(Some).chain([None]).collect();
-        let digest = match reference.digest() {
-            Some(digest) => digest.to_owned(),
+        let (repo, digest) = match reference.digest() {
+            Some(digest) => (repo, digest.to_owned()),
             None => {
-                let tag = reference.tag().unwrap_or("latest").to_owned();
-                let resolve = self.resolve_with_any(&repo, &tag, &auths);
-                let entry = self
-                    .digests
-                    .entry((repo.clone(), tag.clone()))
-                    .or_try_insert_with(resolve)
-                    .await;
-                match entry.map(|e| self.observed("digest", e)) {
-                    Ok(Some(digest)) => digest,
+                let key = (repo, reference.tag().unwrap_or("latest").to_owned());
+                let cached = self.digests.get(&key).await;
+                let resolved = match cached {
+                    Some(digest) => {
+                        self.observer.cache("digest", true);
+                        Ok(digest)
+                    }
+                    None => {
+                        let resolve = Box::pin(self.resolve(&key, credentials));
+                        match tokio::time::timeout_at(deadline, resolve).await {
+                            Ok(resolved) => resolved,
+                            Err(_) => return timed_out(),
+                        }
+                    }
+                };
+                match resolved {
+                    Ok(Some(digest)) => (key.0, digest),
                     Ok(None) => return Verdict::Denied(Failure::ImageNotFound),
                     Err(e) => return Verdict::Denied(failure_of(&e)),
                 }
             }
         };
         let key = VerdictKey {
-            repo: repo.clone(),
-            digest: digest.clone(),
-            keys: fingerprint(keys.iter().map(|k| k.key.fingerprint().to_owned())),
+            repo,
+            digest,
+            keys: fingerprint(keys.iter().map(|k| k.key.fingerprint())),
             credentials: fingerprint(credentials.iter().map(Credential::identity)),
         };
-        let check = self.check_with_any(&repo, &digest, keys, &auths);
-        let entry = self.verdicts.entry(key).or_try_insert_with(check).await;
-        match entry.map(|e| self.observed("verdict", e)) {
+        let checked = match self.verdicts.get(&key).await {
+            Some(signatures) => {
+                self.observer.cache("verdict", true);
+                Ok(signatures)
+            }
+            None => {
+                let check = Box::pin(self.check(&key, keys, credentials));
+                match tokio::time::timeout_at(deadline, check).await {
+                    Ok(checked) => checked,
+                    Err(_) => return timed_out(),
+                }
+            }
+        };
+        let digest = key.digest;
+        match checked {
             Ok(Signatures::Verified { key }) => Verdict::Verified { digest, key },
             Ok(Signatures::NotSigned) => Verdict::Denied(Failure::NotSigned { digest }),
             Ok(Signatures::NoneVerify {
@@ -302,6 +317,50 @@ impl Verifier {
             }),
             Err(e) => Verdict::Denied(failure_of(&e)),
         }
+    }
+
+    /// The digest of a tag through the cache's entry: a miss asks the registry.
+    async fn resolve(
+        &self,
+        key: &(Repository, String),
+        credentials: &[Credential],
+    ) -> Result<Option<String>, RegistryError> {
+        let auths = with_anonymous(credentials);
+        let resolve = self.resolve_with_any(&key.0, &key.1, &auths);
+        self.through_entry("digest", &self.digests, key, resolve)
+            .await
+    }
+
+    /// The verdict of a digest through the cache's entry: a miss reads its signatures.
+    async fn check(
+        &self,
+        key: &VerdictKey,
+        keys: &[&NamedKey],
+        credentials: &[Credential],
+    ) -> Result<Signatures, RegistryError> {
+        let auths = with_anonymous(credentials);
+        let check = self.check_with_any(&key.repo, &key.digest, keys, &auths);
+        self.through_entry("verdict", &self.verdicts, key, check)
+            .await
+    }
+
+    /// `key`'s value in `cache`, or `init`'s when it has none: concurrent misses for one key
+    /// share one `init`, an error is not cached, and the lookup is reported as a hit or a miss.
+    async fn through_entry<K, V>(
+        &self,
+        name: &'static str,
+        cache: &Cache<K, V>,
+        key: &K,
+        init: impl Future<Output = Result<V, RegistryError>>,
+    ) -> Result<V, RegistryError>
+    where
+        K: Clone + std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let entry = cache.entry(key.clone()).or_try_insert_with(init).await;
+        entry
+            .map(|e| self.observed(name, e))
+            .map_err(|e| (*e).clone())
     }
 
     async fn resolve_with_any(
@@ -344,6 +403,11 @@ impl Verifier {
     }
 }
 
+/// The credentials to try in order: each given one, then anonymous access.
+fn with_anonymous(credentials: &[Credential]) -> Vec<Option<&Credential>> {
+    credentials.iter().map(Some).chain([None]).collect()
+}
+
 fn failure_of(error: &RegistryError) -> Failure {
     match error {
         RegistryError::Unauthorized { host, .. } => Failure::Unauthorized { host: host.clone() },
@@ -352,8 +416,15 @@ fn failure_of(error: &RegistryError) -> Failure {
 }
 
 /// An order-independent identity of a set of strings.
-fn fingerprint(parts: impl Iterator<Item = String>) -> Arc<str> {
-    let mut parts: Vec<String> = parts.collect();
+fn fingerprint<S: AsRef<str> + Ord>(parts: impl Iterator<Item = S>) -> Arc<str> {
+    let mut parts: Vec<S> = parts.collect();
     parts.sort_unstable();
-    Arc::from(parts.join(","))
+    let mut joined = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            joined.push(',');
+        }
+        joined.push_str(part.as_ref());
+    }
+    Arc::from(joined)
 }

@@ -20,7 +20,6 @@ use moka::future::Cache;
 use super::review::{CredentialSource, Request};
 use crate::policy::{Entry, ImageName};
 use crate::verify::{Credential, DockerConfig};
-use crate::workload::{pod_spec, pull_secret_names};
 
 /// The service account whose pull secrets are the last source.
 pub const FALLBACK_SERVICE_ACCOUNT: &str = "image-policy-registry-credentials";
@@ -118,24 +117,9 @@ impl KubeCredentials {
         entries: &[&Entry],
     ) -> Vec<Credential> {
         let namespace = request.namespace.as_str();
-        let spec = pod_spec(&request.kind, &request.object).or_else(|| {
-            request
-                .sub_resource
-                .is_some()
-                .then(|| request.object.get("spec").unwrap_or(&request.object))
-        });
         let mut sources: Vec<(String, String)> = Vec::new();
-        if let Some(spec) = spec {
-            sources.extend(
-                pull_secret_names(spec)
-                    .into_iter()
-                    .map(|n| (namespace.to_owned(), n)),
-            );
-            let account = spec
-                .get("serviceAccountName")
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .unwrap_or("default");
+        if let Some((pull_secrets, account)) = object_sources(request) {
+            sources.extend(pull_secrets.into_iter().map(|n| (namespace.to_owned(), n)));
             let names = self.account(namespace, account).await;
             sources.extend(names.iter().map(|n| (namespace.to_owned(), n.clone())));
         }
@@ -170,6 +154,17 @@ impl KubeCredentials {
         }
         out
     }
+}
+
+/// The object's own sources (SPEC §4's first two): the `imagePullSecrets` names of its pod
+/// spec and its service account (`default` when unset); `None` when it has no pod spec.
+pub fn object_sources(request: &Request) -> Option<(Vec<String>, &str)> {
+    let spec = request.pod_spec()?;
+    let account = spec
+        .service_account_name()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    Some((spec.pull_secret_names().to_vec(), account))
 }
 
 fn dedup(sources: Vec<(String, String)>) -> Vec<(String, String)> {

@@ -8,6 +8,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use super::Webhook;
 use super::review::{Decision, Request as Review};
 use super::server::Handler;
+use crate::decide::Outcome;
 use crate::telemetry::{Decision as Verdict, Metrics};
 
 /// The path the original's webhook configuration calls.
@@ -56,9 +57,10 @@ impl Handler for Routes {
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = Response::new(Bytes::from(answer.body));
         *response.status_mut() = status;
-        if let Ok(value) = header::HeaderValue::from_str(content_type) {
-            response.headers_mut().insert(header::CONTENT_TYPE, value);
-        }
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        );
         response
     }
 }
@@ -81,12 +83,9 @@ impl Routes {
         if decision.reason == "NotChecked" {
             return;
         }
-        let object = format!("{}/{}/{}", review.namespace, review.kind, review.name);
-        let images: Vec<&str> = decision
-            .outcomes
-            .iter()
-            .map(|(image, _)| image.as_str())
-            .collect();
+        // Written only when the line is: `namespace/kind/name` and the images as a list.
+        let object = format_args!("{}/{}/{}", review.namespace, review.kind, review.name);
+        let images = Images(&decision.outcomes);
         let msg = if decision.allowed {
             "Admitted"
         } else {
@@ -108,6 +107,17 @@ impl Routes {
             elapsed_ms = elapsed.as_secs_f64() * 1e3,
             "{msg}"
         );
+    }
+}
+
+/// The images of a decision, written as a list of strings (`["a", "b"]`).
+struct Images<'a>(&'a [(String, Outcome)]);
+
+impl std::fmt::Debug for Images<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(image, _)| image.as_str()))
+            .finish()
     }
 }
 
@@ -139,4 +149,22 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
     let mut response = Response::new(Bytes::from_static(text.as_bytes()));
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_written_as_a_list_of_strings() {
+        let outcomes = vec![
+            ("busybox".to_owned(), Outcome::Warned("w".into())),
+            ("a\"b".to_owned(), Outcome::Warned("w".into())),
+        ];
+        assert_eq!(
+            format!("{:?}", Images(&outcomes)),
+            format!("{:?}", vec!["busybox", "a\"b"])
+        );
+        assert_eq!(format!("{:?}", Images(&[])), "[]");
+    }
 }

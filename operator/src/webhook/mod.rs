@@ -57,8 +57,7 @@ impl Webhook {
     pub async fn handle(&self, body: &[u8]) -> Answer {
         match self.decide(body).await {
             Ok((request, decision)) => {
-                let review = review::response(&request, &decision);
-                let body = serde_json::to_vec(&review).unwrap_or_default();
+                let body = review::response(&request, &decision);
                 Answer {
                     status: 200,
                     body,
@@ -76,7 +75,7 @@ impl Webhook {
     async fn decide(&self, body: &[u8]) -> Result<(Request, Decision), ReviewError> {
         let request = Request::parse(body)?;
         if request.kind == "ClusterImagePolicy" {
-            let decision = validate_policy(&request);
+            let decision = validate_policy(&request, body);
             return Ok((request, decision));
         }
         let Some(images) = request.images_to_check()? else {
@@ -98,18 +97,23 @@ impl Webhook {
 }
 
 /// Refuses a `ClusterImagePolicy` with another name or one that does not compile, listing
-/// every problem with its field path.
-fn validate_policy(request: &Request) -> Decision {
+/// every problem with its field path. The only review that reads its object whole, from
+/// `body` again: policies are few and rarely changed.
+fn validate_policy(request: &Request, body: &[u8]) -> Decision {
     if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
         return Decision::untouched();
     }
-    let policy: Result<ClusterImagePolicy, _> = serde_json::from_value(request.object.clone());
+    let policy = Request::object_value(body)
+        .map_err(|e| e.to_string())
+        .and_then(|object| {
+            serde_json::from_value::<ClusterImagePolicy>(object).map_err(|e| e.to_string())
+        });
     let problems = match policy {
         Ok(policy) => match Snapshot::compile(&policy) {
             Ok(_) => return Decision::untouched(),
             Err(problems) => problems.to_string(),
         },
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
     Decision::denied(
         "InvalidPolicy",

@@ -1,21 +1,27 @@
 //! AdmissionReview in, AdmissionReview out: SPEC §2's decision for one request.
 //!
-//! Requests are read as JSON values, in `admission.k8s.io/v1` or `v1beta1`, and answered in
-//! the version they came in. A body that is not a well-formed review is an error for the
-//! HTTP layer to answer with 400: the API server then applies the webhook's failure policy
-//! (Fail), so a broken request can never be admitted by accident.
+//! Requests are read in `admission.k8s.io/v1` or `v1beta1`, and answered in the version they
+//! came in. A body is read in one pass for the fields that decide, as a JSON value would read
+//! them (see [`crate::lenient`]): the object is not built, only its images, pull secrets and
+//! service account are kept (see [`Object`]). A body that is not a well-formed review is an
+//! error for the HTTP layer to answer with 400: the API server then applies the webhook's
+//! failure policy (Fail), so a broken request can never be admitted by accident.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use futures::future::join_all;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::MapAccess;
+use serde_json::Value;
 
 use crate::decide::{
     Classified, NO_POLICY_WARNING, Outcome, classify, excluded_message, verify_matched,
 };
+use crate::lenient::{Flag, Lenient, Read, Text, each_field, next_value};
 use crate::policy::{Entry, ImageName, Snapshot};
 use crate::verify::{Credential, Verifier};
-use crate::workload::{ContainerImage, images_of, pod_spec_images};
+use crate::workload::{ContainerImage, Object};
 
 /// The two versions of the AdmissionReview API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,65 +84,165 @@ pub struct Request {
     pub name: String,
     /// Whether this is a dry run; decided the same way.
     pub dry_run: bool,
-    /// The object as it would be stored.
-    pub object: Value,
-    /// The object before an UPDATE.
-    pub old_object: Option<Value>,
+    /// What decides in the object as it would be stored.
+    pub object: Object,
+    /// What decides in the object before an UPDATE.
+    pub old_object: Option<Object>,
+}
+
+/// The envelope: `{"apiVersion", "kind", "request"}`.
+#[derive(Default)]
+struct Review<'de> {
+    is_object: bool,
+    api_version: Option<Cow<'de, str>>,
+    kind: Option<Cow<'de, str>>,
+    request: Fields<'de>,
+}
+
+/// `request`'s fields.
+#[derive(Default)]
+struct Fields<'de> {
+    is_object: bool,
+    uid: Option<Cow<'de, str>>,
+    /// `kind.kind`.
+    kind: Option<Cow<'de, str>>,
+    sub_resource: Option<Cow<'de, str>>,
+    operation: Option<Cow<'de, str>>,
+    namespace: Option<Cow<'de, str>>,
+    name: Option<Cow<'de, str>>,
+    dry_run: Option<bool>,
+    object: Object,
+    /// `None` when missing or `null`.
+    old_object: Option<Object>,
+}
+
+/// `request.kind`'s `kind`.
+struct KindOf<'de>(Option<Cow<'de, str>>);
+
+/// `request.oldObject`: `None` when `null`.
+struct OldObject(Option<Object>);
+
+impl<'de> Lenient<'de> for Review<'de> {
+    fn other() -> Self {
+        Review::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut review = Review {
+            is_object: true,
+            ..Review::default()
+        };
+        each_field(map, |key, map| {
+            match key {
+                "apiVersion" => review.api_version = next_value::<_, Text>(map)?.0,
+                "kind" => review.kind = next_value::<_, Text>(map)?.0,
+                "request" => review.request = next_value(map)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(review)
+    }
+}
+
+impl<'de> Lenient<'de> for Fields<'de> {
+    fn other() -> Self {
+        Fields::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut fields = Fields {
+            is_object: true,
+            ..Fields::default()
+        };
+        let text = |map: &mut A| next_value::<_, Text>(map).map(|t| t.0);
+        each_field(map, |key, map| {
+            match key {
+                "uid" => fields.uid = text(map)?,
+                "kind" => fields.kind = next_value::<_, KindOf>(map)?.0,
+                "subResource" => fields.sub_resource = text(map)?,
+                "operation" => fields.operation = text(map)?,
+                "namespace" => fields.namespace = text(map)?,
+                "name" => fields.name = text(map)?,
+                "dryRun" => fields.dry_run = next_value::<_, Flag>(map)?.0,
+                "object" => fields.object = next_value(map)?,
+                "oldObject" => fields.old_object = next_value::<_, OldObject>(map)?.0,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(fields)
+    }
+}
+
+impl<'de> Lenient<'de> for KindOf<'de> {
+    fn other() -> Self {
+        KindOf(None)
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut kind = None;
+        each_field(map, |key, map| {
+            if key != "kind" {
+                return Ok(false);
+            }
+            kind = next_value::<_, Text>(map)?.0;
+            Ok(true)
+        })?;
+        Ok(KindOf(kind))
+    }
+}
+
+impl<'de> Lenient<'de> for OldObject {
+    fn other() -> Self {
+        OldObject(Some(Object::default()))
+    }
+
+    fn null() -> Self {
+        OldObject(None)
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        Object::map(map).map(|object| OldObject(Some(object)))
+    }
 }
 
 impl Request {
     /// Reads an AdmissionReview body.
     pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
-        let mut review: Value =
-            serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
-        // The objects are moved out, not copied: they are most of the body.
-        let mut request = review
-            .get_mut("request")
-            .map(Value::take)
-            .unwrap_or(Value::Null);
-        let object = request
-            .get_mut("object")
-            .map(Value::take)
-            .unwrap_or(Value::Null);
-        let old_object = request
-            .get_mut("oldObject")
-            .map(Value::take)
-            .filter(|o| !o.is_null());
-        let review = review
-            .as_object()
-            .ok_or(ReviewError::Malformed("the body is not a JSON object"))?;
-        let version = match review.get("apiVersion").and_then(Value::as_str) {
+        let read = match std::str::from_utf8(body) {
+            // Checked once as a whole, the body's strings need no UTF-8 check of their own.
+            Ok(text) => serde_json::from_str::<Read<Review>>(text),
+            // Read as bytes, for the same error at the same place as any other reading.
+            Err(_) => serde_json::from_slice::<Read<Review>>(body),
+        };
+        let Read(review) = read.map_err(|e| ReviewError::NotJson(e.to_string()))?;
+        if !review.is_object {
+            return Err(ReviewError::Malformed("the body is not a JSON object"));
+        }
+        let version = match review.api_version.as_deref() {
             Some("admission.k8s.io/v1") => ApiVersion::V1,
             Some("admission.k8s.io/v1beta1") => ApiVersion::V1Beta1,
             Some(other) => return Err(ReviewError::Version(other.chars().take(64).collect())),
             None => return Err(ReviewError::Malformed("apiVersion is missing")),
         };
-        if review.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
+        if review.kind.as_deref() != Some("AdmissionReview") {
             return Err(ReviewError::Malformed("kind is not AdmissionReview"));
         }
-        let request = Some(&request)
-            .filter(|r| r.is_object())
-            .ok_or(ReviewError::Malformed("request is missing"))?;
-        let text = |field: &str| {
-            request
-                .get(field)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let uid = text("uid");
+        let request = review.request;
+        if !request.is_object {
+            return Err(ReviewError::Malformed("request is missing"));
+        }
+        let text = |field: Option<Cow<str>>| field.map(Cow::into_owned).unwrap_or_default();
+        let uid = text(request.uid);
         if uid.is_empty() {
             return Err(ReviewError::Malformed("request.uid is missing"));
         }
-        let kind = request
-            .pointer("/kind/kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let kind = text(request.kind);
         if kind.is_empty() {
             return Err(ReviewError::Malformed("request.kind is missing"));
         }
-        let operation = text("operation");
+        let operation = text(request.operation);
         if operation.is_empty() {
             return Err(ReviewError::Malformed("request.operation is missing"));
         }
@@ -144,20 +250,26 @@ impl Request {
             version,
             uid,
             kind,
-            sub_resource: request
-                .get("subResource")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            sub_resource: request.sub_resource.map(Cow::into_owned),
             operation,
-            namespace: text("namespace"),
-            name: text("name"),
-            dry_run: request
-                .get("dryRun")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            object,
-            old_object,
+            namespace: text(request.namespace),
+            name: text(request.name),
+            dry_run: request.dry_run.unwrap_or(false),
+            object: request.object,
+            old_object: request.old_object,
         })
+    }
+
+    /// `request.object` of an AdmissionReview body as a whole JSON value (`null` when it has
+    /// none), for the rare review that needs all of it: a policy sent for validation.
+    pub fn object_value(body: &[u8]) -> Result<Value, ReviewError> {
+        let mut review: Value =
+            serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+        Ok(review
+            .get_mut("request")
+            .and_then(|r| r.get_mut("object"))
+            .map(Value::take)
+            .unwrap_or(Value::Null))
     }
 
     /// The images this request must have checked: `None` when it is not a request this
@@ -167,17 +279,20 @@ impl Request {
             return Ok(None);
         }
         let images = match self.sub_resource.as_deref() {
-            None => {
-                match images_of(&self.kind, &self.object).map_err(|e| self.workload_error(e))? {
-                    Some(images) => images,
-                    None => return Ok(None),
-                }
-            }
+            None => match self
+                .object
+                .images_of(&self.kind)
+                .map_err(|e| self.workload_error(e))?
+            {
+                Some(images) => images,
+                None => return Ok(None),
+            },
             // `kubectl debug`: the object is a Pod (1.22+) or an EphemeralContainers (1.20-21).
-            Some("ephemeralcontainers") => {
-                let spec = self.object.get("spec").unwrap_or(&self.object);
-                pod_spec_images(spec).map_err(|e| self.workload_error(e))?
-            }
+            Some("ephemeralcontainers") => self
+                .object
+                .spec_or_self()
+                .pod_spec_images()
+                .map_err(|e| self.workload_error(e))?,
             Some(_) => return Ok(None),
         };
         let before: HashSet<String> = match &self.old_object {
@@ -195,6 +310,16 @@ impl Request {
         Ok(Some(fresh))
     }
 
+    /// The pod spec whose pull secrets and service account go with this request's images: the
+    /// object's at its kind's path, or for a subresource its `spec` (or itself).
+    pub fn pod_spec(&self) -> Option<&Object> {
+        self.object.pod_spec(&self.kind).or_else(|| {
+            self.sub_resource
+                .is_some()
+                .then(|| self.object.spec_or_self())
+        })
+    }
+
     fn workload_error(&self, e: crate::workload::WorkloadError) -> ReviewError {
         ReviewError::Workload {
             kind: self.kind.clone(),
@@ -205,10 +330,10 @@ impl Request {
 
 /// Images already in the object before an UPDATE: admitted then, not checked again. An old
 /// object that cannot be read counts as having none, so everything is checked.
-fn old_images(kind: &str, sub_resource: Option<&str>, old: &Value) -> HashSet<String> {
+fn old_images(kind: &str, sub_resource: Option<&str>, old: &Object) -> HashSet<String> {
     let images = match sub_resource {
-        Some(_) => pod_spec_images(old.get("spec").unwrap_or(old)).ok(),
-        None => images_of(kind, old).ok().flatten(),
+        Some(_) => old.spec_or_self().pod_spec_images().ok(),
+        None => old.images_of(kind).ok().flatten(),
     };
     images
         .unwrap_or_default()
@@ -409,20 +534,52 @@ fn summarize(outcomes: Vec<(String, Outcome)>) -> Decision {
     }
 }
 
-/// The AdmissionReview response body for a decision, in the request's version.
-pub fn response(request: &Request, decision: &Decision) -> Value {
-    let mut response = serde_json::Map::new();
-    response.insert("uid".into(), json!(request.uid));
-    response.insert("allowed".into(), json!(decision.allowed));
-    if let Some(message) = &decision.message {
-        // kubectl prints `Error from server (<reason>): <message>`; the original's users read
-        // the denial in both places.
-        let status =
-            json!({ "status": "Failure", "code": 403, "reason": message, "message": message });
-        response.insert("status".into(), status);
+/// The AdmissionReview response body for a decision, in the request's version: serialized
+/// straight from borrowed fields, with its keys in the order a JSON value's map wrote them.
+pub fn response(request: &Request, decision: &Decision) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Review<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        kind: &'static str,
+        response: Response<'a>,
     }
-    if !decision.warnings.is_empty() {
-        response.insert("warnings".into(), json!(decision.warnings));
+
+    #[derive(Serialize)]
+    struct Response<'a> {
+        allowed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<Status<'a>>,
+        uid: &'a str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
     }
-    json!({ "apiVersion": request.version.as_str(), "kind": "AdmissionReview", "response": response })
+
+    #[derive(Serialize)]
+    struct Status<'a> {
+        code: u16,
+        message: &'a str,
+        reason: &'a str,
+        status: &'static str,
+    }
+
+    // kubectl prints `Error from server (<reason>): <message>`; the original's users read the
+    // denial in both places.
+    let status = decision.message.as_deref().map(|message| Status {
+        code: 403,
+        message,
+        reason: message,
+        status: "Failure",
+    });
+    let review = Review {
+        api_version: request.version.as_str(),
+        kind: "AdmissionReview",
+        response: Response {
+            allowed: decision.allowed,
+            status,
+            uid: &request.uid,
+            warnings: &decision.warnings,
+        },
+    };
+    serde_json::to_vec(&review).unwrap_or_default()
 }
