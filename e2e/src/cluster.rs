@@ -80,11 +80,12 @@ impl Operator {
 
     /// Sends SIGTERM, as the kubelet does to stop a Pod.
     pub fn terminate(&self) {
+        // bash's builtin kill: /bin/kill (procps) is not on every fresh machine.
         let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
+        let status = Command::new("bash")
+            .args(["-c", "kill -TERM \"$1\"", "kill", &pid])
             .status()
-            .expect("kill");
+            .expect("bash");
         assert!(status.success(), "kill -TERM {pid}");
     }
 
@@ -131,6 +132,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `openssl ARGS`; a failure stops the test with openssl's words.
+pub fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A serving certificate for 127.0.0.1 signed by the cluster's CA, which the API server trusts.
 pub fn serving_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let ca = std::env::var("IMAGE_POLICY_CA_CERT").expect("IMAGE_POLICY_CA_CERT (hack/e2e.sh)");
@@ -146,17 +160,6 @@ pub fn serving_cert(dir: &Path) -> (PathBuf, PathBuf) {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
     )
     .expect("ext");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let p = |p: &Path| p.to_str().unwrap().to_owned();
     openssl(&[
         "ecparam",

@@ -13,10 +13,9 @@
 )]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use image_policy_e2e::cluster::{Operator, free_port};
+use image_policy_e2e::cluster::{Operator, free_port, openssl};
 use image_policy_e2e::{eventually, kubectl};
 use serde_json::Value;
 
@@ -66,18 +65,6 @@ impl Drop for Cleanup {
             None,
         );
     }
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A throwaway self-signed serving pair (no webhook is registered, so nobody checks it) and

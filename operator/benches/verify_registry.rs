@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
 use image_policy::verify::{RegistryConfig, Repository, Verdict, Verifier, VerifyConfig};
 use sigstore::crypto::SigningScheme;
-use support::cosign::Pusher;
+use support::cosign::{Pusher, public_key_pem};
 use support::registry::{Registry, RegistryOptions};
 
 const ROUNDS: usize = 200;
@@ -69,11 +69,7 @@ async fn run() {
     let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
         .create_signer()
         .expect("signer");
-    let pem = signer
-        .to_sigstore_keypair()
-        .expect("pair")
-        .public_key_to_pem()
-        .expect("pem");
+    let pem = public_key_pem(&signer);
     let key = NamedKey {
         name: "k".into(),
         key: PublicKey::from_pem(&pem).expect("key"),

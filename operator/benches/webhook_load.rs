@@ -46,7 +46,7 @@ use image_policy::webhook::review::{Anonymous, PolicyState, Request as Review, S
 use image_policy::webhook::server::{Handler, ServerConfig, serve_on};
 use image_policy_crd::ClusterImagePolicy;
 use sigstore::crypto::SigningScheme;
-use support::cosign::Pusher;
+use support::cosign::{Pusher, public_key_pem};
 use support::registry::{Registry, RegistryOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -199,11 +199,7 @@ async fn run() {
     let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
         .create_signer()
         .expect("signer");
-    let pem = signer
-        .to_sigstore_keypair()
-        .expect("pair")
-        .public_key_to_pem()
-        .expect("pem");
+    let pem = public_key_pem(&signer);
     let digest = pusher.push_image("load/app", "v1").await;
     pusher.sign("load/app", &digest, &signer).await;
     let host = registry.host();

@@ -80,6 +80,18 @@ pub enum WorkloadError {
     NotAList(&'static str),
 }
 
+/// The kinds with a pod spec (SPEC §2), each found by [`pod_spec_path`].
+pub const KINDS: [&str; 8] = [
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+];
+
 /// The path of the pod spec within an object of `kind`, for the kinds that have one.
 pub fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
@@ -351,16 +363,7 @@ mod tests {
                 .rev()
                 .fold(pod.clone(), |inner, field| json!({ *field: inner }))
         };
-        for kind in [
-            "Pod",
-            "Deployment",
-            "StatefulSet",
-            "DaemonSet",
-            "ReplicaSet",
-            "ReplicationController",
-            "Job",
-            "CronJob",
-        ] {
+        for kind in KINDS {
             let object = wrap(pod_spec_path(kind).expect(kind));
             let images = images_of(kind, &object).expect(kind).expect(kind);
             let written: Vec<_> = images.iter().map(|i| i.image.as_str()).collect();

@@ -20,16 +20,12 @@ use base64::Engine as _;
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
 use image_policy::verify::{Credential, Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
 use sigstore::crypto::{SigStoreSigner, SigningScheme};
-use support::cosign::{Pusher, real_signatures, simple_signing_payload};
+use support::cosign::{Pusher, public_key_pem, real_signatures, simple_signing_payload};
 use support::registry::{Registry, RegistryOptions};
 
 fn signer(scheme: SigningScheme) -> (SigStoreSigner, NamedKey) {
     let signer = scheme.create_signer().expect("signer");
-    let pem = signer
-        .to_sigstore_keypair()
-        .expect("pair")
-        .public_key_to_pem()
-        .expect("pem");
+    let pem = public_key_pem(&signer);
     let key = NamedKey {
         name: format!("{scheme}"),
         key: PublicKey::from_pem(&pem).expect("key"),

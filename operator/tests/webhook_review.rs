@@ -95,16 +95,7 @@ fn body_of(entry: &Value) -> Vec<u8> {
     raw
 }
 
-const WORKLOADS: [&str; 8] = [
-    "Pod",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "ReplicationController",
-    "Job",
-    "CronJob",
-];
+use image_policy::workload::KINDS as WORKLOADS;
 
 #[tokio::test]
 async fn every_fixture_without_a_policy() {

@@ -123,19 +123,11 @@ impl std::fmt::Debug for Images<'_> {
 
 /// The metric label of a kind: the kinds decided here, or `Other`, so the set stays bounded.
 fn kind_label(kind: &str) -> &'static str {
-    const KNOWN: [&str; 10] = [
-        "Pod",
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "ReplicationController",
-        "Job",
-        "CronJob",
-        "EphemeralContainers",
-        "ClusterImagePolicy",
-    ];
-    KNOWN.into_iter().find(|k| *k == kind).unwrap_or("Other")
+    crate::workload::KINDS
+        .into_iter()
+        .chain(["EphemeralContainers", "ClusterImagePolicy"])
+        .find(|k| *k == kind)
+        .unwrap_or("Other")
 }
 
 fn operation_label(operation: &str) -> &'static str {

@@ -373,6 +373,15 @@ impl Pusher {
     }
 }
 
+/// The public key of `signer`, as PEM (what a policy's `publicKey` holds).
+pub fn public_key_pem(signer: &SigStoreSigner) -> String {
+    signer
+        .to_sigstore_keypair()
+        .expect("pair")
+        .public_key_to_pem()
+        .expect("pem")
+}
+
 /// Cosign's simple-signing payload, byte for byte:
 /// `{"critical":{"identity":{"docker-reference":"…"},"image":{"docker-manifest-digest":"…"},"type":"cosign container image signature"},"optional":null}`.
 pub fn simple_signing_payload(docker_reference: &str, digest: &str) -> Vec<u8> {
