@@ -71,6 +71,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn operate(args: RunArgs) -> anyhow::Result<()> {
+    // Bad flags are refused before anything connects.
+    let cert_settings = args
+        .certificates
+        .settings(&args.namespace)
+        .map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
 
     let (state_tx, state_rx) = watch::channel(PolicyState::Loading);
@@ -104,7 +109,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let (certificate, mut certificate_ready) = match args.certificates.settings(&args.namespace) {
+    let (certificate, mut certificate_ready) = match cert_settings {
         Some(settings) => {
             let provided = Arc::new(ProvidedCert::with_observer(observer.clone()));
             let (ready_tx, ready_rx) = watch::channel(false);
@@ -132,8 +137,11 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         let (state_rx, readiness, metrics) = (state_rx.clone(), readiness.clone(), metrics.clone());
         tokio::spawn(async move {
             // Not ready before there is a certificate to serve.
-            if let Some(ready) = certificate_ready.as_mut() {
-                let _ = ready.wait_for(|ready| *ready).await;
+            // A certificate manager that ended without serving never makes this ready.
+            if let Some(ready) = certificate_ready.as_mut()
+                && ready.wait_for(|ready| *ready).await.is_err()
+            {
+                return;
             }
             track_readiness(state_rx, readiness, metrics).await;
         })

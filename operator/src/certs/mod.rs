@@ -87,18 +87,32 @@ pub struct CertSettings {
 
 impl CertArgs {
     /// The settings, when a Secret is to be managed.
-    pub fn settings(&self, namespace: &str) -> Option<CertSettings> {
-        Some(CertSettings {
+    /// The settings, when a Secret is to be managed; an error for lifetimes that could only
+    /// make the manager spin (a check interval under a second, a validity under a minute).
+    pub fn settings(&self, namespace: &str) -> Result<Option<CertSettings>, String> {
+        let (Some(secret), Some(webhook_configuration)) =
+            (&self.tls_secret, &self.webhook_configuration)
+        else {
+            return Ok(None);
+        };
+        if self.tls_check_interval < Duration::from_secs(1) {
+            return Err("--tls-check-interval must be at least 1s".to_owned());
+        }
+        if self.tls_validity < Duration::from_secs(60) {
+            return Err("--tls-validity must be at least 1m".to_owned());
+        }
+        Ok(Some(CertSettings {
             namespace: namespace.to_owned(),
-            secret: self.tls_secret.clone()?,
-            webhook_configuration: self.webhook_configuration.clone()?,
-            extra_names: self.extra_names.clone(),
+            secret: secret.clone(),
+            webhook_configuration: webhook_configuration.clone(),
+            // Written as the certificate reads them back, or they would never match.
+            extra_names: self.extra_names.iter().map(|n| canonical_host(n)).collect(),
             lifetimes: Lifetimes {
                 validity: self.tls_validity,
                 renew_before: self.tls_renew_before,
             },
             interval: self.tls_check_interval,
-        })
+        }))
     }
 }
 
@@ -365,6 +379,16 @@ impl Manager {
     }
 }
 
+/// A host as a certificate's subjectAltName reads back: an IP address in its canonical form
+/// (without brackets), a DNS name in lower case.
+fn canonical_host(host: &str) -> String {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => host.to_ascii_lowercase(),
+    }
+}
+
 /// The names the API server uses to reach the webhooks of `config`.
 pub fn names_of(config: &ValidatingWebhookConfiguration) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -381,12 +405,7 @@ pub fn names_of(config: &ValidatingWebhookConfiguration) -> BTreeSet<String> {
             .and_then(|u| u.parse::<http::Uri>().ok())
             .and_then(|u| u.host().map(str::to_owned))
         {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let host = match host.parse::<IpAddr>() {
-                Ok(ip) => ip.to_string(),
-                Err(_) => host.to_ascii_lowercase(),
-            };
-            names.insert(host);
+            names.insert(canonical_host(&host));
         }
     }
     names
@@ -417,6 +436,7 @@ mod tests {
                  "clientConfig": {"url": "https://Webhook.Example:8443/x"}},
             ]
         }));
+        assert_eq!(canonical_host("2001:DB8::0001"), "2001:db8::1");
         let names: Vec<String> = names_of(&c).into_iter().collect();
         assert_eq!(
             names,

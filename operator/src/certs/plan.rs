@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::issue::{CertInfo, Issued, read_pem, renewal_due};
+use crate::webhook::server::check_pair;
 
 /// A certificate and its key as found in the Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,11 @@ impl Stored {
                 problems.push(format!("{cert_key} has no {key_key}"));
                 return None;
             };
+            // A key that cannot serve the certificate is as good as none: replaced.
+            if let Err(e) = check_pair(cert.as_bytes(), key.as_bytes(), cert_key) {
+                problems.push(e.to_string());
+                return None;
+            }
             match read_pem(&cert) {
                 Ok(infos) => match infos.into_iter().next() {
                     Some(info) => Some(Pair { cert, key, info }),

@@ -78,9 +78,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         _ => None,
     };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is not a duration like 500ms, 8s, 10m or 1h"))
+    // Ten years is beyond any timeout, TTL or certificate here; moka refuses TTLs over 1000
+    // years with a panic, and certificate dates stop at 9999.
+    const MAX_MILLIS: u64 = 10 * 365 * 24 * 3_600_000;
+    match millis {
+        Some(ms) if ms <= MAX_MILLIS => Ok(Duration::from_millis(ms)),
+        Some(_) => Err(format!("{text:?} is longer than 10 years (87600h)")),
+        None => Err(format!(
+            "{text:?} is not a duration like 500ms, 8s, 10m or 1h"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +100,11 @@ mod tests {
         assert_eq!(parse_duration("8s"), Ok(Duration::from_secs(8)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("87600h"),
+            Ok(Duration::from_secs(87600 * 3600))
+        );
+        assert!(parse_duration("9000000h").unwrap_err().contains("10 years"));
         for bad in ["", "s", "8", "8x", "-1s", "99999999999999999999h", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

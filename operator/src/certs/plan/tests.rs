@@ -263,6 +263,24 @@ fn a_rotation_stopped_after_any_step_is_finished_by_the_next_pass() {
 }
 
 #[test]
+fn a_key_that_does_not_serve_its_certificate_is_replaced() {
+    let t0 = SystemTime::now();
+    let mut world = World::new(lifetimes(3600, 1200));
+    world.pass(t0);
+    let other = issue(&world.names, t0, t0 + s(3600)).unwrap();
+    let data: std::collections::BTreeMap<_, _> = world.stored.data().into_iter().collect();
+    let (read, problems) = Stored::read(|key| match key {
+        keys::KEY => Some(other.key.as_bytes().to_vec()),
+        _ => data.get(key).map(|v| v.as_bytes().to_vec()),
+    });
+    assert!(read.serving.is_none(), "a mismatched key was kept");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("tls.crt key"), "{problems:?}");
+    world.stored = read;
+    assert_eq!(world.pass(t0 + SEC)[0], Step::Issue { immediate: true });
+}
+
+#[test]
 fn the_secret_round_trips() {
     let t0 = SystemTime::now();
     let mut world = World::new(lifetimes(3600, 1200));

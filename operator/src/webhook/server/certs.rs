@@ -319,6 +319,20 @@ fn load_certified_key(
     )
 }
 
+/// Whether a PEM chain and PEM key can be served together (rustls' own check, as when they
+/// are loaded); the error says what is wrong.
+pub fn check_pair(cert_pem: &[u8], key_pem: &[u8], origin: &str) -> Result<(), CertError> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    certified_key(
+        cert_pem,
+        key_pem,
+        &format!("{origin} certificate"),
+        &format!("{origin} key"),
+        &provider,
+    )
+    .map(drop)
+}
+
 /// Parses a PEM chain (leaf first) and its PEM key, and checks that they belong together.
 fn certified_key(
     cert_pem: &[u8],

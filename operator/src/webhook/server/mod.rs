@@ -52,7 +52,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use self::certs::CertStore;
-pub use self::certs::{CHECK_INTERVAL, CertError, CertObserver, ProvidedCert};
+pub use self::certs::{CHECK_INTERVAL, CertError, CertObserver, ProvidedCert, check_pair};
 use self::request::{Limits, Shared};
 
 /// The `logger` of this module's log lines.
