@@ -88,7 +88,7 @@ pub struct CertSettings {
 impl CertArgs {
     /// The settings, when a Secret is to be managed.
     /// The settings, when a Secret is to be managed; an error for lifetimes that could only
-    /// make the manager spin (a check interval under a second, a validity under a minute).
+    /// make the manager spin (a check interval under a second, a validity under ten seconds).
     pub fn settings(&self, namespace: &str) -> Result<Option<CertSettings>, String> {
         let (Some(secret), Some(webhook_configuration)) =
             (&self.tls_secret, &self.webhook_configuration)
@@ -98,8 +98,8 @@ impl CertArgs {
         if self.tls_check_interval < Duration::from_secs(1) {
             return Err("--tls-check-interval must be at least 1s".to_owned());
         }
-        if self.tls_validity < Duration::from_secs(60) {
-            return Err("--tls-validity must be at least 1m".to_owned());
+        if self.tls_validity < Duration::from_secs(10) {
+            return Err("--tls-validity must be at least 10s".to_owned());
         }
         Ok(Some(CertSettings {
             namespace: namespace.to_owned(),
