@@ -157,12 +157,11 @@ pub fn get_json(args: &[&str]) -> Value {
     serde_json::from_str(&text).expect("JSON")
 }
 
-/// The same with `managedFields`.
-pub fn get_json_managed(args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend(args);
-    all.extend(["-o", "json", "--show-managed-fields"]);
-    let text = kubectl(&all, None).expect_ok(&format!("kubectl {all:?}"));
+/// The object at `api_path` of the API server, `managedFields` included.
+pub fn get_json_managed(api_path: &str) -> Value {
+    // The raw API always includes managedFields; `kubectl get --show-managed-fields` only
+    // exists from kubectl 1.21 on, and a fresh Debian machine has kubectl 1.20.
+    let text = kubectl(&["get", "--raw", api_path], None).expect_ok(&format!("GET {api_path}"));
     serde_json::from_str(&text).expect("JSON")
 }
 

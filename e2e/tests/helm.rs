@@ -332,7 +332,9 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
     // The RBAC is needed: without the status rule, a policy change is not reported. The
     // rule is taken away as a chart without it would: a server-side apply by Helm's own
     // field manager (a plain `kubectl patch` would make the next upgrade conflict).
-    let role = get_json_managed(&["clusterrole", MANAGER]);
+    let role = get_json_managed(&format!(
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/{MANAGER}"
+    ));
     let manager = role["metadata"]["managedFields"]
         .as_array()
         .expect("managedFields")
