@@ -37,13 +37,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use image_policy::policy::PolicyState;
 use image_policy::policy::Snapshot;
+use image_policy::server::{Handler, ServerConfig, serve_on};
 use image_policy::telemetry::{Metrics, env_filter, json_layer};
 use image_policy::verify::{RegistryConfig, Verifier, VerifyConfig};
 use image_policy::webhook::Webhook;
+use image_policy::webhook::admit::Settings;
+use image_policy::webhook::credentials::Anonymous;
 use image_policy::webhook::http::{ADMISSION_PATH, Routes};
-use image_policy::webhook::review::{Anonymous, PolicyState, Request as Review, Settings};
-use image_policy::webhook::server::{Handler, ServerConfig, serve_on};
+use image_policy::webhook::review::Request as Review;
 use image_policy_crd::ClusterImagePolicy;
 use sigstore::crypto::SigningScheme;
 use support::cosign::{Pusher, public_key_pem};

@@ -1,17 +1,23 @@
 //! `image-policy check`: the whole admission decision for images or manifests, offline from a
-//! cluster, for CI pipelines and debugging. It prints SPEC §2's exact messages.
+//! cluster, for CI pipelines and debugging. It decides as the webhook does
+//! ([`crate::webhook::admit`]) and prints docs/contract.md §2's exact messages.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use futures::future::join_all;
+use futures::future::BoxFuture;
+use image_policy_crd::SecretRef;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::cli::{CliError, Output, load_policy, read_file, write_reports};
-use crate::decide::{Classified, Outcome, classify, verify_matched};
-use crate::policy::{ImageName, Snapshot};
+use crate::policy::PolicyState;
 use crate::verify::args::VerifierArgs;
-use crate::verify::{Credential, DockerConfig, Verifier};
+use crate::verify::{DockerConfig, Verifier};
+use crate::webhook::admit::{Admission, Settings};
+use crate::webhook::credentials::{CredentialSource, Owner, Sources};
+use crate::webhook::decision::Outcome;
 use crate::workload::images_of;
 
 /// Arguments of `image-policy check`.
@@ -87,52 +93,35 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
             path: "runtime".into(),
             detail: e.to_string(),
         })?;
-    let outcomes = runtime.block_on(decide_all(
-        &snapshot,
-        &verifier,
-        credentials.as_ref(),
-        &subjects,
-        args,
-    ));
+    let settings = Settings {
+        allow_unmatched_images: args.allow_unmatched_images,
+    };
+    let snapshot = Arc::new(snapshot);
+    let images = subjects.iter().map(|(_, image)| image.clone()).collect();
+    let outcomes = runtime.block_on(async {
+        // Built in the runtime: the watch channel's receiver is only read by `judge`'s caller.
+        let (_policy, rx) = watch::channel(PolicyState::Active(snapshot.clone()));
+        let source = Arc::new(ConfigFile(credentials));
+        let admission = Admission::new(rx, verifier, source, settings);
+        admission.judge(&snapshot, Owner::none(), images).await
+    });
     let reports: Vec<Report> = subjects
         .into_iter()
         .zip(outcomes)
-        .map(|((workload, image), o)| report(workload, image, o))
+        .map(|((workload, image), (_, o))| report(workload, image, o))
         .collect();
     write_reports(out, args.output, &reports, write_text)?;
     Ok(reports.iter().all(|r| r.admitted))
 }
 
-/// Decides every image; distinct images are verified concurrently.
-async fn decide_all(
-    snapshot: &Snapshot,
-    verifier: &Verifier,
-    config: Option<&DockerConfig>,
-    subjects: &[(Option<String>, String)],
-    args: &CheckArgs,
-) -> Vec<Outcome> {
-    join_all(subjects.iter().map(|(_, written)| async move {
-        match classify(snapshot, written, args.allow_unmatched_images) {
-            Classified::Decided(outcome) => outcome,
-            Classified::Matched { image, entries } => {
-                let credentials = credentials_for(config, &image);
-                verify_matched(verifier, snapshot, written, &image, &entries, &credentials).await
-            }
-        }
-    }))
-    .await
-}
+/// The credentials of `--docker-config`, for every image.
+struct ConfigFile(Option<DockerConfig>);
 
-fn credentials_for(config: Option<&DockerConfig>, image: &ImageName) -> Vec<Credential> {
-    let reference = image.reference();
-    config
-        .map(|c| {
-            c.lookup(reference.domain(), reference.path())
-                .into_iter()
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
+impl CredentialSource for ConfigFile {
+    fn gather<'a>(&'a self, _: Owner<'a>, _: &'a [&'a SecretRef]) -> BoxFuture<'a, Sources> {
+        let sources = self.0.clone().map(Sources::config).unwrap_or_default();
+        Box::pin(async move { sources })
+    }
 }
 
 fn verifier(args: &CheckArgs) -> Result<Verifier, CliError> {
@@ -140,8 +129,11 @@ fn verifier(args: &CheckArgs) -> Result<Verifier, CliError> {
         path: "--ca-file".into(),
         detail,
     };
-    let config = args.verifier.config().map_err(input_error)?;
-    Verifier::new(config).map_err(input_error)
+    let config = args
+        .verifier
+        .config()
+        .map_err(|e| input_error(e.to_string()))?;
+    Verifier::new(config).map_err(|e| input_error(e.to_string()))
 }
 
 /// `(workload, image)` for every container of every workload in a multi-document manifest.
@@ -182,7 +174,7 @@ fn manifest_images(path: &Path) -> Result<Vec<(Option<String>, String)>, CliErro
 }
 
 fn report(workload: Option<String>, image: String, outcome: Outcome) -> Report {
-    let (admitted, reason) = (outcome.admitted(), outcome.label());
+    let (admitted, reason) = (outcome.admitted(), outcome.reason().as_str());
     let mut report = Report {
         workload,
         image,

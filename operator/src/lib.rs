@@ -1,19 +1,22 @@
 //! image-policy: a Kubernetes operator that admits a container image only when a trusted key
-//! has signed it with cosign.
+//! has signed it.
 //!
-//! [`policy`] is the pure engine (references, patterns, keys, compiled snapshots);
-//! [`verify`] checks cosign signatures in registries; [`decide`] turns both into SPEC §2's
-//! decisions and words; [`workload`] finds the images of Pods and workloads; [`cli`] and
-//! [`check`] are the command line on top.
+//! [`policy`] is the pure engine (references, patterns, keys, compiled snapshots and the
+//! state that is enforced); [`verify`] finds and checks signatures in registries;
+//! [`webhook`] turns both into decisions and words (docs/contract.md §2); [`workload`] finds
+//! the images of Pods and workloads; [`controller`] publishes the policy and writes its
+//! status; [`server`] and [`telemetry`] are the infrastructure; [`cli`], [`check`] and
+//! [`run`] are the command line on top. `docs/architecture.md` maps the folders.
 
 pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod controller;
-pub mod decide;
+pub mod duration;
 pub mod lenient;
 pub mod policy;
 pub mod run;
+pub mod server;
 pub mod telemetry;
 pub mod verify;
 pub mod webhook;

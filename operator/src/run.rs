@@ -10,14 +10,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::certs::{CertArgs, manage};
+use crate::duration::parse_duration;
+use crate::policy::PolicyState;
+use crate::server::{CertObserver, CertSource, ProvidedCert, ServerConfig, serve};
 use crate::telemetry::{Metrics, Readiness, init_logging, serve_health};
 use crate::verify::Verifier;
-use crate::verify::args::{VerifierArgs, parse_duration};
+use crate::verify::args::VerifierArgs;
 use crate::webhook::Webhook;
+use crate::webhook::admit::Settings;
 use crate::webhook::credentials::KubeCredentials;
 use crate::webhook::http::Routes;
-use crate::webhook::review::{PolicyState, Settings};
-use crate::webhook::server::{CertObserver, CertSource, ProvidedCert, ServerConfig, serve};
 
 /// Arguments of `image-policy run`.
 #[derive(Debug, clap::Args)]
@@ -72,17 +74,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn operate(args: RunArgs) -> anyhow::Result<()> {
     // Bad flags are refused before anything connects.
-    let cert_settings = args
-        .certificates
-        .settings(&args.namespace)
-        .map_err(anyhow::Error::msg)?;
+    let cert_settings = args.certificates.settings(&args.namespace)?;
     let client = kube::Client::try_default().await?;
 
     let (state_tx, state_rx) = watch::channel(PolicyState::Loading);
     let metrics = Metrics::new();
-    let verifier = Verifier::new(args.verifier.config().map_err(anyhow::Error::msg)?)
-        .map_err(anyhow::Error::msg)?
-        .with_observer(Arc::new(metrics.clone()));
+    let verifier = Verifier::new(args.verifier.config()?)?.with_observer(Arc::new(metrics.clone()));
     let readiness = Readiness::new();
     // Shutdown in two steps: `stopping` at SIGTERM (not ready, the lease released, admissions
     // still served), `draining` after --shutdown-delay (the listeners close).
@@ -206,10 +203,12 @@ async fn track_readiness(
     metrics: Metrics,
 ) {
     loop {
-        let (ready, keys, patterns) = match &*state.borrow_and_update() {
-            PolicyState::Loading => (false, 0, 0),
-            PolicyState::Active(s) => (true, s.keys().len(), s.entries().len()),
-            PolicyState::Absent | PolicyState::Invalid(_) => (true, 0, 0),
+        let (ready, keys, patterns) = {
+            let state = state.borrow_and_update();
+            let counts = state
+                .enforced()
+                .map_or((0, 0), |s| (s.keys().len(), s.entries().len()));
+            (!matches!(*state, PolicyState::Loading), counts.0, counts.1)
         };
         if ready {
             readiness.set_ready();

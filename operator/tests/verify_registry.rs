@@ -19,6 +19,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
 use image_policy::verify::{Credential, Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy::webhook::words::explanation;
 use sigstore::crypto::{SigStoreSigner, SigningScheme};
 use support::cosign::{Pusher, public_key_pem, real_signatures, simple_signing_payload};
 use support::registry::{Registry, RegistryOptions};
@@ -192,11 +193,7 @@ async fn each_way_of_not_being_signed_has_its_reason() {
             only_other_digests: true
         }
     );
-    assert!(
-        copied
-            .explanation()
-            .is_some_and(|e| e.contains("other images"))
-    );
+    assert!(explanation(&copied).is_some_and(|e| e.contains("other images")));
 
     // A corrupted signature over the right payload.
     let corrupt = pusher.push_image("cases/corrupt", "v1").await;
@@ -413,9 +410,7 @@ async fn a_registry_with_an_unknown_ca_is_unreachable() {
     let failure = failure(verdict);
     assert_eq!(failure.label(), "Unreachable", "{failure:?}");
     assert!(
-        failure
-            .explanation()
-            .is_some_and(|e| e.to_lowercase().contains("certificate")),
+        explanation(&failure).is_some_and(|e| e.to_lowercase().contains("certificate")),
         "{failure:?}"
     );
 }
@@ -531,13 +526,15 @@ async fn the_check_command_prints_the_decisions_and_exits_by_them() {
 struct Recorder(std::sync::Mutex<Vec<String>>);
 
 impl image_policy::verify::Observer for Recorder {
-    fn cache(&self, cache: &'static str, hit: bool) {
+    fn cache(&self, cache: image_policy::verify::Cache, hit: bool) {
+        let cache = cache.as_str();
         self.0
             .lock()
             .unwrap()
             .push(format!("{cache} {}", if hit { "hit" } else { "miss" }));
     }
-    fn registry_request(&self, outcome: &'static str) {
+    fn registry_request(&self, outcome: image_policy::verify::RegistryOutcome) {
+        let outcome = outcome.as_str();
         self.0.lock().unwrap().push(format!("registry {outcome}"));
     }
 }

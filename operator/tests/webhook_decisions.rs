@@ -13,13 +13,15 @@ mod support;
 
 use std::sync::Arc;
 
+use image_policy::policy::PolicyState;
 use image_policy::policy::Snapshot;
+use image_policy::server::{ServerConfig, serve_on};
 use image_policy::telemetry::Metrics;
 use image_policy::verify::{RegistryConfig, Verifier, VerifyConfig};
 use image_policy::webhook::Webhook;
+use image_policy::webhook::admit::Settings;
+use image_policy::webhook::credentials::Anonymous;
 use image_policy::webhook::http::Routes;
-use image_policy::webhook::review::{Anonymous, PolicyState, Settings};
-use image_policy::webhook::server::{ServerConfig, serve_on};
 use image_policy_crd::ClusterImagePolicy;
 use serde_json::{Value, json};
 use sigstore::crypto::SigningScheme;

@@ -12,11 +12,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use image_policy::decide::NO_POLICY_WARNING;
+use image_policy::policy::PolicyState;
 use image_policy::policy::Snapshot;
 use image_policy::verify::{Verifier, VerifyConfig};
 use image_policy::webhook::Webhook;
-use image_policy::webhook::review::{Anonymous, PolicyState, Settings};
+use image_policy::webhook::admit::Settings;
+use image_policy::webhook::credentials::Anonymous;
+use image_policy::webhook::words::NO_POLICY_WARNING;
 use image_policy_crd::ClusterImagePolicy;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -286,10 +288,15 @@ async fn init_ephemeral_and_dry_run_are_checked_like_the_rest() {
 #[tokio::test]
 async fn without_a_valid_policy_every_image_is_refused() {
     let entry = entry("connaisseur/02_pod.json");
-    for state in [
-        PolicyState::Invalid("spec.verification.keys[0].publicKey: ...".into()),
-        PolicyState::Loading,
-    ] {
+    let broken: ClusterImagePolicy = serde_json::from_value(json!({
+        "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1", "kind": "ClusterImagePolicy",
+        "metadata": {"name": "image-policy"},
+        "spec": {"verification": {"keys": [{"name": "k", "publicKey": "..."}],
+            "images": [{"namePattern": "*", "keys": [{"name": "k"}]}]}}
+    }))
+    .expect("policy");
+    let problems = Snapshot::compile(&broken).expect_err("invalid");
+    for state in [PolicyState::invalid(problems), PolicyState::Loading] {
         let webhook = webhook(state, true);
         let (_, decision) = webhook
             .handle(&body_of(&entry))
@@ -409,13 +416,12 @@ fn xorshift(state: &mut u64) {
 /// A credential source whose API server never answers.
 struct Stalled;
 
-impl image_policy::webhook::review::CredentialSource for Stalled {
-    fn credentials<'a>(
+impl image_policy::webhook::credentials::CredentialSource for Stalled {
+    fn gather<'a>(
         &'a self,
-        _: &'a image_policy::webhook::review::Request,
-        _: &'a image_policy::policy::ImageName,
-        _: &'a [&'a image_policy::policy::Entry],
-    ) -> futures::future::BoxFuture<'a, Vec<image_policy::verify::Credential>> {
+        _: image_policy::webhook::credentials::Owner<'a>,
+        _: &'a [&'a image_policy_crd::SecretRef],
+    ) -> futures::future::BoxFuture<'a, image_policy::webhook::credentials::Sources> {
         Box::pin(std::future::pending())
     }
 }

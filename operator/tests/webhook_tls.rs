@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
-use image_policy::webhook::server::{
-    CHECK_INTERVAL, Handler, ServerConfig, ServerError, serve, serve_on,
-};
+use image_policy::server::{CHECK_INTERVAL, Handler, ServerConfig, ServerError, serve, serve_on};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -102,7 +102,7 @@ pub fn issue(
     leaf.not_before = from;
     leaf.not_after = until;
     let cert = leaf.signed_by(&key, &issuer)?;
-    let read_back = |der: &[u8]| read_der(der).map_err(IssueError::Unreadable);
+    let read_back = |der: &[u8]| read_der(der).map_err(|e| IssueError::Unreadable(e.to_string()));
     Ok(Issued {
         ca_info: read_back(ca_cert.der())?,
         cert_info: read_back(cert.der())?,
@@ -149,9 +149,20 @@ pub struct CertInfo {
     pub names: BTreeSet<String>,
 }
 
+/// Why a certificate cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The text is not PEM.
+    #[error("not PEM: {0}")]
+    Pem(String),
+    /// A block is not a DER certificate.
+    #[error("not an X.509 certificate: {0}")]
+    Der(String),
+}
+
 /// Reads every certificate of a PEM text, in order. An error says what is wrong.
-pub fn read_pem(pem: &str) -> Result<Vec<CertInfo>, String> {
-    let blocks = ::pem::parse_many(pem.as_bytes()).map_err(|e| e.to_string())?;
+pub fn read_pem(pem: &str) -> Result<Vec<CertInfo>, ReadError> {
+    let blocks = ::pem::parse_many(pem.as_bytes()).map_err(|e| ReadError::Pem(e.to_string()))?;
     blocks
         .iter()
         .filter(|b| b.tag() == "CERTIFICATE")
@@ -160,10 +171,11 @@ pub fn read_pem(pem: &str) -> Result<Vec<CertInfo>, String> {
 }
 
 /// Reads one DER certificate.
-pub fn read_der(der: &[u8]) -> Result<CertInfo, String> {
-    let cert = Certificate::from_der(der).map_err(|e| e.to_string())?;
+pub fn read_der(der: &[u8]) -> Result<CertInfo, ReadError> {
+    let cert = Certificate::from_der(der).map_err(|e| ReadError::Der(e.to_string()))?;
     let tbs = cert.tbs_certificate();
-    let encode = |name: &x509_cert::name::Name| name.to_der().map_err(|e| e.to_string());
+    let encode =
+        |name: &x509_cert::name::Name| name.to_der().map_err(|e| ReadError::Der(e.to_string()));
     let mut names = BTreeSet::new();
     if let Ok(Some((_, san))) = tbs.get_extension::<SubjectAltName>() {
         for name in san.0 {
@@ -232,7 +244,7 @@ mod tests {
         assert_ne!(read_pem(&again.ca).unwrap()[0].subject, ca.subject);
 
         // rustls takes the pair as a server's.
-        let provided = crate::webhook::server::ProvidedCert::new();
+        let provided = crate::server::ProvidedCert::new();
         assert!(
             provided
                 .set_pem(issued.cert.as_bytes(), issued.key.as_bytes(), "t")

@@ -30,8 +30,8 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use self::plan::{Ca, Lifetimes, Pair, Step, Stored, issued, keys, plan, switched, tidied};
-use crate::verify::args::parse_duration;
-use crate::webhook::server::ProvidedCert;
+use crate::duration::parse_duration;
+use crate::server::ProvidedCert;
 
 const LOG_TARGET: &str = "image-policy.certificates";
 
@@ -86,20 +86,19 @@ pub struct CertSettings {
 }
 
 impl CertArgs {
-    /// The settings, when a Secret is to be managed.
     /// The settings, when a Secret is to be managed; an error for lifetimes that could only
     /// make the manager spin (a check interval under a second, a validity under ten seconds).
-    pub fn settings(&self, namespace: &str) -> Result<Option<CertSettings>, String> {
+    pub fn settings(&self, namespace: &str) -> Result<Option<CertSettings>, SettingsError> {
         let (Some(secret), Some(webhook_configuration)) =
             (&self.tls_secret, &self.webhook_configuration)
         else {
             return Ok(None);
         };
         if self.tls_check_interval < Duration::from_secs(1) {
-            return Err("--tls-check-interval must be at least 1s".to_owned());
+            return Err(SettingsError::CheckInterval);
         }
         if self.tls_validity < Duration::from_secs(10) {
-            return Err("--tls-validity must be at least 10s".to_owned());
+            return Err(SettingsError::Validity);
         }
         Ok(Some(CertSettings {
             namespace: namespace.to_owned(),
@@ -114,6 +113,17 @@ impl CertArgs {
             interval: self.tls_check_interval,
         }))
     }
+}
+
+/// Why the certificate flags cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// A check interval that would make the manager spin.
+    #[error("--tls-check-interval must be at least 1s")]
+    CheckInterval,
+    /// A validity that would make the manager renew all the time.
+    #[error("--tls-validity must be at least 10s")]
+    Validity,
 }
 
 /// Why a pass stopped early; the next pass tries again.

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::issue::{CertInfo, Issued, read_pem, renewal_due};
-use crate::webhook::server::check_pair;
+use crate::server::check_pair;
 
 /// A certificate and its key as found in the Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,67 +1,24 @@
 //! The controller: watches the `ClusterImagePolicy` named `image-policy` and publishes the
 //! policy state that every admission reads, and writes the status of every policy.
 //!
-//! The publisher ([`Publisher`], driven by [`publish`]'s watch of `image-policy`) is the only
-//! writer of the state, on every replica. The status reconciler ([`reconcile`], with the
-//! pure rules in [`status`]) reads that state and writes status only on the replica that
-//! holds the [`lease`].
-//!
-//! A valid policy is compiled into a snapshot and published whole; an invalid one after a valid one keeps the last valid snapshot enforced
-//! (it may have landed while the webhook was down); an invalid one with nothing valid before
-//! it makes every matched and unmatched image be refused with the policy's problems, so that
-//! a broken policy never silently admits.
-
-use std::sync::Arc;
+//! The watch of `image-policy` feeds [`Publisher::step`] (`crate::policy::state`, where the
+//! rules of what is enforced live) and sends what it returns: that is the only writer of the
+//! state, on every replica. The status reconciler ([`reconcile`], with the pure rules in
+//! [`status`]) reads that state and writes status only on the replica that holds the
+//! [`lease`].
 
 use futures::{StreamExt, TryStreamExt};
 use image_policy_crd::{ClusterImagePolicy, POLICY_NAME};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::policy::Snapshot;
-use crate::webhook::review::PolicyState;
+use crate::policy::{PolicyState, Publisher};
 
 pub mod lease;
 pub mod reconcile;
 pub mod status;
-
-/// What the publisher remembers between events.
-#[derive(Debug, Default)]
-pub struct Publisher {
-    last_valid: Option<Arc<Snapshot>>,
-}
-
-impl Publisher {
-    /// The state for the policy as it now is (`None`: it does not exist).
-    pub fn next(&mut self, policy: Option<&ClusterImagePolicy>) -> PolicyState {
-        let Some(policy) = policy else {
-            self.last_valid = None;
-            return PolicyState::Absent;
-        };
-        match Snapshot::compile(policy) {
-            Ok(snapshot) => {
-                let snapshot = Arc::new(snapshot);
-                self.last_valid = Some(snapshot.clone());
-                PolicyState::Active(snapshot)
-            }
-            Err(problems) => {
-                tracing::error!(
-                    target: "image-policy.controller",
-                    object = POLICY_NAME,
-                    error = %problems,
-                    kept_last_valid = self.last_valid.is_some(),
-                    "ClusterImagePolicy is invalid"
-                );
-                match &self.last_valid {
-                    Some(snapshot) => PolicyState::Active(snapshot.clone()),
-                    None => PolicyState::Invalid(problems.to_string()),
-                }
-            }
-        }
-    }
-}
 
 /// Runs the controller until `stop` resolves: publishes the state of `image-policy` on
 /// `state`, competes for the lease in `namespace` (also the namespace of `secretRef`s that
@@ -96,9 +53,6 @@ async fn watch_policy(client: Client, state: watch::Sender<PolicyState>) {
     let api: Api<ClusterImagePolicy> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("metadata.name={POLICY_NAME}"));
     let mut publisher = Publisher::default();
-    let mut pending: Option<Option<ClusterImagePolicy>> = None;
-    // What was last published: `(uid, generation)` of the policy, `None` for no policy.
-    let mut published: Option<Option<(Option<String>, Option<i64>)>> = None;
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     loop {
         let event = match events.try_next().await {
@@ -109,80 +63,19 @@ async fn watch_policy(client: Client, state: watch::Sender<PolicyState>) {
                 continue;
             }
         };
-        let current = match event {
-            Event::Init => {
-                pending = Some(None);
-                continue;
-            }
-            Event::InitApply(policy) => {
-                pending = Some(Some(policy));
-                continue;
-            }
-            Event::InitDone => pending.take().flatten(),
-            Event::Apply(policy) => Some(policy),
-            Event::Delete(_) => None,
-        };
-        // A status write is an update too; the spec, and so the state, only changes with
-        // the generation (or with a new object of the same name).
-        let seen = current
-            .as_ref()
-            .map(|p| (p.metadata.uid.clone(), p.metadata.generation));
-        if seen.as_ref().is_some_and(|(_, g)| g.is_some()) && published.as_ref() == Some(&seen) {
+        let Some(next) = publisher.step(event) else {
             continue;
+        };
+        if let PolicyState::Invalid(rejected) = &next {
+            tracing::error!(
+                target: "image-policy.controller",
+                object = POLICY_NAME,
+                error = %rejected.problems,
+                kept_last_valid = rejected.enforced.is_some(),
+                "ClusterImagePolicy is invalid"
+            );
         }
-        published = Some(seen);
-        let next = publisher.next(current.as_ref());
-        tracing::info!(target: "image-policy.controller", object = POLICY_NAME, state = state_label(&next), "Policy published");
+        tracing::info!(target: "image-policy.controller", object = POLICY_NAME, state = next.label(), "Policy published");
         state.send_replace(next);
-    }
-}
-
-fn state_label(state: &PolicyState) -> &'static str {
-    match state {
-        PolicyState::Loading => "Loading",
-        PolicyState::Absent => "Absent",
-        PolicyState::Active(_) => "Active",
-        PolicyState::Invalid(_) => "Invalid",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(key: &str) -> ClusterImagePolicy {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1",
-            "kind": "ClusterImagePolicy",
-            "metadata": {"name": "image-policy"},
-            "spec": {"verification": {"keys": [{"name": "k", "publicKey": key}],
-                "images": [{"namePattern": "registry.example.org/*", "keys": [{"name": "k"}]}]}}
-        }))
-        .expect("policy")
-    }
-
-    #[test]
-    fn an_invalid_policy_keeps_the_last_valid_one_and_fails_closed_without_one() {
-        let good = include_str!("../../tests/data/keys/p256.pub");
-        let mut publisher = Publisher::default();
-        assert!(
-            matches!(publisher.next(Some(&policy("broken"))), PolicyState::Invalid(p) if p.contains("publicKey"))
-        );
-        let first = publisher.next(Some(&policy(good)));
-        let PolicyState::Active(enforced) = first else {
-            panic!("valid")
-        };
-        let PolicyState::Active(kept) = publisher.next(Some(&policy("broken"))) else {
-            panic!("kept")
-        };
-        assert!(Arc::ptr_eq(&enforced, &kept));
-        assert!(matches!(publisher.next(None), PolicyState::Absent));
-        assert!(
-            matches!(
-                publisher.next(Some(&policy("broken"))),
-                PolicyState::Invalid(_)
-            ),
-            "deletion forgets"
-        );
     }
 }

@@ -29,8 +29,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::status::{self, SecretUse};
-use crate::policy::{Problem, Snapshot};
-use crate::webhook::review::PolicyState;
+use crate::policy::{PolicyState, Problem, Problems, Rejected, Snapshot, Version};
 
 /// The field manager of status writes.
 pub const FIELD_MANAGER: &str = "image-policy";
@@ -116,24 +115,19 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let name = policy.name_any();
-    let enforced = if name == POLICY_NAME {
-        match &*ctx.state.borrow() {
-            // The publisher has not caught up with this object yet; its next publication
-            // triggers this reconcile again.
-            PolicyState::Loading | PolicyState::Absent => return Ok(Action::await_change()),
-            PolicyState::Active(snapshot) => Some(snapshot.clone()),
-            PolicyState::Invalid(_) => None,
-        }
-    } else {
-        None
+    let Some(compiled) = Compiled::of(&policy, &ctx.state.borrow()) else {
+        // The publisher has not caught up with this object yet (or this reconcile has not
+        // caught up with the publisher): its next publication, or the object's next event,
+        // triggers this reconcile again.
+        return Ok(Action::await_change());
     };
-    let compiled = Snapshot::compile(&policy);
-    let uses = match &compiled {
+    let (compiled, enforced) = compiled.view();
+    let uses = match compiled {
         Ok(snapshot) => status::secret_uses(snapshot, &ctx.namespace),
         Err(_) => Vec::new(),
     };
     let missing = missing_secrets(&ctx.client, &uses).await?;
-    let assessment = status::assess(&policy, &compiled, enforced.as_deref(), &missing);
+    let assessment = status::assess(&policy, compiled, enforced, &missing);
     let desired = status::status(&policy, assessment, now());
     if !status::is_current(policy.status.as_ref(), &desired) {
         write(&ctx.client, &name, &desired).await?;
@@ -143,6 +137,43 @@ async fn reconcile(
         (false, true) => Action::requeue(SECRET_RECHECK),
         (false, false) => Action::requeue(MISSING_SECRET_RECHECK),
     })
+}
+
+/// What the status of one policy is assessed from.
+enum Compiled {
+    /// `image-policy`, compiled by the publisher and in force.
+    Active(Arc<Snapshot>),
+    /// `image-policy`, which the publisher could not compile.
+    Rejected(Arc<Rejected>),
+    /// A policy of another name, compiled here: it is never enforced.
+    Other(Result<Snapshot, Problems>),
+}
+
+impl Compiled {
+    /// `image-policy` as the publisher compiled this very version of it (`None` before it
+    /// has), or any other policy compiled now.
+    fn of(policy: &ClusterImagePolicy, state: &PolicyState) -> Option<Self> {
+        if policy.name_any() != POLICY_NAME {
+            return Some(Compiled::Other(Snapshot::compile(policy)));
+        }
+        if state.version() != Some(&Version::of(policy)) {
+            return None;
+        }
+        match state {
+            PolicyState::Active(snapshot) => Some(Compiled::Active(snapshot.clone())),
+            PolicyState::Invalid(rejected) => Some(Compiled::Rejected(rejected.clone())),
+            PolicyState::Loading | PolicyState::Absent => None,
+        }
+    }
+
+    /// The policy compiled, and what is enforced for it.
+    fn view(&self) -> (Result<&Snapshot, &Problems>, Option<&Snapshot>) {
+        match self {
+            Compiled::Active(snapshot) => (Ok(snapshot), Some(snapshot)),
+            Compiled::Rejected(rejected) => (Err(&rejected.problems), rejected.enforced.as_deref()),
+            Compiled::Other(compiled) => (compiled.as_ref(), None),
+        }
+    }
 }
 
 fn retry(policy: Arc<ClusterImagePolicy>, error: &StatusError, _: Arc<Context>) -> Action {

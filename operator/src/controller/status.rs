@@ -93,7 +93,7 @@ pub struct Assessment {
 /// that the compiled policy names and that do not exist.
 pub fn assess(
     policy: &ClusterImagePolicy,
-    compiled: &Result<Snapshot, Problems>,
+    compiled: Result<&Snapshot, &Problems>,
     enforced: Option<&Snapshot>,
     missing_secrets: &[Problem],
 ) -> Assessment {

@@ -1,16 +1,20 @@
 //! The policy engine: pure functions from a `ClusterImagePolicy` to decisions about names.
 //!
-//! Nothing here does I/O. [`reference`] parses image references, [`pattern`] matches
-//! `namePattern`s against every spelling of an image, [`keys`] turns PEM into verifiers,
-//! and [`snapshot`] compiles a whole policy into the immutable [`Snapshot`] that every
-//! admission request reads.
+//! Nothing here does I/O. [`reference`] parses image references, [`hosts`] knows which
+//! registry names are one registry, [`pattern`] matches `namePattern`s against every spelling
+//! of an image, [`keys`] turns PEM into verifiers, [`snapshot`] compiles a whole policy into
+//! the immutable [`Snapshot`] that every admission request reads, and [`state`] is what the
+//! controller publishes of it.
 
+pub mod hosts;
 pub mod keys;
 pub mod pattern;
 pub mod reference;
 pub mod snapshot;
+pub mod state;
 
 pub use keys::{KeyAlgorithm, KeyError, PublicKey};
 pub use pattern::{ImageName, NamePattern, PatternError};
 pub use reference::{Reference, ReferenceError};
-pub use snapshot::{Entry, NamedKey, Problem, Problems, SharedSnapshot, Snapshot};
+pub use snapshot::{Entry, NamedKey, Problem, Problems, SharedSnapshot, Snapshot, Version};
+pub use state::{PolicyState, Publisher, Rejected};

@@ -14,15 +14,8 @@ use std::fmt;
 
 use memchr::memmem::Finder;
 
+use super::hosts::{DOCKER_HUB_HOSTS, OFFICIAL_NAMESPACE, is_docker_hub};
 use super::reference::{Reference, ReferenceError};
-
-/// The registry that Docker Hub images without a registry belong to.
-const DOCKER_HUB: &str = "docker.io";
-/// Other host names that reach Docker Hub: the legacy index name that reference parsing
-/// folds into `docker.io`, and the registry API host that a runtime resolves it to.
-const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
-/// The repository namespace of Docker Hub's official images.
-const OFFICIAL_NAMESPACE: &str = "library/";
 
 /// A compiled `namePattern`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +132,7 @@ impl ImageName {
         let path = reference.path();
         // Parsing folds only the exact lowercase `index.docker.io`; a host is a host in any
         // case and under any of its names, so fold the rest here.
-        let names = if domain == DOCKER_HUB || DOCKER_HUB_ALIASES.contains(&domain.as_str()) {
+        let names = if is_docker_hub(&domain) {
             if path.contains('/') {
                 docker_hub_spellings(path)
             } else {
@@ -208,15 +201,10 @@ fn docker_hub_spellings(path: &str) -> Vec<String> {
     {
         paths.push(short.to_owned());
     }
-    let mut names = Vec::with_capacity(paths.len() * (2 + DOCKER_HUB_ALIASES.len()));
+    let mut names = Vec::with_capacity(paths.len() * (1 + DOCKER_HUB_HOSTS.len()));
     for p in &paths {
         names.push(p.clone());
-        names.push(format!("{DOCKER_HUB}/{p}"));
-        names.extend(
-            DOCKER_HUB_ALIASES
-                .iter()
-                .map(|alias| format!("{alias}/{p}")),
-        );
+        names.extend(DOCKER_HUB_HOSTS.iter().map(|host| format!("{host}/{p}")));
     }
     names
 }

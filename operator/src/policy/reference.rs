@@ -30,12 +30,14 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::hosts::{DOCKER_HUB, DOCKER_HUB_LEGACY, OFFICIAL_NAMESPACE};
+
 /// The registry of names that do not name one.
-pub const DEFAULT_DOMAIN: &str = "docker.io";
-/// The old name of [`DEFAULT_DOMAIN`]; the same registry.
-const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
+pub const DEFAULT_DOMAIN: &str = DOCKER_HUB;
+/// The old name of [`DEFAULT_DOMAIN`], the only other one the grammar folds into it.
+const LEGACY_DEFAULT_DOMAIN: &str = DOCKER_HUB_LEGACY;
 /// The namespace of Docker Hub's official images.
-const OFFICIAL_REPO_PREFIX: &str = "library/";
+const OFFICIAL_REPO_PREFIX: &str = OFFICIAL_NAMESPACE;
 /// The tag an untagged, undigested reference means.
 pub const DEFAULT_TAG: &str = "latest";
 /// The longest repository path, in bytes; the domain does not count.

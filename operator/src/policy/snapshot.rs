@@ -21,12 +21,32 @@ use super::pattern::{ImageName, NamePattern};
 /// A compiled, immutable policy.
 #[derive(Debug)]
 pub struct Snapshot {
-    generation: Option<i64>,
+    version: Version,
     excluded_namespaces: HashSet<String>,
     keys: Vec<NamedKey>,
     entries: Vec<Entry>,
     by_first_component: HashMap<String, Vec<usize>>,
     unindexed: Vec<usize>,
+}
+
+/// Which version of a policy object something was made from: its `metadata.uid` and
+/// `metadata.generation`, when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Version {
+    /// `metadata.uid`: a policy deleted and created again is another object.
+    pub uid: Option<String>,
+    /// `metadata.generation`: bumped by every change of the spec.
+    pub generation: Option<i64>,
+}
+
+impl Version {
+    /// The version of `policy`.
+    pub fn of(policy: &ClusterImagePolicy) -> Self {
+        Version {
+            uid: policy.metadata.uid.clone(),
+            generation: policy.metadata.generation,
+        }
+    }
 }
 
 /// A key of the policy with its name.
@@ -68,7 +88,7 @@ impl Snapshot {
         });
         match snapshot {
             Ok(s) if problems.is_empty() => Ok(Snapshot {
-                generation: policy.metadata.generation,
+                version: Version::of(policy),
                 ..s
             }),
             _ => Err(Problems(problems)),
@@ -103,7 +123,7 @@ impl Snapshot {
         let keys = keys.into_iter().flatten().collect();
         let (by_first_component, unindexed) = index(&entries);
         Ok(Snapshot {
-            generation: None,
+            version: Version::default(),
             excluded_namespaces,
             keys,
             entries,
@@ -114,7 +134,12 @@ impl Snapshot {
 
     /// The `metadata.generation` compiled, when known.
     pub fn generation(&self) -> Option<i64> {
-        self.generation
+        self.version.generation
+    }
+
+    /// The version of the policy object compiled.
+    pub fn version(&self) -> &Version {
+        &self.version
     }
 
     /// Whether the policy is never applied in `namespace`.

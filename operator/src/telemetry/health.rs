@@ -10,27 +10,19 @@
 //! `HEAD` is answered like `GET` without a body; another method on these paths is 405, any
 //! other path 404.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 
 use super::metrics::Metrics;
+use crate::server::{Handler, ServerConfig, Transport, serve_on};
 
 /// The content type of `/metrics` (OpenMetrics 1.0 text).
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -44,10 +36,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 /// Connections served at once; more are closed at once. Probes and scrapes need a handful.
 const MAX_CONNECTIONS: usize = 256;
-/// Pause after a failed `accept` (such as too many open files) before the next.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long in-flight requests may take to finish once shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Probes and scrapes send no body.
+const MAX_BODY_BYTES: usize = 16 << 10;
 
 /// Whether the operator is ready to admit: false until the first policy snapshot (or the
 /// knowledge that there is none) is loaded. Clones share one flag.
@@ -78,7 +70,8 @@ impl Readiness {
 
 /// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 on `listener` until
 /// `shutdown` completes; then stops accepting, lets requests in flight finish (for a few
-/// seconds at most) and returns.
+/// seconds at most) and returns. The server is the webhook's ([`crate::server`]), without TLS
+/// and with the limits of a port that probes and scrapers use.
 ///
 /// A failed `accept` is logged and retried, never fatal: the probes must keep working.
 pub async fn serve_health(
@@ -87,68 +80,20 @@ pub async fn serve_health(
     readiness: Readiness,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let mut shutdown = pin!(shutdown);
-    let (closing, closed) = watch::channel(());
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if connections.len() < MAX_CONNECTIONS => {
-                    let routes = Routes { metrics: metrics.clone(), readiness: readiness.clone() };
-                    connections.spawn(serve_connection(stream, routes, closed.clone()));
-                }
-                Ok((stream, peer)) => {
-                    tracing::warn!(target: "image-policy.health", %peer, limit = MAX_CONNECTIONS, "Too many connections, closing a new one");
-                    drop(stream);
-                }
-                Err(error) => {
-                    tracing::warn!(target: "image-policy.health", %error, "Accepting a connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            }
-        }
-    }
-    drop(listener);
-    drop(closing);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        connections.shutdown().await;
-    }
-    Ok(())
-}
-
-/// Serves one connection until the client closes it, its lifetime ends, or the server shuts
-/// down; the last two close it between requests.
-async fn serve_connection(stream: TcpStream, routes: Routes, mut closed: watch::Receiver<()>) {
-    let service = service_fn(move |request: Request<Incoming>| {
-        let response = routes.respond(&request);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = closed.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-        () = tokio::time::sleep(CONNECTION_LIFETIME) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
+    let config = ServerConfig {
+        name: "health",
+        max_body_bytes: MAX_BODY_BYTES,
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        request_timeout: HEADER_READ_TIMEOUT,
+        shutdown_grace: SHUTDOWN_GRACE,
+        max_connections: Some(MAX_CONNECTIONS),
+        max_connection_age: Some(CONNECTION_LIFETIME),
+        ..ServerConfig::with_transport(Transport::Plain)
     };
-    if let Err(error) = result {
-        // Clients that hang up or time out are routine, hence debug.
-        tracing::debug!(target: "image-policy.health", %error, "Health connection ended with an error");
-    }
+    let routes = Arc::new(Routes { metrics, readiness });
+    serve_on(listener, config, routes, shutdown)
+        .await
+        .map_err(io::Error::other)
 }
 
 /// What the three paths answer from.
@@ -158,8 +103,14 @@ struct Routes {
     readiness: Readiness,
 }
 
+impl Handler for Routes {
+    async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
+        self.respond(&request)
+    }
+}
+
 impl Routes {
-    fn respond<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
+    fn respond<B>(&self, request: &Request<B>) -> Response<Bytes> {
         let path = request.uri().path();
         if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
             return text(StatusCode::NOT_FOUND, "not found\n");
@@ -179,10 +130,10 @@ impl Routes {
         }
     }
 
-    fn metrics(&self) -> Response<Full<Bytes>> {
+    fn metrics(&self) -> Response<Bytes> {
         match self.metrics.encode() {
             Ok(body) => {
-                let mut response = Response::new(Full::new(Bytes::from(body)));
+                let mut response = Response::new(Bytes::from(body));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
@@ -201,8 +152,8 @@ impl Routes {
 }
 
 /// A plain-text response.
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(body.as_bytes()));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -214,7 +165,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
-    fn get(routes: &Routes, method: Method, path: &str) -> Response<Full<Bytes>> {
+    fn get(routes: &Routes, method: Method, path: &str) -> Response<Bytes> {
         let request = Request::builder()
             .method(method)
             .uri(path)

@@ -25,6 +25,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::TelemetryError;
+pub use crate::verify::Cache;
+use crate::verify::RegistryOutcome;
 
 /// The prefix of every metric name.
 const PREFIX: &str = "image_policy";
@@ -51,25 +53,6 @@ impl Decision {
         match self {
             Decision::Allowed => "allowed",
             Decision::Denied => "denied",
-        }
-    }
-}
-
-/// Which verification cache was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Cache {
-    /// Tag to digest resolution.
-    Digest,
-    /// Digest and keys to verdict.
-    Verdict,
-}
-
-impl Cache {
-    /// The label value: `digest` or `verdict`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cache::Digest => "digest",
-            Cache::Verdict => "verdict",
         }
     }
 }
@@ -274,17 +257,12 @@ fn saturating_i64(value: usize) -> i64 {
 }
 
 impl crate::verify::Observer for Metrics {
-    fn cache(&self, cache: &'static str, hit: bool) {
-        let cache = if cache == "digest" {
-            Cache::Digest
-        } else {
-            Cache::Verdict
-        };
+    fn cache(&self, cache: Cache, hit: bool) {
         Metrics::cache(self, cache, hit);
     }
 
-    fn registry_request(&self, outcome: &'static str) {
-        Metrics::registry_request(self, outcome);
+    fn registry_request(&self, outcome: RegistryOutcome) {
+        Metrics::registry_request(self, outcome.as_str());
     }
 }
 

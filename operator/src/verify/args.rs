@@ -4,6 +4,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{RegistryConfig, VerifyConfig};
+use crate::duration::parse_duration;
+
+/// Why the verifier's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// A `--ca-file` could not be read.
+    #[error("{}: {source}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 /// Registry trust, limits and cache settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,13 +51,16 @@ pub struct VerifierArgs {
 
 impl VerifierArgs {
     /// The verifier's configuration; reads the CA files.
-    pub fn config(&self) -> Result<VerifyConfig, String> {
+    pub fn config(&self) -> Result<VerifyConfig, ArgsError> {
         let mut registry = RegistryConfig {
             request_timeout: self.registry_timeout,
             ..RegistryConfig::default()
         };
         for path in &self.ca_files {
-            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|source| ArgsError::CaFile {
+                path: path.clone(),
+                source,
+            })?;
             registry.extra_roots_pem.push(pem);
         }
         registry.insecure_registries = self
@@ -59,54 +76,5 @@ impl VerifierArgs {
             rejected_ttl: self.rejected_cache_ttl,
             cache_capacity: self.cache_size,
         })
-    }
-}
-
-/// `500ms`, `8s`, `10m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 8s, 10m or 1h"))?;
-    let millis = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    };
-    // Ten years is beyond any timeout, TTL or certificate here; moka refuses TTLs over 1000
-    // years with a panic, and certificate dates stop at 9999.
-    const MAX_MILLIS: u64 = 10 * 365 * 24 * 3_600_000;
-    match millis {
-        Some(ms) if ms <= MAX_MILLIS => Ok(Duration::from_millis(ms)),
-        Some(_) => Err(format!("{text:?} is longer than 10 years (87600h)")),
-        None => Err(format!(
-            "{text:?} is not a duration like 500ms, 8s, 10m or 1h"
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("8s"), Ok(Duration::from_secs(8)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(
-            parse_duration("87600h"),
-            Ok(Duration::from_secs(87600 * 3600))
-        );
-        assert!(parse_duration("9000000h").unwrap_err().contains("10 years"));
-        for bad in ["", "s", "8", "8x", "-1s", "99999999999999999999h", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

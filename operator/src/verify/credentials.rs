@@ -43,6 +43,8 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value};
 
+use crate::policy::hosts::{DOCKER_HUB, is_docker_hub};
+
 /// The Secret type of a `.dockerconfigjson` pull secret.
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
 /// The data key of a [`DOCKER_CONFIG_JSON_TYPE`] secret.
@@ -51,10 +53,6 @@ pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
 pub const DOCKERCFG_TYPE: &str = "kubernetes.io/dockercfg";
 /// The data key of a [`DOCKERCFG_TYPE`] secret.
 pub const DOCKERCFG_KEY: &str = ".dockercfg";
-
-/// Docker Hub's canonical host; the hosts in [`DOCKER_HUB_ALIASES`] are read as this one.
-const DOCKER_HUB: &str = "docker.io";
-const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
 
 /// The name given to the document of [`DockerConfig::from_json`] in errors.
 const CONFIG_JSON: &str = "docker config.json";
@@ -480,7 +478,7 @@ impl Host {
             return None;
         }
         let mut name = name.to_ascii_lowercase();
-        if DOCKER_HUB_ALIASES.contains(&name.as_str()) {
+        if is_docker_hub(&name) {
             DOCKER_HUB.clone_into(&mut name);
         }
         let port = (!port.is_empty()).then(|| port.to_owned());

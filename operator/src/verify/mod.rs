@@ -1,26 +1,33 @@
-//! Deciding whether an image carries a cosign signature that a policy key verifies.
+//! Deciding whether an image carries a signature that a policy key verifies.
 //!
 //! [`Verifier::verify`] resolves a tag to its digest (none needed for a digest), reads the
-//! signatures of that digest, and checks them with the keys of the image's matched entries.
-//! Credentials are tried in the order given, anonymous access last, moving on when the
-//! registry refuses one (SPEC §4). Tag resolutions and verdicts are cached, concurrent misses
-//! for one key share one registry round, transport failures are never cached, and the whole
-//! verification runs under a deadline.
+//! signatures of that digest in each [`Layout`], and checks them with the keys of the
+//! image's matched entries. Credentials are tried in the order given, anonymous access last,
+//! moving on when the registry refuses one ([`attempt`], docs/contract.md §4). Tag
+//! resolutions and verdicts are cached, concurrent misses for one key share one registry
+//! round, transport failures are never cached, and the whole verification runs under a
+//! deadline.
 
 pub mod args;
-pub mod cosign;
+pub mod attempt;
 pub mod credentials;
+pub mod findings;
+pub mod layout;
 pub mod registry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
-use moka::future::Cache;
+use moka::future::Cache as MokaCache;
 
-pub use self::cosign::Signatures;
+use self::attempt::each_credential;
 pub use self::credentials::{Credential, CredentialError, DockerConfig};
-pub use self::registry::{Observer, Registry, RegistryConfig, RegistryError, Repository};
+pub use self::findings::Findings;
+pub use self::layout::Layout;
+pub use self::registry::{
+    ClientError, Observer, Registry, RegistryConfig, RegistryError, RegistryOutcome, Repository,
+};
 use crate::policy::{ImageName, NamedKey};
 
 /// Tuning of the verifier; the defaults are documented in the README.
@@ -67,7 +74,8 @@ pub enum Verdict {
     Denied(Failure),
 }
 
-/// Why an image is not admitted. Each kind has its own label and explanation.
+/// Why an image is not admitted. Each kind has its own label ([`Failure::label`]) and its own
+/// second sentence (`crate::webhook::words`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// The image string is not a reference to an image in a registry.
@@ -100,58 +108,92 @@ pub enum Failure {
 
 impl Failure {
     /// The fixed label, for metrics and logs.
-    pub fn label(&self) -> &'static str {
+    pub fn label(&self) -> FailureKind {
         match self {
-            Failure::InvalidReference(_) => "InvalidReference",
-            Failure::ImageNotFound => "ImageNotFound",
-            Failure::NotSigned { .. } => "NotSigned",
-            Failure::SignatureMismatch { .. } => "SignatureMismatch",
-            Failure::Unauthorized { .. } => "Unauthorized",
-            Failure::Unreachable(e) => e.label(),
-            Failure::TimedOut { .. } => "Timeout",
+            Failure::InvalidReference(_) => FailureKind::InvalidReference,
+            Failure::ImageNotFound => FailureKind::ImageNotFound,
+            Failure::NotSigned { .. } => FailureKind::NotSigned,
+            Failure::SignatureMismatch { .. } => FailureKind::SignatureMismatch,
+            Failure::Unauthorized { .. } => FailureKind::Unauthorized,
+            Failure::Unreachable(e) => e.kind(),
+            Failure::TimedOut { .. } => FailureKind::Timeout,
         }
     }
 
-    /// The sentence that follows `The image: <image> is not signed.`, if any.
-    ///
-    /// A signature that does not verify with the keys has none: that is the original's case
-    /// in its documentation, whose words users match exactly.
-    pub fn explanation(&self) -> Option<String> {
-        Some(match self {
-            Failure::InvalidReference(e) => format!("{}.", e.trim_end_matches('.')),
-            Failure::ImageNotFound => "The image was not found in its registry.".into(),
-            Failure::NotSigned { digest } => format!("No signature was found for {digest}."),
-            Failure::SignatureMismatch {
-                only_other_digests: true,
-            } => "Its signatures are for other images, not for its digest.".into(),
-            Failure::SignatureMismatch {
-                only_other_digests: false,
-            } => return None,
-            Failure::Unauthorized { host } => {
-                format!("The registry {host} refused the credentials.")
+    fn of(error: &RegistryError) -> Failure {
+        match error {
+            RegistryError::Unauthorized { host, .. } => {
+                Failure::Unauthorized { host: host.clone() }
             }
-            Failure::Unreachable(e) => {
-                let mut text = e.to_string();
-                if let Some(first) = text.get(..1) {
-                    text = first.to_uppercase() + text.get(1..).unwrap_or_default();
-                }
-                format!("{}.", text.trim_end_matches('.'))
-            }
-            Failure::TimedOut { budget } => {
-                format!("Verification timed out after {}s.", budget.as_secs_f32())
-            }
-        })
+            other => Failure::Unreachable(other.clone()),
+        }
     }
 }
 
-/// The denial message for an image (SPEC §2), with the explanation when there is one.
-pub fn denial_message(image: &str, failure: &Failure) -> String {
-    match failure.explanation() {
-        Some(why) => format!("The image: {image} is not signed. {why}"),
-        None => format!("The image: {image} is not signed."),
+/// The closed set of [`Failure`] labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// [`Failure::InvalidReference`].
+    InvalidReference,
+    /// [`Failure::ImageNotFound`].
+    ImageNotFound,
+    /// [`Failure::NotSigned`].
+    NotSigned,
+    /// [`Failure::SignatureMismatch`].
+    SignatureMismatch,
+    /// [`Failure::Unauthorized`].
+    Unauthorized,
+    /// No answer from the registry.
+    Unreachable,
+    /// A wrong answer from the registry.
+    BadResponse,
+    /// [`Failure::TimedOut`], or one exchange past its bound.
+    Timeout,
+}
+
+impl FailureKind {
+    /// The label: CamelCase, stable.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::InvalidReference => "InvalidReference",
+            FailureKind::ImageNotFound => "ImageNotFound",
+            FailureKind::NotSigned => "NotSigned",
+            FailureKind::SignatureMismatch => "SignatureMismatch",
+            FailureKind::Unauthorized => "Unauthorized",
+            FailureKind::Unreachable => "Unreachable",
+            FailureKind::BadResponse => "BadResponse",
+            FailureKind::Timeout => "Timeout",
+        }
     }
 }
 
+impl PartialEq<&str> for FailureKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Which verification cache a lookup went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cache {
+    /// Tag to digest resolution.
+    Digest,
+    /// Digest, keys and credentials to verdict.
+    Verdict,
+}
+
+impl Cache {
+    /// The label value: `digest` or `verdict`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cache::Digest => "digest",
+            Cache::Verdict => "verdict",
+        }
+    }
+}
+
+/// What a verdict is cached under: the repository and digest, and what the verdict depends
+/// on besides (the keys tried, the credentials offered), whatever layout its signature is in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct VerdictKey {
     repo: Repository,
@@ -166,15 +208,15 @@ struct VerdictExpiry {
     rejected: Duration,
 }
 
-impl Expiry<VerdictKey, Signatures> for VerdictExpiry {
+impl Expiry<VerdictKey, Findings> for VerdictExpiry {
     fn expire_after_create(
         &self,
         _: &VerdictKey,
-        value: &Signatures,
+        value: &Findings,
         _: Instant,
     ) -> Option<Duration> {
         Some(match value {
-            Signatures::Verified { .. } => self.verified,
+            Findings::Verified { .. } => self.verified,
             _ => self.rejected,
         })
     }
@@ -186,19 +228,19 @@ pub struct Verifier {
     registry: Registry,
     observer: Arc<dyn Observer>,
     budget: Duration,
-    digests: Cache<(Repository, String), Option<String>>,
-    verdicts: Cache<VerdictKey, Signatures>,
+    digests: MokaCache<(Repository, String), Option<String>>,
+    verdicts: MokaCache<VerdictKey, Findings>,
 }
 
 impl Verifier {
     /// A verifier with its registry client and empty caches.
-    pub fn new(config: VerifyConfig) -> Result<Self, String> {
+    pub fn new(config: VerifyConfig) -> Result<Self, ClientError> {
         let registry = Registry::new(config.registry)?;
-        let digests = Cache::builder()
+        let digests = MokaCache::builder()
             .max_capacity(config.cache_capacity)
             .time_to_live(config.digest_ttl)
             .build();
-        let verdicts = Cache::builder()
+        let verdicts = MokaCache::builder()
             .max_capacity(config.cache_capacity)
             .expire_after(VerdictExpiry {
                 verified: config.verified_ttl,
@@ -228,12 +270,6 @@ impl Verifier {
         self
     }
 
-    /// A cache entry's value, reporting whether it was there (a fresh entry was a miss).
-    fn observed<K, V>(&self, cache: &'static str, entry: moka::Entry<K, V>) -> V {
-        self.observer.cache(cache, !entry.is_fresh());
-        entry.into_value()
-    }
-
     /// The registry client the verifier uses.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -259,32 +295,10 @@ impl Verifier {
                 budget: self.budget,
             })
         };
-        let reference = image.reference();
-        let repo = Repository::of(reference.domain(), reference.path());
-        let (repo, digest) = match reference.digest() {
-            Some(digest) => (repo, digest.to_owned()),
-            None => {
-                let key = (repo, reference.tag().unwrap_or("latest").to_owned());
-                let cached = self.digests.get(&key).await;
-                let resolved = match cached {
-                    Some(digest) => {
-                        self.observer.cache("digest", true);
-                        Ok(digest)
-                    }
-                    None => {
-                        let resolve = Box::pin(self.resolve(&key, credentials));
-                        match tokio::time::timeout_at(deadline, resolve).await {
-                            Ok(resolved) => resolved,
-                            Err(_) => return timed_out(),
-                        }
-                    }
-                };
-                match resolved {
-                    Ok(Some(digest)) => (key.0, digest),
-                    Ok(None) => return Verdict::Denied(Failure::ImageNotFound),
-                    Err(e) => return Verdict::Denied(failure_of(&e)),
-                }
-            }
+        let (repo, digest) = match self.digest_of(image, credentials, deadline).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return timed_out(),
+            Err(failure) => return Verdict::Denied(failure),
         };
         let key = VerdictKey {
             repo,
@@ -293,9 +307,9 @@ impl Verifier {
             credentials: fingerprint(credentials.iter().map(Credential::identity)),
         };
         let checked = match self.verdicts.get(&key).await {
-            Some(signatures) => {
-                self.observer.cache("verdict", true);
-                Ok(signatures)
+            Some(findings) => {
+                self.observer.cache(Cache::Verdict, true);
+                Ok(findings)
             }
             None => {
                 let check = Box::pin(self.check(&key, keys, credentials));
@@ -307,15 +321,57 @@ impl Verifier {
         };
         let digest = key.digest;
         match checked {
-            Ok(Signatures::Verified { key }) => Verdict::Verified { digest, key },
-            Ok(Signatures::NotSigned) => Verdict::Denied(Failure::NotSigned { digest }),
-            Ok(Signatures::NoneVerify {
+            Ok(Findings::Verified { fingerprint }) => {
+                // The verdict's key holds the fingerprints of `keys`, so one of them has it.
+                let key = keys
+                    .iter()
+                    .find(|k| k.key.fingerprint() == &*fingerprint)
+                    .map(|k| k.name.clone())
+                    .unwrap_or_default();
+                Verdict::Verified { digest, key }
+            }
+            Ok(Findings::NotSigned) => Verdict::Denied(Failure::NotSigned { digest }),
+            Ok(Findings::NoneVerify {
                 other_digest,
                 bad_signature,
             }) => Verdict::Denied(Failure::SignatureMismatch {
                 only_other_digests: other_digest > 0 && bad_signature == 0,
             }),
-            Err(e) => Verdict::Denied(failure_of(&e)),
+            Err(e) => Verdict::Denied(Failure::of(&e)),
+        }
+    }
+
+    /// The repository and digest of `image`: written, or its tag's through the digest cache.
+    /// `Ok(None)` when the deadline passed first.
+    async fn digest_of(
+        &self,
+        image: &ImageName,
+        credentials: &[Credential],
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(Repository, String)>, Failure> {
+        let reference = image.reference();
+        let repo = Repository::of(reference.domain(), reference.path());
+        if let Some(digest) = reference.digest() {
+            return Ok(Some((repo, digest.to_owned())));
+        }
+        let key = (repo, reference.tag().unwrap_or("latest").to_owned());
+        let resolved = match self.digests.get(&key).await {
+            Some(digest) => {
+                self.observer.cache(Cache::Digest, true);
+                Ok(digest)
+            }
+            None => {
+                let resolve = Box::pin(self.resolve(&key, credentials));
+                match tokio::time::timeout_at(deadline, resolve).await {
+                    Ok(resolved) => resolved,
+                    Err(_) => return Ok(None),
+                }
+            }
+        };
+        match resolved {
+            Ok(Some(digest)) => Ok(Some((key.0, digest))),
+            Ok(None) => Err(Failure::ImageNotFound),
+            Err(e) => Err(Failure::of(&e)),
         }
     }
 
@@ -325,22 +381,36 @@ impl Verifier {
         key: &(Repository, String),
         credentials: &[Credential],
     ) -> Result<Option<String>, RegistryError> {
-        let auths = with_anonymous(credentials);
-        let resolve = self.resolve_with_any(&key.0, &key.1, &auths);
-        self.through_entry("digest", &self.digests, key, resolve)
+        let (repo, tag) = key;
+        let resolve = each_credential(repo, credentials, |credential| {
+            self.registry.resolve_tag(repo, tag, credential)
+        });
+        self.through_entry(Cache::Digest, &self.digests, key, resolve)
             .await
     }
 
-    /// The verdict of a digest through the cache's entry: a miss reads its signatures.
+    /// The verdict of a digest through the cache's entry: a miss reads its signatures in each
+    /// layout, until one verifies.
     async fn check(
         &self,
         key: &VerdictKey,
         keys: &[&NamedKey],
         credentials: &[Credential],
-    ) -> Result<Signatures, RegistryError> {
-        let auths = with_anonymous(credentials);
-        let check = self.check_with_any(&key.repo, &key.digest, keys, &auths);
-        self.through_entry("verdict", &self.verdicts, key, check)
+    ) -> Result<Findings, RegistryError> {
+        let check = each_credential(&key.repo, credentials, |credential| async move {
+            let mut findings = Findings::NotSigned;
+            for layout in Layout::ALL {
+                let found = layout
+                    .check(&self.registry, &key.repo, &key.digest, keys, credential)
+                    .await?;
+                findings = findings.and(found);
+                if findings.is_verified() {
+                    break;
+                }
+            }
+            Ok(findings)
+        });
+        self.through_entry(Cache::Verdict, &self.verdicts, key, check)
             .await
     }
 
@@ -348,8 +418,8 @@ impl Verifier {
     /// share one `init`, an error is not cached, and the lookup is reported as a hit or a miss.
     async fn through_entry<K, V>(
         &self,
-        name: &'static str,
-        cache: &Cache<K, V>,
+        name: Cache,
+        cache: &MokaCache<K, V>,
         key: &K,
         init: impl Future<Output = Result<V, RegistryError>>,
     ) -> Result<V, RegistryError>
@@ -359,59 +429,11 @@ impl Verifier {
     {
         let entry = cache.entry(key.clone()).or_try_insert_with(init).await;
         entry
-            .map(|e| self.observed(name, e))
+            .map(|e| {
+                self.observer.cache(name, !e.is_fresh());
+                e.into_value()
+            })
             .map_err(|e| (*e).clone())
-    }
-
-    async fn resolve_with_any(
-        &self,
-        repo: &Repository,
-        tag: &str,
-        auths: &[Option<&Credential>],
-    ) -> Result<Option<String>, RegistryError> {
-        let mut refused = None;
-        for auth in auths {
-            match self.registry.resolve_tag(repo, tag, *auth).await {
-                Err(e @ RegistryError::Unauthorized { .. }) => refused = Some(e),
-                other => return other,
-            }
-        }
-        Err(refused.unwrap_or_else(|| RegistryError::Unauthorized {
-            host: repo.host.clone(),
-            status: 401,
-        }))
-    }
-
-    async fn check_with_any(
-        &self,
-        repo: &Repository,
-        digest: &str,
-        keys: &[&NamedKey],
-        auths: &[Option<&Credential>],
-    ) -> Result<Signatures, RegistryError> {
-        let mut refused = None;
-        for auth in auths {
-            match cosign::check(&self.registry, repo, digest, keys, *auth).await {
-                Err(e @ RegistryError::Unauthorized { .. }) => refused = Some(e),
-                other => return other,
-            }
-        }
-        Err(refused.unwrap_or_else(|| RegistryError::Unauthorized {
-            host: repo.host.clone(),
-            status: 401,
-        }))
-    }
-}
-
-/// The credentials to try in order: each given one, then anonymous access.
-fn with_anonymous(credentials: &[Credential]) -> Vec<Option<&Credential>> {
-    credentials.iter().map(Some).chain([None]).collect()
-}
-
-fn failure_of(error: &RegistryError) -> Failure {
-    match error {
-        RegistryError::Unauthorized { host, .. } => Failure::Unauthorized { host: host.clone() },
-        other => Failure::Unreachable(other.clone()),
     }
 }
 

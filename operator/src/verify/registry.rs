@@ -18,6 +18,8 @@ use moka::future::Cache;
 use reqwest::{Method, StatusCode, header};
 
 use super::credentials::Credential;
+use super::{Cache as CacheKind, FailureKind};
+use crate::policy::hosts::api_host;
 
 /// Manifest media types accepted when resolving a tag: an index is what `cosign sign` signs
 /// for a multi-arch image, so it must come back as itself, not as a platform's manifest.
@@ -65,12 +67,8 @@ pub struct Repository {
 impl Repository {
     /// The API location of an image reference's repository.
     pub fn of(domain: &str, path: &str) -> Self {
-        let host = match domain.to_ascii_lowercase().as_str() {
-            "docker.io" | "index.docker.io" => "registry-1.docker.io".to_owned(),
-            other => other.to_owned(),
-        };
         Repository {
-            host,
+            host: api_host(domain),
             path: path.to_owned(),
         }
     }
@@ -122,31 +120,87 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// The fixed label of this failure, for metrics and reasons.
-    pub fn label(&self) -> &'static str {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            RegistryError::Unauthorized { .. } => "Unauthorized",
-            RegistryError::Unreachable { .. } => "Unreachable",
-            RegistryError::BadResponse { .. } => "BadResponse",
-            RegistryError::TimedOut { .. } => "Timeout",
+            RegistryError::Unauthorized { .. } => FailureKind::Unauthorized,
+            RegistryError::Unreachable { .. } => FailureKind::Unreachable,
+            RegistryError::BadResponse { .. } => FailureKind::BadResponse,
+            RegistryError::TimedOut { .. } => FailureKind::Timeout,
+        }
+    }
+
+    /// The outcome of the exchange that failed so.
+    fn outcome(&self) -> RegistryOutcome {
+        match self {
+            RegistryError::Unauthorized { .. } => RegistryOutcome::Unauthorized,
+            RegistryError::Unreachable { .. } => RegistryOutcome::Unreachable,
+            RegistryError::BadResponse { .. } => RegistryOutcome::BadResponse,
+            RegistryError::TimedOut { .. } => RegistryOutcome::Timeout,
+        }
+    }
+}
+
+/// Why the registry client could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// A custom CA that is not PEM certificates.
+    #[error("custom CA: {0}")]
+    CustomCa(String),
+    /// A custom CA file without a certificate.
+    #[error("custom CA: no certificate in the PEM data")]
+    EmptyCustomCa,
+    /// The HTTP client refused its configuration.
+    #[error("registry client: {0}")]
+    Http(String),
+}
+
+/// How one HTTP exchange with a registry ended: the closed label set of
+/// `image_policy_registry_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegistryOutcome {
+    /// 2xx.
+    Ok,
+    /// 404.
+    NotFound,
+    /// 401 or 403.
+    Unauthorized,
+    /// Any other status, or a body that is wrong.
+    BadResponse,
+    /// No answer.
+    Unreachable,
+    /// No answer in time.
+    Timeout,
+}
+
+impl RegistryOutcome {
+    /// The label value: `ok`, `not_found`, `unauthorized`, `bad_response`, `unreachable`,
+    /// `timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryOutcome::Ok => "ok",
+            RegistryOutcome::NotFound => "not_found",
+            RegistryOutcome::Unauthorized => "unauthorized",
+            RegistryOutcome::BadResponse => "bad_response",
+            RegistryOutcome::Unreachable => "unreachable",
+            RegistryOutcome::Timeout => "timeout",
         }
     }
 }
 
 /// What the verifier reports as it works, for metrics. Labels come from closed sets.
 pub trait Observer: Send + Sync {
-    /// One cache lookup: `cache` is `digest` or `verdict`.
-    fn cache(&self, cache: &'static str, hit: bool);
-    /// One HTTP exchange with a registry, by outcome: `ok`, `not_found`, `unauthorized`,
-    /// `bad_response`, `unreachable`, `timeout`.
-    fn registry_request(&self, outcome: &'static str);
+    /// One cache lookup.
+    fn cache(&self, cache: CacheKind, hit: bool);
+    /// One HTTP exchange with a registry, by outcome.
+    fn registry_request(&self, outcome: RegistryOutcome);
 }
 
 /// Reports nothing.
 pub(crate) struct Unobserved;
 
 impl Observer for Unobserved {
-    fn cache(&self, _: &'static str, _: bool) {}
-    fn registry_request(&self, _: &'static str) {}
+    fn cache(&self, _: CacheKind, _: bool) {}
+    fn registry_request(&self, _: RegistryOutcome) {}
 }
 
 /// The registry client, shared by every verification.
@@ -180,13 +234,13 @@ pub struct Manifest {
 
 impl Registry {
     /// A client with the system roots plus `config.extra_roots_pem`.
-    pub fn new(config: RegistryConfig) -> Result<Self, String> {
+    pub fn new(config: RegistryConfig) -> Result<Self, ClientError> {
         let mut roots = Vec::new();
         for pem in &config.extra_roots_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("custom CA: {e}"))?;
+                .map_err(|e| ClientError::CustomCa(e.to_string()))?;
             if certs.is_empty() {
-                return Err("custom CA: no certificate in the PEM data".into());
+                return Err(ClientError::EmptyCustomCa);
             }
             roots.extend(certs);
         }
@@ -199,7 +253,7 @@ impl Registry {
             .no_proxy()
             .user_agent(concat!("image-policy/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("registry client: {e}"))?;
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         let authorizations = Cache::builder()
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(240))
@@ -323,16 +377,16 @@ impl Registry {
                 Ok(response) => response,
                 Err(e) => {
                     let error = transport(repo, &e, &self.config);
-                    self.observer.registry_request(outcome_label(&error));
+                    self.observer.registry_request(error.outcome());
                     return Err(error);
                 }
             };
             let status = response.status();
             self.observer.registry_request(match status {
-                s if s.is_success() => "ok",
-                StatusCode::NOT_FOUND => "not_found",
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "unauthorized",
-                _ => "bad_response",
+                s if s.is_success() => RegistryOutcome::Ok,
+                StatusCode::NOT_FOUND => RegistryOutcome::NotFound,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryOutcome::Unauthorized,
+                _ => RegistryOutcome::BadResponse,
             });
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 let challenge = response
@@ -545,15 +599,6 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
-}
-
-fn outcome_label(error: &RegistryError) -> &'static str {
-    match error {
-        RegistryError::Unauthorized { .. } => "unauthorized",
-        RegistryError::Unreachable { .. } => "unreachable",
-        RegistryError::BadResponse { .. } => "bad_response",
-        RegistryError::TimedOut { .. } => "timeout",
-    }
 }
 
 fn unauthorized(repo: &Repository, status: StatusCode) -> RegistryError {

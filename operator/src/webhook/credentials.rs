@@ -1,38 +1,155 @@
-//! Registry credentials gathered through the API server, in SPEC §4's order:
+//! Registry credentials for the images of one object, in docs/contract.md §4's order:
 //! 1. the `imagePullSecrets` of the object being admitted;
 //! 2. the `imagePullSecrets` of its service account (`default` when unset), same namespace;
 //! 3. the matched entries' `secretRef`;
 //! 4. the `imagePullSecrets` of service account `image-policy-registry-credentials` in the
 //!    operator's namespace.
 //!
-//! Reads are cached for a few seconds so that a burst of Pods is not a burst of API calls. A
-//! missing Secret or service account is skipped with a log line; a Secret that is not a
-//! docker config is skipped the same way. Nothing read here is ever logged but names.
+//! A [`CredentialSource`] reads the docker configs of all of them once per object
+//! ([`Sources`]); each image then takes the credentials that cover its registry from the
+//! sources that apply to it. [`KubeCredentials`] reads them through the API server, cached
+//! for a few seconds so that a burst of Pods is not a burst of API calls. A missing Secret or
+//! service account is skipped with a log line; a Secret that is not a docker config is
+//! skipped the same way. Nothing read here is ever logged but names.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use image_policy_crd::SecretRef;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::{Api, Client};
 use moka::future::Cache;
 
-use super::review::{CredentialSource, Request};
+use super::review::Request;
 use crate::policy::{Entry, ImageName};
 use crate::verify::{Credential, DockerConfig};
+use crate::workload::Object;
 
 /// The service account whose pull secrets are the last source.
 pub const FALLBACK_SERVICE_ACCOUNT: &str = "image-policy-registry-credentials";
 
-type Key = (String, String);
+/// The object whose images are verified, as far as its credentials go.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its pod spec, when it has one.
+    pub pod_spec: Option<&'a Object>,
+}
+
+impl<'a> Owner<'a> {
+    /// The object of an admission request.
+    pub fn of(request: &'a Request) -> Self {
+        Owner {
+            namespace: &request.namespace,
+            pod_spec: request.pod_spec(),
+        }
+    }
+
+    /// No object: credentials come from elsewhere (`image-policy check`).
+    pub fn none() -> Self {
+        Owner {
+            namespace: "",
+            pod_spec: None,
+        }
+    }
+
+    /// The object's own sources (the first two): the `imagePullSecrets` names of its pod
+    /// spec and its service account (`default` when unset); `None` without a pod spec.
+    pub fn sources(&self) -> Option<(&'a [String], &'a str)> {
+        let spec = self.pod_spec?;
+        let account = spec
+            .service_account_name()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        Some((spec.pull_secret_names(), account))
+    }
+}
+
+/// A Secret, by namespace and name.
+type SecretId = (String, String);
+
+/// The docker configs of one object's credential sources, read once.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// The object's own pull secrets, then its service account's, in order.
+    own: Vec<(SecretId, Arc<DockerConfig>)>,
+    /// The entries' `secretRef`s, by reference.
+    refs: Vec<(SecretRef, SecretId, Arc<DockerConfig>)>,
+    /// The fallback service account's pull secrets.
+    fallback: Vec<(SecretId, Arc<DockerConfig>)>,
+}
+
+impl Sources {
+    /// One docker config, for an object of no cluster (`image-policy check`).
+    pub fn config(config: DockerConfig) -> Self {
+        Sources {
+            own: vec![((String::new(), String::new()), Arc::new(config))],
+            ..Sources::default()
+        }
+    }
+
+    /// The credentials to try for `image`, matched by `entries`: from each source that
+    /// applies, in order, each Secret once, each credential once.
+    pub fn for_image(&self, image: &ImageName, entries: &[&Entry]) -> Vec<Credential> {
+        let entry_refs = entries.iter().filter_map(|e| e.secret_ref.as_ref());
+        let refs = entry_refs.flat_map(|secret| {
+            self.refs
+                .iter()
+                .filter(move |(r, _, _)| r == secret)
+                .map(|(_, id, config)| (id, config))
+        });
+        let ordered = self
+            .own
+            .iter()
+            .map(|(id, config)| (id, config))
+            .chain(refs)
+            .chain(self.fallback.iter().map(|(id, config)| (id, config)));
+        let reference = image.reference();
+        let mut seen = HashSet::new();
+        let mut out: Vec<Credential> = Vec::new();
+        for (id, config) in ordered {
+            if !seen.insert(id) {
+                continue;
+            }
+            for credential in config.lookup(reference.domain(), reference.path()) {
+                if !out.contains(credential) {
+                    out.push(credential.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where credentials come from; how they are found is the implementation's.
+pub trait CredentialSource: Send + Sync {
+    /// The sources of `owner`'s images, with those of the `secretRef`s of the entries they
+    /// matched.
+    fn gather<'a>(
+        &'a self,
+        owner: Owner<'a>,
+        secret_refs: &'a [&'a SecretRef],
+    ) -> BoxFuture<'a, Sources>;
+}
+
+/// No credentials at all: anonymous access only.
+pub struct Anonymous;
+
+impl CredentialSource for Anonymous {
+    fn gather<'a>(&'a self, _: Owner<'a>, _: &'a [&'a SecretRef]) -> BoxFuture<'a, Sources> {
+        Box::pin(async { Sources::default() })
+    }
+}
 
 /// Credentials read from Secrets and ServiceAccounts through a kube client.
 pub struct KubeCredentials {
     client: Client,
     operator_namespace: String,
-    secrets: Cache<Key, Option<Arc<DockerConfig>>>,
-    accounts: Cache<Key, Arc<Vec<String>>>,
+    secrets: Cache<SecretId, Option<Arc<DockerConfig>>>,
+    accounts: Cache<SecretId, Arc<Vec<String>>>,
 }
 
 impl KubeCredentials {
@@ -111,66 +228,60 @@ impl KubeCredentials {
         read.unwrap_or_default()
     }
 
-    async fn gather(
-        &self,
-        request: &Request,
-        image: &ImageName,
-        entries: &[&Entry],
-    ) -> Vec<Credential> {
-        let namespace = request.namespace.as_str();
-        let mut sources: Vec<(String, String)> = Vec::new();
-        if let Some((pull_secrets, account)) = object_sources(request) {
-            sources.extend(pull_secrets.into_iter().map(|n| (namespace.to_owned(), n)));
-            let names = self.account(namespace, account).await;
-            sources.extend(names.iter().map(|n| (namespace.to_owned(), n.clone())));
+    /// The docker configs of `ids`, in order, each Secret read once.
+    async fn configs(&self, ids: Vec<SecretId>) -> Vec<(SecretId, Arc<DockerConfig>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        for (namespace, name) in dedup(ids) {
+            if let Some(config) = self.secret(&namespace, &name).await {
+                out.push(((namespace, name), config));
+            }
         }
-        for entry in entries {
-            if let Some(secret) = &entry.secret_ref {
-                let ns = secret
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| self.operator_namespace.clone());
-                sources.push((ns, secret.name.clone()));
+        out
+    }
+
+    async fn read(&self, owner: Owner<'_>, secret_refs: &[&SecretRef]) -> Sources {
+        let namespace = owner.namespace;
+        let mut own: Vec<SecretId> = Vec::new();
+        if let Some((pull_secrets, account)) = owner.sources() {
+            own.extend(
+                pull_secrets
+                    .iter()
+                    .map(|n| (namespace.to_owned(), n.clone())),
+            );
+            let names = self.account(namespace, account).await;
+            own.extend(names.iter().map(|n| (namespace.to_owned(), n.clone())));
+        }
+        let own = self.configs(own).await;
+        let mut refs = Vec::new();
+        for secret in secret_refs {
+            let ns = secret
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.operator_namespace.clone());
+            let id = (ns, secret.name.clone());
+            if let Some(config) = self.secret(&id.0, &id.1).await {
+                refs.push(((*secret).clone(), id, config));
             }
         }
         let fallback = self
             .account(&self.operator_namespace, FALLBACK_SERVICE_ACCOUNT)
             .await;
-        sources.extend(
-            fallback
-                .iter()
-                .map(|n| (self.operator_namespace.clone(), n.clone())),
-        );
-
-        let reference = image.reference();
-        let mut out: Vec<Credential> = Vec::new();
-        for (ns, name) in dedup(sources) {
-            if let Some(config) = self.secret(&ns, &name).await {
-                for credential in config.lookup(reference.domain(), reference.path()) {
-                    if !out.contains(credential) {
-                        out.push(credential.clone());
-                    }
-                }
-            }
+        let fallback = fallback
+            .iter()
+            .map(|n| (self.operator_namespace.clone(), n.clone()))
+            .collect();
+        let fallback = self.configs(fallback).await;
+        Sources {
+            own,
+            refs,
+            fallback,
         }
-        out
     }
-}
-
-/// The object's own sources (SPEC §4's first two): the `imagePullSecrets` names of its pod
-/// spec and its service account (`default` when unset); `None` when it has no pod spec.
-pub fn object_sources(request: &Request) -> Option<(Vec<String>, &str)> {
-    let spec = request.pod_spec()?;
-    let account = spec
-        .service_account_name()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("default");
-    Some((spec.pull_secret_names().to_vec(), account))
 }
 
 /// The sources in their order, each once. Linear: the object's `imagePullSecrets` are the
 /// client's to make long (a 3 MiB body holds 170,000 names), and this runs without a yield.
-fn dedup(sources: Vec<(String, String)>) -> Vec<(String, String)> {
+fn dedup(sources: Vec<SecretId>) -> Vec<SecretId> {
     let mut seen = HashSet::with_capacity(sources.len());
     sources
         .into_iter()
@@ -179,12 +290,11 @@ fn dedup(sources: Vec<(String, String)>) -> Vec<(String, String)> {
 }
 
 impl CredentialSource for KubeCredentials {
-    fn credentials<'a>(
+    fn gather<'a>(
         &'a self,
-        request: &'a Request,
-        image: &'a ImageName,
-        entries: &'a [&'a Entry],
-    ) -> BoxFuture<'a, Vec<Credential>> {
-        Box::pin(self.gather(request, image, entries))
+        owner: Owner<'a>,
+        secret_refs: &'a [&'a SecretRef],
+    ) -> BoxFuture<'a, Sources> {
+        Box::pin(self.read(owner, secret_refs))
     }
 }

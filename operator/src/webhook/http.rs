@@ -6,9 +6,9 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 
 use super::Webhook;
-use super::review::{Decision, Request as Review};
-use super::server::Handler;
-use crate::decide::Outcome;
+use super::decision::{Decision, Outcome, Reason};
+use super::review::Request as Review;
+use crate::server::Handler;
 use crate::telemetry::{Decision as Verdict, Metrics};
 
 /// The path the original's webhook configuration calls.
@@ -40,13 +40,11 @@ impl Handler for Routes {
         }
         let start = Instant::now();
         let answer = self.webhook.handle(request.body()).await;
-        match &answer.decision {
-            Some((review, decision)) => self.record(review, decision, start),
-            None => tracing::warn!(
-                target: "image-policy.webhook",
-                error = %String::from_utf8_lossy(&answer.body),
-                "Bad admission request"
-            ),
+        if let Some((review, decision)) = &answer.decision {
+            self.record(review, decision, start);
+        }
+        if let Some(error) = &answer.rejected {
+            tracing::warn!(target: "image-policy.webhook", error = %error, "Bad admission request");
         }
         let content_type = if answer.status == 200 {
             "application/json"
@@ -77,10 +75,10 @@ impl Routes {
             kind_label(&review.kind),
             operation_label(&review.operation),
             verdict,
-            decision.reason,
+            decision.reason.as_str(),
             elapsed,
         );
-        if decision.reason == "NotChecked" {
+        if decision.reason == Reason::NotChecked {
             return;
         }
         // Written only when the line is: `namespace/kind/name` and the images as a list.
@@ -102,7 +100,7 @@ impl Routes {
             operation = %review.operation,
             dry_run = review.dry_run,
             images = ?images,
-            reason = decision.reason,
+            reason = decision.reason.as_str(),
             error = decision.message.as_deref(),
             elapsed_ms = elapsed.as_secs_f64() * 1e3,
             "{msg}"

@@ -1,4 +1,5 @@
-//! AdmissionReview in, AdmissionReview out: SPEC §2's decision for one request.
+//! The wire format: an AdmissionReview in ([`Request`]), an AdmissionReview out
+//! ([`Response`]). What is decided is [`super::admit`]'s.
 //!
 //! Requests are read in `admission.k8s.io/v1` or `v1beta1`, and answered in the version they
 //! came in. A body is read in one pass for the fields that decide, as a JSON value would read
@@ -10,17 +11,13 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use futures::StreamExt as _;
+use base64::Engine as _;
 use serde::Serialize;
 use serde::de::MapAccess;
 use serde_json::Value;
 
-use crate::decide::{
-    Classified, NO_POLICY_WARNING, Outcome, classify, excluded_message, verify_matched,
-};
+use super::decision::Decision;
 use crate::lenient::{Flag, Lenient, Read, Text, each_field, next_value};
-use crate::policy::{Entry, ImageName, Snapshot};
-use crate::verify::{Credential, Verifier};
 use crate::workload::{ContainerImage, Object};
 
 /// The two versions of the AdmissionReview API.
@@ -342,254 +339,116 @@ fn old_images(kind: &str, sub_resource: Option<&str>, old: &Object) -> HashSet<S
         .collect()
 }
 
-/// What the webhook knows of the policy when a request arrives.
-#[derive(Debug, Clone)]
-pub enum PolicyState {
-    /// Not yet known (the controller has not listed policies yet): fail closed.
-    Loading,
-    /// No `ClusterImagePolicy` named `image-policy` exists.
-    Absent,
-    /// The policy in force.
-    Active(std::sync::Arc<Snapshot>),
-    /// The policy exists but does not compile, and no valid version was seen before.
-    Invalid(String),
+/// An AdmissionResponse, in the shape of kube's `AdmissionResponse`: allowed or denied with
+/// a message, warnings, and a JSON patch for a mutating webhook.
+#[derive(Debug, Clone, Copy)]
+pub struct Response<'a> {
+    allowed: bool,
+    message: Option<&'a str>,
+    warnings: &'a [String],
+    patch: Option<&'a [u8]>,
 }
 
-/// Credentials for an image, in SPEC §4's order; how they are found is the caller's.
-pub trait CredentialSource: Send + Sync {
-    /// The credentials to try for `image` matched by `entries` in `request`.
-    fn credentials<'a>(
-        &'a self,
-        request: &'a Request,
-        image: &'a ImageName,
-        entries: &'a [&'a Entry],
-    ) -> futures::future::BoxFuture<'a, Vec<Credential>>;
-}
-
-/// No credentials at all: anonymous access only.
-pub struct Anonymous;
-
-impl CredentialSource for Anonymous {
-    fn credentials<'a>(
-        &'a self,
-        _: &'a Request,
-        _: &'a ImageName,
-        _: &'a [&'a Entry],
-    ) -> futures::future::BoxFuture<'a, Vec<Credential>> {
-        Box::pin(async { Vec::new() })
-    }
-}
-
-/// The decision for one request, before it is written back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+impl<'a> Response<'a> {
     /// Admitted.
-    pub allowed: bool,
-    /// The denial message (every failing image), when denied.
-    pub message: Option<String>,
-    /// Warnings for the user.
-    pub warnings: Vec<String>,
-    /// A line for the log, when the decision deserves one beyond the verdict.
-    pub note: Option<String>,
-    /// The fixed label of the decision, for metrics: `Verified`, `NoPolicy`, `Excluded`,
-    /// `NotChecked`, `Unmatched`, or the first denial's.
-    pub reason: &'static str,
-    /// Every image decided, with its outcome.
-    pub outcomes: Vec<(String, Outcome)>,
-}
-
-impl Decision {
-    fn allow(reason: &'static str) -> Self {
-        Decision {
+    pub fn allow() -> Self {
+        Response {
             allowed: true,
             message: None,
-            warnings: Vec::new(),
-            note: None,
-            reason,
-            outcomes: Vec::new(),
+            warnings: &[],
+            patch: None,
         }
     }
 
-    /// Admitted without a look: a request this webhook does not decide.
-    pub fn untouched() -> Self {
-        Self::allow("NotChecked")
-    }
-
-    /// Refused with one message.
-    pub fn denied(reason: &'static str, message: String) -> Self {
-        Decision {
+    /// Refused with `message`.
+    pub fn deny(message: &'a str) -> Self {
+        Response {
             allowed: false,
             message: Some(message),
-            warnings: Vec::new(),
-            note: None,
-            reason,
-            outcomes: Vec::new(),
+            ..Response::allow()
         }
     }
-}
 
-/// Settings of the decision that come from the command line.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Settings {
-    /// Admit unmatched images with a warning.
-    pub allow_unmatched_images: bool,
-}
-
-/// The bound on gathering an image's registry credentials through the API server.
-pub const CREDENTIALS_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Decides a request (SPEC §2's order).
-pub async fn decide(
-    request: &Request,
-    images: Vec<String>,
-    policy: &PolicyState,
-    verifier: &Verifier,
-    credentials: &dyn CredentialSource,
-    settings: Settings,
-) -> Decision {
-    let snapshot = match policy {
-        PolicyState::Absent => {
-            let mut decision = Decision::allow("NoPolicy");
-            decision.warnings.push(NO_POLICY_WARNING.to_owned());
-            return decision;
-        }
-        PolicyState::Loading => {
-            return deny_all(
-                "PolicyLoading",
-                "The image policy is not loaded yet; try again in a moment.",
-            );
-        }
-        PolicyState::Invalid(problems) => {
-            let message = format!(
-                "The ClusterImagePolicy image-policy is invalid, so no image can be verified: {problems}"
-            );
-            return deny_all("PolicyInvalid", &message);
-        }
-        PolicyState::Active(snapshot) => snapshot,
-    };
-    if snapshot.is_excluded(&request.namespace) {
-        let mut decision = Decision::allow("Excluded");
-        decision.note = Some(excluded_message(&request.namespace));
-        return decision;
-    }
-    if images.is_empty() {
-        return Decision::allow("NotChecked");
-    }
-    // At most VERIFY_CONCURRENCY images at once, in order: a body can list thousands.
-    let checks: Vec<_> = images.iter().map(|written| async move {
-        let outcome = match classify(snapshot, written, settings.allow_unmatched_images) {
-            Classified::Decided(outcome) => outcome,
-            Classified::Matched { image, entries } => {
-                // An API server slow to answer for Secrets must not eat the verification's
-                // budget: past this bound the image is verified with anonymous access only.
-                let gather = credentials.credentials(request, &image, &entries);
-                let found = tokio::time::timeout(CREDENTIALS_BUDGET, gather)
-                    .await
-                    .unwrap_or_else(|_| {
-                        tracing::warn!(target: "image-policy.credentials", image = %written, "Reading pull secrets timed out; trying anonymous access");
-                        Vec::new()
-                    });
-                verify_matched(verifier, snapshot, written, &image, &entries, &found).await
-            }
-        };
-        (written.clone(), outcome)
-    }).collect();
-    let outcomes: Vec<_> = futures::stream::iter(checks)
-        .buffered(VERIFY_CONCURRENCY)
-        .collect()
-        .await;
-    summarize(outcomes)
-}
-
-/// How many images of one request are verified at once. Enough for any real pod (a few
-/// containers); a request that lists thousands is answered within the server's request
-/// timeout or not at all (then refused: failurePolicy Fail), without a burst of registry and
-/// API traffic.
-pub const VERIFY_CONCURRENCY: usize = 16;
-
-fn deny_all(reason: &'static str, message: &str) -> Decision {
-    Decision::denied(reason, message.to_owned())
-}
-
-fn summarize(outcomes: Vec<(String, Outcome)>) -> Decision {
-    let mut warnings = Vec::new();
-    let mut denials = Vec::new();
-    let mut reason = "Verified";
-    for (_, outcome) in &outcomes {
-        match outcome {
-            Outcome::Admitted { .. } => {}
-            Outcome::Warned(warning) => {
-                warnings.push(warning.clone());
-                if denials.is_empty() {
-                    reason = "Unmatched";
-                }
-            }
-            Outcome::Denied { message, label } => {
-                if denials.is_empty() {
-                    reason = label;
-                }
-                denials.push(message.clone());
-            }
-        }
-    }
-    let allowed = denials.is_empty();
-    let message = (!allowed).then(|| denials.join(" "));
-    Decision {
-        allowed,
-        message,
-        warnings,
-        note: None,
-        reason,
-        outcomes,
-    }
-}
-
-/// The AdmissionReview response body for a decision, in the request's version: serialized
-/// straight from borrowed fields, with its keys in the order a JSON value's map wrote them.
-pub fn response(request: &Request, decision: &Decision) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Review<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'static str,
-        kind: &'static str,
-        response: Response<'a>,
-    }
-
-    #[derive(Serialize)]
-    struct Response<'a> {
-        allowed: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        status: Option<Status<'a>>,
-        uid: &'a str,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        warnings: &'a [String],
-    }
-
-    #[derive(Serialize)]
-    struct Status<'a> {
-        code: u16,
-        message: &'a str,
-        reason: &'a str,
-        status: &'static str,
-    }
-
-    // kubectl prints `Error from server (<reason>): <message>`; the original's users read the
-    // denial in both places.
-    let status = decision.message.as_deref().map(|message| Status {
-        code: 403,
-        message,
-        reason: message,
-        status: "Failure",
-    });
-    let review = Review {
-        api_version: request.version.as_str(),
-        kind: "AdmissionReview",
-        response: Response {
+    /// The response of a decision: its verdict, its denial and its warnings.
+    pub fn of(decision: &'a Decision) -> Self {
+        Response {
             allowed: decision.allowed,
-            status,
-            uid: &request.uid,
+            message: decision.message.as_deref(),
             warnings: &decision.warnings,
-        },
-    };
-    serde_json::to_vec(&review).unwrap_or_default()
+            patch: None,
+        }
+    }
+
+    /// With these warnings, which `kubectl` prints as `Warning: <text>`.
+    pub fn with_warnings(self, warnings: &'a [String]) -> Self {
+        Response { warnings, ..self }
+    }
+
+    /// With a JSON patch (RFC 6902) of the object.
+    pub fn with_patch(self, patch: &'a [u8]) -> Self {
+        Response {
+            patch: Some(patch),
+            ..self
+        }
+    }
+
+    /// The AdmissionReview body answering `request`, in its version: serialized straight
+    /// from borrowed fields, with its keys in the order a JSON value's map writes them.
+    pub fn to_body(&self, request: &Request) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Review<'a> {
+            #[serde(rename = "apiVersion")]
+            api_version: &'static str,
+            kind: &'static str,
+            response: Body<'a>,
+        }
+
+        #[derive(Serialize)]
+        struct Body<'a> {
+            allowed: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            patch: Option<String>,
+            #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
+            patch_type: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            status: Option<Status<'a>>,
+            uid: &'a str,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            warnings: &'a [String],
+        }
+
+        #[derive(Serialize)]
+        struct Status<'a> {
+            code: u16,
+            message: &'a str,
+            reason: &'a str,
+            status: &'static str,
+        }
+
+        // kubectl prints `Error from server (<reason>): <message>`; the original's users read
+        // the denial in both places.
+        let status = self.message.map(|message| Status {
+            code: 403,
+            message,
+            reason: message,
+            status: "Failure",
+        });
+        let patch = self
+            .patch
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+        let review = Review {
+            api_version: request.version.as_str(),
+            kind: "AdmissionReview",
+            response: Body {
+                allowed: self.allowed,
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch,
+                status,
+                uid: &request.uid,
+                warnings: self.warnings,
+            },
+        };
+        // Serializing borrowed strings and numbers into a Vec cannot fail.
+        serde_json::to_vec(&review).unwrap_or_default()
+    }
 }

@@ -33,7 +33,7 @@ fn time(seconds: i64) -> Time {
 }
 
 fn assessed(policy: &ClusterImagePolicy, enforced: Option<&Snapshot>) -> Assessment {
-    assess(policy, &Snapshot::compile(policy), enforced, &[])
+    assess(policy, Snapshot::compile(policy).as_ref(), enforced, &[])
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn a_missing_secret_is_reported_but_the_policy_stays_enforced() {
         }]
     );
     let missing: Vec<Problem> = uses.iter().map(SecretUse::not_found).collect();
-    let a = assess(&p, &compiled, None, &missing);
+    let a = assess(&p, compiled.as_ref(), None, &missing);
     assert!(!a.ready);
     assert_eq!(a.reason, Reason::SecretNotFound);
     assert_eq!(
@@ -156,7 +156,7 @@ fn a_missing_secret_is_reported_but_the_policy_stays_enforced() {
     );
     assert_eq!((a.keys, a.patterns), (1, 1));
     assert!(
-        assess(&p, &compiled, None, &[]).ready,
+        assess(&p, compiled.as_ref(), None, &[]).ready,
         "creating the Secret clears it"
     );
 }

@@ -1,4 +1,4 @@
-//! Cosign's key-based signatures as stored in a registry (SPEC §3).
+//! Cosign's key-based signatures as stored in a registry (docs/contract.md §3).
 //!
 //! The signatures of `repo@sha256:<hex>` are the layers of the manifest tagged
 //! `sha256-<hex>.sig` in the same repository. A layer counts when its simple-signing payload
@@ -8,12 +8,15 @@
 //! payload type sits behind its `cosign` feature, which brings Fulcio, Rekor and OAuth clients
 //! (some 360 crates) that key-based verification never uses.
 
+use std::sync::Arc;
+
 use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
 
-use super::credentials::Credential;
-use super::registry::{Registry, RegistryError, Repository};
 use crate::policy::NamedKey;
+use crate::verify::credentials::Credential;
+use crate::verify::findings::Findings;
+use crate::verify::registry::{Registry, RegistryError, Repository};
 
 /// The media type of a cosign simple-signing layer.
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -22,25 +25,6 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// At most this many signature layers are examined; more is a registry trying to make
 /// admission slow.
 const MAX_SIGNATURE_LAYERS: usize = 32;
-
-/// What the signatures of one digest say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Signatures {
-    /// A signature over this digest verifies with the named key.
-    Verified {
-        /// The key's name in the policy.
-        key: String,
-    },
-    /// No signature manifest, or one without signature layers.
-    NotSigned,
-    /// Signatures exist, but none over this digest verifies with the keys.
-    NoneVerify {
-        /// Layers whose payload names another digest (a signature copied from another image).
-        other_digest: usize,
-        /// Layers for this digest that no key verifies.
-        bad_signature: usize,
-    },
-}
 
 #[derive(Deserialize)]
 struct Payload {
@@ -73,12 +57,12 @@ pub async fn check(
     digest: &str,
     keys: &[&NamedKey],
     credential: Option<&Credential>,
-) -> Result<Signatures, RegistryError> {
+) -> Result<Findings, RegistryError> {
     let Some(tag) = signature_tag(digest) else {
-        return Ok(Signatures::NotSigned);
+        return Ok(Findings::NotSigned);
     };
     let Some(manifest) = registry.manifest(repo, &tag, credential).await? else {
-        return Ok(Signatures::NotSigned);
+        return Ok(Findings::NotSigned);
     };
     let manifest: OciImageManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| RegistryError::BadResponse {
@@ -112,16 +96,16 @@ pub async fn check(
             }
         }
         if let Some(key) = keys.iter().find(|k| k.key.verifies(&payload, signature)) {
-            return Ok(Signatures::Verified {
-                key: key.name.clone(),
+            return Ok(Findings::Verified {
+                fingerprint: Arc::from(key.key.fingerprint()),
             });
         }
         bad_signature += 1;
     }
     if seen == 0 {
-        return Ok(Signatures::NotSigned);
+        return Ok(Findings::NotSigned);
     }
-    Ok(Signatures::NoneVerify {
+    Ok(Findings::NoneVerify {
         other_digest,
         bad_signature,
     })

@@ -1,10 +1,11 @@
-//! A generic HTTPS server for the admission webhook: TLS, HTTP/1.1 and HTTP/2, limits,
-//! certificate reload and graceful shutdown. It knows nothing of admission: every request,
-//! its body collected, goes to a [`Handler`].
+//! One HTTP server for both of the operator's ports: the admission webhook over TLS
+//! (HTTP/1.1 and HTTP/2) and the plain HTTP/1.1 health and metrics port. It knows nothing of
+//! admission: every request, its body collected, goes to a [`Handler`].
 //!
-//! - **TLS**: rustls on aws-lc-rs, TLS 1.3 and 1.2 only; ALPN offers `h2` and `http/1.1`.
-//!   A connection that negotiates `h2` is served as HTTP/2, every other one as HTTP/1.1
-//!   (HTTP/2 over TLS needs ALPN, RFC 9113 §3.2; the API server always offers it).
+//! - **TLS** ([`Transport::Tls`]): rustls on aws-lc-rs, TLS 1.3 and 1.2 only; ALPN offers
+//!   `h2` and `http/1.1`. A connection that negotiates `h2` is served as HTTP/2, every other
+//!   one as HTTP/1.1 (HTTP/2 over TLS needs ALPN, RFC 9113 §3.2; the API server always offers
+//!   it). [`Transport::Plain`] serves HTTP/1.1 only.
 //! - **Certificates** are re-read from their files when they change, checked during
 //!   handshakes at most once per [`CHECK_INTERVAL`] (no background task, no I/O when
 //!   idle). A failed reload keeps the current certificate and logs a warning; connections
@@ -18,7 +19,9 @@
 //!   a slot at most `max_queue_wait` and then gets 503 with `Retry-After: 1`: a short burst
 //!   is absorbed, a sustained overload is refused quickly instead of piling up latency.
 //!   Each request is answered within `request_timeout` of its headers arriving (408 if the
-//!   body is late, 503 if the handler is).
+//!   body is late, 503 if the handler is). With `max_connections`, a connection past that
+//!   many is closed at once; with `max_connection_age`, a connection is closed gracefully
+//!   (between requests) once that old.
 //! - **Shutdown**: when the `shutdown` future resolves, the listener is closed, idle
 //!   connections are closed, in-flight requests finish (HTTP/2 clients get a GOAWAY), and
 //!   after `shutdown_grace` whatever is left is dropped.
@@ -41,12 +44,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::version::{TLS12, TLS13};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -55,8 +59,8 @@ use self::certs::CertStore;
 pub use self::certs::{CHECK_INTERVAL, CertError, CertObserver, ProvidedCert, check_pair};
 use self::request::{Limits, Shared};
 
-/// The `logger` of this module's log lines.
-const LOG_TARGET: &str = "image-policy.webhook";
+/// The `logger` of this module's log lines; each names its port with a `server` field.
+const LOG_TARGET: &str = "image-policy.server";
 
 /// The TLS versions served; TLS 1.1 and older are refused during the handshake.
 pub const TLS_VERSIONS: [&rustls::SupportedProtocolVersion; 2] = [&TLS13, &TLS12];
@@ -76,8 +80,10 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 pub struct ServerConfig {
     /// The address [`serve`] listens on (`--webhook-addr`); [`serve_on`] ignores it.
     pub addr: SocketAddr,
-    /// Where the serving certificate comes from.
-    pub certificate: CertSource,
+    /// TLS with a certificate, or plain HTTP/1.1.
+    pub transport: Transport,
+    /// Which port this is (`webhook`, `health`), in the `server` field of its log lines.
+    pub name: &'static str,
     /// Told of each certificate loaded from files (a [`ProvidedCert`] has its own).
     pub certificate_observer: Option<CertObserver>,
     /// The largest request body accepted; larger ones get 413.
@@ -96,6 +102,11 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long shutdown waits for in-flight requests before dropping them.
     pub shutdown_grace: Duration,
+    /// How many connections are served at once; one more is closed as soon as it is
+    /// accepted. `None`: no bound.
+    pub max_connections: Option<usize>,
+    /// How old a connection may grow before it is closed between requests. `None`: no bound.
+    pub max_connection_age: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -123,9 +134,15 @@ impl ServerConfig {
 
     /// The same defaults, serving the certificate of `certificate`.
     pub fn with_certificate(certificate: CertSource) -> Self {
+        Self::with_transport(Transport::Tls(certificate))
+    }
+
+    /// The same defaults, over `transport`.
+    pub fn with_transport(transport: Transport) -> Self {
         ServerConfig {
             addr: Self::DEFAULT_ADDR,
-            certificate,
+            transport,
+            name: "webhook",
             certificate_observer: None,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: Duration::from_secs(10),
@@ -134,8 +151,19 @@ impl ServerConfig {
             max_queue_wait: Duration::from_secs(1),
             request_timeout: Duration::from_secs(12),
             shutdown_grace: Duration::from_secs(25),
+            max_connections: None,
+            max_connection_age: None,
         }
     }
+}
+
+/// How connections are served.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// HTTPS with this certificate: HTTP/2 or HTTP/1.1, by ALPN.
+    Tls(CertSource),
+    /// Plain HTTP/1.1.
+    Plain,
 }
 
 /// Where the serving certificate comes from.
@@ -203,85 +231,85 @@ pub async fn serve_on<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let context = Arc::new(Context::new(&config, handler)?);
+    let server = config.name;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(target: LOG_TARGET, %addr, "Serving the webhook over HTTPS");
+        match config.transport {
+            Transport::Tls(_) => {
+                tracing::info!(target: LOG_TARGET, server, %addr, "Serving over HTTPS")
+            }
+            Transport::Plain => {
+                tracing::info!(target: LOG_TARGET, server, %addr, "Serving over HTTP")
+            }
+        }
     }
-    let graceful = GracefulShutdown::new();
+    // Dropping the sender tells every connection to finish its request and close.
+    let (closing, closed) = watch::channel(());
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) if config.max_connections.is_some_and(|max| connections.len() >= max) => {
+                    tracing::warn!(target: LOG_TARGET, server, %peer, limit = connections.len(), "Too many connections, closing a new one");
+                    drop(tcp);
+                }
                 Ok((tcp, peer)) => {
-                    connections.spawn(serve_connection(tcp, peer, Arc::clone(&context), graceful.watcher()));
+                    connections.spawn(serve_connection(tcp, peer, Arc::clone(&context), closed.clone()));
                 }
                 Err(e) => {
-                    log_accept_error(&e);
+                    log_accept_error(server, &e);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
             Some(joined) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(e) = joined {
                     let error = &e as &dyn StdError;
-                    tracing::error!(target: LOG_TARGET, error, "A connection task failed");
+                    tracing::error!(target: LOG_TARGET, server, error, "A connection task failed");
                 }
             }
         }
     }
     drop(listener);
-    let in_flight = graceful.count();
-    tracing::info!(target: LOG_TARGET, connections = in_flight, "Shutting down, finishing in-flight requests");
-    if timeout(config.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(closing);
+    tracing::info!(target: LOG_TARGET, server, connections = connections.len(), "Shutting down, finishing in-flight requests");
+    let drained = timeout(config.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
         let grace = format!("{:?}", config.shutdown_grace);
-        tracing::warn!(target: LOG_TARGET, %grace, "In-flight requests did not finish in time, dropping them");
+        tracing::warn!(target: LOG_TARGET, server, %grace, "In-flight requests did not finish in time, dropping them");
     }
     connections.shutdown().await;
     Ok(())
 }
 
-fn log_accept_error(e: &io::Error) {
+fn log_accept_error(server: &str, e: &io::Error) {
     let error = e as &dyn StdError;
-    tracing::warn!(target: LOG_TARGET, error, "Accepting a connection failed");
+    tracing::warn!(target: LOG_TARGET, server, error, "Accepting a connection failed");
 }
 
 /// What every connection shares.
 struct Context<H> {
-    acceptor: TlsAcceptor,
-    /// For connections that negotiated `http/1.1` or nothing.
+    /// `None` for plain HTTP.
+    acceptor: Option<TlsAcceptor>,
+    /// For connections that negotiated `http/1.1` or nothing, and plain ones.
     http1: auto::Builder<TokioExecutor>,
     /// For connections that negotiated `h2`.
     http2: auto::Builder<TokioExecutor>,
     handshake_timeout: Duration,
+    max_age: Option<Duration>,
+    name: &'static str,
     shared: Arc<Shared<H>>,
 }
 
 impl<H: Handler> Context<H> {
     fn new(config: &ServerConfig, handler: Arc<H>) -> Result<Self, ServerError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let resolver: Arc<dyn rustls::server::ResolvesServerCert> = match &config.certificate {
-            CertSource::Files {
-                cert_file,
-                key_file,
-            } => Arc::new(CertStore::load(
-                cert_file,
-                key_file,
-                Arc::clone(&provider),
-                CHECK_INTERVAL,
-                config.certificate_observer.clone(),
-            )?),
-            CertSource::Provided(provided) => Arc::clone(provided) as _,
+        let acceptor = match &config.transport {
+            Transport::Tls(certificate) => Some(tls_acceptor(certificate, config)?),
+            Transport::Plain => None,
         };
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&TLS_VERSIONS)
-            .map_err(ServerError::Tls)?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
-        tls.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
-
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
@@ -297,35 +325,68 @@ impl<H: Handler> Context<H> {
             request_timeout: config.request_timeout,
         };
         Ok(Context {
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            acceptor,
             http1: http.clone().http1_only(),
             http2: http.http2_only(),
             handshake_timeout: config.tls_handshake_timeout,
+            max_age: config.max_connection_age,
+            name: config.name,
             shared: Arc::new(Shared::new(handler, config.max_concurrent_requests, limits)),
         })
     }
 }
 
-/// One connection: the TLS handshake under its timeout, then HTTP until either side ends it
-/// or shutdown closes it gracefully.
+fn tls_acceptor(
+    certificate: &CertSource,
+    config: &ServerConfig,
+) -> Result<TlsAcceptor, ServerError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let resolver: Arc<dyn rustls::server::ResolvesServerCert> = match certificate {
+        CertSource::Files {
+            cert_file,
+            key_file,
+        } => Arc::new(CertStore::load(
+            cert_file,
+            key_file,
+            Arc::clone(&provider),
+            CHECK_INTERVAL,
+            config.certificate_observer.clone(),
+        )?),
+        CertSource::Provided(provided) => Arc::clone(provided) as _,
+    };
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&TLS_VERSIONS)
+        .map_err(ServerError::Tls)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    tls.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(TlsAcceptor::from(Arc::new(tls)))
+}
+
+/// One connection: the TLS handshake under its timeout (for HTTPS), then HTTP until either
+/// side ends it, it grows too old, or shutdown closes it gracefully.
 async fn serve_connection<H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
     context: Arc<Context<H>>,
-    watcher: Watcher,
+    closed: watch::Receiver<()>,
 ) {
-    // Admission reviews are small request/response pairs: do not wait to coalesce writes.
+    // Reviews and probes are small request/response pairs: do not wait to coalesce writes.
     let _ = tcp.set_nodelay(true);
-    let tls = match timeout(context.handshake_timeout, context.acceptor.accept(tcp)).await {
+    let server = context.name;
+    let Some(acceptor) = &context.acceptor else {
+        return serve_http(TokioIo::new(tcp), &context.http1, &context, peer, closed).await;
+    };
+    let tls = match timeout(context.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             // Usually a client that does not trust the certificate: the caBundle is wrong.
             let error = &e as &dyn StdError;
-            tracing::warn!(target: LOG_TARGET, %peer, error, "TLS handshake failed");
+            tracing::warn!(target: LOG_TARGET, server, %peer, error, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            tracing::warn!(target: LOG_TARGET, %peer, "TLS handshake timed out");
+            tracing::warn!(target: LOG_TARGET, server, %peer, "TLS handshake timed out");
             return;
         }
     };
@@ -335,17 +396,47 @@ async fn serve_connection<H: Handler>(
     } else {
         &context.http1
     };
+    serve_http(TokioIo::new(tls), http, &context, peer, closed).await;
+}
+
+/// HTTP on one connection until it ends; closed gracefully (between requests) at shutdown
+/// or at its maximum age.
+async fn serve_http<H, I>(
+    io: I,
+    http: &auto::Builder<TokioExecutor>,
+    context: &Context<H>,
+    peer: SocketAddr,
+    mut closed: watch::Receiver<()>,
+) where
+    H: Handler,
+    I: Read + Write + Unpin + Send + 'static,
+{
     let shared = Arc::clone(&context.shared);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(shared.respond(request).await) }
     });
-    if let Err(e) = watcher
-        .watch(http.serve_connection(TokioIo::new(tls), service))
-        .await
-    {
+    let mut connection = pin!(http.serve_connection(io, service));
+    let too_old = async {
+        match context.max_age {
+            Some(age) => tokio::time::sleep(age).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = closed.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        () = too_old => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
         // Clients going away and header timeouts end up here: worth a debug line, no more.
         let error = &*e as &dyn StdError;
-        tracing::debug!(target: LOG_TARGET, %peer, error, "Connection ended with an error");
+        tracing::debug!(target: LOG_TARGET, server = context.name, %peer, error, "Connection ended with an error");
     }
 }

@@ -1,0 +1,268 @@
+//! The decision for one request (docs/contract.md §2), from the policy in force, the
+//! verifier and the credentials, within the time budgets. The webhook and `image-policy
+//! check` both decide here.
+//!
+//! For a workload request: the policy state first (absent, loading, invalid), then the
+//! namespace, then each image is read against the snapshot ([`classify`]: invalid, unmatched
+//! or matched) before any registry is asked; the credential sources of the object are read
+//! once for all its matched images, and the matched images are verified, a few at a time, in
+//! order. The words are [`super::words`]'.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use image_policy_crd::{ClusterImagePolicy, SecretRef};
+use tokio::sync::watch;
+
+use super::credentials::{CredentialSource, Owner, Sources};
+use super::decision::{Decision, Outcome, Reason};
+use super::review::{Request, ReviewError};
+use super::words;
+use crate::policy::{Entry, ImageName, NamedKey, PolicyState, Snapshot};
+use crate::verify::{FailureKind, Verdict, Verifier};
+
+/// The bound on reading an object's registry credentials through the API server.
+pub const CREDENTIALS_BUDGET: Duration = Duration::from_secs(2);
+
+/// How many images of one request are verified at once. Enough for any real pod (a few
+/// containers); a request that lists thousands is answered within the server's request
+/// timeout or not at all (then refused: failurePolicy Fail), without a burst of registry and
+/// API traffic.
+pub const VERIFY_CONCURRENCY: usize = 16;
+
+/// Settings of the decision that come from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    /// Admit unmatched images with a warning.
+    pub allow_unmatched_images: bool,
+}
+
+/// Decides requests: one per process, shared by every review.
+pub struct Admission {
+    policy: watch::Receiver<PolicyState>,
+    verifier: Verifier,
+    credentials: Arc<dyn CredentialSource>,
+    settings: Settings,
+}
+
+/// An image read against a snapshot, before any registry is asked.
+#[derive(Debug)]
+pub enum Classified<'a> {
+    /// Decided already: an invalid reference, or an unmatched image.
+    Decided(Outcome),
+    /// Matched: to be verified with these entries' keys.
+    Matched {
+        /// The parsed image.
+        image: ImageName,
+        /// The entries it matched, in policy order.
+        entries: Vec<&'a Entry>,
+    },
+}
+
+impl Admission {
+    /// Decides with the policy published on `policy`.
+    pub fn new(
+        policy: watch::Receiver<PolicyState>,
+        verifier: Verifier,
+        credentials: Arc<dyn CredentialSource>,
+        settings: Settings,
+    ) -> Self {
+        Admission {
+            policy,
+            verifier,
+            credentials,
+            settings,
+        }
+    }
+
+    /// The decision for a request: a policy sent for validation, a workload, or something
+    /// this webhook does not decide.
+    pub async fn decide(&self, request: &Request, body: &[u8]) -> Result<Decision, ReviewError> {
+        if request.kind == "ClusterImagePolicy" {
+            return Ok(validate_policy(request, body));
+        }
+        let Some(images) = request.images_to_check()? else {
+            return Ok(Decision::untouched());
+        };
+        // One consistent policy for the whole request, without holding the channel's lock.
+        let policy = self.policy.borrow().clone();
+        let snapshot = match (&policy, policy.enforced()) {
+            (_, Some(snapshot)) => snapshot,
+            (PolicyState::Absent, None) => {
+                let mut decision = Decision::allow(Reason::NoPolicy);
+                decision.warnings.push(words::NO_POLICY_WARNING.to_owned());
+                return Ok(decision);
+            }
+            (PolicyState::Invalid(rejected), None) => {
+                let message = words::policy_invalid(&rejected.problems);
+                return Ok(Decision::denied(Reason::PolicyInvalid, message));
+            }
+            (_, None) => {
+                let message = words::POLICY_LOADING.to_owned();
+                return Ok(Decision::denied(Reason::PolicyLoading, message));
+            }
+        };
+        if snapshot.is_excluded(&request.namespace) {
+            let mut decision = Decision::allow(Reason::Excluded);
+            decision.note = Some(words::excluded(&request.namespace));
+            return Ok(decision);
+        }
+        if images.is_empty() {
+            return Ok(Decision::untouched());
+        }
+        let owner = Owner::of(request);
+        Ok(Decision::of(self.judge(snapshot, owner, images).await))
+    }
+
+    /// The outcome of each image of one object under `snapshot`, in order.
+    pub async fn judge(
+        &self,
+        snapshot: &Snapshot,
+        owner: Owner<'_>,
+        images: Vec<String>,
+    ) -> Vec<(String, Outcome)> {
+        let allow_unmatched = self.settings.allow_unmatched_images;
+        let classified: Vec<_> = images
+            .iter()
+            .map(|written| classify(snapshot, written, allow_unmatched))
+            .collect();
+        let sources = self.sources(owner, &classified).await;
+        // At most VERIFY_CONCURRENCY images at once, in order: a body can list thousands.
+        // Collected first: a lazy `map` here trips the compiler's `Send` check of the future.
+        let checks: Vec<_> = images
+            .into_iter()
+            .zip(classified)
+            .map(|(written, classified)| self.outcome(snapshot, &sources, written, classified))
+            .collect();
+        futures::stream::iter(checks)
+            .buffered(VERIFY_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// The outcome of one image, verified with its entries' keys when it matched some.
+    async fn outcome(
+        &self,
+        snapshot: &Snapshot,
+        sources: &Sources,
+        written: String,
+        classified: Classified<'_>,
+    ) -> (String, Outcome) {
+        let outcome = match classified {
+            Classified::Decided(outcome) => outcome,
+            Classified::Matched { image, entries } => {
+                let credentials = sources.for_image(&image, &entries);
+                let keys = keys_of(snapshot, &entries);
+                let verdict = self.verifier.verify(&image, &keys, &credentials).await;
+                outcome_of(&written, verdict)
+            }
+        };
+        (written, outcome)
+    }
+
+    /// The credential sources of `owner` and of the entries its images matched, read once
+    /// and within [`CREDENTIALS_BUDGET`]: an API server slow to answer for Secrets must not
+    /// eat the verification's budget, so past it the images are verified anonymously.
+    async fn sources(&self, owner: Owner<'_>, classified: &[Classified<'_>]) -> Sources {
+        let mut refs: Vec<&SecretRef> = Vec::new();
+        let matched = classified.iter().filter_map(|c| match c {
+            Classified::Matched { entries, .. } => Some(entries),
+            Classified::Decided(_) => None,
+        });
+        let mut any = false;
+        for entries in matched {
+            any = true;
+            for secret in entries.iter().filter_map(|e| e.secret_ref.as_ref()) {
+                if !refs.contains(&secret) {
+                    refs.push(secret);
+                }
+            }
+        }
+        if !any {
+            return Sources::default();
+        }
+        let gather = self.credentials.gather(owner, &refs);
+        tokio::time::timeout(CREDENTIALS_BUDGET, gather)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(target: "image-policy.credentials", "Reading pull secrets timed out; trying anonymous access");
+                Sources::default()
+            })
+    }
+}
+
+/// Reads an image against a snapshot: parsed, matched, and settled when it matches nothing.
+pub fn classify<'a>(
+    snapshot: &'a Snapshot,
+    written: &str,
+    allow_unmatched: bool,
+) -> Classified<'a> {
+    let image = match ImageName::parse(written) {
+        Ok(image) => image,
+        Err(e) => {
+            return Classified::Decided(Outcome::Denied {
+                message: words::invalid_reference_denial(written, &e.to_string()),
+                reason: Reason::Failed(FailureKind::InvalidReference),
+            });
+        }
+    };
+    let entries = snapshot.matching(&image);
+    if !entries.is_empty() {
+        return Classified::Matched { image, entries };
+    }
+    Classified::Decided(if allow_unmatched {
+        Outcome::Warned(words::unmatched_warning(written))
+    } else {
+        Outcome::Denied {
+            message: words::unmatched_denial(written),
+            reason: Reason::Unmatched,
+        }
+    })
+}
+
+/// The keys of all matched entries, each once ("any key of any matched entry").
+pub fn keys_of<'a>(snapshot: &'a Snapshot, entries: &[&'a Entry]) -> Vec<&'a NamedKey> {
+    let mut keys: Vec<&NamedKey> = Vec::new();
+    for key in entries.iter().flat_map(|e| snapshot.keys_of(e)) {
+        if !keys.iter().any(|k| std::ptr::eq(*k, key)) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+fn outcome_of(written: &str, verdict: Verdict) -> Outcome {
+    match verdict {
+        Verdict::Verified { digest, key } => Outcome::Admitted { digest, key },
+        Verdict::Denied(failure) => Outcome::Denied {
+            message: words::not_signed(written, &failure),
+            reason: Reason::Failed(failure.label()),
+        },
+    }
+}
+
+/// Refuses a `ClusterImagePolicy` with another name or one that does not compile, listing
+/// every problem with its field path. The only review that reads its object whole, from
+/// `body` again: policies are few and rarely changed.
+fn validate_policy(request: &Request, body: &[u8]) -> Decision {
+    if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
+        return Decision::untouched();
+    }
+    let policy = Request::object_value(body)
+        .map_err(|e| e.to_string())
+        .and_then(|object| {
+            serde_json::from_value::<ClusterImagePolicy>(object).map_err(|e| e.to_string())
+        });
+    let problems = match policy {
+        Ok(policy) => match Snapshot::compile(&policy) {
+            Ok(_) => return Decision::untouched(),
+            Err(problems) => problems.to_string(),
+        },
+        Err(e) => e,
+    };
+    Decision::denied(
+        Reason::InvalidPolicy,
+        words::invalid_policy(&request.name, &problems),
+    )
+}

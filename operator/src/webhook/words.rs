@@ -1,0 +1,148 @@
+//! Every sentence a user reads from an admission: denials, warnings and their second
+//! sentences, and the log line of an excluded namespace. The original's messages are
+//! matched byte for byte (docs/contract.md §2); the tests below pin them.
+
+use crate::policy::Problems;
+use crate::verify::Failure;
+
+/// The warning when no policy exists (exact, from the original).
+pub const NO_POLICY_WARNING: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com \"image-policy\" not found. Image policy enforcement was not applied.";
+
+/// The denial of every image while the policy is not loaded yet.
+pub const POLICY_LOADING: &str = "The image policy is not loaded yet; try again in a moment.";
+
+/// The log line for an excluded namespace (exact, from the original).
+pub fn excluded(namespace: &str) -> String {
+    format!("{namespace} is excluded. The ImagePolicy will not be applied.")
+}
+
+/// The warning for an unmatched image admitted by `allowUnmatchedImages` (exact).
+pub fn unmatched_warning(image: &str) -> String {
+    format!(
+        "{image} did not match any image policies. Container will be created as AllowUnmatchedImages flag is true."
+    )
+}
+
+/// The denial of an unmatched image (exact).
+pub fn unmatched_denial(image: &str) -> String {
+    format!("Could not verify against any image policies for container image: {image}.")
+}
+
+/// The denial of an image string that is not an image reference.
+pub fn invalid_reference_denial(image: &str, error: &str) -> String {
+    format!("The image: {image} is not a valid image reference: {error}.")
+}
+
+/// The denial of an image that did not verify (docs/contract.md §2): the original's
+/// sentence, and the second sentence that says why when there is one.
+pub fn not_signed(image: &str, failure: &Failure) -> String {
+    match explanation(failure) {
+        Some(why) => format!("The image: {image} is not signed. {why}"),
+        None => format!("The image: {image} is not signed."),
+    }
+}
+
+/// The sentence that follows `The image: <image> is not signed.`, if any.
+///
+/// A signature that does not verify with the keys has none: that is the original's case in
+/// its documentation, whose words users match exactly.
+pub fn explanation(failure: &Failure) -> Option<String> {
+    Some(match failure {
+        Failure::InvalidReference(e) => format!("{}.", e.trim_end_matches('.')),
+        Failure::ImageNotFound => "The image was not found in its registry.".into(),
+        Failure::NotSigned { digest } => format!("No signature was found for {digest}."),
+        Failure::SignatureMismatch {
+            only_other_digests: true,
+        } => "Its signatures are for other images, not for its digest.".into(),
+        Failure::SignatureMismatch {
+            only_other_digests: false,
+        } => return None,
+        Failure::Unauthorized { host } => {
+            format!("The registry {host} refused the credentials.")
+        }
+        Failure::Unreachable(e) => sentence(&e.to_string()),
+        Failure::TimedOut { budget } => {
+            format!("Verification timed out after {}s.", budget.as_secs_f32())
+        }
+    })
+}
+
+/// The denial of every image while the policy does not compile and nothing valid is in force.
+pub fn policy_invalid(problems: &Problems) -> String {
+    format!(
+        "The ClusterImagePolicy image-policy is invalid, so no image can be verified: {problems}"
+    )
+}
+
+/// The refusal of a `ClusterImagePolicy` sent for validation.
+pub fn invalid_policy(name: &str, problems: &str) -> String {
+    format!("ClusterImagePolicy {name:?} is invalid: {problems}")
+}
+
+/// `text` as a sentence: its first letter upper-case, one full stop at its end.
+fn sentence(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    let mut chars = text.chars();
+    if let Some(first) = chars.next() {
+        out.extend(first.to_uppercase());
+    }
+    out.push_str(chars.as_str().trim_end_matches('.'));
+    out.push('.');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::verify::RegistryError;
+
+    #[test]
+    fn the_originals_words() {
+        assert_eq!(
+            NO_POLICY_WARNING,
+            "clusterimagepolicies.signing.apps.tanzu.vmware.com \"image-policy\" not found. Image policy enforcement was not applied."
+        );
+        assert_eq!(
+            unmatched_warning("busybox"),
+            "busybox did not match any image policies. Container will be created as AllowUnmatchedImages flag is true."
+        );
+        assert_eq!(
+            unmatched_denial("busybox"),
+            "Could not verify against any image policies for container image: busybox."
+        );
+        assert_eq!(
+            excluded("kube-system"),
+            "kube-system is excluded. The ImagePolicy will not be applied."
+        );
+        let mismatch = Failure::SignatureMismatch {
+            only_other_digests: false,
+        };
+        assert_eq!(
+            not_signed("gcr.io/projectsigstore/cosign:v0.3.0", &mismatch),
+            "The image: gcr.io/projectsigstore/cosign:v0.3.0 is not signed."
+        );
+    }
+
+    #[test]
+    fn second_sentences_say_why() {
+        let unreachable = Failure::Unreachable(RegistryError::Unreachable {
+            host: "r".into(),
+            detail: "connection refused".into(),
+        });
+        assert_eq!(
+            not_signed("r/a:1", &unreachable),
+            "The image: r/a:1 is not signed. The registry r is unreachable: connection refused."
+        );
+        let timed_out = Failure::TimedOut {
+            budget: Duration::from_millis(8500),
+        };
+        assert_eq!(
+            explanation(&timed_out).as_deref(),
+            Some("Verification timed out after 8.5s.")
+        );
+        assert_eq!(sentence(""), ".");
+        assert_eq!(sentence("é."), "É.");
+    }
+}
