@@ -10,8 +10,7 @@
     clippy::panic
 )]
 
-#[path = "../../operator/tests/support/mod.rs"]
-mod support;
+use image_policy_testsupport as support;
 
 use std::time::Duration;
 

@@ -14,8 +14,7 @@
     clippy::panic
 )]
 
-#[path = "../../operator/tests/support/mod.rs"]
-mod support;
+use image_policy_testsupport as support;
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;

@@ -12,8 +12,7 @@
     clippy::panic
 )]
 
-#[path = "../../operator/tests/support/mod.rs"]
-mod support;
+use image_policy_testsupport as support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

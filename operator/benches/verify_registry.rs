@@ -19,8 +19,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use image_policy_testsupport as support;
 
 use std::time::{Duration, Instant};
 

@@ -28,8 +28,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use image_policy_testsupport as support;
 
 use std::path::Path;
 use std::process::Command;

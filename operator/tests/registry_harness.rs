@@ -1,7 +1,7 @@
 //! Proves the registry harness in `support/`: a real registry over TLS, images, indexes and
 //! cosign signatures pushed to it, and every request visible in its access log.
 
-mod support;
+use image_policy_testsupport as support;
 
 use std::net::TcpStream;
 

@@ -11,7 +11,7 @@
     clippy::panic
 )]
 
-mod support;
+use image_policy_testsupport as support;
 
 use std::sync::Arc;
 use std::time::Duration;

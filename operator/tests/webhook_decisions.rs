@@ -9,7 +9,7 @@
     clippy::panic
 )]
 
-mod support;
+use image_policy_testsupport as support;
 
 use std::sync::Arc;
 

@@ -12,8 +12,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../../../operator/tests/support/mod.rs"]
-mod support;
+use image_policy_testsupport as support;
 
 use std::path::PathBuf;
 

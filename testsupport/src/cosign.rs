@@ -510,7 +510,7 @@ struct IndexEntry {
 
 /// The folder of the real signatures.
 pub fn real_signatures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/signatures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../operator/tests/data/signatures")
 }
 
 /// Every case of `tests/data/signatures/index.json`, with its files read.
