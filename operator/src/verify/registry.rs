@@ -12,10 +12,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use moka::future::Cache;
 use reqwest::{Method, StatusCode, header};
+
+mod auth;
 
 use super::credentials::Credential;
 use super::{Cache as CacheKind, FailureKind};
@@ -415,66 +416,6 @@ impl Registry {
         Err(unauthorized(repo, StatusCode::UNAUTHORIZED))
     }
 
-    /// Answers a `WWW-Authenticate` challenge: the basic header, or a bearer token fetched
-    /// from the realm. `None` when there is nothing to answer with.
-    async fn authorize(
-        &self,
-        challenge: Option<&str>,
-        repo: &Repository,
-        credential: Option<&Credential>,
-    ) -> Result<Option<Arc<str>>, RegistryError> {
-        let Some(challenge) = challenge.and_then(Challenge::parse) else {
-            return Ok(None);
-        };
-        match challenge {
-            Challenge::Basic => Ok(credential.map(|c| Arc::from(basic_header(c)))),
-            Challenge::Bearer { realm, service } => {
-                let realm_url = reqwest::Url::parse(&realm)
-                    .map_err(|_| bad(repo, "a token realm that is not a URL"))?;
-                let realm_host = realm_url.host_str().unwrap_or_default();
-                let plain_ok = self
-                    .config
-                    .insecure_registries
-                    .iter()
-                    .any(|h| h.split(':').next() == Some(realm_host));
-                if realm_url.scheme() != "https" && !plain_ok {
-                    return Err(bad(repo, "a token realm over plain HTTP"));
-                }
-                let scope = format!("repository:{}:pull", repo.path);
-                let mut query = vec![("scope", scope.as_str())];
-                if let Some(service) = service.as_deref() {
-                    query.push(("service", service));
-                }
-                let mut request = self.http.get(realm_url).query(&query);
-                if let Some(c) = credential {
-                    request = request.header(header::AUTHORIZATION, basic_header(c));
-                }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| transport(repo, &e, &self.config))?;
-                match response.status() {
-                    s if s.is_success() => {}
-                    s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                        return Err(unauthorized(repo, s));
-                    }
-                    s => {
-                        return Err(bad(
-                            repo,
-                            format!("token endpoint answered HTTP {}", s.as_u16()),
-                        ));
-                    }
-                }
-                let body = self.read_limited(response, 64 << 10, repo).await?;
-                let token: TokenResponse = serde_json::from_slice(&body)
-                    .map_err(|_| bad(repo, "a token response that is not JSON"))?;
-                let token = token.token.or(token.access_token).filter(|t| !t.is_empty());
-                let token = token.ok_or_else(|| bad(repo, "a token response without a token"))?;
-                Ok(Some(Arc::from(format!("Bearer {token}"))))
-            }
-        }
-    }
-
     /// Reads a body up to `limit` bytes; more is a bad response, and is not read.
     async fn read_limited(
         &self,
@@ -499,84 +440,6 @@ impl Registry {
         }
         Ok(Bytes::from(body))
     }
-}
-
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-}
-
-/// The part of a `WWW-Authenticate` header that matters here.
-#[derive(Debug, PartialEq, Eq)]
-enum Challenge {
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
-}
-
-impl Challenge {
-    fn parse(header: &str) -> Option<Self> {
-        let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
-        if scheme.eq_ignore_ascii_case("basic") {
-            return Some(Challenge::Basic);
-        }
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let mut realm = None;
-        let mut service = None;
-        for (name, value) in auth_params(params) {
-            match name.to_ascii_lowercase().as_str() {
-                "realm" => realm = Some(value),
-                "service" => service = Some(value),
-                _ => {}
-            }
-        }
-        Some(Challenge::Bearer {
-            realm: realm?,
-            service,
-        })
-    }
-}
-
-/// `name="value", name=value` pairs; commas inside quotes are kept.
-fn auth_params(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some((name, after)) = rest.split_once('=') {
-        let name = name.trim().trim_start_matches(',').trim().to_owned();
-        let after = after.trim_start();
-        let (value, remainder) = match after.strip_prefix('"') {
-            Some(quoted) => match quoted.find('"') {
-                Some(end) => (
-                    quoted.get(..end).unwrap_or_default(),
-                    quoted.get(end + 1..).unwrap_or_default(),
-                ),
-                None => (quoted, ""),
-            },
-            None => match after.find(',') {
-                Some(end) => (
-                    after.get(..end).unwrap_or_default(),
-                    after.get(end..).unwrap_or_default(),
-                ),
-                None => (after, ""),
-            },
-        };
-        out.push((name, value.to_owned()));
-        rest = remainder;
-    }
-    out
-}
-
-fn basic_header(credential: &Credential) -> String {
-    let pair = format!("{}:{}", credential.username, credential.password);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
 }
 
 fn digest_header(response: &reqwest::Response) -> Option<String> {
@@ -646,69 +509,4 @@ fn transport(repo: &Repository, error: &reqwest::Error, config: &RegistryConfig)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenges() {
-        assert_eq!(
-            Challenge::parse("Basic realm=\"Registry Realm\""),
-            Some(Challenge::Basic)
-        );
-        assert_eq!(
-            Challenge::parse(
-                "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/busybox:pull\""
-            ),
-            Some(Challenge::Bearer {
-                realm: "https://auth.docker.io/token".into(),
-                service: Some("registry.docker.io".into())
-            })
-        );
-        assert_eq!(
-            Challenge::parse("bearer realm=https://r/t, service=x"),
-            Some(Challenge::Bearer {
-                realm: "https://r/t".into(),
-                service: Some("x".into())
-            })
-        );
-        assert_eq!(
-            Challenge::parse("Bearer service=\"x\""),
-            None,
-            "no realm, nothing to ask"
-        );
-        assert_eq!(Challenge::parse("Negotiate abc"), None);
-        for junk in [
-            "",
-            "=",
-            "Bearer =\"",
-            "Bearer realm=\"unterminated",
-            "Bearer ,,,=,=",
-        ] {
-            let _ = Challenge::parse(junk);
-        }
-    }
-
-    #[test]
-    fn docker_hub_is_reached_on_its_api_host() {
-        assert_eq!(
-            Repository::of("docker.io", "library/busybox").host,
-            "registry-1.docker.io"
-        );
-        assert_eq!(
-            Repository::of("Index.Docker.io", "x/y").host,
-            "registry-1.docker.io"
-        );
-        assert_eq!(
-            Repository::of("127.0.0.1:5000", "x").to_string(),
-            "127.0.0.1:5000/x"
-        );
-    }
-
-    #[test]
-    fn digests_are_sha256_of_the_bytes() {
-        assert_eq!(
-            sha256_digest(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,401 @@
+use proptest::prelude::*;
+
+use super::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    /// Any string as a pattern or as an image: an answer or an error, never a panic.
+    #[test]
+    fn no_input_panics(
+        pattern in "[a-zA-Z0-9./:@*_\\-\\[\\]é ]{0,40}",
+        image in "[a-zA-Z0-9./:@_\\-\\[\\]é]{0,40}",
+        anything in any::<String>(),
+    ) {
+        let image = ImageName::parse(&image);
+        for text in [pattern.as_str(), anything.as_str()] {
+            if let (Ok(p), Ok(i)) = (NamePattern::parse(text), image.as_ref()) {
+                let _ = p.matches(i);
+            }
+        }
+        let _ = ImageName::parse(&anything);
+    }
+
+    /// A pattern that is an image's own canonical name matches it, and a star in place
+    /// of any run of its repository path still matches.
+    #[test]
+    fn an_image_matches_its_own_name_with_any_run_starred(
+        image in "[a-z]{1,8}\\.[a-z]{2,3}(:[0-9]{2,4})?/[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}:[a-z0-9]{1,6}",
+        cut in any::<prop::sample::Index>(),
+        len in 0usize..10,
+    ) {
+        let parsed = ImageName::parse(&image).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let name = parsed.reference().name().to_owned();
+        prop_assert!(NamePattern::parse(&name).map(|p| p.matches(&parsed)).unwrap_or(false));
+        // Stars go after the registry: a star between a host and its port would turn the
+        // port into a tag pattern, as `host:5000*` is (SPEC §2: the tag follows the last ':').
+        let first_slash = name.find('/').unwrap_or(0) + 1;
+        let start = first_slash + cut.index(name.len() - first_slash);
+        let end = (start + len).min(name.len());
+        let starred = format!("{}*{}", &name[..start], &name[end..]);
+        let pattern = NamePattern::parse(&starred).map_err(|e| TestCaseError::fail(format!("{starred}: {e}")))?;
+        prop_assert!(pattern.matches(&parsed), "{} must match {}", starred, image);
+    }
+}
+
+fn matches(pattern: &str, image: &str) -> bool {
+    let pattern = NamePattern::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+    let image = ImageName::parse(image).unwrap_or_else(|e| panic!("{image}: {e}"));
+    pattern.matches(&image)
+}
+
+/// The original documentation's table, row for row (SPEC §2).
+#[test]
+fn the_seed_table() {
+    let table: &[(&str, &[&str])] = &[
+        (
+            "registry.example.org/myproject/my-image:mytag",
+            &["registry.example.org/myproject/my-image:mytag"],
+        ),
+        (
+            "registry.example.org/myproject/my-image",
+            &[
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/myproject/my-image:other-tag",
+            ],
+        ),
+        (
+            "registry.example.org/myproject/my-image:*",
+            &[
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/myproject/my-image:other-tag",
+            ],
+        ),
+        (
+            "registry.example.org/myproject/*",
+            &[
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/myproject/anotherimage:anothertag",
+            ],
+        ),
+        (
+            "registry.example.org/*/my-image:mytag",
+            &[
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/anotherproject/my-image:mytag",
+            ],
+        ),
+        (
+            "registry.example.org/*/my-image",
+            &[
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/myproject/my-image:anothertag",
+            ],
+        ),
+        (
+            "registry.example.org/*",
+            &[
+                "registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/anotherproject/anotherimage:anothertag",
+            ],
+        ),
+        (
+            "*.example.org/*",
+            &[
+                "my-registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/anotherproject/anotherimage:anothertag",
+            ],
+        ),
+        (
+            "*",
+            &[
+                "my-registry.example.org/myproject/my-image:mytag",
+                "registry.example.org/anotherproject/anotherimage:anothertag",
+                "registry.io/project/image:tag",
+            ],
+        ),
+    ];
+    for (pattern, images) in table {
+        for image in *images {
+            assert!(matches(pattern, image), "{pattern} must match {image}");
+        }
+    }
+}
+
+/// What each row of the table must not match: a pattern is not a prefix match.
+#[test]
+fn the_seed_table_is_not_too_generous() {
+    let table = [
+        (
+            "registry.example.org/myproject/my-image:mytag",
+            "registry.example.org/myproject/my-image:other-tag",
+        ),
+        (
+            "registry.example.org/myproject/my-image:mytag",
+            "registry.example.org/myproject/my-image",
+        ),
+        (
+            "registry.example.org/myproject/my-image",
+            "registry.example.org/myproject/my-image-2:mytag",
+        ),
+        (
+            "registry.example.org/myproject/my-image",
+            "registry.example.org/myproject/my-image/sub:mytag",
+        ),
+        (
+            "registry.example.org/myproject/my-image",
+            "other.example.org/myproject/my-image:mytag",
+        ),
+        (
+            "registry.example.org/myproject/*",
+            "registry.example.org/otherproject/my-image:mytag",
+        ),
+        (
+            "registry.example.org/*/my-image:mytag",
+            "registry.example.org/myproject/my-image:othertag",
+        ),
+        (
+            "registry.example.org/*",
+            "registry.example.org.evil.io/myproject/my-image:mytag",
+        ),
+        (
+            "registry.example.org/*",
+            "registry.example.org:5000/myproject/my-image:mytag",
+        ),
+        ("*.example.org/*", "example.org/myproject/my-image:mytag"),
+        (
+            "*.example.org/*",
+            "registry.example.com/myproject/my-image:mytag",
+        ),
+    ];
+    for (pattern, image) in table {
+        assert!(!matches(pattern, image), "{pattern} must not match {image}");
+    }
+}
+
+#[test]
+fn any_spelling_of_a_docker_hub_image_matches() {
+    let spellings = [
+        "busybox",
+        "busybox:latest",
+        "library/busybox",
+        "docker.io/busybox",
+        "docker.io/library/busybox:latest",
+        "index.docker.io/library/busybox",
+        "index.docker.io/busybox:latest",
+    ];
+    let patterns = [
+        "busybox",
+        "busybox:latest",
+        "library/busybox",
+        "docker.io/busybox",
+        "docker.io/library/busybox",
+        "docker.io/library/*",
+        "index.docker.io/library/busybox:latest",
+        "index.docker.io/*",
+        "docker.io/*",
+        "busy*",
+        "*/busybox",
+    ];
+    for pattern in patterns {
+        for image in spellings {
+            assert!(matches(pattern, image), "{pattern} must match {image}");
+        }
+    }
+    assert!(!matches("docker.io/library/*", "docker.io/someone/busybox"));
+    assert!(matches("docker.io/someone/*", "someone/busybox"));
+    assert!(matches(
+        "someone/busybox",
+        "index.docker.io/someone/busybox:1.0"
+    ));
+    assert!(!matches("busybox", "someone/busybox"));
+}
+
+#[test]
+fn digests() {
+    let digest = "sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+    let other = "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+    let by_digest = format!("registry.example.org/p/app@{digest}");
+    let by_tag_and_digest = format!("registry.example.org/p/app:v1@{digest}");
+    // A tag-less pattern matches any digest, with or without a tag.
+    assert!(matches("registry.example.org/p/app", &by_digest));
+    assert!(matches("registry.example.org/p/app:*", &by_digest));
+    assert!(matches("registry.example.org/p/*", &by_tag_and_digest));
+    // A tagged pattern needs that tag: a bare digest has none.
+    assert!(!matches("registry.example.org/p/app:v1", &by_digest));
+    assert!(matches("registry.example.org/p/app:v1", &by_tag_and_digest));
+    assert!(matches("registry.example.org/p/app:v*", &by_tag_and_digest));
+    // A pattern pinned to a digest matches that digest only.
+    assert!(matches(
+        &format!("registry.example.org/p/app@{digest}"),
+        &by_digest
+    ));
+    assert!(matches(
+        &format!("registry.example.org/p/app@{digest}"),
+        &by_tag_and_digest
+    ));
+    assert!(!matches(
+        &format!("registry.example.org/p/app@{other}"),
+        &by_digest
+    ));
+    assert!(!matches(
+        &format!("registry.example.org/p/app@{digest}"),
+        "registry.example.org/p/app:v1"
+    ));
+    assert!(!matches(
+        &format!("registry.example.org/p/app:v2@{digest}"),
+        &by_tag_and_digest
+    ));
+}
+
+#[test]
+fn ports_are_not_tags() {
+    assert!(matches("localhost:5000/x", "localhost:5000/x:1.0"));
+    assert!(matches("localhost:5000/x", "localhost:5000/x"));
+    assert!(matches("localhost:5000/*", "localhost:5000/team/x:1.0"));
+    assert!(!matches("localhost:5000/x", "localhost:5001/x"));
+    assert!(!matches("localhost/x", "localhost:5000/x"));
+    assert!(matches("localhost:*/x", "localhost:5000/x"));
+    assert!(matches(
+        "registry.example.org:443/p/*",
+        "registry.example.org:443/p/app:v1"
+    ));
+    assert!(!matches(
+        "registry.example.org:443/p/*",
+        "registry.example.org/p/app:v1"
+    ));
+    assert!(matches("localhost:5000/x:5000", "localhost:5000/x:5000"));
+    assert!(!matches("localhost:5000/x:5000", "localhost:5000/x:5001"));
+}
+
+#[test]
+fn host_names_compare_without_case() {
+    assert!(matches(
+        "Registry.Example.ORG/p/*",
+        "registry.example.org/p/app:v1"
+    ));
+    assert!(matches(
+        "registry.example.org/p/*",
+        "REGISTRY.example.org/p/app:v1"
+    ));
+    assert!(matches("docker.io/library/*", "Docker.IO/library/busybox"));
+    assert!(matches("docker.io/library/*", "INDEX.DOCKER.IO/busybox"));
+    assert!(matches("busybox", "registry-1.docker.io/library/busybox"));
+    assert!(matches(
+        "docker.io/library/*",
+        "Registry-1.Docker.io/busybox:1"
+    ));
+    // Tags are case-sensitive in registries, so they are here.
+    assert!(!matches(
+        "registry.example.org/p/app:V1",
+        "registry.example.org/p/app:v1"
+    ));
+}
+
+#[test]
+fn invalid_patterns_say_why() {
+    let cases = [
+        ("", PatternError::Empty),
+        (":v1", PatternError::EmptyName),
+        ("registry.example.org/app:", PatternError::EmptyTag),
+        ("/app", PatternError::EmptyComponent),
+        ("registry.example.org//app", PatternError::EmptyComponent),
+        ("registry.example.org/app/", PatternError::EmptyComponent),
+        (
+            " registry.example.org/app",
+            PatternError::Character {
+                character: ' ',
+                position: 0,
+            },
+        ),
+        (
+            "registry.example.org/app?",
+            PatternError::Character {
+                character: '?',
+                position: 24,
+            },
+        ),
+        (
+            "registry.example.org/ä",
+            PatternError::Character {
+                character: 'ä',
+                position: 21,
+            },
+        ),
+        (
+            "registry.example.org/app@sha256:abc",
+            PatternError::Digest("sha256:abc".into()),
+        ),
+        (
+            "registry.example.org/app@md5:00",
+            PatternError::Digest("md5:00".into()),
+        ),
+        (
+            "app@sha256:ff@x",
+            PatternError::Digest("sha256:ff@x".into()),
+        ),
+    ];
+    for (pattern, expected) in cases {
+        assert_eq!(NamePattern::parse(pattern), Err(expected), "{pattern:?}");
+    }
+    let message = NamePattern::parse("").map(drop).unwrap_err().to_string();
+    assert!(message.contains("\"*\""), "{message}");
+}
+
+#[test]
+fn glob_runs() {
+    let cases = [
+        ("a*b*c", "abc", true),
+        ("a*b*c", "aXbYc", true),
+        ("a*b*c", "acb", false),
+        ("a*a", "a", false),
+        ("a*a", "aa", true),
+        ("*a*a*", "a", false),
+        ("**", "", true),
+        ("", "", true),
+        ("", "x", false),
+        ("ab*ba", "aba", false),
+    ];
+    for (glob, input, expected) in cases {
+        assert_eq!(
+            Glob::new(glob).matches(input),
+            expected,
+            "{glob:?} on {input:?}"
+        );
+    }
+}
+
+#[test]
+fn image_ids_are_not_images() {
+    let hex = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+    for written in [format!("sha256:{hex}"), hex.to_owned()] {
+        let err = ImageName::parse(&written).expect_err(&written);
+        assert_eq!(err.kind(), "ErrReferenceInvalidFormat", "{written}: {err}");
+    }
+    assert!(ImageName::parse(&format!("busybox@sha256:{hex}")).is_ok());
+    assert!(
+        ImageName::parse("sha256:latest").is_ok(),
+        "a repository named sha256 is still a name"
+    );
+}
+
+#[test]
+fn canonical_and_spellings() {
+    let image = ImageName::parse("busybox").expect("busybox");
+    assert_eq!(image.canonical(), "docker.io/library/busybox:latest");
+    assert!(
+        image
+            .spellings()
+            .contains(&"index.docker.io/library/busybox".to_owned())
+    );
+    let pinned = ImageName::parse(
+        "gcr.io/p/app@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    )
+    .expect("pinned");
+    assert_eq!(pinned.spellings(), ["gcr.io/p/app"]);
+    assert!(
+        pinned.canonical().ends_with(
+            "app@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+        )
+    );
+}
