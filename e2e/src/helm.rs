@@ -26,11 +26,11 @@ pub const RELEASE: &str = "ip-e2e";
 /// The release's namespace: one of its own choosing (the chart refuses to create its
 /// deploymentNamespace when the release lives there).
 pub const RELEASE_NS: &str = "default";
-/// The chart's namespace (SPEC §5).
+/// The chart's namespace (docs/contract.md §5).
 pub const CHART_NS: &str = "image-policy-system";
-/// The chart's ServiceAccount, ClusterRole, Role and Deployment (SPEC §5).
+/// The chart's ServiceAccount, ClusterRole, Role and Deployment (docs/contract.md §5).
 pub const MANAGER: &str = "image-policy-controller-manager";
-/// The chart's ValidatingWebhookConfiguration (SPEC §5).
+/// The chart's ValidatingWebhookConfiguration (docs/contract.md §5).
 pub const CONFIG: &str = "image-policy-validating-webhook-configuration";
 /// The CRD, which the chart installs from `crds/`.
 pub const CRD: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com";

@@ -1,4 +1,4 @@
-//! Registry credentials through a real API server (SPEC §4): a private registry (htpasswd
+//! Registry credentials through a real API server (docs/contract.md §4): a private registry (htpasswd
 //! basic auth) whose signatures are readable only with a credential, found in each of the four
 //! places alone, and a wrong credential early in the chain giving way to a right one later.
 
@@ -174,7 +174,7 @@ async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
     assert!(out.ends_with("created\n"), "{out}");
 
     // A wrong credential first (the Pod's) and a right one later (the fallback) still admits:
-    // the original stopped at the first; SPEC §4 moves on.
+    // the original stopped at the first; docs/contract.md §4 moves on.
     docker_secret("cred-chain", "wrong", &host, "wrong-password");
     assert_eq!(
         run_pod("cred-chain", "p", &image, Some("wrong")),

@@ -40,7 +40,7 @@ DEV_URL = "https://127.0.0.1:9443/signing-policy-check"
 NO_CLUSTER = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
 
 EXPECTED_RULES = {
-    # (group, version, resource) the webhook intercepts; SPEC §2 plus the policy itself.
+    # (group, version, resource) the webhook intercepts; docs/contract.md §2 plus the policy itself.
     ("", "v1", "pods"),
     ("", "v1", "pods/ephemeralcontainers"),
     ("", "v1", "replicationcontrollers"),
@@ -261,7 +261,7 @@ def check_webhook(r: Rendered, ns: str, timeout: int, extra_excluded: tuple[str,
         expect_eq(e["values"], want, "excluded namespaces")
 
     check(f"[{ns}] webhook {WEBHOOK}: Fail, None, {timeout}s, v1+v1beta1", settings)
-    check(f"[{ns}] webhook rules: every kind of SPEC §2, ephemeral containers, the policy", rules)
+    check(f"[{ns}] webhook rules: every kind of docs/contract.md §2, ephemeral containers, the policy", rules)
     check(f"[{ns}] namespaceSelector excludes kube-system and {ns}", selector)
 
 

@@ -1,4 +1,4 @@
-//! Workloads and the images they run: the pod spec of each kind SPEC §2 intercepts.
+//! Workloads and the images they run: the pod spec of each kind docs/contract.md §2 intercepts.
 //!
 //! An object is read into an [`Object`]: in one pass over its JSON and without building it,
 //! the fields that decide (a pod spec's container lists, pull secrets and service account) at
@@ -80,7 +80,7 @@ pub enum WorkloadError {
     NotAList(&'static str),
 }
 
-/// The kinds with a pod spec (SPEC §2), each found by [`pod_spec_path`].
+/// The kinds with a pod spec (docs/contract.md §2), each found by [`pod_spec_path`].
 pub const KINDS: [&str; 8] = [
     "Pod",
     "Deployment",

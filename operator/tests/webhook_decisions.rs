@@ -1,5 +1,5 @@
 //! The webhook over a real TLS connection (a rustls client), with the real registry behind it:
-//! each decision SPEC §2 lists, as the API server would receive it.
+//! each decision docs/contract.md §2 lists, as the API server would receive it.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(

@@ -1,5 +1,5 @@
 {{/*
-Fixed names. They are the original product's (SPEC §5): documentation, runbooks and the
+Fixed names. They are the original product's (docs/contract.md §5): documentation, runbooks and the
 ClusterImagePolicy instructions refer to them, so they do not follow the release name.
 One release per cluster, therefore: the webhook and the cluster-scoped RBAC are singletons.
 */}}

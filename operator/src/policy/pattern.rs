@@ -1,4 +1,4 @@
-//! Image name patterns (SPEC §2) and the spellings of an image that they are matched against.
+//! Image name patterns (docs/contract.md §2) and the spellings of an image that they are matched against.
 //!
 //! A pattern is `NAME[:TAG][@DIGEST]` where `*` in NAME or TAG matches any run of
 //! characters, `/` and `.` included. Without a tag and digest it matches any tag and any
@@ -60,7 +60,7 @@ impl NamePattern {
             Some(t) if !t.chars().all(is_tag_char) => {
                 return Err(PatternError::TagCharacter(t.chars().take(64).collect()));
             }
-            // `:*` and no tag at all are the same pattern (SPEC §2).
+            // `:*` and no tag at all are the same pattern (docs/contract.md §2).
             Some(t) if t.chars().all(|c| c == '*') => None,
             Some(t) => Some(Glob::new(t)),
             None => None,

@@ -1,4 +1,4 @@
-//! JSON log lines (SPEC §6): one object per line with `level`, `ts`, `logger` and `msg` first,
+//! JSON log lines (docs/contract.md §6): one object per line with `level`, `ts`, `logger` and `msg` first,
 //! then every structured field of the event and of the spans around it (`object`, `error`,
 //! `uid`, `namespace`, ...) at the top level.
 //!
@@ -251,7 +251,7 @@ impl Visit for JsonVisitor {
     }
 }
 
-/// The lowercase name of a level, as SPEC §6 writes it.
+/// The lowercase name of a level, as docs/contract.md §6 writes it.
 fn level_name(level: &Level) -> &'static str {
     match *level {
         Level::ERROR => "error",

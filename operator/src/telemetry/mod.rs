@@ -1,4 +1,4 @@
-//! What the operator tells the outside about itself: JSON log lines (SPEC §6), Prometheus
+//! What the operator tells the outside about itself: JSON log lines (docs/contract.md §6), Prometheus
 //! metrics, and the plain-HTTP `/healthz`, `/readyz` and `/metrics` endpoints.
 //!
 //! [`logs`] formats every `tracing` event as one JSON object per line on stderr;

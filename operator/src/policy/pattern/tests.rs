@@ -33,7 +33,7 @@ proptest! {
         let name = parsed.reference().name().to_owned();
         prop_assert!(NamePattern::parse(&name).map(|p| p.matches(&parsed)).unwrap_or(false));
         // Stars go after the registry: a star between a host and its port would turn the
-        // port into a tag pattern, as `host:5000*` is (SPEC §2: the tag follows the last ':').
+        // port into a tag pattern, as `host:5000*` is (docs/contract.md §2: the tag follows the last ':').
         let first_slash = name.find('/').unwrap_or(0) + 1;
         let start = first_slash + cut.index(name.len() - first_slash);
         let end = (start + len).min(name.len());
@@ -49,7 +49,7 @@ fn matches(pattern: &str, image: &str) -> bool {
     pattern.matches(&image)
 }
 
-/// The original documentation's table, row for row (SPEC §2).
+/// The original documentation's table, row for row (docs/contract.md §2).
 #[test]
 fn the_seed_table() {
     let table: &[(&str, &[&str])] = &[
