@@ -81,13 +81,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let verifier = Verifier::new(args.verifier.config()?)?.with_observer(Arc::new(metrics.clone()));
     let readiness = Readiness::new();
-    // Shutdown in two steps: `stopping` at SIGTERM (not ready, the lease released, admissions
-    // still served), `draining` after --shutdown-delay (the listeners close).
-    let (stopping_tx, stopping_rx) = watch::channel(false);
-    let (draining_tx, draining_rx) = watch::channel(false);
-    let on = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|set| *set).await;
-    };
+    let shutdown = Shutdown::default();
     // The lease holder writes status and the managed certificate; every replica serves.
     let (leading_tx, leading_rx) = watch::channel(false);
     let controller = tokio::spawn(crate::controller::publish(
@@ -95,54 +89,15 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         state_tx,
         args.namespace.clone(),
         leading_tx,
-        on(stopping_rx.clone()),
+        shutdown.stopping(),
     ));
-    // The serving certificate: files, or a Secret this process manages. Its expiry is a metric.
-    let observer = {
-        let metrics = metrics.clone();
-        CertObserver::new(move |leaf| {
-            if let Ok(info) = crate::certs::issue::read_der(leaf) {
-                metrics.serving_certificate(info.not_after);
-            }
-        })
-    };
-    let (certificate, mut certificate_ready) = match cert_settings {
-        Some(settings) => {
-            let provided = Arc::new(ProvidedCert::with_observer(observer.clone()));
-            let (ready_tx, ready_rx) = watch::channel(false);
-            tokio::spawn(manage(
-                client.clone(),
-                settings,
-                Arc::clone(&provided),
-                leading_rx,
-                ready_tx,
-            ));
-            (CertSource::Provided(provided), Some(ready_rx))
-        }
-        None => {
-            let (Some(cert_file), Some(key_file)) = (args.tls_cert_file, args.tls_key_file) else {
-                anyhow::bail!("--tls-cert-file and --tls-key-file, or --tls-secret, are needed");
-            };
-            let files = CertSource::Files {
-                cert_file,
-                key_file,
-            };
-            (files, None)
-        }
-    };
-    let readiness_task = {
-        let (state_rx, readiness, metrics) = (state_rx.clone(), readiness.clone(), metrics.clone());
-        tokio::spawn(async move {
-            // Not ready before there is a certificate to serve.
-            // A certificate manager that ended without serving never makes this ready.
-            if let Some(ready) = certificate_ready.as_mut()
-                && ready.wait_for(|ready| *ready).await.is_err()
-            {
-                return;
-            }
-            track_readiness(state_rx, readiness, metrics).await;
-        })
-    };
+    let serving = serving_certificate(&args, &client, cert_settings, &metrics, leading_rx)?;
+    let readiness_task = tokio::spawn(track_readiness(
+        state_rx.clone(),
+        readiness.clone(),
+        metrics.clone(),
+        serving.ready,
+    ));
 
     let credentials = Arc::new(KubeCredentials::new(
         client,
@@ -154,22 +109,21 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     };
     let webhook = Webhook::new(state_rx, verifier, credentials, settings);
     let routes = Arc::new(Routes::new(webhook, metrics.clone()));
-
-    let mut config = ServerConfig::with_certificate(certificate);
-    config.certificate_observer = Some(observer);
+    let mut config = ServerConfig::with_certificate(serving.source);
+    config.certificate_observer = Some(serving.observer);
     config.addr = args.webhook_addr;
+    config.shutdown_grace = args.shutdown_grace;
     let health = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| anyhow::anyhow!("--metrics-addr {}: {e}", args.metrics_addr))?;
     tracing::info!(target: "image-policy", webhook = %args.webhook_addr, metrics = %args.metrics_addr, "Starting");
-    config.shutdown_grace = args.shutdown_grace;
     let health = tokio::spawn(serve_health(
         health,
         metrics,
         readiness.clone(),
-        on(draining_rx.clone()),
+        shutdown.draining(),
     ));
-    let mut server = tokio::spawn(serve(config, routes, on(draining_rx)));
+    let mut server = tokio::spawn(serve(config, routes, shutdown.draining()));
     tokio::select! {
         () = shutdown_signal() => {}
         result = &mut server => {
@@ -182,9 +136,9 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(target: "image-policy", %delay, "Shutting down: not ready, still serving admissions");
     readiness_task.abort();
     readiness.set_not_ready();
-    let _ = stopping_tx.send(true);
+    shutdown.stop();
     tokio::time::sleep(args.shutdown_delay).await;
-    let _ = draining_tx.send(true);
+    shutdown.drain();
     // In-flight admissions finish (within --shutdown-grace); the lease is released meanwhile.
     let (server, _, _) = tokio::join!(
         server,
@@ -196,12 +150,116 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ready once the controller has said whether a policy exists.
+/// Shutdown in two steps: `stopping` at SIGTERM (not ready, the lease released, admissions
+/// still served), `draining` after --shutdown-delay (the listeners close).
+struct Shutdown {
+    stopping: watch::Sender<bool>,
+    draining: watch::Sender<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            stopping: watch::channel(false).0,
+            draining: watch::channel(false).0,
+        }
+    }
+}
+
+impl Shutdown {
+    fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Resolves once [`Shutdown::stop`] is called.
+    fn stopping(&self) -> impl Future<Output = ()> + use<> {
+        Self::once(self.stopping.subscribe())
+    }
+
+    /// Resolves once [`Shutdown::drain`] is called.
+    fn draining(&self) -> impl Future<Output = ()> + use<> {
+        Self::once(self.draining.subscribe())
+    }
+
+    async fn once(mut rx: watch::Receiver<bool>) {
+        let _ = rx.wait_for(|set| *set).await;
+    }
+}
+
+/// The serving certificate and what goes with it.
+struct Serving {
+    source: CertSource,
+    /// Records the expiry of each certificate served, whatever its source.
+    observer: CertObserver,
+    /// For a managed certificate: turns true once one is served.
+    ready: Option<watch::Receiver<bool>>,
+}
+
+/// The serving certificate: files, or a Secret this process manages (its manager started
+/// here, writing while `leading` says this replica holds the lease).
+fn serving_certificate(
+    args: &RunArgs,
+    client: &kube::Client,
+    settings: Option<crate::certs::CertSettings>,
+    metrics: &Metrics,
+    leading: watch::Receiver<bool>,
+) -> anyhow::Result<Serving> {
+    let observer = {
+        let metrics = metrics.clone();
+        CertObserver::new(move |leaf| {
+            if let Ok(info) = crate::certs::issue::read_der(leaf) {
+                metrics.serving_certificate(info.not_after);
+            }
+        })
+    };
+    let Some(settings) = settings else {
+        let (Some(cert_file), Some(key_file)) = (&args.tls_cert_file, &args.tls_key_file) else {
+            anyhow::bail!("--tls-cert-file and --tls-key-file, or --tls-secret, are needed");
+        };
+        let source = CertSource::Files {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        };
+        return Ok(Serving {
+            source,
+            observer,
+            ready: None,
+        });
+    };
+    let provided = Arc::new(ProvidedCert::with_observer(observer.clone()));
+    let (ready_tx, ready_rx) = watch::channel(false);
+    tokio::spawn(manage(
+        client.clone(),
+        settings,
+        Arc::clone(&provided),
+        leading,
+        ready_tx,
+    ));
+    Ok(Serving {
+        source: CertSource::Provided(provided),
+        observer,
+        ready: Some(ready_rx),
+    })
+}
+
+/// Ready once the serving certificate is there (`certificate`, when managed) and the
+/// controller has said whether a policy exists. A certificate manager that ended without
+/// serving never makes this ready.
 async fn track_readiness(
     mut state: watch::Receiver<PolicyState>,
     readiness: Readiness,
     metrics: Metrics,
+    certificate: Option<watch::Receiver<bool>>,
 ) {
+    if let Some(mut ready) = certificate
+        && ready.wait_for(|ready| *ready).await.is_err()
+    {
+        return;
+    }
     loop {
         let (ready, keys, patterns) = {
             let state = state.borrow_and_update();

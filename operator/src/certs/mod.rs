@@ -126,6 +126,22 @@ pub enum SettingsError {
     Validity,
 }
 
+/// The `caBundle` of each webhook of `config`, as text.
+fn published_bundles(config: &ValidatingWebhookConfiguration) -> Vec<String> {
+    config
+        .webhooks
+        .iter()
+        .flatten()
+        .map(|w| {
+            w.client_config
+                .ca_bundle
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// Why a pass stopped early; the next pass tries again.
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
@@ -228,60 +244,15 @@ impl Manager {
             if !lead {
                 return Ok(());
             }
-            let mut config = self
-                .configs
-                .get_opt(&self.settings.webhook_configuration)
-                .await
-                .map_err(|source| PassError::Api {
-                    what: format!(
-                        "reading ValidatingWebhookConfiguration {}",
-                        self.settings.webhook_configuration
-                    ),
-                    source,
-                })?
-                .filter(|c| c.webhooks.as_ref().is_some_and(|w| !w.is_empty()))
-                .ok_or_else(|| PassError::NoWebhook(self.settings.webhook_configuration.clone()))?;
+            let mut config = self.webhook_configuration().await?;
             let mut names = names_of(&config);
             names.extend(self.settings.extra_names.iter().cloned());
-            let published: Vec<String> = config
-                .webhooks
-                .iter()
-                .flatten()
-                .map(|w| {
-                    w.client_config
-                        .ca_bundle
-                        .as_ref()
-                        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                        .unwrap_or_default()
-                })
-                .collect();
+            let published = published_bundles(&config);
             let now = SystemTime::now();
             let step = plan(&stored, &published, &names, now, self.settings.lifetimes);
             let next = match step {
                 Step::Idle => return Ok(()),
-                Step::Publish => {
-                    let bundle = ByteString(stored.bundle_pem().into_bytes());
-                    for webhook in config.webhooks.iter_mut().flatten() {
-                        webhook.client_config.ca_bundle = Some(bundle.clone());
-                    }
-                    self.configs
-                        .replace(
-                            &self.settings.webhook_configuration,
-                            &PostParams::default(),
-                            &config,
-                        )
-                        .await
-                        .map_err(|source| PassError::Api {
-                            what: format!(
-                                "updating the caBundle of ValidatingWebhookConfiguration {}",
-                                self.settings.webhook_configuration
-                            ),
-                            source,
-                        })?;
-                    let cas = stored.bundle.len();
-                    tracing::info!(target: LOG_TARGET, webhook_configuration = %self.settings.webhook_configuration, cas, "Published the CA bundle");
-                    return Ok(());
-                }
+                Step::Publish => return self.publish(&mut config, &stored).await,
                 Step::Issue { immediate } => {
                     let (ca, pair) = self.issue(&names, now)?;
                     let names = names.iter().cloned().collect::<Vec<_>>().join(",");
@@ -298,6 +269,44 @@ impl Manager {
             };
             self.write(secret, &next).await?;
         }
+        Ok(())
+    }
+
+    /// The webhook configuration whose `caBundle` follows the certificate; an error when it
+    /// has no webhook.
+    async fn webhook_configuration(&self) -> Result<ValidatingWebhookConfiguration, PassError> {
+        let name = &self.settings.webhook_configuration;
+        self.configs
+            .get_opt(name)
+            .await
+            .map_err(|source| PassError::Api {
+                what: format!("reading ValidatingWebhookConfiguration {name}"),
+                source,
+            })?
+            .filter(|c| c.webhooks.as_ref().is_some_and(|w| !w.is_empty()))
+            .ok_or_else(|| PassError::NoWebhook(name.clone()))
+    }
+
+    /// Writes the stored CA bundle into every webhook of `config`.
+    async fn publish(
+        &self,
+        config: &mut ValidatingWebhookConfiguration,
+        stored: &Stored,
+    ) -> Result<(), PassError> {
+        let name = &self.settings.webhook_configuration;
+        let bundle = ByteString(stored.bundle_pem().into_bytes());
+        for webhook in config.webhooks.iter_mut().flatten() {
+            webhook.client_config.ca_bundle = Some(bundle.clone());
+        }
+        self.configs
+            .replace(name, &PostParams::default(), config)
+            .await
+            .map_err(|source| PassError::Api {
+                what: format!("updating the caBundle of ValidatingWebhookConfiguration {name}"),
+                source,
+            })?;
+        let cas = stored.bundle.len();
+        tracing::info!(target: LOG_TARGET, webhook_configuration = %name, cas, "Published the CA bundle");
         Ok(())
     }
 
