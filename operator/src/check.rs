@@ -15,7 +15,8 @@ use crate::cli::{CliError, Output, load_policy, read_file, write_reports};
 use crate::policy::PolicyState;
 use crate::verify::args::VerifierArgs;
 use crate::verify::{DockerConfig, Verifier};
-use crate::webhook::admit::{Admission, Settings};
+use crate::webhook::Webhook;
+use crate::webhook::admit::Settings;
 use crate::webhook::credentials::{CredentialSource, Owner, Sources};
 use crate::webhook::decision::Outcome;
 use crate::workload::images_of;
@@ -102,8 +103,11 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
         // Built in the runtime: the watch channel's receiver is only read by `judge`'s caller.
         let (_policy, rx) = watch::channel(PolicyState::Active(snapshot.clone()));
         let source = Arc::new(ConfigFile(credentials));
-        let admission = Admission::new(rx, verifier, source, settings);
-        admission.judge(&snapshot, Owner::none(), images).await
+        let webhook = Webhook::new(rx, verifier, source, settings);
+        webhook
+            .admission()
+            .judge(&snapshot, Owner::none(), images)
+            .await
     });
     let reports: Vec<Report> = subjects
         .into_iter()

@@ -24,7 +24,7 @@ use moka::future::Cache as MokaCache;
 use self::attempt::each_credential;
 pub use self::credentials::{Credential, CredentialError, DockerConfig};
 pub use self::findings::Findings;
-pub use self::layout::Layout;
+pub use self::layout::{Layout, Lookup};
 pub use self::registry::{
     ClientError, Observer, Registry, RegistryConfig, RegistryError, RegistryOutcome, Repository,
 };
@@ -399,10 +399,15 @@ impl Verifier {
     ) -> Result<Findings, RegistryError> {
         let check = each_credential(&key.repo, credentials, |credential| async move {
             let mut findings = Findings::NotSigned;
+            let lookup = Lookup {
+                registry: &self.registry,
+                repo: &key.repo,
+                digest: &key.digest,
+                keys,
+                credential,
+            };
             for layout in Layout::ALL {
-                let found = layout
-                    .check(&self.registry, &key.repo, &key.digest, keys, credential)
-                    .await?;
+                let found = layout.check(lookup).await?;
                 findings = findings.and(found);
                 if findings.is_verified() {
                     break;

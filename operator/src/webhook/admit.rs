@@ -38,12 +38,13 @@ pub struct Settings {
     pub allow_unmatched_images: bool,
 }
 
-/// Decides requests: one per process, shared by every review.
+/// Decides requests: one per process, shared by every review (made by
+/// [`super::Webhook::new`]).
 pub struct Admission {
-    policy: watch::Receiver<PolicyState>,
-    verifier: Verifier,
-    credentials: Arc<dyn CredentialSource>,
-    settings: Settings,
+    pub(super) policy: watch::Receiver<PolicyState>,
+    pub(super) verifier: Verifier,
+    pub(super) credentials: Arc<dyn CredentialSource>,
+    pub(super) settings: Settings,
 }
 
 /// An image read against a snapshot, before any registry is asked.
@@ -61,21 +62,6 @@ pub enum Classified<'a> {
 }
 
 impl Admission {
-    /// Decides with the policy published on `policy`.
-    pub fn new(
-        policy: watch::Receiver<PolicyState>,
-        verifier: Verifier,
-        credentials: Arc<dyn CredentialSource>,
-        settings: Settings,
-    ) -> Self {
-        Admission {
-            policy,
-            verifier,
-            credentials,
-            settings,
-        }
-    }
-
     /// The decision for a request: a policy sent for validation, a workload, or something
     /// this webhook does not decide.
     pub async fn decide(&self, request: &Request, body: &[u8]) -> Result<Decision, ReviewError> {

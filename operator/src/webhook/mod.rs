@@ -50,9 +50,18 @@ impl Webhook {
         credentials: Arc<dyn CredentialSource>,
         settings: Settings,
     ) -> Self {
-        Webhook {
-            admission: Admission::new(policy, verifier, credentials, settings),
-        }
+        let admission = Admission {
+            policy,
+            verifier,
+            credentials,
+            settings,
+        };
+        Webhook { admission }
+    }
+
+    /// What decides: for deciding images without a review (`image-policy check`).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// Answers one request body.

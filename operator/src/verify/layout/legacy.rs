@@ -13,10 +13,9 @@ use std::sync::Arc;
 use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
 
-use crate::policy::NamedKey;
-use crate::verify::credentials::Credential;
+use super::Lookup;
 use crate::verify::findings::Findings;
-use crate::verify::registry::{Registry, RegistryError, Repository};
+use crate::verify::registry::RegistryError;
 
 /// The media type of a cosign simple-signing layer.
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -51,13 +50,14 @@ pub fn signature_tag(digest: &str) -> Option<String> {
 }
 
 /// Reads and checks the signatures of `repo@digest` against `keys`.
-pub async fn check(
-    registry: &Registry,
-    repo: &Repository,
-    digest: &str,
-    keys: &[&NamedKey],
-    credential: Option<&Credential>,
-) -> Result<Findings, RegistryError> {
+pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
+    let Lookup {
+        registry,
+        repo,
+        digest,
+        keys,
+        credential,
+    } = lookup;
     let Some(tag) = signature_tag(digest) else {
         return Ok(Findings::NotSigned);
     };

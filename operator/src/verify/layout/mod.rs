@@ -12,6 +12,22 @@ use super::findings::Findings;
 use super::registry::{Registry, RegistryError, Repository};
 use crate::policy::NamedKey;
 
+/// What a layout is asked about: the signatures of `repo@digest`, checked with `keys`, read
+/// with `credential` (anonymous when `None`).
+#[derive(Clone, Copy)]
+pub struct Lookup<'a> {
+    /// The registry client.
+    pub registry: &'a Registry,
+    /// The image's repository.
+    pub repo: &'a Repository,
+    /// The image's digest.
+    pub digest: &'a str,
+    /// The keys of the image's matched entries.
+    pub keys: &'a [&'a NamedKey],
+    /// The credential to read with.
+    pub credential: Option<&'a Credential>,
+}
+
 /// A place where signatures of an image are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -23,17 +39,10 @@ impl Layout {
     /// Every layout, in the order they are asked.
     pub const ALL: [Layout; 1] = [Layout::LegacyTag];
 
-    /// Reads and checks the signatures of `repo@digest` stored in this layout.
-    pub async fn check(
-        self,
-        registry: &Registry,
-        repo: &Repository,
-        digest: &str,
-        keys: &[&NamedKey],
-        credential: Option<&Credential>,
-    ) -> Result<Findings, RegistryError> {
+    /// Reads and checks the signatures stored in this layout.
+    pub async fn check(self, lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         match self {
-            Layout::LegacyTag => legacy::check(registry, repo, digest, keys, credential).await,
+            Layout::LegacyTag => legacy::check(lookup).await,
         }
     }
 }
