@@ -14,7 +14,10 @@ use std::fmt;
 
 use memchr::memmem::Finder;
 
-use super::hosts::{DOCKER_HUB_HOSTS, OFFICIAL_NAMESPACE, is_docker_hub};
+use super::hosts::{
+    DOCKER_HUB, DOCKER_HUB_HOSTS, OFFICIAL_NAMESPACE, PlainHttp, canonical_host,
+    canonical_pattern_host, has_port, is_docker_hub,
+};
 use super::reference::{Reference, ReferenceError};
 
 /// A compiled `namePattern`.
@@ -65,9 +68,15 @@ impl NamePattern {
             Some(t) => Some(Glob::new(t)),
             None => None,
         };
+        // The registry host is compared as images are spelled (see `hosts`): lowercase, and a
+        // literal port without leading zeros or the default `:443`.
+        let name = match name.split_once('/') {
+            Some((first, rest)) => format!("{}/{rest}", canonical_pattern_host(first)),
+            None => name.to_ascii_lowercase(),
+        };
         Ok(NamePattern {
             text: text.to_owned(),
-            name: Glob::new(&name.to_ascii_lowercase()),
+            name: Glob::new(&name),
             tag,
             digest,
         })
@@ -117,7 +126,13 @@ impl fmt::Display for NamePattern {
 pub struct ImageName {
     written: String,
     reference: Reference,
-    /// Lowercase-host names (`domain/path`, or a bare path for Docker Hub), no tag or digest.
+    /// The registry, written one way ([`canonical_host`]); `docker.io` for Docker Hub.
+    registry: String,
+    /// The repository path; `library/<name>` for an official Docker Hub image.
+    repository: String,
+    /// Every name of the repository (`registry/path` under each spelling of the registry, and
+    /// the bare paths of Docker Hub), no tag or digest. The same for every spelling of the
+    /// image, so that each one matches the same patterns.
     names: Vec<String>,
     /// The tag, with `latest` when neither tag nor digest is written.
     tag: Option<String>,
@@ -125,21 +140,37 @@ pub struct ImageName {
 }
 
 impl ImageName {
-    /// Parses an image string from a pod spec.
+    /// Parses an image string from a pod spec, for registries all reached over HTTPS.
     pub fn parse(written: &str) -> Result<Self, ReferenceError> {
+        Self::parse_with(written, &PlainHttp::default())
+    }
+
+    /// Parses an image string from a pod spec; the registries in `plain` are reached over
+    /// plain HTTP, which decides their default port.
+    pub fn parse_with(written: &str, plain: &PlainHttp) -> Result<Self, ReferenceError> {
         let reference = Reference::parse_image(written)?;
-        let domain = reference.domain().to_ascii_lowercase();
+        let host = canonical_host(reference.domain(), plain);
         let path = reference.path();
         // Parsing folds only the exact lowercase `index.docker.io`; a host is a host in any
         // case and under any of its names, so fold the rest here.
-        let names = if is_docker_hub(&domain) {
-            if path.contains('/') {
-                docker_hub_spellings(path)
+        let (registry, repository, names) = if is_docker_hub(&host) {
+            let repository = if path.contains('/') {
+                path.to_owned()
             } else {
-                docker_hub_spellings(&format!("{OFFICIAL_NAMESPACE}{path}"))
-            }
+                format!("{OFFICIAL_NAMESPACE}{path}")
+            };
+            let names = docker_hub_spellings(&repository);
+            (DOCKER_HUB.to_owned(), repository, names)
         } else {
-            vec![format!("{domain}/{path}")]
+            let mut names = vec![format!("{host}/{path}")];
+            // The same server under the other spelling a pattern may write: a plain-HTTP
+            // registry's default port, or port 443 left out (as patterns are written).
+            if let Some(bare) = host.strip_suffix(":443") {
+                names.push(format!("{bare}/{path}"));
+            } else if !has_port(&host) && plain.contains(&host) {
+                names.push(format!("{host}:80/{path}"));
+            }
+            (host, path.to_owned(), names)
         };
         let tag = match (reference.tag(), reference.digest()) {
             (Some(tag), _) => Some(tag.to_owned()),
@@ -150,6 +181,8 @@ impl ImageName {
         Ok(ImageName {
             written: written.to_owned(),
             reference,
+            registry,
+            repository,
             names,
             tag,
             digest,
@@ -166,9 +199,20 @@ impl ImageName {
         &self.reference
     }
 
-    /// The fully qualified form: `docker.io/library/busybox:latest`.
+    /// The registry, written one way: what verification reaches, caches by and looks up
+    /// credentials for. `docker.io` for every name of Docker Hub.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The repository path in [`ImageName::registry`]: `library/busybox`.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The fully qualified form, written one way: `docker.io/library/busybox:latest`.
     pub fn canonical(&self) -> String {
-        let mut out = self.reference.name().to_string();
+        let mut out = format!("{}/{}", self.registry, self.repository);
         if let Some(tag) = &self.tag {
             out.push(':');
             out.push_str(tag);

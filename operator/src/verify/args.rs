@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{RegistryConfig, VerifyConfig};
 use crate::duration::parse_duration;
+use crate::policy::hosts::PlainHttp;
 
 /// Why the verifier's settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +64,7 @@ impl VerifierArgs {
             })?;
             registry.extra_roots_pem.push(pem);
         }
-        registry.insecure_registries = self
-            .insecure_registries
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
+        registry.insecure_registries = PlainHttp::new(&self.insecure_registries);
         Ok(VerifyConfig {
             registry,
             budget: self.verify_timeout,

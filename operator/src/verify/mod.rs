@@ -350,7 +350,7 @@ impl Verifier {
         deadline: tokio::time::Instant,
     ) -> Result<Option<(Repository, String)>, Failure> {
         let reference = image.reference();
-        let repo = Repository::of(reference.domain(), reference.path());
+        let repo = Repository::of(image.registry(), image.repository());
         if let Some(digest) = reference.digest() {
             return Ok(Some((repo, digest.to_owned())));
         }

@@ -7,7 +7,6 @@
 //! memory. Here every body is read against a limit, every answer is classified (absent,
 //! refused, unreachable, lying), and credentials are per request.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ mod auth;
 
 use super::credentials::Credential;
 use super::{Cache as CacheKind, FailureKind};
-use crate::policy::hosts::api_host;
+use crate::policy::hosts::{PlainHttp, api_host};
 
 /// Manifest media types accepted when resolving a tag: an index is what `cosign sign` signs
 /// for a multi-arch image, so it must come back as itself, not as a platform's manifest.
@@ -35,7 +34,7 @@ pub struct RegistryConfig {
     /// PEM CA certificates trusted in addition to the system roots.
     pub extra_roots_pem: Vec<Vec<u8>>,
     /// Registries (`host` or `host:port`) reached over plain HTTP, by explicit opt-in.
-    pub insecure_registries: HashSet<String>,
+    pub insecure_registries: PlainHttp,
     /// The bound on one HTTP exchange, connection included.
     pub request_timeout: Duration,
     /// The largest manifest read (distribution refuses manifests over 4 MiB).
@@ -48,7 +47,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             extra_roots_pem: Vec::new(),
-            insecure_registries: HashSet::new(),
+            insecure_registries: PlainHttp::default(),
             request_timeout: Duration::from_secs(5),
             max_manifest_bytes: 4 << 20,
             max_payload_bytes: 1 << 20,
@@ -265,6 +264,11 @@ impl Registry {
             config: Arc::new(config),
             authorizations,
         })
+    }
+
+    /// The registries reached over plain HTTP.
+    pub fn plain_http(&self) -> &PlainHttp {
+        &self.config.insecure_registries
     }
 
     /// Reports to `observer` from now on.

@@ -19,6 +19,7 @@ use super::credentials::{CredentialSource, Owner, Sources};
 use super::decision::{Decision, Outcome, Reason};
 use super::review::{Request, ReviewError};
 use super::words;
+use crate::policy::hosts::PlainHttp;
 use crate::policy::{Entry, ImageName, NamedKey, PolicyState, Snapshot};
 use crate::verify::{FailureKind, Verdict, Verifier};
 
@@ -109,9 +110,10 @@ impl Admission {
         images: Vec<String>,
     ) -> Vec<(String, Outcome)> {
         let allow_unmatched = self.settings.allow_unmatched_images;
+        let plain = self.verifier.registry().plain_http();
         let classified: Vec<_> = images
             .iter()
-            .map(|written| classify(snapshot, written, allow_unmatched))
+            .map(|written| classify(snapshot, written, plain, allow_unmatched))
             .collect();
         let sources = self.sources(owner, &classified).await;
         // At most VERIFY_CONCURRENCY images at once, in order: a body can list thousands.
@@ -182,9 +184,10 @@ impl Admission {
 pub fn classify<'a>(
     snapshot: &'a Snapshot,
     written: &str,
+    plain: &PlainHttp,
     allow_unmatched: bool,
 ) -> Classified<'a> {
-    let image = match ImageName::parse(written) {
+    let image = match ImageName::parse_with(written, plain) {
         Ok(image) => image,
         Err(e) => {
             return Classified::Decided(Outcome::Denied {

@@ -107,14 +107,13 @@ impl Sources {
             .map(|(id, config)| (id, config))
             .chain(refs)
             .chain(self.fallback.iter().map(|(id, config)| (id, config)));
-        let reference = image.reference();
         let mut seen = HashSet::new();
         let mut out: Vec<Credential> = Vec::new();
         for (id, config) in ordered {
             if !seen.insert(id) {
                 continue;
             }
-            for credential in config.lookup(reference.domain(), reference.path()) {
+            for credential in config.lookup(image.registry(), image.repository()) {
                 if !out.contains(credential) {
                     out.push(credential.clone());
                 }

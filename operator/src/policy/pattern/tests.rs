@@ -260,9 +260,15 @@ fn ports_are_not_tags() {
         "registry.example.org:443/p/*",
         "registry.example.org:443/p/app:v1"
     ));
-    assert!(!matches(
+    // The default HTTPS port written out is the same registry (it was not, and an image
+    // written with `:443` escaped a pattern written without it).
+    assert!(matches(
         "registry.example.org:443/p/*",
         "registry.example.org/p/app:v1"
+    ));
+    assert!(matches(
+        "registry.example.org/p/*",
+        "registry.example.org:0443/p/app:v1"
     ));
     assert!(matches("localhost:5000/x:5000", "localhost:5000/x:5000"));
     assert!(!matches("localhost:5000/x:5000", "localhost:5000/x:5001"));
@@ -398,4 +404,173 @@ fn canonical_and_spellings() {
             "app@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
         )
     );
+}
+
+mod spellings {
+    use proptest::prelude::*;
+
+    use crate::policy::Snapshot;
+    use crate::policy::hosts::PlainHttp;
+    use crate::policy::pattern::{ImageName, NamePattern};
+
+    /// A registry, and the ways of writing it that reach the same server.
+    fn registry() -> impl Strategy<Value = (String, Vec<String>)> {
+        prop_oneof![
+            Just((
+                "docker.io".to_owned(),
+                [
+                    "docker.io",
+                    "Docker.IO",
+                    "docker.io:443",
+                    "index.docker.io",
+                    "index.docker.io:0443",
+                    "registry-1.docker.io",
+                    "registry-1.docker.io:443",
+                    "registry.hub.docker.com",
+                    "Registry.Hub.Docker.com:443",
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            )),
+            ("[a-z]{1,6}\\.(example\\.org|io)").prop_map(|host| {
+                let spellings = vec![
+                    host.clone(),
+                    host.to_uppercase(),
+                    format!("{host}:443"),
+                    format!("{host}:0443"),
+                    format!("{}:00443", host.to_uppercase()),
+                ];
+                (host, spellings)
+            }),
+            (1u16..65535)
+                .prop_filter("not the default", |p| *p != 443)
+                .prop_map(|port| {
+                    let host = format!("127.0.0.1:{port}");
+                    let spellings = vec![
+                        host.clone(),
+                        format!("127.0.0.1:0{port}"),
+                        format!("127.0.0.1:000{port}"),
+                    ];
+                    (host, spellings)
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+
+        /// Every spelling of an image matches the same entries and has the same registry,
+        /// repository, tag and digest, which make up every cache key.
+        #[test]
+        fn every_spelling_matches_the_same_entries_with_the_same_keys(
+            (canonical, spellings) in registry(),
+            path in "[a-z]{1,6}(/[a-z0-9]{1,6}){0,2}",
+            version in prop_oneof![
+                Just(String::new()),
+                "[a-z0-9]{1,5}".prop_map(|t| format!(":{t}")),
+                Just(format!("@sha256:{}", "a".repeat(64))),
+            ],
+            star in 0usize..4,
+        ) {
+            let hub = canonical == "docker.io";
+            let official = hub && !path.contains('/');
+            // The paths that name the same repository: an official image with and without
+            // `library/`.
+            let mut paths = vec![path.clone()];
+            if official {
+                paths.push(format!("library/{path}"));
+            }
+            let first = path.split('/').next().unwrap_or("x").to_owned();
+            let patterns = [
+                format!("{canonical}/*"),
+                format!("{canonical}:443/*"),
+                format!("{canonical}/{path}"),
+                format!("{canonical}:0443/{first}*"),
+                format!("*/{path}"),
+                "*".to_owned(),
+                format!("{path}:*"),
+                "library/*".to_owned(),
+                "*.example.org/*".to_owned(),
+                "*.example.org:443/*".to_owned(),
+                "127.0.0.1:*/*".to_owned(),
+                format!("registry-1.docker.io/{}*", &path[..path.len().min(star + 1)]),
+                "index.docker.io:443/library/*".to_owned(),
+            ];
+            let images: Vec<serde_json::Value> = patterns
+                .iter()
+                .enumerate()
+                .map(|(i, p)| serde_json::json!({"namePattern": p, "keys": [{"name": format!("k{i}")}]}))
+                .collect();
+            let keys: Vec<serde_json::Value> = (0..patterns.len())
+                .map(|i| serde_json::json!({"name": format!("k{i}"), "publicKey": include_str!("../../../tests/data/keys/p256.pub")}))
+                .collect();
+            let spec = serde_json::from_value(serde_json::json!({"verification": {"keys": keys, "images": images}}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let snapshot = Snapshot::compile_spec(&spec).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let plain = PlainHttp::default();
+            let mut seen: Option<(Vec<usize>, String, String, String)> = None;
+            for host in &spellings {
+                for p in &paths {
+                    let written = format!("{host}/{p}{version}");
+                    let image = ImageName::parse_with(&written, &plain)
+                        .map_err(|e| TestCaseError::fail(format!("{written}: {e}")))?;
+                    let matched: Vec<usize> = snapshot.matching(&image).iter().map(|e| e.index).collect();
+                    // A pattern that writes the registry any of its ways matches it.
+                    for pattern_host in &spellings {
+                        let pattern = NamePattern::parse(&format!("{pattern_host}/*"))
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert!(pattern.matches(&image), "{}/* must match {}", pattern_host, written);
+                    }
+                    let keys = (
+                        matched,
+                        image.registry().to_owned(),
+                        image.repository().to_owned(),
+                        image.canonical(),
+                    );
+                    match &seen {
+                        None => seen = Some(keys),
+                        Some(first) => prop_assert_eq!(first, &keys, "{} differs", written),
+                    }
+                }
+            }
+            // Something of the policy matches every spelling: `*` at least.
+            prop_assert!(seen.is_some_and(|(matched, ..)| matched.contains(&5)));
+        }
+    }
+
+    #[test]
+    fn the_spellings_of_the_issue_are_one_registry() {
+        let plain = PlainHttp::default();
+        let same = |a: &str, b: &str| {
+            let (a, b) = (
+                ImageName::parse_with(a, &plain).expect(a),
+                ImageName::parse_with(b, &plain).expect(b),
+            );
+            assert_eq!(
+                (a.registry(), a.repository(), a.canonical()),
+                (b.registry(), b.repository(), b.canonical())
+            );
+        };
+        same(
+            "127.0.0.1:025000/app/unsigned:v1",
+            "127.0.0.1:25000/app/unsigned:v1",
+        );
+        same("registry.example.org:443/x:1", "registry.example.org/x:1");
+        same("docker.io:443/library/busybox", "busybox");
+        same("registry-1.docker.io:443/library/busybox", "busybox");
+        same("registry.hub.docker.com/library/busybox", "busybox");
+        let image = ImageName::parse_with("registry.hub.docker.com/library/busybox", &plain)
+            .expect("image");
+        assert_eq!(image.canonical(), "docker.io/library/busybox:latest");
+        // A registry opted into plain HTTP has port 80 as its default instead.
+        let plain = PlainHttp::new(["reg.local"]);
+        let at_80 = ImageName::parse_with("reg.local:80/app:v1", &plain).expect("image");
+        assert_eq!(at_80.registry(), "reg.local");
+        let at_443 = ImageName::parse_with("reg.local:443/app:v1", &plain).expect("image");
+        assert_eq!(
+            at_443.registry(),
+            "reg.local:443",
+            "HTTPS on 443 is another server"
+        );
+    }
 }

@@ -28,11 +28,7 @@ impl Registry {
                 let realm_url = reqwest::Url::parse(&realm)
                     .map_err(|_| bad(repo, "a token realm that is not a URL"))?;
                 let realm_host = realm_url.host_str().unwrap_or_default();
-                let plain_ok = self
-                    .config
-                    .insecure_registries
-                    .iter()
-                    .any(|h| h.split(':').next() == Some(realm_host));
+                let plain_ok = self.config.insecure_registries.has_name(realm_host);
                 if realm_url.scheme() != "https" && !plain_ok {
                     return Err(bad(repo, "a token realm over plain HTTP"));
                 }
