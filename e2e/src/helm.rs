@@ -32,6 +32,9 @@ pub const CHART_NS: &str = "image-policy-system";
 pub const MANAGER: &str = "image-policy-controller-manager";
 /// The chart's ValidatingWebhookConfiguration (docs/contract.md §5).
 pub const CONFIG: &str = "image-policy-validating-webhook-configuration";
+/// What lets the chart install on a cluster before 1.21, whose namespace label is not
+/// protected.
+pub const ACCEPT_SPOOFABLE_SELECTOR: &str = "webhook.acceptSpoofableNamespaceSelector=true";
 /// The CRD, which the chart installs from `crds/`.
 pub const CRD: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com";
 
@@ -92,7 +95,18 @@ impl Helm {
     }
 
     /// `install` or `upgrade` of the release with the values file and `--set` expressions.
+    ///
+    /// The suite's API server is 1.20, on which the chart installs only with
+    /// `webhook.acceptSpoofableNamespaceSelector=true`: it is set here.
     pub fn deploy(&self, verb: &str, values: &Path, sets: &[&str]) -> String {
+        let mut sets = sets.to_vec();
+        sets.push(ACCEPT_SPOOFABLE_SELECTOR);
+        self.deploy_as_given(verb, values, &sets)
+            .expect_ok(&format!("helm.py {verb}"))
+    }
+
+    /// `install` or `upgrade` exactly as given, whatever it answers.
+    pub fn deploy_as_given(&self, verb: &str, values: &Path, sets: &[&str]) -> Run {
         let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
         let mut args = vec![
             verb,
@@ -108,7 +122,7 @@ impl Helm {
         for set in sets {
             args.extend(["--set", set]);
         }
-        self.run(&args).expect_ok(&format!("helm.py {verb}"))
+        self.run(&args)
     }
 
     /// `uninstall --wait` of the release.

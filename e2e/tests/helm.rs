@@ -113,6 +113,19 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
         format!("webhook:\n  url: {url}\n  caBundle: {bundle}\n"),
     )
     .expect("values");
+    // The 1.20 API server does not protect the namespace label the exclusions rely on: the
+    // chart says so and installs nothing, unless that risk is accepted.
+    let refused = helm.deploy_as_given("install", &values, &[]);
+    assert!(!refused.ok, "{}", said(&refused));
+    assert!(
+        refused.stderr.contains("Kubernetes v1.20")
+            && refused
+                .stderr
+                .contains("webhook.acceptSpoofableNamespaceSelector=true"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!kubectl(&["get", "validatingwebhookconfiguration", CONFIG], None).ok);
     let out = helm.deploy("install", &values, &[]);
     eprintln!("[helm e2e] {}", out.trim());
     assert!(out.contains("revision 1"), "{out}");

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import helm_python as helm
 
+import helm as helm_cli  # hack/helm/helm.py, beside this file
+
 ROOT = Path(__file__).resolve().parents[2]
 # CHART_DIR: another copy of the chart (to see that a broken one fails these checks).
 CHART = Path(os.environ.get("CHART_DIR") or ROOT / "charts" / "image-policy-webhook")
@@ -137,11 +139,12 @@ def parse_stream(text: str) -> list[dict[str, Any]]:
     return objects
 
 
-def render(vals: dict[str, Any], namespace: str = "default") -> Rendered:
-    """Offline render, after the schema check `helm install` does."""
+def render(vals: dict[str, Any], namespace: str = "default", kube_version: str | None = None) -> Rendered:
+    """Offline render, after the schema check `helm install` does; for `kube_version`, or the
+    SDK's default version (a current one) when None."""
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(vals)
-        manifests = chart.render(vals, name="image-policy", namespace=namespace, is_install=True)
+        manifests = helm_cli.render_chart(chart, vals, "image-policy", namespace, kube_version)
     objects = []
     for path, text in sorted(manifests.items()):
         if not path.endswith("NOTES.txt"):
@@ -628,8 +631,51 @@ def check_refusals() -> None:
     check("install into deploymentNamespace needs createNamespace=false", own_namespace)
 
 
+def check_kube_versions() -> None:
+    """Excluded namespaces by what cannot be spoofed: matchConditions on request.namespace from
+    1.28 on, the protected label from 1.21 on, and no install before 1.21 unless the risk is
+    accepted."""
+    extra = values("webhook.excludedNamespaces={cert-manager}")
+    expected = "!(request.namespace in ['kube-system', 'image-policy-system', 'cert-manager'])"
+
+    def current() -> None:
+        hook = render(extra).webhook()
+        conditions = hook.get("matchConditions")
+        expect_eq(conditions, [{"name": "not-an-excluded-namespace", "expression": expected}], "matchConditions")
+        assert hook["namespaceSelector"]["matchExpressions"], "the selector stays"
+
+    def at(version: str) -> None:
+        hook = render(extra, kube_version=version).webhook()
+        expect_eq(hook.get("matchConditions"), None, f"matchConditions on {version}")
+        values_ = hook["namespaceSelector"]["matchExpressions"][0]["values"]
+        expect_eq(values_, ["kube-system", "image-policy-system", "cert-manager"], "selector values")
+
+    def refused_before_1_21() -> None:
+        try:
+            render({}, kube_version="v1.20.2")
+        except helm.HelmError as error:
+            message = str(error)
+            for words in ("Kubernetes v1.20.2 neither sets nor protects", "label it kube-system",
+                          "webhook.acceptSpoofableNamespaceSelector=true"):
+                assert words in message, f"{words!r} not in {message!r}"
+        else:
+            raise AssertionError("rendered for 1.20 without the acknowledgement")
+        accepted = render(values("webhook.acceptSpoofableNamespaceSelector=true"), kube_version="v1.20.2")
+        expect_eq(accepted.webhook().get("matchConditions"), None, "matchConditions on 1.20")
+
+    check("Kubernetes 1.28 and later: matchConditions on request.namespace, and the selector", current)
+    for version in ("v1.28.0", "v1.35.1"):
+        check(f"Kubernetes {version}: matchConditions", lambda v=version: expect_eq(
+            render({}, kube_version=v).webhook()["matchConditions"][0]["name"],
+            "not-an-excluded-namespace", "condition"))
+    check("Kubernetes 1.21 to 1.27: the protected label only", lambda: at("v1.27.9"))
+    check("Kubernetes 1.21: the protected label only", lambda: at("v1.21.0"))
+    check("Kubernetes before 1.21: refused unless webhook.acceptSpoofableNamespaceSelector", refused_before_1_21)
+
+
 def main() -> int:
     check_lint()
+    check_kube_versions()
     check_defaults()
     check_everything()
     check_refusals()

@@ -3,8 +3,8 @@
 its C ABI): no helm binary is needed. Run it with the venv's python
 (hack/helm/test-chart.sh creates it under ${IMAGE_POLICY_CACHE:-/var/cache/image-policy}).
 
-  helm.py lint CHART [-f VALUES]... [--set K=V]...
-  helm.py render CHART [-f VALUES]... [--set K=V]... [-n NS] [--release NAME]
+  helm.py lint CHART [-f VALUES]... [--set K=V]... [--kube-version V]
+  helm.py render CHART [-f VALUES]... [--set K=V]... [-n NS] [--release NAME] [--kube-version V]
   helm.py install RELEASE CHART -n NS --kubeconfig FILE [-f VALUES]... [--set K=V]... [--wait] [--timeout S]
   helm.py upgrade RELEASE CHART -n NS --kubeconfig FILE [-f VALUES]... [--set K=V]... [--wait] [--timeout S]
   helm.py uninstall RELEASE -n NS --kubeconfig FILE [--wait] [--timeout S]
@@ -15,12 +15,15 @@ As with helm, `upgrade` given no values at all reuses the previous release's val
 Values compose as with helm: the -f files in order, then the --set expressions in order.
 `render` prints the manifests as one YAML stream in a stable order (template path), and
 validates the values against values.schema.json first, as `helm install` does; `lint` prints
-its findings and fails on errors. Errors go to stderr with exit status 1.
+its findings and fails on errors. `--kube-version` is the Kubernetes version the templates see
+as .Capabilities.KubeVersion (as with `helm template --kube-version`); without it, the SDK's
+default. Errors go to stderr with exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,8 +63,33 @@ def render_stream(manifests: dict[str, str]) -> str:
     return "".join(documents)
 
 
+def render_chart(
+    chart: helm.Chart,
+    values: dict[str, Any],
+    name: str,
+    namespace: str,
+    kube_version: str | None = None,
+) -> dict[str, str]:
+    """The templates rendered offline, as for an install; `kube_version` is what they see as
+    .Capabilities.KubeVersion. helm-python-sdk's Chart.render takes no kube version, but the
+    native call it makes does (the `kube_version` render option of its C ABI)."""
+    if kube_version is None:
+        return chart.render(values, name=name, namespace=namespace, is_install=True)
+    from helm_python import _native
+
+    options = {"name": name, "namespace": namespace, "is_install": True, "kube_version": kube_version}
+    rendered = _native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(options))
+    return json.loads(rendered)
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
-    report = helm.lint(args.chart, user_values(args), strict=args.strict, namespace=args.namespace)
+    report = helm.lint(
+        args.chart,
+        user_values(args),
+        strict=args.strict,
+        namespace=args.namespace,
+        kube_version=args.kube_version,
+    )
     for message in report.get("messages") or []:
         severity = SEVERITY.get(message.get("severity"), "?")
         print(f"[{severity}] {message.get('path')}: {message.get('error')}")
@@ -78,9 +106,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     values = user_values(args)
     with helm.Chart.load(args.chart) as chart:
         chart.validate_schema(values)
-        manifests = chart.render(
-            values, name=args.release, namespace=args.namespace, is_install=True
-        )
+        manifests = render_chart(chart, values, args.release, args.namespace, args.kube_version)
     sys.stdout.write(render_stream(manifests))
     return 0
 
@@ -156,6 +182,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true", help="wait until the objects are ready")
 
     p = sub.add_parser("lint", help="lint a chart")
+    p.add_argument("--kube-version", metavar="V", help="the Kubernetes version to lint for")
     p.add_argument("chart")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--strict", action="store_true", help="warnings fail too")
@@ -163,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_lint)
 
     p = sub.add_parser("render", help="render a chart to YAML on stdout (offline)")
+    p.add_argument("--kube-version", metavar="V", help="the Kubernetes version to render for")
     p.add_argument("chart")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--release", default="image-policy", help="release name")

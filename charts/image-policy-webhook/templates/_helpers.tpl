@@ -69,3 +69,15 @@ cluster with a certificate the chart knows nothing of), "certManager", "helm" or
 {{- fail (printf "quota.podNumber (%d) must be at least replicas + 1 (%d), or a rolling update cannot start its new Pod" (int .Values.quota.podNumber) (add1 (int .Values.replicas))) -}}
 {{- end -}}
 {{- end }}
+
+{{/*
+A list of strings as CEL string literals, comma-separated: "a", "b". Namespace names hold
+no quote or backslash (the schema checks them), so quoting them is enough.
+*/}}
+{{- define "image-policy.celStrings" -}}
+{{- $quoted := list -}}
+{{- range . -}}
+{{- $quoted = append $quoted (printf "'%s'" .) -}}
+{{- end -}}
+{{- join ", " $quoted -}}
+{{- end -}}
