@@ -10,16 +10,14 @@
     clippy::panic
 )]
 
-use image_policy_testsupport as support;
-
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
     WEBHOOK_NAME, namespace, pem_of, policy_yaml, register_webhook, said, start_operator,
 };
 use image_policy_e2e::{eventually, kubectl};
-use support::cosign::Pusher;
-use support::registry::{Registry, RegistryOptions};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_transcripts_and_the_policy_lifecycle() {

@@ -14,8 +14,6 @@
     clippy::panic
 )]
 
-use image_policy_testsupport as support;
-
 use std::collections::BTreeSet;
 use std::net::TcpStream;
 use std::path::Path;
@@ -30,11 +28,11 @@ use image_policy_e2e::helm::{
     CHART_NS, CONFIG, Cleanup, Helm, can_i, clean_slate, get_json, service_account_kubeconfig,
 };
 use image_policy_e2e::{eventually, kubectl};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use support::cosign::Pusher;
-use support::registry::{Registry, RegistryOptions};
 
 const TEST_NS: &str = "certs-e2e";
 const TLS_SECRET: &str = "image-policy-webhook-tls";

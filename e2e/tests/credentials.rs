@@ -10,17 +10,15 @@
     clippy::panic
 )]
 
-use image_policy_testsupport as support;
-
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
     WEBHOOK_NAME, namespace, pem_of, register_webhook, said, start_operator,
 };
 use image_policy_e2e::{eventually, kubectl};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use sigstore::crypto::SigningScheme;
-use support::cosign::Pusher;
-use support::registry::{Registry, RegistryOptions};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "right-password";

@@ -12,8 +12,6 @@
     clippy::panic
 )]
 
-use image_policy_testsupport as support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,9 +24,9 @@ use image_policy_e2e::helm::{
     get_json, get_json_managed, release_values, service_account_kubeconfig,
 };
 use image_policy_e2e::{eventually, kubectl};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::Value;
-use support::cosign::Pusher;
-use support::registry::{Registry, RegistryOptions};
 
 /// Where this test's workloads go.
 const TEST_NS: &str = "helm-e2e";

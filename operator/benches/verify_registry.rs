@@ -19,15 +19,13 @@
     clippy::indexing_slicing
 )]
 
-use image_policy_testsupport as support;
-
 use std::time::{Duration, Instant};
 
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
 use image_policy::verify::{RegistryConfig, Repository, Verdict, Verifier, VerifyConfig};
+use image_policy_testsupport::cosign::{Pusher, public_key_pem};
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use sigstore::crypto::SigningScheme;
-use support::cosign::{Pusher, public_key_pem};
-use support::registry::{Registry, RegistryOptions};
 
 const ROUNDS: usize = 200;
 

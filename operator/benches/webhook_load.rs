@@ -28,8 +28,6 @@
     clippy::indexing_slicing
 )]
 
-use image_policy_testsupport as support;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -47,9 +45,9 @@ use image_policy::webhook::credentials::Anonymous;
 use image_policy::webhook::http::{ADMISSION_PATH, Routes};
 use image_policy::webhook::review::Request as Review;
 use image_policy_crd::ClusterImagePolicy;
+use image_policy_testsupport::cosign::{Pusher, public_key_pem};
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use sigstore::crypto::SigningScheme;
-use support::cosign::{Pusher, public_key_pem};
-use support::registry::{Registry, RegistryOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -259,7 +257,7 @@ async fn run() {
     let body_file = dir.path().join("review.json");
     std::fs::write(&body_file, &body).expect("body file");
 
-    let (cert, key) = support::tls::self_signed(dir.path());
+    let (cert, key) = image_policy_testsupport::tls::self_signed(dir.path());
     let server_config = ServerConfig::new(&cert, &key);
     let routes = Arc::new(Routes::new(webhook, Metrics::new()));
     // The HTTP handler: the review, its metrics and its log line. The bench runs without a

@@ -1,8 +1,6 @@
 //! Proves the registry harness in `support/`: a real registry over TLS, images, indexes and
 //! cosign signatures pushed to it, and every request visible in its access log.
 
-use image_policy_testsupport as support;
-
 use std::net::TcpStream;
 
 use base64::Engine as _;
@@ -11,10 +9,10 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, WWW_AUTHENTICATE};
 use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
 
-use support::cosign::{
+use image_policy_testsupport::cosign::{
     self, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Pusher, SIGNATURE_ANNOTATION, SIMPLE_SIGNING,
 };
-use support::registry::{LoggedRequest, Registry, RegistryOptions};
+use image_policy_testsupport::registry::{LoggedRequest, Registry, RegistryOptions};
 
 fn logged(method: &str, path: &str, status: u16) -> LoggedRequest {
     LoggedRequest {

@@ -11,8 +11,6 @@
     clippy::panic
 )]
 
-use image_policy_testsupport as support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +18,11 @@ use base64::Engine as _;
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
 use image_policy::verify::{Credential, Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
 use image_policy::webhook::words::explanation;
+use image_policy_testsupport::cosign::{
+    Pusher, public_key_pem, real_signatures, simple_signing_payload,
+};
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use sigstore::crypto::{SigStoreSigner, SigningScheme};
-use support::cosign::{Pusher, public_key_pem, real_signatures, simple_signing_payload};
-use support::registry::{Registry, RegistryOptions};
 
 fn signer(scheme: SigningScheme) -> (SigStoreSigner, NamedKey) {
     let signer = scheme.create_signer().expect("signer");

@@ -9,8 +9,6 @@
     clippy::panic
 )]
 
-use image_policy_testsupport as support;
-
 use std::sync::Arc;
 
 use image_policy::policy::PolicyState;
@@ -23,10 +21,10 @@ use image_policy::webhook::admit::Settings;
 use image_policy::webhook::credentials::Anonymous;
 use image_policy::webhook::http::Routes;
 use image_policy_crd::ClusterImagePolicy;
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::{Value, json};
 use sigstore::crypto::SigningScheme;
-use support::cosign::Pusher;
-use support::registry::{Registry, RegistryOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -39,7 +37,7 @@ struct Harness {
 impl Harness {
     async fn start(registry: &Registry, policy: PolicyState, allow_unmatched_images: bool) -> Self {
         let dir = tempfile::tempdir().expect("dir");
-        let (cert, key) = support::tls::self_signed(dir.path());
+        let (cert, key) = image_policy_testsupport::tls::self_signed(dir.path());
         // The receiver keeps the last value when the sender is gone: no controller here.
         let (_, rx) = watch::channel(policy);
         let config = VerifyConfig {

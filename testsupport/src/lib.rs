@@ -13,4 +13,5 @@
 
 pub mod cosign;
 pub mod registry;
+pub mod stub;
 pub mod tls;

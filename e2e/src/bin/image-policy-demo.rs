@@ -12,14 +12,12 @@
     clippy::indexing_slicing
 )]
 
-use image_policy_testsupport as support;
-
 use std::path::PathBuf;
 
 use image_policy_e2e::cluster::{namespace, pem_of, policy_yaml, register_webhook, start_operator};
 use image_policy_e2e::kubectl;
-use support::cosign::Pusher;
-use support::registry::{Registry, RegistryOptions};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
 
 #[tokio::main]
 async fn main() {

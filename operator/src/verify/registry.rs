@@ -266,6 +266,11 @@ impl Registry {
         })
     }
 
+    /// The largest signature payload read.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.config.max_payload_bytes
+    }
+
     /// The registries reached over plain HTTP.
     pub fn plain_http(&self) -> &PlainHttp {
         &self.config.insecure_registries

@@ -8,14 +8,17 @@
 //! payload type sits behind its `cosign` feature, which brings Fulcio, Rekor and OAuth clients
 //! (some 360 crates) that key-based verification never uses.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use oci_client::manifest::OciImageManifest;
+use bytes::Bytes;
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use serde::Deserialize;
 
 use super::Lookup;
+use crate::verify::credentials::Credential;
 use crate::verify::findings::Findings;
-use crate::verify::registry::RegistryError;
+use crate::verify::registry::{Registry, RegistryError, Repository};
 
 /// The media type of a cosign simple-signing layer.
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -75,12 +78,23 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
         .filter_map(|l| {
             let signature = l.annotations.as_ref()?.get(SIGNATURE_ANNOTATION)?;
-            Some((l.digest.as_str(), signature.as_str()))
+            Some((l, signature.as_str()))
         });
     let (mut seen, mut other_digest, mut bad_signature) = (0, 0, 0);
-    for (layer_digest, signature) in layers.take(MAX_SIGNATURE_LAYERS) {
+    // Each blob is read once, however many layers name it.
+    let mut read: HashMap<&str, Option<Bytes>> = HashMap::new();
+    for (layer, signature) in layers.take(MAX_SIGNATURE_LAYERS) {
         seen += 1;
-        let Some(payload) = registry.blob(repo, layer_digest, credential).await? else {
+        let payload = match read.get(layer.digest.as_str()) {
+            Some(payload) => payload.clone(),
+            None => {
+                let payload = payload_of(registry, repo, layer, credential).await?;
+                read.insert(&layer.digest, payload.clone());
+                payload
+            }
+        };
+        // A layer that cannot be read is one bad signature: the next one may verify.
+        let Some(payload) = payload else {
             bad_signature += 1;
             continue;
         };
@@ -108,6 +122,42 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
     Ok(Findings::NoneVerify {
         other_digest,
         bad_signature,
+    })
+}
+
+/// The payload of one signature layer; `None`, with a log line, when the layer cannot be read:
+/// a digest that is not a sha256 one, a size over the payload limit, a blob that is missing,
+/// over the limit or not its digest. Only a failure of the registry itself (refused,
+/// unreachable, too slow) is an error, since it would fail every other layer too.
+async fn payload_of(
+    registry: &Registry,
+    repo: &Repository,
+    layer: &OciDescriptor,
+    credential: Option<&Credential>,
+) -> Result<Option<Bytes>, RegistryError> {
+    let skipped = |reason: &str| {
+        let layer: String = layer.digest.chars().take(80).collect();
+        tracing::info!(target: "image-policy.verify", repository = %repo, %layer, reason, "Signature layer skipped");
+        Ok(None)
+    };
+    if !is_sha256_digest(&layer.digest) {
+        return skipped("its digest is not sha256:<64 hex digits>");
+    }
+    if usize::try_from(layer.size).is_ok_and(|size| size > registry.max_payload_bytes()) {
+        return skipped("its size is over the payload limit");
+    }
+    match registry.blob(repo, &layer.digest, credential).await {
+        Ok(Some(payload)) => Ok(Some(payload)),
+        Ok(None) => skipped("the blob is missing"),
+        Err(RegistryError::BadResponse { detail, .. }) => skipped(&detail),
+        Err(e) => Err(e),
+    }
+}
+
+/// `sha256:` and 64 lowercase hex digits: a digest safe to put in a URL.
+fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }
 
