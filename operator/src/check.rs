@@ -11,8 +11,8 @@ use image_policy_crd::SecretRef;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cli::{CliError, Output, load_policy, read_file, write_reports};
-use crate::policy::PolicyState;
+use crate::cli::{CliError, Output, any_of, any_of_line, load_policy, read_file, write_reports};
+use crate::policy::{ImageName, PolicyState};
 use crate::verify::args::VerifierArgs;
 use crate::verify::{DockerConfig, Verifier};
 use crate::webhook::Webhook;
@@ -66,6 +66,9 @@ struct Report {
     digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
+    /// Set when the image's matched entries name different keys: every key that admits it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    any_of: Option<Vec<String>>,
 }
 
 /// Runs `check`; `Ok(true)` when everything would be admitted.
@@ -76,6 +79,7 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
         None => args.images.iter().map(|i| (None, i.clone())).collect(),
     };
     let verifier = verifier(args)?;
+    let plain = verifier.registry().plain_http().clone();
     let credentials = match &args.docker_config {
         Some(path) => {
             Some(
@@ -112,7 +116,12 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
     let reports: Vec<Report> = subjects
         .into_iter()
         .zip(outcomes)
-        .map(|((workload, image), (_, o))| report(workload, image, o))
+        .map(|((workload, image), (_, o))| {
+            let any_of = ImageName::parse_with(&image, &plain)
+                .ok()
+                .and_then(|parsed| any_of(&snapshot, &snapshot.matching(&parsed)));
+            report(workload, image, o, any_of)
+        })
         .collect();
     write_reports(out, args.output, &reports, write_text)?;
     Ok(reports.iter().all(|r| r.admitted))
@@ -177,7 +186,12 @@ fn manifest_images(path: &Path) -> Result<Vec<(Option<String>, String)>, CliErro
     Ok(out)
 }
 
-fn report(workload: Option<String>, image: String, outcome: Outcome) -> Report {
+fn report(
+    workload: Option<String>,
+    image: String,
+    outcome: Outcome,
+    any_of: Option<Vec<String>>,
+) -> Report {
     let (admitted, reason) = (outcome.admitted(), outcome.reason().as_str());
     let mut report = Report {
         workload,
@@ -187,6 +201,7 @@ fn report(workload: Option<String>, image: String, outcome: Outcome) -> Report {
         message: None,
         digest: None,
         key: None,
+        any_of,
     };
     match outcome {
         Outcome::Admitted { digest, key } => {
@@ -205,13 +220,17 @@ fn write_text(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
         write!(out, "{workload}: ")?;
     }
     match (&r.message, &r.digest, &r.key) {
-        (Some(message), _, _) if r.admitted => writeln!(out, "Warning: {message}"),
-        (Some(message), _, _) => writeln!(out, "Denied: {message}"),
+        (Some(message), _, _) if r.admitted => writeln!(out, "Warning: {message}")?,
+        (Some(message), _, _) => writeln!(out, "Denied: {message}")?,
         (None, Some(digest), Some(key)) => writeln!(
             out,
             "Admitted: {} ({digest} verified with key {key})",
             r.image
-        ),
-        _ => writeln!(out, "Admitted: {}", r.image),
+        )?,
+        _ => writeln!(out, "Admitted: {}", r.image)?,
+    }
+    match &r.any_of {
+        Some(keys) => writeln!(out, "  Note: {}", any_of_line(keys)),
+        None => Ok(()),
     }
 }

@@ -12,7 +12,7 @@ use image_policy_crd::ClusterImagePolicy;
 use kube::{CustomResourceExt, Resource};
 use serde::Serialize;
 
-use crate::policy::{ImageName, Problems, Snapshot};
+use crate::policy::{Entry, ImageName, Problems, Snapshot};
 
 /// Admits container images into Kubernetes only when a trusted key signed them with cosign.
 #[derive(Debug, Parser)]
@@ -207,6 +207,9 @@ struct ImageReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     excluded_namespace: Option<String>,
     matches: Vec<MatchReport>,
+    /// Set when the matched entries name different keys: every key that admits the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    any_of: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -257,13 +260,15 @@ fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageRe
         error: None,
         excluded_namespace: excluded.map(str::to_owned),
         matches: Vec::new(),
+        any_of: None,
     };
     match ImageName::parse(written) {
         Err(e) => report.error = Some(e.to_string()),
         Ok(image) => {
             report.canonical = Some(image.canonical());
-            report.matches = snapshot
-                .matching(&image)
+            let entries = snapshot.matching(&image);
+            report.any_of = any_of(snapshot, &entries);
+            report.matches = entries
                 .into_iter()
                 .map(|entry| MatchReport {
                     entry: entry.index,
@@ -278,6 +283,20 @@ fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageRe
         }
     }
     report
+}
+
+/// The names of [`Snapshot::any_of`].
+pub(crate) fn any_of(snapshot: &Snapshot, entries: &[&Entry]) -> Option<Vec<String>> {
+    let keys = snapshot.any_of(entries)?;
+    Some(keys.into_iter().map(|k| k.name.clone()).collect())
+}
+
+/// The line that says an image matched entries with different keys.
+pub(crate) fn any_of_line(keys: &[String]) -> String {
+    format!(
+        "any of these keys admits it: {} (its matched entries name different keys)",
+        keys.join(", ")
+    )
 }
 
 fn write_text(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()> {
@@ -311,6 +330,9 @@ fn write_text(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()>
             Some(secret) => writeln!(out, " secretRef: {secret}")?,
             None => writeln!(out)?,
         }
+    }
+    if let Some(keys) = &report.any_of {
+        writeln!(out, "  {}", any_of_line(keys))?;
     }
     Ok(())
 }
@@ -407,6 +429,46 @@ Bad@@
                 }]
             }])
         );
+    }
+
+    #[test]
+    fn a_broad_entry_beside_a_narrow_one_is_said() {
+        let policy = data("policies/broad-and-narrow.yaml");
+        let policy = policy.to_str().expect("path");
+        let images = [
+            "registry.example.org/payments/api:v2",
+            "registry.example.org/payments/ledger:v1",
+            "registry.example.org/web:v1",
+        ];
+        let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
+        result.expect("answers");
+        let expected = "\
+registry.example.org/payments/api:v2
+  images[0] registry.example.org/* keys: broad-key
+  images[1] registry.example.org/payments/* keys: strict-key
+  any of these keys admits it: broad-key, strict-key (its matched entries name different keys)
+registry.example.org/payments/ledger:v1
+  images[0] registry.example.org/* keys: broad-key
+  images[1] registry.example.org/payments/* keys: strict-key
+  images[2] registry.example.org/payments/ledger keys: strict-key
+  any of these keys admits it: broad-key, strict-key (its matched entries name different keys)
+registry.example.org/web:v1
+  images[0] registry.example.org/* keys: broad-key
+";
+        assert_eq!(out, expected);
+        let (result, out) =
+            run(&[&["match", "--policy", policy, "-o", "json"][..], &images].concat());
+        result.expect("answers");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(
+            json[0]["anyOf"],
+            serde_json::json!(["broad-key", "strict-key"])
+        );
+        assert_eq!(
+            json[1]["anyOf"],
+            serde_json::json!(["broad-key", "strict-key"])
+        );
+        assert!(json[2].get("anyOf").is_none(), "{}", json[2]);
     }
 
     #[test]

@@ -519,6 +519,49 @@ async fn the_check_command_prints_the_decisions_and_exits_by_them() {
     );
     let (code, _) = run(&["-f", "/nonexistent.yaml"]);
     assert_eq!(code, Some(2));
+
+    // A broad entry beside a narrow one with another key: the broad key admits the narrow
+    // entry's images too ("any of"), and check says so.
+    let strict = SigningScheme::ECDSA_P384_SHA384_ASN1
+        .create_signer()
+        .expect("signer");
+    let strict_pem: String = public_key_pem(&strict)
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    std::fs::write(
+        &policy,
+        format!(
+            concat!(
+                "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\n",
+                "metadata:\n  name: image-policy\nspec:\n  verification:\n    keys:\n",
+                "    - name: broad\n      publicKey: |\n{indented}",
+                "    - name: strict\n      publicKey: |\n{strict_pem}",
+                "    images:\n",
+                "    - namePattern: {host}/*\n      keys: [{{name: broad}}]\n",
+                "    - namePattern: {host}/cli/*\n      keys: [{{name: strict}}]\n",
+            ),
+            indented = indented,
+            strict_pem = strict_pem,
+            host = host
+        ),
+    )
+    .expect("policy");
+    let (code, out) = run(&[&format!("{host}/cli/signed:v1")]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "Admitted: {host}/cli/signed:v1 ({signed} verified with key broad)\n  Note: any of these keys admits it: broad, strict (its matched entries name different keys)\n"
+        )
+    );
+    let (_, out) = run(&["-o", "json", &format!("{host}/cli/signed:v1")]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        json[0]["anyOf"],
+        serde_json::json!(["broad", "strict"]),
+        "{out}"
+    );
 }
 
 /// Counts what the verifier reports, as the metrics do.

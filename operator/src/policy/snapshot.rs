@@ -183,6 +183,29 @@ impl Snapshot {
     pub fn keys_of<'a>(&'a self, entry: &'a Entry) -> impl Iterator<Item = &'a NamedKey> + 'a {
         entry.key_ids.iter().filter_map(|&i| self.keys.get(i))
     }
+
+    /// When `entries` (an image's matched entries) name different keys, every key of them,
+    /// each once, in the order of the entries: any one of them admits the image ("any of"),
+    /// so a broad entry's key admits the images of a narrower entry too. `None` when they all
+    /// name the same keys.
+    pub fn any_of<'a>(&'a self, entries: &[&'a Entry]) -> Option<Vec<&'a NamedKey>> {
+        let mut sets = entries.iter().map(|e| {
+            let mut ids = e.key_ids.clone();
+            ids.sort_unstable();
+            ids
+        });
+        let first = sets.next()?;
+        if sets.all(|ids| ids == first) {
+            return None;
+        }
+        let mut ids: Vec<usize> = Vec::new();
+        for id in entries.iter().flat_map(|e| e.key_ids.iter().copied()) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Some(ids.into_iter().filter_map(|i| self.keys.get(i)).collect())
+    }
 }
 
 /// The shared form in which snapshots are published.
