@@ -166,6 +166,79 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
         said(&run)
     );
 
+    // Spelling an image differently never escapes the policy (#16): a leading zero in the
+    // registry's port reaches the same registry, and is checked there.
+    let port = host.rsplit(':').next().expect("port");
+    let zero = format!("127.0.0.1:0{port}/demo/unsigned:v1");
+    let run = kubectl(
+        &["run", "zero", &format!("--image={zero}"), "--restart=Never"],
+        None,
+    );
+    assert!(!run.ok, "{}", said(&run));
+    assert!(
+        run.stderr.contains(&format!(
+            "The image: {zero} is not signed. No signature was found for sha256:"
+        )),
+        "{}",
+        said(&run)
+    );
+    // Docker Hub under each of its names, and with the default port written out: with a
+    // pattern for docker.io, each is checked (and, with no network here, unreachable), none
+    // is let through as unmatched.
+    let with_hub = policy_yaml(
+        "image-policy",
+        &host,
+        &[("first-key", &first_pem)],
+        &["first-key"],
+    ) + "    - namePattern: docker.io/library/*\n      keys: [{name: first-key}]\n";
+    kubectl(&["apply", "-f", "-"], Some(&with_hub)).expect_ok("add a Docker Hub pattern");
+    for (n, spelling) in [
+        "registry.hub.docker.com/library/busybox",
+        "docker.io:443/library/busybox",
+        "registry-1.docker.io:443/library/busybox",
+        "index.docker.io:0443/busybox",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("hub-{n}");
+        let run = eventually(
+            Duration::from_secs(15),
+            "the Docker Hub pattern is enforced",
+            || {
+                // A server-side dry run goes through admission and creates nothing.
+                let run = kubectl(
+                    &[
+                        "run",
+                        &name,
+                        &format!("--image={spelling}"),
+                        "--restart=Never",
+                        "--dry-run=server",
+                    ],
+                    None,
+                );
+                (!run.stderr.contains("did not match any image policies")).then_some(run)
+            },
+        );
+        assert!(!run.ok, "{spelling}: {}", said(&run));
+        assert!(
+            run.stderr
+                .contains(&format!("The image: {spelling} is not signed.")),
+            "{spelling}: {}",
+            said(&run)
+        );
+    }
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&policy_yaml(
+            "image-policy",
+            &host,
+            &[("first-key", &first_pem)],
+            &["first-key"],
+        )),
+    )
+    .expect_ok("the seed's policy again");
+
     // An excluded namespace is not checked.
     let run = kubectl(
         &[

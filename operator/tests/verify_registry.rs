@@ -620,3 +620,84 @@ async fn cache_lookups_and_registry_exchanges_are_reported() {
         ]
     );
 }
+
+/// Every spelling of a covered registry is matched, so with --allow-unmatched-images none of
+/// them is admitted unverified (#16): leading zeros in the port, the default HTTPS port
+/// written out, and each name of Docker Hub. The real registry's image is denied as unsigned;
+/// the others (no network here) as unreachable, never with the "did not match" warning.
+#[tokio::test]
+async fn every_spelling_of_a_covered_registry_is_checked() {
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let (signer, _key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    pusher.push_image("app/unsigned", "v1").await;
+    let host = registry.host();
+    let port = host.rsplit(':').next().expect("port");
+    let indented: String = public_key_pem(&signer)
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            concat!(
+                "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\n",
+                "metadata:\n  name: image-policy\nspec:\n  verification:\n    keys:\n",
+                "    - name: k\n      publicKey: |\n{indented}",
+                "    images:\n",
+                "    - namePattern: {host}/app/*\n      keys: [{{name: k}}]\n",
+                "    - namePattern: registry.example.org/*\n      keys: [{{name: k}}]\n",
+                "    - namePattern: docker.io/library/*\n      keys: [{{name: k}}]\n",
+            ),
+            indented = indented,
+            host = host
+        ),
+    )
+    .expect("policy");
+    let spellings = [
+        format!("127.0.0.1:0{port}/app/unsigned:v1"),
+        format!("127.0.0.1:000{port}/app/unsigned:v1"),
+        "registry.example.org:443/x:1".to_owned(),
+        "registry.example.org:0443/x:1".to_owned(),
+        "REGISTRY.example.org:443/x:1".to_owned(),
+        "docker.io:443/library/busybox".to_owned(),
+        "registry-1.docker.io:443/library/busybox".to_owned(),
+        "registry.hub.docker.com/library/busybox".to_owned(),
+        "registry.hub.docker.com:443/busybox".to_owned(),
+    ];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_image-policy"))
+        .args([
+            "check",
+            "--allow-unmatched-images",
+            "--registry-timeout",
+            "2s",
+        ])
+        .args(["--policy", policy.to_str().unwrap()])
+        .args(["--ca-file", registry.ca_path().to_str().unwrap()])
+        .args(&spellings)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), spellings.len(), "{stdout}");
+    for (line, written) in lines.iter().zip(&spellings) {
+        assert!(
+            line.starts_with(&format!("Denied: The image: {written} is not signed.")),
+            "{written}: {line}"
+        );
+    }
+    // The registry reached by the spellings with leading zeros is the real one.
+    assert!(
+        lines[0].contains("No signature was found for sha256:"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("No signature was found for sha256:"),
+        "{}",
+        lines[1]
+    );
+}
