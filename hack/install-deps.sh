@@ -27,3 +27,7 @@ done
 
 # The real OCI registry (and htpasswd) that the verifier's tests run against.
 "$(dirname "$0")/registry.sh" install
+
+# Sigstore's JavaScript producers (pinned: hack/sigstore-js/package-lock.json), which the
+# bundle tests verify against.
+"$(dirname "$0")/sigstore-js/install.sh"

@@ -73,6 +73,10 @@ pub struct Verification {
     /// Image name patterns and the keys that must verify images matching them.
     #[serde(default)]
     pub images: Vec<ImageEntry>,
+    /// Sigstore trusted roots (trusted_root.json documents) besides the built-in Sigstore
+    /// public-good one, by name, for keys whose signatures must be in a transparency log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_roots: Vec<TrustedRoot>,
 }
 
 /// Resources excluded from verification.
@@ -101,6 +105,52 @@ pub struct Key {
     pub name: String,
     /// A PEM `PUBLIC KEY` block: ECDSA P-256 or P-384, RSA of 2048 bits or more, or Ed25519.
     pub public_key: String,
+    /// Whether a signature in a Sigstore bundle counts only with a transparency log entry
+    /// that verifies against the trusted root: Required, or Optional (the default, and the
+    /// only behaviour of cosign's legacy signatures, which carry no such entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency_log: Option<TransparencyLog>,
+    /// The name of the trusted root (spec.verification.trustedRoots) whose logs verify this
+    /// key's entries; the built-in Sigstore public-good root when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<String>,
+}
+
+/// Whether a key's bundle signatures must be in a transparency log.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TransparencyLog {
+    /// The bundle's Rekor entry must verify against the trusted root: its signed entry
+    /// timestamp, or its inclusion proof with a signed checkpoint, and an entry body that
+    /// matches the signature.
+    Required,
+    /// A signature that the key verifies counts with or without a log entry.
+    #[default]
+    Optional,
+}
+
+/// The built-in trusted root's name: Sigstore's public-good instance (Fulcio, Rekor, CT logs
+/// and timestamp authority), embedded in the operator.
+pub const PUBLIC_GOOD_TRUSTED_ROOT: &str = "sigstore-public-good";
+
+/// A Sigstore trusted root, read from a ConfigMap in the operator's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedRoot {
+    /// The name keys refer to it by; unique, and not sigstore-public-good (the built-in one).
+    pub name: String,
+    /// The ConfigMap, in the operator's namespace, that holds the trusted_root.json document.
+    pub config_map_ref: ConfigMapKeyRef,
+}
+
+/// A key of a ConfigMap in the operator's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// The ConfigMap's name.
+    pub name: String,
+    /// The key that holds the document; trusted_root.json when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Images matching a name pattern, and the keys of which any one must verify them.
@@ -178,11 +228,17 @@ pub enum Reason {
     InvalidNamespace,
     /// A `secretRef` names a Secret that does not exist.
     SecretNotFound,
+    /// A key names a trusted root that the policy does not define, or a trusted root's name
+    /// is missing, repeated or the built-in one's.
+    UnknownTrustedRoot,
+    /// A trusted root's ConfigMap does not exist, or does not hold a trusted_root.json
+    /// document the operator can use: the keys that need it verify nothing.
+    TrustedRootUnavailable,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 11] = [
         Reason::PolicyActive,
         Reason::InvalidName,
         Reason::InvalidKey,
@@ -192,6 +248,8 @@ impl Reason {
         Reason::InvalidSecretRef,
         Reason::InvalidNamespace,
         Reason::SecretNotFound,
+        Reason::UnknownTrustedRoot,
+        Reason::TrustedRootUnavailable,
     ];
 
     /// The reason as written in a condition: CamelCase, stable.
@@ -206,6 +264,8 @@ impl Reason {
             Reason::InvalidSecretRef => "InvalidSecretRef",
             Reason::InvalidNamespace => "InvalidNamespace",
             Reason::SecretNotFound => "SecretNotFound",
+            Reason::UnknownTrustedRoot => "UnknownTrustedRoot",
+            Reason::TrustedRootUnavailable => "TrustedRootUnavailable",
         }
     }
 }

@@ -68,6 +68,7 @@ fn run_pod(ns: &str, name: &str, image: &str, pull_secret: Option<&str>) -> Stri
 async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
     let registry = Registry::start(RegistryOptions {
         basic_auth: Some((USER.into(), PASSWORD.into())),
+        ..RegistryOptions::default()
     });
     let pusher = Pusher::new(&registry);
     let signer = SigningScheme::ECDSA_P256_SHA256_ASN1

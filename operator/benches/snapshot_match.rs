@@ -38,12 +38,14 @@ fn snapshot(n: usize) -> Snapshot {
     let keys = vec![Key {
         name: "k".into(),
         public_key: KEY.into(),
+        ..Key::default()
     }];
     let spec = ClusterImagePolicySpec {
         verification: Verification {
             exclude: None,
             keys,
             images,
+            ..Verification::default()
         },
     };
     match Snapshot::compile_spec(&spec) {
@@ -94,6 +96,7 @@ fn bench_compile(c: &mut Criterion) {
     let keys = vec![Key {
         name: "k".into(),
         public_key: KEY.into(),
+        ..Key::default()
     }];
     let images: Vec<ImageEntry> = patterns(1000)
         .into_iter()
@@ -108,6 +111,7 @@ fn bench_compile(c: &mut Criterion) {
             exclude: None,
             keys,
             images,
+            ..Verification::default()
         },
     };
     c.bench_function("compile/1000", |b| {

@@ -67,10 +67,7 @@ async fn run() {
         .create_signer()
         .expect("signer");
     let pem = public_key_pem(&signer);
-    let key = NamedKey {
-        name: "k".into(),
-        key: PublicKey::from_pem(&pem).expect("key"),
-    };
+    let key = NamedKey::new("k", PublicKey::from_pem(&pem).expect("key"));
     let digest = pusher.push_image("bench/app", "v1").await;
     pusher.sign("bench/app", &digest, &signer).await;
 

@@ -107,10 +107,7 @@ async fn answer(mut stream: TcpStream, fault: Fault, sent: Arc<AtomicUsize>) {
 
 fn key() -> NamedKey {
     let pem = include_str!("data/keys/p256.pub");
-    NamedKey {
-        name: "k".into(),
-        key: PublicKey::from_pem(pem).expect("key"),
-    }
+    NamedKey::new("k", PublicKey::from_pem(pem).expect("key"))
 }
 
 async fn verify(host: &str, image: &str) -> (Verdict, Duration) {

@@ -143,6 +143,7 @@ async fn basic_auth_rejects_anonymous_and_admits_the_user() {
     let credentials = ("alice".to_owned(), "s3cret pass".to_owned());
     let registry = Registry::start(RegistryOptions {
         basic_auth: Some(credentials.clone()),
+        ..RegistryOptions::default()
     });
     let image = Pusher::new(&registry).push_image("private/app", "v1").await;
     registry.clear_requests();

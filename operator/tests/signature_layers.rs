@@ -35,10 +35,10 @@ fn signer() -> (SigStoreSigner, NamedKey) {
     let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
         .create_signer()
         .expect("signer");
-    let key = NamedKey {
-        name: "k".into(),
-        key: PublicKey::from_pem(&public_key_pem(&signer)).expect("key"),
-    };
+    let key = NamedKey::new(
+        "k",
+        PublicKey::from_pem(&public_key_pem(&signer)).expect("key"),
+    );
     (signer, key)
 }
 

@@ -27,10 +27,7 @@ use sigstore::crypto::{SigStoreSigner, SigningScheme};
 fn signer(scheme: SigningScheme) -> (SigStoreSigner, NamedKey) {
     let signer = scheme.create_signer().expect("signer");
     let pem = public_key_pem(&signer);
-    let key = NamedKey {
-        name: format!("{scheme}"),
-        key: PublicKey::from_pem(&pem).expect("key"),
-    };
+    let key = NamedKey::new(format!("{scheme}"), PublicKey::from_pem(&pem).expect("key"));
     (signer, key)
 }
 
@@ -122,9 +119,11 @@ async fn real_cosign_signatures_verify_with_their_keys_only() {
     let cases = real_signatures();
     let keys: Vec<NamedKey> = cases
         .iter()
-        .map(|c| NamedKey {
-            name: c.id.clone(),
-            key: PublicKey::from_pem(&String::from_utf8_lossy(&c.key_pem)).expect("key"),
+        .map(|c| {
+            NamedKey::new(
+                c.id.clone(),
+                PublicKey::from_pem(&String::from_utf8_lossy(&c.key_pem)).expect("key"),
+            )
         })
         .collect();
     assert!(cases.len() >= 3);
@@ -354,6 +353,7 @@ async fn an_index_is_verified_by_its_own_digest_and_a_platform_by_its() {
 async fn credentials_fall_through_to_one_that_works() {
     let registry = Registry::start(RegistryOptions {
         basic_auth: Some(("alice".into(), "right-password".into())),
+        ..RegistryOptions::default()
     });
     let pusher = Pusher::new(&registry);
     let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);

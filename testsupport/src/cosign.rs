@@ -129,7 +129,11 @@ impl Pusher {
     /// A client that trusts the registry's CA and uses its basic auth, if any.
     pub fn new(registry: &Registry) -> Self {
         let config = ClientConfig {
-            protocol: ClientProtocol::Https,
+            protocol: if registry.is_plain_http() {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
             // One POST and one PUT per blob instead of POST, PATCH, PUT: the blobs are tiny.
             use_monolithic_push: true,
             extra_root_certificates: vec![Certificate {

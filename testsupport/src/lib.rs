@@ -13,5 +13,6 @@
 
 pub mod cosign;
 pub mod registry;
+pub mod sigstore_js;
 pub mod stub;
 pub mod tls;

@@ -27,6 +27,7 @@ pub struct Registry {
     dir: TempDir,
     port: u16,
     basic_auth: Option<(String, String)>,
+    plain_http: bool,
     /// Bytes of the access log that `requests()` skips (see `clear_requests`).
     log_offset: AtomicUsize,
 }
@@ -36,6 +37,9 @@ pub struct Registry {
 pub struct RegistryOptions {
     /// `(user, password)`: the registry then requires HTTP basic auth (htpasswd, bcrypt).
     pub basic_auth: Option<(String, String)>,
+    /// Plain HTTP instead of TLS: what `@sigstore/oci` speaks to 127.0.0.1. The verifier
+    /// reaches it with `--insecure-registry`.
+    pub plain_http: bool,
 }
 
 /// One HTTP request the registry answered, from its access log.
@@ -67,18 +71,24 @@ impl Registry {
         if let Some((user, password)) = &options.basic_auth {
             write_htpasswd(dir.path(), user, password);
         }
-        let tls = probe_tls_config(&dir.path().join("ca.pem"));
+        let tls = (!options.plain_http).then(|| probe_tls_config(&dir.path().join("ca.pem")));
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            write_config(dir.path(), port, options.basic_auth.is_some());
+            write_config(
+                dir.path(),
+                port,
+                options.basic_auth.is_some(),
+                options.plain_http,
+            );
             let mut child = spawn(dir.path());
-            match wait_ready(&mut child, dir.path(), port, &tls) {
+            match wait_ready(&mut child, dir.path(), port, tls.as_ref()) {
                 Ok(()) => {
                     let registry = Registry {
                         child,
                         dir,
                         port,
                         basic_auth: options.basic_auth,
+                        plain_http: options.plain_http,
                         log_offset: AtomicUsize::new(0),
                     };
                     registry.wait_for_probe_log();
@@ -104,9 +114,16 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `https://127.0.0.1:PORT` followed by `path` (which starts with `/`).
+    /// `https://127.0.0.1:PORT` (or `http://` for a plain-HTTP registry) followed by `path`
+    /// (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.host())
+        let scheme = if self.plain_http { "http" } else { "https" };
+        format!("{scheme}://{}{path}", self.host())
+    }
+
+    /// Whether it serves plain HTTP ([`RegistryOptions::plain_http`]).
+    pub fn is_plain_http(&self) -> bool {
+        self.plain_http
     }
 
     /// The PEM certificate of the CA that signed the registry's server certificate.
@@ -266,7 +283,7 @@ fn write_htpasswd(dir: &Path, user: &str, password: &str) {
 /// The configuration: TLS, storage in the temp dir, deletes allowed (so tags can move), no
 /// notifications, proxy or cache (distribution has them off unless configured; a cache would
 /// hide a delete), access log on (it goes to stdout).
-fn write_config(dir: &Path, port: u16, basic_auth: bool) {
+fn write_config(dir: &Path, port: u16, basic_auth: bool, plain_http: bool) {
     let path = |name: &str| dir.join(name).display().to_string();
     let mut config = serde_json::json!({
         "version": "0.1",
@@ -283,6 +300,9 @@ fn write_config(dir: &Path, port: u16, basic_auth: bool) {
             "tls": { "certificate": path("server.pem"), "key": path("server.key") },
         },
     });
+    if plain_http && let Some(http) = config["http"].as_object_mut() {
+        http.remove("tls");
+    }
     if basic_auth {
         config["auth"] = serde_json::json!({
             "htpasswd": { "realm": "image-policy-test", "path": path("htpasswd") }
@@ -313,12 +333,12 @@ fn spawn(dir: &Path) -> Child {
         .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"))
 }
 
-/// Polls `GET /v2/` over TLS until any HTTP status comes back.
+/// Polls `GET /v2/` (over TLS, unless `tls` is `None`) until any HTTP status comes back.
 fn wait_ready(
     child: &mut Child,
     dir: &Path,
     port: u16,
-    tls: &Arc<rustls::ClientConfig>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(), StartError> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -348,20 +368,30 @@ fn wait_ready(
     }
 }
 
-/// One blocking HTTPS request: the test may run inside a tokio runtime, where a blocking
-/// reqwest client would panic, and a start must not need one.
-fn probe(port: u16, tls: &Arc<rustls::ClientConfig>) -> io::Result<u16> {
+/// One blocking request (HTTPS with `tls`): the test may run inside a tokio runtime, where a
+/// blocking reqwest client would panic, and a start must not need one.
+fn probe(port: u16, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<u16> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let socket = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
     socket.set_read_timeout(Some(Duration::from_secs(2)))?;
     socket.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let connection =
-        rustls::ClientConnection::new(Arc::clone(tls), name).map_err(io::Error::other)?;
-    let mut stream = rustls::StreamOwned::new(connection, socket);
-    stream.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let request = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     let mut status_line = [0u8; 12]; // "HTTP/1.1 200"
-    stream.read_exact(&mut status_line)?;
+    match tls {
+        Some(tls) => {
+            let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+            let connection =
+                rustls::ClientConnection::new(Arc::clone(tls), name).map_err(io::Error::other)?;
+            let mut stream = rustls::StreamOwned::new(connection, socket);
+            stream.write_all(request)?;
+            stream.read_exact(&mut status_line)?;
+        }
+        None => {
+            let mut stream = socket;
+            stream.write_all(request)?;
+            stream.read_exact(&mut status_line)?;
+        }
+    }
     std::str::from_utf8(&status_line[9..])
         .ok()
         .and_then(|code| code.parse().ok())

@@ -146,7 +146,7 @@ enum Compiled {
     /// `image-policy`, which the publisher could not compile.
     Rejected(Arc<Rejected>),
     /// A policy of another name, compiled here: it is never enforced.
-    Other(Result<Snapshot, Problems>),
+    Other(Box<Result<Snapshot, Problems>>),
 }
 
 impl Compiled {
@@ -154,7 +154,7 @@ impl Compiled {
     /// has), or any other policy compiled now.
     fn of(policy: &ClusterImagePolicy, state: &PolicyState) -> Option<Self> {
         if policy.name_any() != POLICY_NAME {
-            return Some(Compiled::Other(Snapshot::compile(policy)));
+            return Some(Compiled::Other(Box::new(Snapshot::compile(policy))));
         }
         if state.version() != Some(&Version::of(policy)) {
             return None;
@@ -171,7 +171,7 @@ impl Compiled {
         match self {
             Compiled::Active(snapshot) => (Ok(snapshot), Some(snapshot)),
             Compiled::Rejected(rejected) => (Err(&rejected.problems), rejected.enforced.as_deref()),
-            Compiled::Other(compiled) => (compiled.as_ref(), None),
+            Compiled::Other(compiled) => (compiled.as_ref().as_ref(), None),
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct PublicKey {
     algorithm: KeyAlgorithm,
     fingerprint: String,
     verifier: CosignVerificationKey,
+    /// The SubjectPublicKeyInfo DER, for Sigstore bundles.
+    spki: std::sync::Arc<[u8]>,
 }
 
 impl PublicKey {
@@ -44,6 +46,7 @@ impl PublicKey {
             algorithm,
             fingerprint: sha256_hex(der),
             verifier,
+            spki: der.into(),
         })
     }
 
@@ -55,6 +58,11 @@ impl PublicKey {
     /// The SHA-256 of the key's DER encoding, lowercase hex: the key's identity.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The key's SubjectPublicKeyInfo, DER-encoded (the PEM block's contents).
+    pub fn spki(&self) -> &[u8] {
+        &self.spki
     }
 
     /// Whether `signature_b64` (the base64 of a cosign signature) verifies over `payload`.
@@ -230,7 +238,7 @@ fn check_label(tag: &str) -> Result<(), KeyError> {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

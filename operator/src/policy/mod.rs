@@ -12,9 +12,11 @@ pub mod pattern;
 pub mod reference;
 pub mod snapshot;
 pub mod state;
+pub mod trust;
 
 pub use keys::{KeyAlgorithm, KeyError, PublicKey};
 pub use pattern::{ImageName, NamePattern, PatternError};
 pub use reference::{Reference, ReferenceError};
 pub use snapshot::{Entry, NamedKey, Problem, Problems, SharedSnapshot, Snapshot, Version};
 pub use state::{PolicyState, Publisher, Rejected};
+pub use trust::{Documents, Transparency, TrustRoot};

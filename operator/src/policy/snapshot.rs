@@ -11,12 +11,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use image_policy_crd::{
-    ClusterImagePolicy, ClusterImagePolicySpec, POLICY_NAME, Reason, SecretRef,
+    ClusterImagePolicy, ClusterImagePolicySpec, POLICY_NAME, PUBLIC_GOOD_TRUSTED_ROOT, Reason,
+    SecretRef, TransparencyLog,
 };
 use kube::ResourceExt;
 
 use super::keys::PublicKey;
 use super::pattern::{ImageName, NamePattern};
+use super::trust::{DEFAULT_DOCUMENT_KEY, Documents, Transparency, TrustRoot};
 
 /// A compiled, immutable policy.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub struct Snapshot {
     entries: Vec<Entry>,
     by_first_component: HashMap<String, Vec<usize>>,
     unindexed: Vec<usize>,
+    /// The trusted roots keys need that cannot be used (their ConfigMap is missing, say).
+    unavailable_roots: Vec<Problem>,
 }
 
 /// Which version of a policy object something was made from: its `metadata.uid` and
@@ -56,6 +60,30 @@ pub struct NamedKey {
     pub name: String,
     /// The parsed key.
     pub key: PublicKey,
+    /// Whether its bundle signatures need a transparency log entry.
+    pub transparency: Transparency,
+}
+
+impl NamedKey {
+    /// A key whose signatures need no transparency log.
+    pub fn new(name: impl Into<String>, key: PublicKey) -> Self {
+        NamedKey {
+            name: name.into(),
+            key,
+            transparency: Transparency::Optional,
+        }
+    }
+
+    /// What a verdict checked with this key depends on: the key, and the log requirement
+    /// with its root's content.
+    pub fn identity(&self) -> String {
+        let transparency = self.transparency.identity();
+        if transparency.is_empty() {
+            self.key.fingerprint().to_owned()
+        } else {
+            format!("{}+{transparency}", self.key.fingerprint())
+        }
+    }
 }
 
 /// One `spec.verification.images[]` entry, compiled.
@@ -72,8 +100,17 @@ pub struct Entry {
 }
 
 impl Snapshot {
-    /// Compiles a policy object, including the check of its name.
+    /// Compiles a policy object, including the check of its name, with no trusted root read
+    /// from a ConfigMap (see [`Snapshot::compile_with`]).
     pub fn compile(policy: &ClusterImagePolicy) -> Result<Self, Problems> {
+        Self::compile_with(policy, &Documents::new())
+    }
+
+    /// Compiles a policy object, reading its trusted roots from `documents`.
+    pub fn compile_with(
+        policy: &ClusterImagePolicy,
+        documents: &Documents,
+    ) -> Result<Self, Problems> {
         let mut problems = Vec::new();
         let name = policy.name_any();
         if name != POLICY_NAME {
@@ -83,7 +120,7 @@ impl Snapshot {
                 format!("the policy is named {name:?}; only a ClusterImagePolicy named \"{POLICY_NAME}\" is enforced"),
             ));
         }
-        let snapshot = Self::compile_spec(&policy.spec).map_err(|p| {
+        let snapshot = Self::compile_spec_with(&policy.spec, documents).map_err(|p| {
             problems.extend(p.0);
         });
         match snapshot {
@@ -97,6 +134,14 @@ impl Snapshot {
 
     /// Compiles a policy's spec alone.
     pub fn compile_spec(spec: &ClusterImagePolicySpec) -> Result<Self, Problems> {
+        Self::compile_spec_with(spec, &Documents::new())
+    }
+
+    /// Compiles a policy's spec alone, reading its trusted roots from `documents`.
+    pub fn compile_spec_with(
+        spec: &ClusterImagePolicySpec,
+        documents: &Documents,
+    ) -> Result<Self, Problems> {
         let mut problems = Vec::new();
         let v = &spec.verification;
         let excluded = v
@@ -115,12 +160,14 @@ impl Snapshot {
             }
             excluded_namespaces.insert(ns.clone());
         }
-        let keys = compile_keys(spec, &mut problems);
+        let roots = compile_roots(spec, documents, &mut problems);
+        let keys = compile_keys(spec, &roots, &mut problems);
         let entries = compile_entries(spec, &keys, &mut problems);
         if !problems.is_empty() {
             return Err(Problems(problems));
         }
-        let keys = keys.into_iter().flatten().collect();
+        let keys: Vec<NamedKey> = keys.into_iter().flatten().collect();
+        let unavailable_roots = unavailable(spec, &keys);
         let (by_first_component, unindexed) = index(&entries);
         Ok(Snapshot {
             version: Version::default(),
@@ -129,6 +176,7 @@ impl Snapshot {
             entries,
             by_first_component,
             unindexed,
+            unavailable_roots,
         })
     }
 
@@ -150,6 +198,12 @@ impl Snapshot {
     /// The policy's keys, in the policy's order.
     pub fn keys(&self) -> &[NamedKey] {
         &self.keys
+    }
+
+    /// One problem for each trusted root that keys need and that cannot be used: the policy
+    /// is enforced, and those keys verify nothing until it can.
+    pub fn unavailable_roots(&self) -> &[Problem] {
+        &self.unavailable_roots
     }
 
     /// The compiled image entries, in the policy's order.
@@ -211,8 +265,99 @@ impl Snapshot {
 /// The shared form in which snapshots are published.
 pub type SharedSnapshot = Arc<Snapshot>;
 
+/// The trusted roots of `spec.verification.trustedRoots`, by name, read from `documents`.
+fn compile_roots(
+    spec: &ClusterImagePolicySpec,
+    documents: &Documents,
+    problems: &mut Vec<Problem>,
+) -> HashMap<String, Arc<TrustRoot>> {
+    let mut roots = HashMap::new();
+    for (i, root) in spec.verification.trusted_roots.iter().enumerate() {
+        let path = format!("spec.verification.trustedRoots[{i}]");
+        let name = &root.name;
+        let problem = if name.is_empty() {
+            Some("the trusted root has no name".to_owned())
+        } else if name == PUBLIC_GOOD_TRUSTED_ROOT {
+            Some(format!(
+                "{name:?} is the built-in Sigstore public-good root; give this one another name"
+            ))
+        } else if roots.contains_key(name) {
+            Some(format!("duplicate trusted root name {name:?}"))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            problems.push(Problem::new(
+                Reason::UnknownTrustedRoot,
+                format!("{path}.name"),
+                message,
+            ));
+            continue;
+        }
+        let reference = &root.config_map_ref;
+        if !is_dns_subdomain(&reference.name) {
+            problems.push(Problem::new(
+                Reason::UnknownTrustedRoot,
+                format!("{path}.configMapRef.name"),
+                format!("{:?} is not a ConfigMap name", reference.name),
+            ));
+            continue;
+        }
+        let key = reference.key.as_deref().unwrap_or(DEFAULT_DOCUMENT_KEY);
+        let root = match documents.get(&reference.name).map(|data| data.get(key)) {
+            Some(Some(document)) => TrustRoot::parse(name, document),
+            Some(None) => TrustRoot::unavailable(
+                name,
+                format!("ConfigMap {} has no key {key:?}", reference.name),
+            ),
+            None => TrustRoot::unavailable(
+                name,
+                format!(
+                    "ConfigMap {} was not found in the operator's namespace",
+                    reference.name
+                ),
+            ),
+        };
+        roots.insert(name.clone(), Arc::new(root));
+    }
+    roots
+}
+
+/// The problems of the roots that keys need and cannot use, each root once.
+fn unavailable(spec: &ClusterImagePolicySpec, keys: &[NamedKey]) -> Vec<Problem> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for key in keys {
+        let Transparency::Required(root) = &key.transparency else {
+            continue;
+        };
+        let Err(why) = root.verifier() else {
+            continue;
+        };
+        if !seen.insert(root.name().to_owned()) {
+            continue;
+        }
+        let index = spec
+            .verification
+            .trusted_roots
+            .iter()
+            .position(|r| r.name == root.name())
+            .unwrap_or_default();
+        out.push(Problem::new(
+            Reason::TrustedRootUnavailable,
+            format!("spec.verification.trustedRoots[{index}]"),
+            format!(
+                "trusted root {:?} cannot be used: {why}; the keys that need it verify nothing",
+                root.name()
+            ),
+        ));
+    }
+    out
+}
+
 fn compile_keys(
     spec: &ClusterImagePolicySpec,
+    roots: &HashMap<String, Arc<TrustRoot>>,
     problems: &mut Vec<Problem>,
 ) -> Vec<Option<NamedKey>> {
     let mut first_of_name: HashMap<&str, usize> = HashMap::new();
@@ -236,10 +381,28 @@ fn compile_keys(
                 ),
             ));
         }
+        let transparency = match (key.transparency_log, key.trusted_root.as_deref()) {
+            (Some(TransparencyLog::Required), None | Some(PUBLIC_GOOD_TRUSTED_ROOT)) => {
+                Transparency::Required(TrustRoot::public_good())
+            }
+            (Some(TransparencyLog::Required), Some(name)) => match roots.get(name) {
+                Some(root) => Transparency::Required(root.clone()),
+                None => {
+                    problems.push(unknown_root(&path, name, spec));
+                    Transparency::Optional
+                }
+            },
+            (_, Some(name)) if name != PUBLIC_GOOD_TRUSTED_ROOT && !roots.contains_key(name) => {
+                problems.push(unknown_root(&path, name, spec));
+                Transparency::Optional
+            }
+            _ => Transparency::Optional,
+        };
         match PublicKey::from_pem(&key.public_key) {
             Ok(parsed) => out.push(Some(NamedKey {
                 name: key.name.clone(),
                 key: parsed,
+                transparency,
             })),
             Err(e) => {
                 problems.push(Problem::new(
@@ -252,6 +415,27 @@ fn compile_keys(
         }
     }
     out
+}
+
+fn unknown_root(path: &str, name: &str, spec: &ClusterImagePolicySpec) -> Problem {
+    // A root that is defined but was refused is reported once, at the root.
+    let defined = spec
+        .verification
+        .trusted_roots
+        .iter()
+        .any(|r| r.name == name);
+    let message = if defined {
+        format!("trusted root {name:?} is not usable (see spec.verification.trustedRoots)")
+    } else {
+        format!(
+            "no trusted root named {name:?} in spec.verification.trustedRoots (the built-in one is {PUBLIC_GOOD_TRUSTED_ROOT:?})"
+        )
+    };
+    Problem::new(
+        Reason::UnknownTrustedRoot,
+        format!("{path}.trustedRoot"),
+        message,
+    )
 }
 
 fn compile_entries(

@@ -14,6 +14,7 @@ use image_policy_crd::ClusterImagePolicy;
 use kube::runtime::watcher::Event;
 
 use super::snapshot::{Problems, Snapshot, Version};
+use super::trust::Documents;
 
 /// What the webhook knows of the policy when a request arrives.
 #[derive(Debug, Clone)]
@@ -87,6 +88,10 @@ pub struct Publisher {
     listing: Option<Option<ClusterImagePolicy>>,
     /// The version last published: `Some(None)` for "no policy".
     published: Option<Option<Version>>,
+    /// The policy as it now is.
+    current: Option<ClusterImagePolicy>,
+    /// The ConfigMaps that trusted roots are read from.
+    documents: Documents,
 }
 
 impl Publisher {
@@ -117,7 +122,29 @@ impl Publisher {
             return None;
         }
         self.published = Some(seen);
-        Some(self.next(current.as_ref()))
+        self.current = current;
+        Some(self.compile())
+    }
+
+    /// Takes the ConfigMaps of the operator's namespace as they now are: the state to
+    /// publish when the policy reads a trusted root from them, `None` otherwise.
+    pub fn documents(&mut self, documents: Documents) -> Option<PolicyState> {
+        if documents == self.documents {
+            return None;
+        }
+        self.documents = documents;
+        let reads_roots = self
+            .current
+            .as_ref()
+            .is_some_and(|p| !p.spec.verification.trusted_roots.is_empty());
+        reads_roots.then(|| self.compile())
+    }
+
+    fn compile(&mut self) -> PolicyState {
+        let current = self.current.take();
+        let state = self.next(current.as_ref());
+        self.current = current;
+        state
     }
 
     /// The state for the policy as it now is (`None`: it does not exist).
@@ -126,7 +153,7 @@ impl Publisher {
             self.last_valid = None;
             return PolicyState::Absent;
         };
-        match Snapshot::compile(policy) {
+        match Snapshot::compile_with(policy, &self.documents) {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);
                 self.last_valid = Some(snapshot.clone());

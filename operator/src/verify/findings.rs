@@ -3,48 +3,89 @@
 
 use std::sync::Arc;
 
+use super::bundle::BundleVerdict;
+
 /// What the signatures of one digest say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Findings {
-    /// A signature over this digest verifies with the key of this fingerprint. The key's
-    /// name is looked up when the verdict is read, so a key renamed in the policy is named
-    /// as it is now, not as it was when the verdict was cached.
+    /// A signature over this digest verifies with the key of this identity
+    /// ([`crate::policy::NamedKey::identity`]). The key's name is looked up when the verdict is
+    /// read, so a key renamed in the policy is named as it is now.
     Verified {
-        /// [`crate::policy::PublicKey::fingerprint`] of the key.
+        /// The key's identity.
         fingerprint: Arc<str>,
     },
-    /// No signature at all.
-    NotSigned,
-    /// Signatures exist, but none over this digest verifies with the keys.
-    NoneVerify {
-        /// Signatures whose payload names another digest (copied from another image).
-        other_digest: usize,
-        /// Signatures for this digest that no key verifies, or that cannot be read.
-        bad_signature: usize,
-    },
+    /// Nothing verifies: where it was looked for, and what was found.
+    Unverified(Seen),
+}
+
+/// What was found of a digest's signatures when none verifies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Signatures (legacy or bundles) of another digest: copied from another image.
+    pub other_digest: usize,
+    /// Legacy signature layers no key verifies, or that cannot be read.
+    pub bad_signature: usize,
+    /// Bundles of this digest whose signature no key verifies, or that cannot be read.
+    pub bad_bundle: usize,
+    /// The predicate type of an attestation of this digest, when one was found.
+    pub attestation: Option<String>,
+    /// A bundle a key verifies whose required log entry does not: the root and why.
+    pub no_log_entry: Option<(String, String)>,
+    /// A bundle a key verifies whose required trusted root cannot be used: the root and why.
+    pub root_unavailable: Option<(String, String)>,
+}
+
+impl Seen {
+    /// Whether anything was found.
+    pub fn found_any(&self) -> bool {
+        self.other_digest > 0
+            || self.bad_signature > 0
+            || self.bad_bundle > 0
+            || self.attestation.is_some()
+            || self.no_log_entry.is_some()
+            || self.root_unavailable.is_some()
+    }
+
+    /// Counts one bundle that did not verify.
+    pub fn bundle(&mut self, verdict: BundleVerdict) {
+        match verdict {
+            BundleVerdict::Verified { .. } => {}
+            BundleVerdict::OtherDigest => self.other_digest += 1,
+            BundleVerdict::Attestation { predicate_type } => {
+                self.attestation.get_or_insert(predicate_type);
+            }
+            BundleVerdict::NoKeyVerifies | BundleVerdict::Unreadable(_) => self.bad_bundle += 1,
+            BundleVerdict::NoLogEntry { root, why } => {
+                self.no_log_entry.get_or_insert((root, why));
+            }
+            BundleVerdict::RootUnavailable { root, why } => {
+                self.root_unavailable.get_or_insert((root, why));
+            }
+        }
+    }
 }
 
 impl Findings {
+    /// No signature at all.
+    pub fn not_signed() -> Self {
+        Findings::Unverified(Seen::default())
+    }
+
     /// The findings of two places looked in, for one digest: a verified signature wins, and
-    /// signatures that do not verify are counted together.
+    /// what did not verify is counted together.
     pub fn and(self, other: Findings) -> Findings {
         match (self, other) {
             (verified @ Findings::Verified { .. }, _)
             | (_, verified @ Findings::Verified { .. }) => verified,
-            (Findings::NotSigned, other) | (other, Findings::NotSigned) => other,
-            (
-                Findings::NoneVerify {
-                    other_digest: a,
-                    bad_signature: b,
-                },
-                Findings::NoneVerify {
-                    other_digest: c,
-                    bad_signature: d,
-                },
-            ) => Findings::NoneVerify {
-                other_digest: a + c,
-                bad_signature: b + d,
-            },
+            (Findings::Unverified(a), Findings::Unverified(b)) => Findings::Unverified(Seen {
+                other_digest: a.other_digest + b.other_digest,
+                bad_signature: a.bad_signature + b.bad_signature,
+                bad_bundle: a.bad_bundle + b.bad_bundle,
+                attestation: a.attestation.or(b.attestation),
+                no_log_entry: a.no_log_entry.or(b.no_log_entry),
+                root_unavailable: a.root_unavailable.or(b.root_unavailable),
+            }),
         }
     }
 
@@ -63,18 +104,31 @@ mod tests {
         let verified = || Findings::Verified {
             fingerprint: Arc::from("k"),
         };
-        let none = |o, b| Findings::NoneVerify {
-            other_digest: o,
-            bad_signature: b,
+        let none = |o, b| {
+            Findings::Unverified(Seen {
+                other_digest: o,
+                bad_signature: b,
+                ..Seen::default()
+            })
         };
-        assert_eq!(Findings::NotSigned.and(verified()), verified());
+        assert_eq!(Findings::not_signed().and(verified()), verified());
         assert_eq!(none(1, 0).and(verified()), verified());
         assert_eq!(verified().and(none(1, 0)), verified());
+        let both = Findings::not_signed().and(Findings::not_signed());
+        assert!(matches!(&both, Findings::Unverified(seen) if !seen.found_any()));
+        let Findings::Unverified(sum) = none(1, 2).and(none(3, 4)) else {
+            panic!("unverified")
+        };
+        assert_eq!((sum.other_digest, sum.bad_signature), (4, 6));
+        let mut seen = Seen::default();
+        seen.bundle(BundleVerdict::Attestation {
+            predicate_type: "https://slsa.dev/provenance/v1".into(),
+        });
+        seen.bundle(BundleVerdict::NoKeyVerifies);
+        assert!(seen.found_any() && seen.bad_bundle == 1);
         assert_eq!(
-            Findings::NotSigned.and(Findings::NotSigned),
-            Findings::NotSigned
+            seen.attestation.as_deref(),
+            Some("https://slsa.dev/provenance/v1")
         );
-        assert_eq!(Findings::NotSigned.and(none(0, 2)), none(0, 2));
-        assert_eq!(none(1, 2).and(none(3, 4)), none(4, 6));
     }
 }

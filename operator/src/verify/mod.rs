@@ -10,6 +10,7 @@
 
 pub mod args;
 pub mod attempt;
+pub mod bundle;
 pub mod credentials;
 pub mod findings;
 pub mod layout;
@@ -23,7 +24,7 @@ use moka::future::Cache as MokaCache;
 
 use self::attempt::each_credential;
 pub use self::credentials::{Credential, CredentialError, DockerConfig};
-pub use self::findings::Findings;
+pub use self::findings::{Findings, Seen};
 pub use self::layout::{Layout, Lookup};
 pub use self::registry::{
     ClientError, Observer, Registry, RegistryConfig, RegistryError, RegistryOutcome, Repository,
@@ -92,6 +93,28 @@ pub enum Failure {
         /// Whether every signature found was for another digest (copied from another image).
         only_other_digests: bool,
     },
+    /// A Sigstore bundle of the digest exists, but no key verifies its signature.
+    BundleMismatch,
+    /// Only attestations of the digest exist (in-toto statements with another predicate
+    /// than cosign's signature one): no signature.
+    Attestation {
+        /// The predicate type of one of them.
+        predicate_type: String,
+    },
+    /// A key verifies a bundle's signature, but not the transparency log entry it requires.
+    NoLogEntry {
+        /// The trusted root's name.
+        root: String,
+        /// Why, as Sigstore's verifier says it.
+        why: String,
+    },
+    /// A key verifies a bundle's signature, but the trusted root it requires cannot be used.
+    RootUnavailable {
+        /// The trusted root's name.
+        root: String,
+        /// Why.
+        why: String,
+    },
     /// Every credential, anonymous access included, was refused.
     Unauthorized {
         /// The registry.
@@ -113,10 +136,45 @@ impl Failure {
             Failure::InvalidReference(_) => FailureKind::InvalidReference,
             Failure::ImageNotFound => FailureKind::ImageNotFound,
             Failure::NotSigned { .. } => FailureKind::NotSigned,
-            Failure::SignatureMismatch { .. } => FailureKind::SignatureMismatch,
+            Failure::SignatureMismatch { .. } | Failure::BundleMismatch => {
+                FailureKind::SignatureMismatch
+            }
+            Failure::Attestation { .. } => FailureKind::AttestationOnly,
+            Failure::NoLogEntry { .. } => FailureKind::NoTransparencyLog,
+            Failure::RootUnavailable { .. } => FailureKind::TrustedRootUnavailable,
             Failure::Unauthorized { .. } => FailureKind::Unauthorized,
             Failure::Unreachable(e) => e.kind(),
             Failure::TimedOut { .. } => FailureKind::Timeout,
+        }
+    }
+
+    /// Why nothing verified, from what was seen: a legacy signature no key verifies first
+    /// (the original's own case and words), then what stops a key's bundle (its trusted root,
+    /// its log entry), a bundle no key verifies, an attestation, and signatures of other
+    /// digests last.
+    fn of_seen(digest: String, seen: Seen) -> Failure {
+        if !seen.found_any() {
+            return Failure::NotSigned { digest };
+        }
+        if seen.bad_signature > 0 {
+            return Failure::SignatureMismatch {
+                only_other_digests: false,
+            };
+        }
+        if let Some((root, why)) = seen.root_unavailable {
+            return Failure::RootUnavailable { root, why };
+        }
+        if let Some((root, why)) = seen.no_log_entry {
+            return Failure::NoLogEntry { root, why };
+        }
+        if seen.bad_bundle > 0 {
+            return Failure::BundleMismatch;
+        }
+        if let Some(predicate_type) = seen.attestation {
+            return Failure::Attestation { predicate_type };
+        }
+        Failure::SignatureMismatch {
+            only_other_digests: true,
         }
     }
 
@@ -139,8 +197,14 @@ pub enum FailureKind {
     ImageNotFound,
     /// [`Failure::NotSigned`].
     NotSigned,
-    /// [`Failure::SignatureMismatch`].
+    /// [`Failure::SignatureMismatch`] and [`Failure::BundleMismatch`].
     SignatureMismatch,
+    /// [`Failure::Attestation`].
+    AttestationOnly,
+    /// [`Failure::NoLogEntry`].
+    NoTransparencyLog,
+    /// [`Failure::RootUnavailable`].
+    TrustedRootUnavailable,
     /// [`Failure::Unauthorized`].
     Unauthorized,
     /// No answer from the registry.
@@ -159,6 +223,9 @@ impl FailureKind {
             FailureKind::ImageNotFound => "ImageNotFound",
             FailureKind::NotSigned => "NotSigned",
             FailureKind::SignatureMismatch => "SignatureMismatch",
+            FailureKind::AttestationOnly => "AttestationOnly",
+            FailureKind::NoTransparencyLog => "NoTransparencyLog",
+            FailureKind::TrustedRootUnavailable => "TrustedRootUnavailable",
             FailureKind::Unauthorized => "Unauthorized",
             FailureKind::Unreachable => "Unreachable",
             FailureKind::BadResponse => "BadResponse",
@@ -303,7 +370,7 @@ impl Verifier {
         let key = VerdictKey {
             repo,
             digest,
-            keys: fingerprint(keys.iter().map(|k| k.key.fingerprint())),
+            keys: fingerprint(keys.iter().map(|k| k.identity())),
             credentials: fingerprint(credentials.iter().map(Credential::identity)),
         };
         let checked = match self.verdicts.get(&key).await {
@@ -325,18 +392,12 @@ impl Verifier {
                 // The verdict's key holds the fingerprints of `keys`, so one of them has it.
                 let key = keys
                     .iter()
-                    .find(|k| k.key.fingerprint() == &*fingerprint)
+                    .find(|k| k.identity() == *fingerprint)
                     .map(|k| k.name.clone())
                     .unwrap_or_default();
                 Verdict::Verified { digest, key }
             }
-            Ok(Findings::NotSigned) => Verdict::Denied(Failure::NotSigned { digest }),
-            Ok(Findings::NoneVerify {
-                other_digest,
-                bad_signature,
-            }) => Verdict::Denied(Failure::SignatureMismatch {
-                only_other_digests: other_digest > 0 && bad_signature == 0,
-            }),
+            Ok(Findings::Unverified(seen)) => Verdict::Denied(Failure::of_seen(digest, seen)),
             Err(e) => Verdict::Denied(Failure::of(&e)),
         }
     }
@@ -398,7 +459,7 @@ impl Verifier {
         credentials: &[Credential],
     ) -> Result<Findings, RegistryError> {
         let check = each_credential(&key.repo, credentials, |credential| async move {
-            let mut findings = Findings::NotSigned;
+            let mut findings = Findings::not_signed();
             let lookup = Lookup {
                 registry: &self.registry,
                 repo: &key.repo,

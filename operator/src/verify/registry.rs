@@ -213,6 +213,8 @@ pub struct Registry {
     /// bearer tokens, or the basic header for registries that asked for basic auth. A hit
     /// saves the 401 round trip.
     authorizations: Cache<(String, String, String), Arc<str>>,
+    /// Registry hosts that answered the referrers API with anything but an index.
+    no_referrers_api: Cache<String, ()>,
 }
 
 impl fmt::Debug for Registry {
@@ -222,6 +224,18 @@ impl fmt::Debug for Registry {
             .finish_non_exhaustive()
     }
 }
+
+/// What the referrers API of a registry answered.
+#[derive(Debug, Clone)]
+pub enum Referrers {
+    /// An OCI index of the referrers, raw.
+    Index(Bytes),
+    /// The registry has no referrers API: the tag schema is where referrers are.
+    Unsupported,
+}
+
+/// The media type of an OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// A manifest fetched by tag or digest.
 #[derive(Debug, Clone)]
@@ -258,11 +272,17 @@ impl Registry {
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(240))
             .build();
+        // Looked at again after a while: a registry may be upgraded to one with the API.
+        let no_referrers_api = Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(900))
+            .build();
         Ok(Registry {
             http,
             observer: Arc::new(Unobserved),
             config: Arc::new(config),
             authorizations,
+            no_referrers_api,
         })
     }
 
@@ -353,6 +373,38 @@ impl Registry {
         Ok(Some(bytes))
     }
 
+    /// The OCI referrers of `repo@digest` (`GET /v2/<repo>/referrers/<digest>`): the index
+    /// the registry answers with, or [`Referrers::Unsupported`] when it has no such API (any
+    /// answer but a 200 with an OCI index). A registry without it is remembered for a while,
+    /// so that it costs one request per process, not one per image.
+    pub async fn referrers(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Referrers, RegistryError> {
+        if self.no_referrers_api.contains_key(&repo.host) {
+            return Ok(Referrers::Unsupported);
+        }
+        let url = self.url(repo, &format!("referrers/{digest}"));
+        let response = self
+            .exchange(Method::GET, &url, repo, credential, Some(OCI_INDEX))
+            .await?;
+        let is_index = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with(OCI_INDEX));
+        if response.status() != StatusCode::OK || !is_index {
+            self.no_referrers_api.insert(repo.host.clone(), ()).await;
+            return Ok(Referrers::Unsupported);
+        }
+        let bytes = self
+            .read_limited(response, self.config.max_manifest_bytes, repo)
+            .await?;
+        Ok(Referrers::Index(bytes))
+    }
+
     fn url(&self, repo: &Repository, rest: &str) -> String {
         let scheme = if self.config.insecure_registries.contains(&repo.host) {
             "http"
@@ -372,6 +424,24 @@ impl Registry {
         credential: Option<&Credential>,
         accept: Option<&str>,
     ) -> Result<Option<reqwest::Response>, RegistryError> {
+        let response = self.exchange(method, url, repo, credential, accept).await?;
+        match response.status() {
+            s if s.is_success() => Ok(Some(response)),
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(bad(repo, format!("HTTP {}", s.as_u16()))),
+        }
+    }
+
+    /// One request and its answer, whatever its status but a refusal: at most one
+    /// authentication round when the registry asks for it; 401 and 403 are errors.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        repo: &Repository,
+        credential: Option<&Credential>,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let identity = credential.map_or_else(|| "anonymous".to_owned(), Credential::identity);
         let key = (repo.host.clone(), repo.path.clone(), identity);
         let mut authorization = self.authorizations.get(&key).await;
@@ -412,15 +482,11 @@ impl Registry {
                     None => return Err(unauthorized(repo, status)),
                 }
             }
-            return match status {
-                s if s.is_success() => Ok(Some(response)),
-                StatusCode::NOT_FOUND => Ok(None),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    self.authorizations.invalidate(&key).await;
-                    Err(unauthorized(repo, status))
-                }
-                s => Err(bad(repo, format!("HTTP {}", s.as_u16()))),
-            };
+            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                self.authorizations.invalidate(&key).await;
+                return Err(unauthorized(repo, status));
+            }
+            return Ok(response);
         }
         Err(unauthorized(repo, StatusCode::UNAUTHORIZED))
     }
@@ -457,13 +523,14 @@ fn digest_header(response: &reqwest::Response) -> Option<String> {
         .get("docker-content-digest")?
         .to_str()
         .ok()?;
-    let valid = value.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    valid.then(|| value.to_owned())
+    is_sha256_digest(value).then(|| value.to_owned())
+}
+
+/// `sha256:` and 64 lowercase hex digits: a digest safe to put in a URL.
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// `sha256:<hex>` of some bytes.

@@ -50,13 +50,32 @@ pub fn explanation(failure: &Failure) -> Option<String> {
     Some(match failure {
         Failure::InvalidReference(e) => format!("{}.", e.trim_end_matches('.')),
         Failure::ImageNotFound => "The image was not found in its registry.".into(),
-        Failure::NotSigned { digest } => format!("No signature was found for {digest}."),
+        Failure::NotSigned { digest } => {
+            let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+            format!(
+                "No signature was found for {digest}: none at its cosign signature tag sha256-{hex}.sig, nor among its OCI referrers (the referrers API or the tag sha256-{hex})."
+            )
+        }
         Failure::SignatureMismatch {
             only_other_digests: true,
         } => "Its signatures are for other images, not for its digest.".into(),
         Failure::SignatureMismatch {
             only_other_digests: false,
         } => return None,
+        Failure::BundleMismatch => {
+            "Its Sigstore bundle is signed by none of the keys of the policy.".into()
+        }
+        Failure::Attestation { predicate_type } => format!(
+            "It carries only attestations ({predicate_type}), and an attestation is not a signature."
+        ),
+        Failure::NoLogEntry { root, why } => format!(
+            "Its signature has no transparency log entry that verifies against the trusted root {root}: {}.",
+            why.trim_end_matches('.')
+        ),
+        Failure::RootUnavailable { root, why } => format!(
+            "The trusted root {root} that its key requires cannot be used: {}.",
+            why.trim_end_matches('.')
+        ),
         Failure::Unauthorized { host } => {
             format!("The registry {host} refused the credentials.")
         }

@@ -31,6 +31,7 @@ fn spec(keys: Vec<Key>, images: Vec<ImageEntry>) -> ClusterImagePolicySpec {
             exclude: None,
             keys,
             images,
+            ..Verification::default()
         },
     }
 }
@@ -39,6 +40,7 @@ fn key(name: &str, file: &str) -> Key {
     Key {
         name: name.into(),
         public_key: key_pem(file),
+        ..Key::default()
     }
 }
 
@@ -129,6 +131,7 @@ fn each_invalid_case_has_its_reason_and_path() {
                 vec![Key {
                     name: "k".into(),
                     public_key: "nope".into(),
+                    ..Key::default()
                 }],
                 vec![entry("a/b", &["k"])],
             ),
@@ -224,6 +227,7 @@ fn each_invalid_case_has_its_reason_and_path() {
                     }),
                     keys: vec![good()],
                     images: vec![],
+                    ..Verification::default()
                 },
             },
             Reason::InvalidNamespace,
@@ -255,6 +259,7 @@ fn every_problem_is_reported_at_once() {
             Key {
                 name: "bad".into(),
                 public_key: "-----BEGIN PUBLIC KEY-----\n".into(),
+                ..Key::default()
             },
             key("ok", "p256.pub"),
         ],

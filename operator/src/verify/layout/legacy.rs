@@ -16,9 +16,10 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use serde::Deserialize;
 
 use super::Lookup;
+use crate::policy::Transparency;
 use crate::verify::credentials::Credential;
-use crate::verify::findings::Findings;
-use crate::verify::registry::{Registry, RegistryError, Repository};
+use crate::verify::findings::{Findings, Seen};
+use crate::verify::registry::{Registry, RegistryError, Repository, is_sha256_digest};
 
 /// The media type of a cosign simple-signing layer.
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -62,10 +63,10 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         credential,
     } = lookup;
     let Some(tag) = signature_tag(digest) else {
-        return Ok(Findings::NotSigned);
+        return Ok(Findings::not_signed());
     };
     let Some(manifest) = registry.manifest(repo, &tag, credential).await? else {
-        return Ok(Findings::NotSigned);
+        return Ok(Findings::not_signed());
     };
     let manifest: OciImageManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| RegistryError::BadResponse {
@@ -81,6 +82,7 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             Some((l, signature.as_str()))
         });
     let (mut seen, mut other_digest, mut bad_signature) = (0, 0, 0);
+    let mut no_log_entry = None;
     // Each blob is read once, however many layers name it.
     let mut read: HashMap<&str, Option<Bytes>> = HashMap::new();
     for (layer, signature) in layers.take(MAX_SIGNATURE_LAYERS) {
@@ -110,19 +112,30 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             }
         }
         if let Some(key) = keys.iter().find(|k| k.key.verifies(&payload, signature)) {
+            if let Transparency::Required(root) = &key.transparency {
+                // The log entry a legacy layer may carry in its annotations is not one a
+                // required log accepts: only a bundle's entry is verified.
+                no_log_entry.get_or_insert_with(|| {
+                    let why = "a legacy cosign signature, whose log entry is not checked; only a Sigstore bundle's is";
+                    (root.name().to_owned(), why.to_owned())
+                });
+                continue;
+            }
             return Ok(Findings::Verified {
-                fingerprint: Arc::from(key.key.fingerprint()),
+                fingerprint: Arc::from(key.identity()),
             });
         }
         bad_signature += 1;
     }
     if seen == 0 {
-        return Ok(Findings::NotSigned);
+        return Ok(Findings::not_signed());
     }
-    Ok(Findings::NoneVerify {
+    Ok(Findings::Unverified(Seen {
         other_digest,
         bad_signature,
-    })
+        no_log_entry,
+        ..Seen::default()
+    }))
 }
 
 /// The payload of one signature layer; `None`, with a log line, when the layer cannot be read:
@@ -152,13 +165,6 @@ async fn payload_of(
         Err(RegistryError::BadResponse { detail, .. }) => skipped(&detail),
         Err(e) => Err(e),
     }
-}
-
-/// `sha256:` and 64 lowercase hex digits: a digest safe to put in a URL.
-fn is_sha256_digest(digest: &str) -> bool {
-    digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
 
 /// Whether a simple-signing payload is one and names `digest`; `None` when it is no payload.

@@ -6,6 +6,7 @@
 //! one more match arm in [`Layout::check`].
 
 pub mod legacy;
+pub mod referrers;
 
 use super::credentials::Credential;
 use super::findings::Findings;
@@ -33,16 +34,20 @@ pub struct Lookup<'a> {
 pub enum Layout {
     /// Cosign's simple-signing layers in the manifest tagged `sha256-<hex>.sig`.
     LegacyTag,
+    /// Sigstore bundles attached as OCI referrers (the referrers API, or its tag schema).
+    Referrers,
 }
 
 impl Layout {
-    /// Every layout, in the order they are asked.
-    pub const ALL: [Layout; 1] = [Layout::LegacyTag];
+    /// Every layout, in the order they are asked: an image signed the legacy way costs no
+    /// request for the newer layout.
+    pub const ALL: [Layout; 2] = [Layout::LegacyTag, Layout::Referrers];
 
     /// Reads and checks the signatures stored in this layout.
     pub async fn check(self, lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         match self {
             Layout::LegacyTag => legacy::check(lookup).await,
+            Layout::Referrers => referrers::check(lookup).await,
         }
     }
 }

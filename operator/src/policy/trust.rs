@@ -1,0 +1,120 @@
+//! Sigstore trusted roots (`trusted_root.json`: Rekor logs, Fulcio CAs, CT logs, timestamp
+//! authorities) as keys use them, and whether a key's bundle signatures need a transparency
+//! log entry.
+//!
+//! The Sigstore public-good root is built in (Sigstore's own copy, shipped with
+//! `sigstore-verify`), so it works air-gapped with nothing fetched at start. Others come from
+//! ConfigMaps in the operator's namespace, which the controller reads and hands to
+//! [`super::Snapshot::compile_with`]; a root that cannot be read is kept as the reason why,
+//! and the keys that need it verify nothing (fail closed).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use image_policy_crd::PUBLIC_GOOD_TRUSTED_ROOT;
+use sigstore_verify::trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, TrustedRoot};
+
+/// The key of a trusted root's ConfigMap that holds the document when its reference names none.
+pub const DEFAULT_DOCUMENT_KEY: &str = "trusted_root.json";
+
+/// The largest trusted_root.json accepted (the public-good one is 7 KiB).
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+/// The data of the ConfigMaps a policy's trusted roots may be read from, by ConfigMap name and
+/// key: what the controller has seen in its namespace.
+pub type Documents = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A trusted root, ready to verify bundles, or the reason it cannot.
+pub struct TrustRoot {
+    name: String,
+    /// The SHA-256 of the document, hex: in the identity of every verdict that used it.
+    digest: String,
+    verifier: Result<sigstore_verify::Verifier, String>,
+}
+
+impl TrustRoot {
+    /// The built-in Sigstore public-good root, parsed once per process.
+    pub fn public_good() -> Arc<TrustRoot> {
+        static ROOT: OnceLock<Arc<TrustRoot>> = OnceLock::new();
+        ROOT.get_or_init(|| {
+            Arc::new(TrustRoot::parse(
+                PUBLIC_GOOD_TRUSTED_ROOT,
+                SIGSTORE_PRODUCTION_TRUSTED_ROOT,
+            ))
+        })
+        .clone()
+    }
+
+    /// A root read from `document` (a trusted_root.json); one that does not parse keeps why.
+    pub fn parse(name: &str, document: &str) -> TrustRoot {
+        let verifier = if document.len() > MAX_DOCUMENT_BYTES {
+            Err(format!("it is larger than {MAX_DOCUMENT_BYTES} bytes"))
+        } else {
+            TrustedRoot::from_json(document)
+                .map_err(|e| format!("it is not a trusted_root.json document: {e}"))
+                .and_then(|root| {
+                    sigstore_verify::Verifier::new(&root)
+                        .map_err(|e| format!("it cannot be used: {e}"))
+                })
+        };
+        TrustRoot {
+            name: name.to_owned(),
+            digest: super::keys::sha256_hex(document.as_bytes()),
+            verifier,
+        }
+    }
+
+    /// A root that cannot be used, and why.
+    pub fn unavailable(name: &str, why: String) -> TrustRoot {
+        TrustRoot {
+            name: name.to_owned(),
+            digest: String::new(),
+            verifier: Err(why),
+        }
+    }
+
+    /// The root's name in the policy.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The verifier, or why there is none.
+    pub fn verifier(&self) -> Result<&sigstore_verify::Verifier, &str> {
+        self.verifier.as_ref().map_err(String::as_str)
+    }
+
+    /// What identifies this root's content: its name and document digest.
+    pub fn identity(&self) -> String {
+        format!("{}@{}", self.name, self.digest)
+    }
+}
+
+impl fmt::Debug for TrustRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustRoot")
+            .field("name", &self.name)
+            .field("usable", &self.verifier.is_ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a key's bundle signatures must be in a transparency log, and which root's logs.
+#[derive(Debug, Clone, Default)]
+pub enum Transparency {
+    /// A signature the key verifies counts with or without a log entry.
+    #[default]
+    Optional,
+    /// The bundle's log entry must verify against this root.
+    Required(Arc<TrustRoot>),
+}
+
+impl Transparency {
+    /// What identifies this requirement, for cache keys: `` or `tlog:<root identity>`.
+    pub fn identity(&self) -> String {
+        match self {
+            Transparency::Optional => String::new(),
+            Transparency::Required(root) => format!("tlog:{}", root.identity()),
+        }
+    }
+}

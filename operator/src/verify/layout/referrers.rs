@@ -1,0 +1,184 @@
+//! Sigstore bundles attached as OCI 1.1 referrers of the image, as cosign v3 and GitHub's
+//! attestations write them.
+//!
+//! The referrers of `repo@digest` are listed by the registry's referrers API where it has one
+//! (only a 200 with an OCI index counts), else by the referrers tag schema: an OCI index at tag
+//! `sha256-<hex>`. Entries are taken whatever their `artifactType` says (cosign up to v3.0.6
+//! typed them `application/vnd.oci.empty.v1+json`), cosign's signatures first. An entry counts
+//! only when its manifest's `subject` is the image digest and it has exactly one layer, a
+//! bundle; the bundle is then checked by [`crate::verify::bundle`]. Bounded as the legacy
+//! layout is: at most [`MAX_REFERRERS`] entries, manifests and bundles under their limits,
+//! and an entry that cannot be read counts as one bundle that does not verify.
+
+use oci_client::manifest::OciImageManifest;
+use serde::Deserialize;
+
+use super::Lookup;
+use crate::verify::bundle::{self, BundleVerdict, COSIGN_SIGN_PREDICATE};
+use crate::verify::findings::{Findings, Seen};
+use crate::verify::registry::{
+    Referrers, RegistryError, Repository, is_sha256_digest, sha256_digest,
+};
+
+/// At most this many referrers are examined; more is a registry trying to make admission slow.
+pub const MAX_REFERRERS: usize = 32;
+
+/// The media types of a bundle layer, v0.3 first.
+pub const BUNDLE_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+];
+
+/// The annotation cosign puts on a bundle's referrer: the statement's predicate type.
+const PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
+
+/// The media type of an OCI image manifest, which every bundle referrer is.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// An OCI index, as far as referrers go.
+#[derive(Deserialize)]
+struct Index {
+    #[serde(default)]
+    manifests: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(rename = "artifactType", default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl Entry {
+    /// Cosign's signatures first, then other bundles, then anything else.
+    fn rank(&self) -> u8 {
+        let bundle = self
+            .artifact_type
+            .as_deref()
+            .is_some_and(|t| BUNDLE_MEDIA_TYPES.contains(&t));
+        match self
+            .annotations
+            .get(PREDICATE_ANNOTATION)
+            .map(String::as_str)
+        {
+            Some(COSIGN_SIGN_PREDICATE) => 0,
+            None if bundle => 1,
+            None => 2,
+            Some(_) => 3,
+        }
+    }
+}
+
+/// The tag of the referrers tag schema for `digest`: `sha256-<hex>`.
+pub fn referrers_tag(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    Some(format!("sha256-{hex}"))
+}
+
+/// Reads and checks the bundles that refer to `repo@digest`.
+pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
+    let Lookup {
+        registry,
+        repo,
+        digest,
+        credential,
+        ..
+    } = lookup;
+    let Some(tag) = referrers_tag(digest) else {
+        return Ok(Findings::not_signed());
+    };
+    let index = match registry.referrers(repo, digest, credential).await? {
+        Referrers::Index(bytes) => bytes,
+        Referrers::Unsupported => match registry.manifest(repo, &tag, credential).await? {
+            Some(manifest) => manifest.bytes,
+            None => return Ok(Findings::not_signed()),
+        },
+    };
+    let index: Index = serde_json::from_slice(&index).map_err(|e| RegistryError::BadResponse {
+        host: repo.host.clone(),
+        detail: format!("a referrers index that is not one ({e})"),
+    })?;
+    let mut entries: Vec<&Entry> = index
+        .manifests
+        .iter()
+        .filter(|e| e.media_type == OCI_MANIFEST && is_sha256_digest(&e.digest))
+        .collect();
+    entries.sort_by_key(|e| e.rank());
+    let mut seen = Seen::default();
+    for entry in entries.into_iter().take(MAX_REFERRERS) {
+        match candidate(lookup, &entry.digest).await? {
+            Some(BundleVerdict::Verified { key }) => {
+                return Ok(Findings::Verified {
+                    fingerprint: key.into(),
+                });
+            }
+            Some(verdict) => seen.bundle(verdict),
+            None => {}
+        }
+    }
+    if !seen.found_any() {
+        return Ok(Findings::not_signed());
+    }
+    Ok(Findings::Unverified(seen))
+}
+
+/// The verdict of the bundle of one referrer; `None`, with a log line, when it is not a
+/// bundle of this image (its manifest is missing, not its digest, not a manifest, of another
+/// subject, or without exactly one bundle layer).
+async fn candidate(
+    lookup: Lookup<'_>,
+    manifest_digest: &str,
+) -> Result<Option<BundleVerdict>, RegistryError> {
+    let Lookup {
+        registry,
+        repo,
+        digest,
+        keys,
+        credential,
+    } = lookup;
+    let skipped = |reason: &str| {
+        skip(repo, manifest_digest, reason);
+        Ok(None)
+    };
+    let Some(manifest) = registry.manifest(repo, manifest_digest, credential).await? else {
+        return skipped("the manifest is missing");
+    };
+    if sha256_digest(&manifest.bytes) != manifest_digest {
+        return skipped("the manifest does not have its digest");
+    }
+    let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&manifest.bytes) else {
+        return skipped("not an image manifest");
+    };
+    if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest) {
+        return skipped("its subject is not the image");
+    }
+    let [layer] = manifest.layers.as_slice() else {
+        return skipped("it has not exactly one layer");
+    };
+    if !BUNDLE_MEDIA_TYPES.contains(&layer.media_type.as_str()) {
+        return skipped("its layer is not a Sigstore bundle");
+    }
+    if !is_sha256_digest(&layer.digest)
+        || usize::try_from(layer.size).is_ok_and(|size| size > registry.max_payload_bytes())
+    {
+        return skipped("its bundle's digest or size is out of bounds");
+    }
+    let bundle = match registry.blob(repo, &layer.digest, credential).await {
+        Ok(Some(bundle)) => bundle,
+        Ok(None) => return skipped("the bundle blob is missing"),
+        Err(RegistryError::BadResponse { detail, .. }) => return skipped(&detail),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(bundle::check(&bundle, digest, keys)))
+}
+
+fn skip(repo: &Repository, manifest: &str, reason: &str) {
+    let referrer: String = manifest.chars().take(80).collect();
+    tracing::info!(target: "image-policy.verify", repository = %repo, %referrer, reason, "Referrer skipped");
+}

@@ -1,0 +1,477 @@
+//! cosign v3's signatures, made and attached by Sigstore's own producers (npm's
+//! @sigstore/sign and @sigstore/oci) to images in the real registry (Debian's docker-registry
+//! 2.8, which has no referrers API: the referrers tag schema is read), and the referrers API
+//! through a stub registry, since no registry packaged here implements it.
+
+// A test crate: its helpers fail the test loudly by design.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use image_policy::policy::{ImageName, NamedKey, PublicKey, Transparency, TrustRoot};
+use image_policy::verify::{Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::registry::{Registry, RegistryOptions};
+use image_policy_testsupport::sigstore_js::{self, Key, Mocks};
+
+fn plain_registry() -> Registry {
+    Registry::start(RegistryOptions {
+        plain_http: true,
+        ..RegistryOptions::default()
+    })
+}
+
+fn verifier(registry: &Registry) -> Verifier {
+    Verifier::new(VerifyConfig {
+        registry: RegistryConfig {
+            insecure_registries: [registry.host()].into(),
+            ..RegistryConfig::default()
+        },
+        ..VerifyConfig::default()
+    })
+    .expect("verifier")
+}
+
+fn named(name: &str, key: &Key) -> NamedKey {
+    NamedKey::new(name, PublicKey::from_pem(&key.public_pem).expect("key"))
+}
+
+async fn verify(verifier: &Verifier, image: &str, keys: &[&NamedKey]) -> Verdict {
+    verifier
+        .verify(&ImageName::parse(image).expect("image"), keys, &[])
+        .await
+}
+
+/// A bundle of `digest` signed with `key`, attached to `host/repository` as cosign v3 does.
+fn sign_and_attach(host: &str, repository: &str, digest: &str, key: &Key, extra: &[&str]) {
+    let bundle = sigstore_js::sign(&["--digest", digest, "--key", key.path()]);
+    sigstore_js::attach(&format!("{host}/{repository}"), digest, &bundle, extra);
+}
+
+/// `GET` of a manifest or index as stored, with the Accept header distribution needs for it.
+async fn get_manifest(registry: &Registry, path: &str, media_type: &str) -> Vec<u8> {
+    reqwest::Client::new()
+        .get(registry.url(path))
+        .header("accept", media_type)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+fn requests(registry: &Registry) -> Vec<String> {
+    registry
+        .requests()
+        .into_iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cosign_v3_signature_is_found_by_tag_and_by_digest_at_the_least_cost() {
+    let registry = plain_registry();
+    let pusher = Pusher::new(&registry);
+    let host = registry.host();
+    let digest = pusher.push_image("v3/app", "v1").await;
+    let key = Key::new();
+    sign_and_attach(&host, "v3/app", &digest, &key, &[]);
+    let k = named("v3-key", &key);
+    let verifier = verifier(&registry);
+
+    registry.clear_requests();
+    let by_digest = verify(&verifier, &format!("{host}/v3/app@{digest}"), &[&k]).await;
+    assert_eq!(
+        by_digest,
+        Verdict::Verified {
+            digest: digest.clone(),
+            key: "v3-key".into()
+        }
+    );
+    // A fresh process: the legacy tag, the referrers API (none here), the referrers tag, the
+    // referrer's manifest and its bundle.
+    let fresh = requests(&registry);
+    assert_eq!(fresh.len(), 5, "{fresh:#?}");
+    let hex = digest.trim_start_matches("sha256:");
+    assert_eq!(
+        fresh[0],
+        format!("GET /v2/v3/app/manifests/sha256-{hex}.sig 404")
+    );
+    assert_eq!(fresh[1], format!("GET /v2/v3/app/referrers/{digest} 404"));
+    assert_eq!(
+        fresh[2],
+        format!("GET /v2/v3/app/manifests/sha256-{hex} 200")
+    );
+
+    // Once the registry is known to have no referrers API, that request is not made again.
+    verifier.clear_caches();
+    registry.clear_requests();
+    let by_tag = verify(&verifier, &format!("{host}/v3/app:v1"), &[&k]).await;
+    assert!(matches!(by_tag, Verdict::Verified { .. }), "{by_tag:?}");
+    let known = requests(&registry);
+    assert_eq!(known.len(), 5, "a tag costs its HEAD too: {known:#?}");
+    assert!(
+        !known.iter().any(|r| r.contains("/referrers/")),
+        "{known:#?}"
+    );
+    verifier.clear_caches();
+    registry.clear_requests();
+    verify(&verifier, &format!("{host}/v3/app@{digest}"), &[&k]).await;
+    assert_eq!(requests(&registry).len(), 4, "{:#?}", requests(&registry));
+}
+
+#[tokio::test]
+async fn index_entries_typed_oci_empty_are_read_too() {
+    // cosign up to v3.0.6 typed the referrers tag's entries application/vnd.oci.empty.v1+json.
+    let registry = plain_registry();
+    let pusher = Pusher::new(&registry);
+    let host = registry.host();
+    let digest = pusher.push_image("v3/empty", "v1").await;
+    let key = Key::new();
+    sign_and_attach(&host, "v3/empty", &digest, &key, &[]);
+    // The referrers tag's entry as cosign up to v3.0.6 wrote it; the referrer itself is the
+    // same bundle manifest.
+    let path = format!(
+        "/v2/v3/empty/manifests/sha256-{}",
+        digest.trim_start_matches("sha256:")
+    );
+    let index_type = "application/vnd.oci.image.index.v1+json";
+    let index = get_manifest(&registry, &path, index_type).await;
+    let mut index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    index["manifests"][0]["artifactType"] = "application/vnd.oci.empty.v1+json".into();
+    reqwest::Client::new()
+        .put(registry.url(&path))
+        .header("content-type", index_type)
+        .body(serde_json::to_vec(&index).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let stored = get_manifest(&registry, &path, index_type).await;
+    let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(
+        stored["manifests"][0]["artifactType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    let k = named("k", &key);
+    let verdict = verify(&verifier(&registry), &format!("{host}/v3/empty:v1"), &[&k]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+}
+
+#[tokio::test]
+async fn a_legacy_signature_and_a_bundle_of_other_keys_each_admit() {
+    let registry = plain_registry();
+    let pusher = Pusher::new(&registry);
+    let host = registry.host();
+    let digest = pusher.push_image("both/app", "v1").await;
+    let legacy = sigstore::crypto::SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .unwrap();
+    pusher.sign("both/app", &digest, &legacy).await;
+    let bundle_key = Key::new();
+    sign_and_attach(&host, "both/app", &digest, &bundle_key, &[]);
+    let legacy_key = NamedKey::new(
+        "legacy",
+        PublicKey::from_pem(&image_policy_testsupport::cosign::public_key_pem(&legacy)).unwrap(),
+    );
+    let v3_key = named("v3", &bundle_key);
+    let verifier = verifier(&registry);
+    let image = format!("{host}/both/app:v1");
+    for (key, name) in [(&legacy_key, "legacy"), (&v3_key, "v3")] {
+        let verdict = verify(&verifier, &image, &[key]).await;
+        assert_eq!(
+            verdict,
+            Verdict::Verified {
+                digest: digest.clone(),
+                key: name.into()
+            }
+        );
+    }
+    // The legacy signature is found first: its image costs what it always did.
+    verifier.clear_caches();
+    registry.clear_requests();
+    verify(&verifier, &image, &[&legacy_key]).await;
+    assert_eq!(requests(&registry).len(), 3, "{:#?}", requests(&registry));
+}
+
+#[tokio::test]
+async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its_reason() {
+    let registry = plain_registry();
+    let pusher = Pusher::new(&registry);
+    let host = registry.host();
+    let key = Key::new();
+    let k = named("k", &key);
+    let verifier = verifier(&registry);
+
+    // Signed, but by another key.
+    let digest = pusher.push_image("no/other-key", "v1").await;
+    sign_and_attach(&host, "no/other-key", &digest, &Key::new(), &[]);
+    let verdict = verify(&verifier, &format!("{host}/no/other-key:v1"), &[&k]).await;
+    assert_eq!(verdict, Verdict::Denied(Failure::BundleMismatch));
+
+    // A bundle whose subject is another image's digest, attached to this one.
+    let digest = pusher.push_image("no/copied", "v1").await;
+    let elsewhere = pusher.push_image("no/elsewhere", "v1").await;
+    let bundle = sigstore_js::sign(&["--digest", &elsewhere, "--key", key.path()]);
+    sigstore_js::attach(&format!("{host}/no/copied"), &digest, &bundle, &[]);
+    let verdict = verify(&verifier, &format!("{host}/no/copied:v1"), &[&k]).await;
+    assert_eq!(
+        verdict,
+        Verdict::Denied(Failure::SignatureMismatch {
+            only_other_digests: true
+        })
+    );
+
+    // A payload changed after signing (the statement's name), its digest still right.
+    let digest = pusher.push_image("no/tampered", "v1").await;
+    let bundle = sigstore_js::sign(&["--digest", &digest, "--key", key.path()]);
+    let mut json: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64
+        .decode(json["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let tampered = String::from_utf8(payload)
+        .unwrap()
+        .replace("\"name\":\"image\"", "\"name\":\"other\"");
+    json["dsseEnvelope"]["payload"] = b64.encode(tampered).into();
+    sigstore_js::attach(
+        &format!("{host}/no/tampered"),
+        &digest,
+        &serde_json::to_vec(&json).unwrap(),
+        &[],
+    );
+    let verdict = verify(&verifier, &format!("{host}/no/tampered:v1"), &[&k]).await;
+    assert_eq!(verdict, Verdict::Denied(Failure::BundleMismatch));
+
+    // An attestation (SLSA provenance) signed by the very key: not a signature.
+    let digest = pusher.push_image("no/attested", "v1").await;
+    let slsa = "https://slsa.dev/provenance/v1";
+    let bundle = sigstore_js::sign(&[
+        "--digest",
+        &digest,
+        "--key",
+        key.path(),
+        "--predicate-type",
+        slsa,
+    ]);
+    sigstore_js::attach(
+        &format!("{host}/no/attested"),
+        &digest,
+        &bundle,
+        &["--predicate-type", slsa],
+    );
+    let verdict = verify(&verifier, &format!("{host}/no/attested:v1"), &[&k]).await;
+    assert_eq!(
+        verdict,
+        Verdict::Denied(Failure::Attestation {
+            predicate_type: slsa.into()
+        })
+    );
+
+    // Nothing at all.
+    let digest = pusher.push_image("no/unsigned", "v1").await;
+    let verdict = verify(&verifier, &format!("{host}/no/unsigned:v1"), &[&k]).await;
+    assert_eq!(verdict, Verdict::Denied(Failure::NotSigned { digest }));
+}
+
+#[tokio::test]
+async fn a_message_signature_over_the_manifest_counts() {
+    let registry = plain_registry();
+    let pusher = Pusher::new(&registry);
+    let host = registry.host();
+    let digest = pusher.push_image("msg/app", "v1").await;
+    let manifest = get_manifest(
+        &registry,
+        "/v2/msg/app/manifests/v1",
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("manifest.json");
+    std::fs::write(&artifact, &manifest).unwrap();
+    let key = Key::new();
+    let bundle = sigstore_js::sign(&[
+        "--kind",
+        "message",
+        "--digest",
+        &digest,
+        "--artifact",
+        artifact.to_str().unwrap(),
+        "--key",
+        key.path(),
+    ]);
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&bundle).unwrap()["messageSignature"]
+            .is_object()
+    );
+    sigstore_js::attach(&format!("{host}/msg/app"), &digest, &bundle, &[]);
+    let k = named("k", &key);
+    let verdict = verify(&verifier(&registry), &format!("{host}/msg/app:v1"), &[&k]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+}
+
+#[tokio::test]
+async fn a_required_transparency_log_admits_only_with_an_entry_that_verifies() {
+    let mocks = Mocks::start();
+    let registry = plain_registry();
+    let pusher = Pusher::new(&registry);
+    let host = registry.host();
+    let key = Key::new();
+    let root = std::sync::Arc::new(TrustRoot::parse("mock", &mocks.trusted_root()));
+    assert!(root.verifier().is_ok(), "{root:?}");
+    let required = NamedKey {
+        transparency: Transparency::Required(root),
+        ..named("logged", &key)
+    };
+    let verifier = verifier(&registry);
+
+    // Logged in the mock Rekor: admitted.
+    let digest = pusher.push_image("tlog/logged", "v1").await;
+    let bundle = sigstore_js::sign(&[
+        "--digest",
+        &digest,
+        "--key",
+        key.path(),
+        "--rekor",
+        &mocks.rekor,
+    ]);
+    let with_entry: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+    assert!(with_entry["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"].is_object());
+    sigstore_js::attach(&format!("{host}/tlog/logged"), &digest, &bundle, &[]);
+    let verdict = verify(&verifier, &format!("{host}/tlog/logged:v1"), &[&required]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+
+    // Not logged: the same key refuses it, naming the trusted root.
+    let digest = pusher.push_image("tlog/unlogged", "v1").await;
+    sign_and_attach(&host, "tlog/unlogged", &digest, &key, &[]);
+    let verdict = verify(&verifier, &format!("{host}/tlog/unlogged:v1"), &[&required]).await;
+    assert!(
+        matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { root, .. }) if root == "mock"),
+        "{verdict:?}"
+    );
+    // ... and the key without the requirement admits it.
+    let optional = named("optional", &key);
+    let verdict = verify(&verifier, &format!("{host}/tlog/unlogged:v1"), &[&optional]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+
+    // A corrupted inclusion proof, and a corrupted signed entry timestamp.
+    for (repository, field) in [
+        (
+            "tlog/proof",
+            "/verificationMaterial/tlogEntries/0/inclusionProof/rootHash",
+        ),
+        (
+            "tlog/set",
+            "/verificationMaterial/tlogEntries/0/inclusionPromise/signedEntryTimestamp",
+        ),
+    ] {
+        let digest = pusher.push_image(repository, "v1").await;
+        let bundle = sigstore_js::sign(&[
+            "--digest",
+            &digest,
+            "--key",
+            key.path(),
+            "--rekor",
+            &mocks.rekor,
+        ]);
+        let mut json: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        let value = json.pointer_mut(field).expect(field);
+        let text = value.as_str().unwrap().to_owned();
+        // Another valid base64 value of the same length.
+        let flipped = if text.starts_with('A') { "B" } else { "A" };
+        *value = format!("{flipped}{}", &text[1..]).into();
+        sigstore_js::attach(
+            &format!("{host}/{repository}"),
+            &digest,
+            &serde_json::to_vec(&json).unwrap(),
+            &[],
+        );
+        let verdict = verify(&verifier, &format!("{host}/{repository}:v1"), &[&required]).await;
+        assert!(
+            matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { .. })),
+            "{field}: {verdict:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_referrers_api_is_used_where_a_registry_has_it() {
+    use image_policy_testsupport::cosign::sha256_digest;
+    use image_policy_testsupport::stub::{Reply, Stub};
+    let stub = Stub::start().await;
+    let host = stub.host();
+    let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    let digest = stub.manifest("api/app", "v1", manifest_type, image);
+    let key = Key::new();
+    let bundle = sigstore_js::sign(&["--digest", &digest, "--key", key.path()]);
+    let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let bundle_digest = sha256_digest(&bundle);
+    stub.blob("api/app", &bundle_digest, &bundle);
+    let referrer = serde_json::json!({
+        "schemaVersion": 2, "mediaType": manifest_type, "artifactType": bundle_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(b"{}"), "size": 2},
+        "layers": [{"mediaType": bundle_type, "digest": bundle_digest, "size": bundle.len()}],
+        "subject": {"mediaType": manifest_type, "digest": digest, "size": image.len()},
+    });
+    let referrer = serde_json::to_vec(&referrer).unwrap();
+    let referrer_digest = stub.manifest(
+        "api/app",
+        &sha256_digest(&referrer),
+        manifest_type,
+        &referrer,
+    );
+    // An SBOM referrer first, and a referrer of another image: neither is a signature.
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": manifest_type, "digest": format!("sha256:{}", "5".repeat(64)), "size": 9,
+             "artifactType": "application/spdx+json"},
+            {"mediaType": manifest_type, "digest": referrer_digest, "size": referrer.len(),
+             "artifactType": bundle_type,
+             "annotations": {"dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1"}},
+        ],
+    });
+    stub.route(
+        "GET",
+        &format!("/v2/api/app/referrers/{digest}"),
+        Reply::ok(
+            "application/vnd.oci.image.index.v1+json",
+            serde_json::to_vec(&index).unwrap(),
+        ),
+    );
+    let verifier = Verifier::new(VerifyConfig {
+        registry: RegistryConfig {
+            insecure_registries: [host.clone()].into(),
+            ..RegistryConfig::default()
+        },
+        ..VerifyConfig::default()
+    })
+    .unwrap();
+    let k = named("k", &key);
+    let verdict = verify(&verifier, &format!("{host}/api/app@{digest}"), &[&k]).await;
+    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+    // The legacy tag, the referrers API, the signature's referrer (cosign's first) and its
+    // bundle: no referrers tag, and the SBOM is never fetched.
+    let requests: Vec<String> = stub
+        .requests()
+        .into_iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    assert_eq!(requests.len(), 4, "{requests:#?}");
+    assert!(
+        requests[1].ends_with(&format!("/referrers/{digest}")),
+        "{requests:#?}"
+    );
+    assert!(requests[2].ends_with(&referrer_digest), "{requests:#?}");
+    assert!(requests[3].ends_with(&bundle_digest), "{requests:#?}");
+}

@@ -1,0 +1,171 @@
+//! Sigstore's own JavaScript producers, for the tests: `@sigstore/sign` makes bundles,
+//! `@sigstore/oci` attaches them to images as OCI referrers, and `@sigstore/mock` serves a
+//! Fulcio, a Rekor and a timestamp authority on 127.0.0.1. They run through
+//! `hack/sigstore-js/sigstore.js`, with the pinned packages `hack/sigstore-js/install.sh`
+//! installs (once per process here).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use tempfile::TempDir;
+
+/// `hack/sigstore-js` of the repository.
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/sigstore-js")
+}
+
+/// Installs the packages (npm ci) the first time a process asks.
+pub fn install() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let out = Command::new(dir().join("install.sh"))
+            .output()
+            .expect("run hack/sigstore-js/install.sh");
+        assert!(
+            out.status.success(),
+            "hack/sigstore-js/install.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Runs `node sigstore.js ARGS`; its standard output.
+pub fn run(args: &[&str]) -> String {
+    install();
+    let out = Command::new("node")
+        .arg(dir().join("sigstore.js"))
+        .args(args)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "node sigstore.js {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// An ECDSA P-256 signing key kept in a temp dir, for `sign --key`.
+pub struct Key {
+    _dir: TempDir,
+    prefix: PathBuf,
+    /// The public key, PEM.
+    pub public_pem: String,
+}
+
+impl Key {
+    /// A new key.
+    pub fn new() -> Key {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let prefix = dir.path().join("cosign");
+        let public_pem = run(&["key", prefix.to_str().expect("path")]);
+        Key {
+            _dir: dir,
+            prefix,
+            public_pem,
+        }
+    }
+
+    /// What `--key` takes.
+    pub fn path(&self) -> &str {
+        self.prefix.to_str().expect("path")
+    }
+}
+
+impl Default for Key {
+    fn default() -> Self {
+        Key::new()
+    }
+}
+
+/// A bundle made by `sign` with `args` (`--digest` and the rest); its bytes.
+pub fn sign(args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("bundle.json");
+    let mut all = vec!["sign", "--out", out.to_str().expect("path")];
+    all.extend_from_slice(args);
+    run(&all);
+    std::fs::read(&out).expect("read the bundle")
+}
+
+/// Attaches `bundle` to `image` (`host:port/repository`) at `digest` as cosign v3 does, with
+/// `extra` arguments (`--artifact-type`, `--predicate-type`).
+pub fn attach(image: &str, digest: &str, bundle: &[u8], extra: &[&str]) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bundle.json");
+    std::fs::write(&file, bundle).expect("write the bundle");
+    let mut args = vec![
+        "attach",
+        "--image",
+        image,
+        "--digest",
+        digest,
+        "--bundle",
+        file.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    run(&args);
+}
+
+/// `@sigstore/mock`'s Fulcio, Rekor and timestamp authority on 127.0.0.1, and a trusted root
+/// for them; stopped on drop.
+pub struct Mocks {
+    child: Child,
+    dir: TempDir,
+    /// The Fulcio's URL.
+    pub fulcio: String,
+    /// The Rekor's URL.
+    pub rekor: String,
+    /// The timestamp authority's URL.
+    pub tsa: String,
+}
+
+impl Mocks {
+    /// Starts them and waits until they serve.
+    pub fn start() -> Mocks {
+        install();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new("node")
+            .arg(self::dir().join("sigstore.js"))
+            .arg("mocks")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the mocks");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the mocks' endpoints");
+        let endpoints: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the mocks did not start ({e}): {line:?}"));
+        let url = |name: &str| endpoints[name].as_str().expect("endpoint").to_owned();
+        Mocks {
+            fulcio: url("fulcio"),
+            rekor: url("rekor"),
+            tsa: url("tsa"),
+            child,
+            dir,
+        }
+    }
+
+    /// The trusted_root.json of these mocks.
+    pub fn trusted_root(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("trusted_root.json")).expect("trusted root")
+    }
+
+    /// Where [`Mocks::trusted_root`] is stored.
+    pub fn trusted_root_path(&self) -> PathBuf {
+        self.dir.path().join("trusted_root.json")
+    }
+}
+
+impl Drop for Mocks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
