@@ -296,6 +296,8 @@ def rbac_expected(ns: str, *, operator_certs: bool, secret_namespaces: tuple[str
         rules.add(("ClusterRole", "", cip, "clusterimagepolicies/status", verb, ""))
     for verb in ("get", "create", "update"):
         rules.add(("Role", ns, "coordination.k8s.io", "leases", verb, ""))
+    for verb in ("get", "list", "watch"):
+        rules.add(("Role", ns, "", "configmaps", verb, ""))
     if operator_certs:
         for verb in ("get", "update"):
             rules.add(("ClusterRole", "", "admissionregistration.k8s.io",

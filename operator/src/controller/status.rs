@@ -101,7 +101,8 @@ pub fn assess(
         Ok(snapshot) => {
             let (keys, patterns) = counts(snapshot);
             let enforcing = enforcing(keys, patterns);
-            if missing_secrets.is_empty() {
+            let roots = snapshot.unavailable_roots();
+            if missing_secrets.is_empty() && roots.is_empty() {
                 return Assessment {
                     ready: true,
                     reason: Reason::PolicyActive,
@@ -110,12 +111,25 @@ pub fn assess(
                     patterns,
                 };
             }
-            let missing = Problems(missing_secrets.to_vec());
+            // A trusted root that cannot be used is worse than a missing Secret: the keys that
+            // need it admit nothing. Its reason comes first.
+            let (reason, consequence) = if roots.is_empty() {
+                (
+                    Reason::SecretNotFound,
+                    "images that need these registry credentials are verified with the other credential sources",
+                )
+            } else {
+                (
+                    Reason::TrustedRootUnavailable,
+                    "the keys that need an unavailable trusted root verify no image until it can be read",
+                )
+            };
+            let problems = Problems(roots.iter().chain(missing_secrets).cloned().collect());
             Assessment {
                 ready: false,
-                reason: Reason::SecretNotFound,
+                reason,
                 message: format!(
-                    "{missing}; the policy is enforced all the same ({}): images that need these registry credentials are verified with the other credential sources",
+                    "{problems}; the policy is enforced all the same ({}): {consequence}",
                     lowercase_first(&enforcing)
                 ),
                 keys,

@@ -399,3 +399,143 @@ proptest! {
         }
     }
 }
+
+mod trusted_roots {
+    use image_policy_crd::{ConfigMapKeyRef, TransparencyLog, TrustedRoot};
+
+    use super::*;
+    use crate::policy::{Documents, Transparency};
+
+    fn logged(name: &str, root: Option<&str>) -> Key {
+        Key {
+            transparency_log: Some(TransparencyLog::Required),
+            trusted_root: root.map(str::to_owned),
+            ..key(name, "p256.pub")
+        }
+    }
+
+    fn root(name: &str, config_map: &str) -> TrustedRoot {
+        TrustedRoot {
+            name: name.into(),
+            config_map_ref: ConfigMapKeyRef {
+                name: config_map.into(),
+                key: None,
+            },
+        }
+    }
+
+    fn with_roots(keys: Vec<Key>, roots: Vec<TrustedRoot>) -> ClusterImagePolicySpec {
+        let mut spec = spec(keys, vec![entry("registry.example.org/*", &["k"])]);
+        spec.verification.trusted_roots = roots;
+        spec
+    }
+
+    fn documents(config_map: &str, document: &str) -> Documents {
+        Documents::from([(
+            config_map.to_owned(),
+            [("trusted_root.json".to_owned(), document.to_owned())].into(),
+        )])
+    }
+
+    #[test]
+    fn a_required_log_without_a_root_is_the_built_in_public_good_one() {
+        let snapshot =
+            Snapshot::compile_spec(&with_roots(vec![logged("k", None)], vec![])).expect("compiles");
+        let Transparency::Required(root) = &snapshot.keys()[0].transparency else {
+            panic!("required")
+        };
+        assert_eq!(root.name(), "sigstore-public-good");
+        assert!(root.verifier().is_ok());
+        assert!(snapshot.unavailable_roots().is_empty());
+        // The identity of a verdict changes with the requirement.
+        let optional = Snapshot::compile_spec(&with_roots(vec![key("k", "p256.pub")], vec![]))
+            .expect("compiles");
+        assert_ne!(optional.keys()[0].identity(), snapshot.keys()[0].identity());
+    }
+
+    #[test]
+    fn roots_are_named_once_and_referred_to_by_name() {
+        let cases = [
+            (
+                with_roots(vec![logged("k", Some("nope"))], vec![]),
+                "spec.verification.keys[0].trustedRoot",
+                "no trusted root named \"nope\"",
+            ),
+            (
+                with_roots(vec![key("k", "p256.pub")], vec![root("", "cm")]),
+                "spec.verification.trustedRoots[0].name",
+                "has no name",
+            ),
+            (
+                with_roots(
+                    vec![key("k", "p256.pub")],
+                    vec![root("sigstore-public-good", "cm")],
+                ),
+                "spec.verification.trustedRoots[0].name",
+                "built-in",
+            ),
+            (
+                with_roots(
+                    vec![key("k", "p256.pub")],
+                    vec![root("a", "cm"), root("a", "cm2")],
+                ),
+                "spec.verification.trustedRoots[1].name",
+                "duplicate trusted root name",
+            ),
+            (
+                with_roots(vec![key("k", "p256.pub")], vec![root("a", "Not_A_Name")]),
+                "spec.verification.trustedRoots[0].configMapRef.name",
+                "not a ConfigMap name",
+            ),
+        ];
+        for (spec, path, words) in cases {
+            let problems = Snapshot::compile_spec(&spec).expect_err(path);
+            let problem = problems
+                .0
+                .iter()
+                .find(|p| p.path == path)
+                .unwrap_or_else(|| panic!("{path} in {problems}"));
+            assert_eq!(problem.reason, Reason::UnknownTrustedRoot, "{problem}");
+            assert!(problem.message.contains(words), "{problem}");
+        }
+    }
+
+    #[test]
+    fn a_root_that_cannot_be_read_leaves_the_policy_enforced_and_says_why() {
+        let spec = with_roots(
+            vec![logged("k", Some("private"))],
+            vec![root("private", "roots")],
+        );
+        let missing = Snapshot::compile_spec(&spec).expect("compiles");
+        let problems = missing.unavailable_roots();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].reason, Reason::TrustedRootUnavailable);
+        assert_eq!(problems[0].path, "spec.verification.trustedRoots[0]");
+        assert!(
+            problems[0]
+                .message
+                .contains("ConfigMap roots was not found"),
+            "{}",
+            problems[0]
+        );
+        let broken =
+            Snapshot::compile_spec_with(&spec, &documents("roots", "{not json")).expect("compiles");
+        assert!(
+            broken.unavailable_roots()[0]
+                .message
+                .contains("not a trusted_root.json document"),
+            "{}",
+            broken.unavailable_roots()[0]
+        );
+        let document = sigstore_verify::trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
+        let good =
+            Snapshot::compile_spec_with(&spec, &documents("roots", document)).expect("compiles");
+        assert!(good.unavailable_roots().is_empty());
+        let Transparency::Required(root) = &good.keys()[0].transparency else {
+            panic!("required")
+        };
+        assert!(root.verifier().is_ok() && root.name() == "private");
+        // Another document is another identity for the verdicts that used the root.
+        assert_ne!(good.keys()[0].identity(), missing.keys()[0].identity());
+    }
+}

@@ -108,3 +108,44 @@ fn the_state_says_what_is_enforced_and_of_which_version() {
     assert!(PolicyState::Absent.version().is_none());
     assert_eq!(kept.label(), "Invalid");
 }
+
+#[test]
+fn a_changed_trusted_root_is_published_when_the_policy_reads_it() {
+    let mut with_root = policy(GOOD, "u", 1);
+    with_root.spec.verification.keys[0].transparency_log =
+        Some(image_policy_crd::TransparencyLog::Required);
+    with_root.spec.verification.keys[0].trusted_root = Some("private".into());
+    with_root.spec.verification.trusted_roots = vec![image_policy_crd::TrustedRoot {
+        name: "private".into(),
+        config_map_ref: image_policy_crd::ConfigMapKeyRef {
+            name: "roots".into(),
+            key: None,
+        },
+    }];
+    let mut publisher = Publisher::default();
+    let Some(PolicyState::Active(first)) = publisher.step(Event::Apply(with_root)) else {
+        panic!("active")
+    };
+    assert_eq!(first.unavailable_roots().len(), 1, "no ConfigMap yet");
+    let document = sigstore_verify::trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
+    let documents = crate::policy::Documents::from([(
+        "roots".to_owned(),
+        [("trusted_root.json".to_owned(), document.to_owned())].into(),
+    )]);
+    let Some(PolicyState::Active(second)) = publisher.documents(documents.clone()) else {
+        panic!("republished")
+    };
+    assert!(second.unavailable_roots().is_empty());
+    assert!(publisher.documents(documents).is_none(), "nothing changed");
+    // A policy that reads no root is not published again for a ConfigMap.
+    let mut plain = Publisher::default();
+    plain.step(Event::Apply(policy(GOOD, "v", 1)));
+    assert!(
+        plain
+            .documents(crate::policy::Documents::from([(
+                "x".to_owned(),
+                Default::default()
+            )]))
+            .is_none()
+    );
+}
