@@ -33,6 +33,11 @@ enum Command {
     /// Exits 0 when everything would be admitted, 1 when something would be denied, and 2
     /// when the input cannot be used.
     Check(crate::check::CheckArgs),
+    /// Check one Sigstore bundle file against an image digest and a key, offline.
+    ///
+    /// Exits 0 when it verifies, 1 when it does not (saying why), and 2 when the input
+    /// cannot be used.
+    VerifyBundle(crate::verify_bundle::VerifyBundleArgs),
     /// Run the operator: the policy controller, the admission webhook, health and metrics.
     Run(Box<crate::run::RunArgs>),
 }
@@ -77,6 +82,11 @@ impl Cli {
                 }
             },
             Command::Check(args) => match crate::check::run(&args, &mut stdout) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
+                Err(e) => Err(e),
+            },
+            Command::VerifyBundle(args) => match crate::verify_bundle::run(&args, &mut stdout) {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::from(1),
                 Err(e) => Err(e),
@@ -354,7 +364,9 @@ mod tests {
         let result = match cli.command {
             Command::Crd => print_crd(&mut out),
             Command::Match(a) => run_match(&a, &mut out),
-            Command::Check(_) | Command::Run(_) => unreachable!("tested on their own"),
+            Command::Check(_) | Command::VerifyBundle(_) | Command::Run(_) => {
+                unreachable!("tested on their own")
+            }
         };
         (result, String::from_utf8(out).expect("utf8"))
     }

@@ -19,5 +19,6 @@ pub mod run;
 pub mod server;
 pub mod telemetry;
 pub mod verify;
+pub mod verify_bundle;
 pub mod webhook;
 pub mod workload;

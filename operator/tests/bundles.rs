@@ -475,3 +475,137 @@ async fn the_referrers_api_is_used_where_a_registry_has_it() {
     assert!(requests[2].ends_with(&referrer_digest), "{requests:#?}");
     assert!(requests[3].ends_with(&bundle_digest), "{requests:#?}");
 }
+
+#[test]
+fn verify_bundle_checks_a_bundle_file_offline() {
+    let mocks = Mocks::start();
+    let key = Key::new();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let plain = file(
+        "plain.json",
+        &sigstore_js::sign(&["--digest", &digest, "--key", key.path()]),
+    );
+    let logged = file(
+        "logged.json",
+        &sigstore_js::sign(&[
+            "--digest",
+            &digest,
+            "--key",
+            key.path(),
+            "--rekor",
+            &mocks.rekor,
+        ]),
+    );
+    let public = file("key.pub", key.public_pem.as_bytes());
+    let other = file("other.pub", Key::new().public_pem.as_bytes());
+    let root = mocks.trusted_root_path();
+    let root = root.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_image-policy"))
+            .arg("verify-bundle")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, out) = run(&["--bundle", &plain, "--digest", &digest, "--key", &public]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("Verified: "), "{out}");
+    let (code, out) = run(&["--bundle", &plain, "--digest", &digest, "--key", &other]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            Some(1),
+            "Not verified: Its Sigstore bundle is signed by none of the keys of the policy.\n"
+        )
+    );
+    let another = format!("sha256:{}", "cd".repeat(32));
+    let (code, out) = run(&["--bundle", &plain, "--digest", &another, "--key", &public]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("for other images"), "{out}");
+    // The log: required, against the mocks' trusted root.
+    let tlog = ["--require-tlog", "--trusted-root", root];
+    let (code, out) = run(&[
+        &["--bundle", &logged, "--digest", &digest, "--key", &public][..],
+        &tlog,
+    ]
+    .concat());
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&[
+        &["--bundle", &plain, "--digest", &digest, "--key", &public][..],
+        &tlog,
+    ]
+    .concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("no transparency log entry that verifies against the trusted root"),
+        "{out}"
+    );
+    // ... and against the built-in public-good root, which did not log it.
+    let (code, out) = run(&[
+        "--bundle",
+        &logged,
+        "--digest",
+        &digest,
+        "--key",
+        &public,
+        "--require-tlog",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("sigstore-public-good"), "{out}");
+    // Unusable input.
+    let junk = file("junk.json", b"{\"mediaType\": 5}");
+    for args in [
+        vec![
+            "--bundle",
+            junk.as_str(),
+            "--digest",
+            &digest,
+            "--key",
+            &public,
+        ],
+        vec![
+            "--bundle",
+            &plain,
+            "--digest",
+            "sha256:nope",
+            "--key",
+            &public,
+        ],
+        vec!["--bundle", &plain, "--digest", &digest, "--key", &plain],
+        vec![
+            "--bundle",
+            "/nonexistent",
+            "--digest",
+            &digest,
+            "--key",
+            &public,
+        ],
+        vec![
+            "--bundle",
+            &plain,
+            "--digest",
+            &digest,
+            "--key",
+            &public,
+            "--require-tlog",
+            "--trusted-root",
+            &junk,
+        ],
+    ] {
+        let (code, out) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {out}");
+        assert!(out.starts_with("error: "), "{out}");
+    }
+}

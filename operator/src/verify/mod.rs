@@ -178,6 +178,16 @@ impl Failure {
         }
     }
 
+    /// Why one bundle does not admit `digest`; `None` when it does.
+    pub fn of_bundle(digest: &str, verdict: bundle::BundleVerdict) -> Option<Failure> {
+        if let bundle::BundleVerdict::Verified { .. } = verdict {
+            return None;
+        }
+        let mut seen = Seen::default();
+        seen.bundle(verdict);
+        Some(Failure::of_seen(digest.to_owned(), seen))
+    }
+
     fn of(error: &RegistryError) -> Failure {
         match error {
             RegistryError::Unauthorized { host, .. } => {
