@@ -210,3 +210,6 @@ fn verifies_message(key: &NamedKey, message: &MessageSignature, hash: &Sha256Has
 fn cut(text: &str) -> String {
     text.chars().take(200).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -100,19 +100,13 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             None => return Ok(Findings::not_signed()),
         },
     };
-    let index: Index = serde_json::from_slice(&index).map_err(|e| RegistryError::BadResponse {
+    let candidates = candidates(&index).map_err(|e| RegistryError::BadResponse {
         host: repo.host.clone(),
         detail: format!("a referrers index that is not one ({e})"),
     })?;
-    let mut entries: Vec<&Entry> = index
-        .manifests
-        .iter()
-        .filter(|e| e.media_type == OCI_MANIFEST && is_sha256_digest(&e.digest))
-        .collect();
-    entries.sort_by_key(|e| e.rank());
     let mut seen = Seen::default();
-    for entry in entries.into_iter().take(MAX_REFERRERS) {
-        match candidate(lookup, &entry.digest).await? {
+    for digest in candidates {
+        match candidate(lookup, &digest).await? {
             Some(BundleVerdict::Verified { key }) => {
                 return Ok(Findings::Verified {
                     fingerprint: key.into(),
@@ -126,6 +120,23 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         return Ok(Findings::not_signed());
     }
     Ok(Findings::Unverified(seen))
+}
+
+/// The manifest digests of an index's referrers worth fetching, cosign's signatures first, at
+/// most [`MAX_REFERRERS`]: image manifests with a digest that is safe to put in a URL.
+pub fn candidates(index: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    let index: Index = serde_json::from_slice(index)?;
+    let mut entries: Vec<Entry> = index
+        .manifests
+        .into_iter()
+        .filter(|e| e.media_type == OCI_MANIFEST && is_sha256_digest(&e.digest))
+        .collect();
+    entries.sort_by_key(Entry::rank);
+    Ok(entries
+        .into_iter()
+        .take(MAX_REFERRERS)
+        .map(|e| e.digest)
+        .collect())
 }
 
 /// The verdict of the bundle of one referrer; `None`, with a log line, when it is not a

@@ -1,0 +1,272 @@
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use super::*;
+use crate::policy::{PublicKey, TrustRoot};
+use crate::verify::layout::referrers::{MAX_REFERRERS, candidates};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bundles");
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{DATA}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn digest() -> String {
+    String::from_utf8(read("made-with-sigstore-js/digest"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn signer() -> NamedKey {
+    let pem = String::from_utf8(read("made-with-sigstore-js/signer.pub.pem")).unwrap();
+    NamedKey::new("signer", PublicKey::from_pem(&pem).unwrap())
+}
+
+fn mock_root() -> Arc<TrustRoot> {
+    let json = String::from_utf8(read("made-with-sigstore-js/trusted_root.json")).unwrap();
+    Arc::new(TrustRoot::parse("mock", &json))
+}
+
+fn required(root: Arc<TrustRoot>) -> NamedKey {
+    NamedKey {
+        transparency: Transparency::Required(root),
+        ..signer()
+    }
+}
+
+#[test]
+fn bundles_made_by_sigstore_js_verify_with_their_key_only() {
+    let plain = read("made-with-sigstore-js/dsse-key.sigstore.json");
+    let key = signer();
+    assert_eq!(
+        check(&plain, &digest(), &[&key]),
+        BundleVerdict::Verified {
+            key: key.identity()
+        }
+    );
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(check(&plain, &other, &[&key]), BundleVerdict::OtherDigest);
+    let stranger = NamedKey::new(
+        "p256",
+        PublicKey::from_pem(include_str!("../../../tests/data/keys/p256.pub")).unwrap(),
+    );
+    assert_eq!(
+        check(&plain, &digest(), &[&stranger]),
+        BundleVerdict::NoKeyVerifies
+    );
+    assert_eq!(
+        check(&plain, &digest(), &[&stranger, &key]),
+        BundleVerdict::Verified {
+            key: key.identity()
+        },
+        "any of the keys"
+    );
+    let attestation = read("made-with-sigstore-js/attestation-key.sigstore.json");
+    assert_eq!(
+        check(&attestation, &digest(), &[&key]),
+        BundleVerdict::Attestation {
+            predicate_type: "https://slsa.dev/provenance/v1".into()
+        }
+    );
+}
+
+#[test]
+fn a_required_log_needs_an_entry_of_the_keys_root() {
+    let plain = read("made-with-sigstore-js/dsse-key.sigstore.json");
+    let logged = read("made-with-sigstore-js/dsse-key-rekor.sigstore.json");
+    let key = required(mock_root());
+    assert!(matches!(
+        check(&logged, &digest(), &[&key]),
+        BundleVerdict::Verified { .. }
+    ));
+    assert!(matches!(
+        check(&plain, &digest(), &[&key]),
+        BundleVerdict::NoLogEntry { root, .. } if root == "mock"
+    ));
+    let public_good = required(TrustRoot::public_good());
+    assert!(matches!(
+        check(&logged, &digest(), &[&public_good]),
+        BundleVerdict::NoLogEntry { root, .. } if root == "sigstore-public-good"
+    ));
+    let gone = required(Arc::new(TrustRoot::unavailable("mock", "gone".into())));
+    assert_eq!(
+        check(&logged, &digest(), &[&gone]),
+        BundleVerdict::RootUnavailable {
+            root: "mock".into(),
+            why: "gone".into()
+        }
+    );
+}
+
+#[test]
+fn a_keyless_bundle_is_no_keys_signature() {
+    let kubewarden = read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
+    let digest = "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
+    assert_eq!(
+        check(&kubewarden, digest, &[&signer()]),
+        BundleVerdict::NoKeyVerifies
+    );
+    assert!(matches!(
+        check(b"{}", digest, &[&signer()]),
+        BundleVerdict::Unreadable(_)
+    ));
+    assert!(matches!(
+        check(&[0xff, 0xfe], digest, &[&signer()]),
+        BundleVerdict::Unreadable(_)
+    ));
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Changes a few bytes of `input`: replaced, removed, inserted or cut.
+fn mutate(input: &[u8], state: &mut u64) -> Vec<u8> {
+    let interesting = b"{}[]\":,\\0123456789 \n=+/AZaz-";
+    let mut out = input.to_vec();
+    for _ in 0..=xorshift(state) % 4 {
+        if out.is_empty() {
+            break;
+        }
+        let at = (xorshift(state) as usize) % out.len();
+        let byte = interesting[(xorshift(state) as usize) % interesting.len()];
+        match xorshift(state) % 4 {
+            0 => out[at] = byte,
+            1 => {
+                out.remove(at);
+            }
+            2 => out.insert(at, byte),
+            _ => out.truncate(at),
+        }
+    }
+    out
+}
+
+/// Mutates the bytes inside one base64 field of a bundle (a payload, a signature, a proof, a
+/// certificate), keeping the JSON well-formed, so that parsing gets past the text.
+fn mutate_field(bundle: &[u8], state: &mut u64) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_slice(bundle).unwrap();
+    let mut fields = Vec::new();
+    collect_strings(&json, String::new(), &mut fields);
+    let path = &fields[(xorshift(state) as usize) % fields.len()];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let Some(value) = json.pointer_mut(path) {
+        let text = value.as_str().unwrap_or_default().to_owned();
+        *value = match b64.decode(&text) {
+            Ok(bytes) => b64.encode(mutate(&bytes, state)).into(),
+            Err(_) => String::from_utf8_lossy(&mutate(text.as_bytes(), state))
+                .into_owned()
+                .into(),
+        };
+    }
+    serde_json::to_vec(&json).unwrap()
+}
+
+fn collect_strings(value: &serde_json::Value, path: String, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(_) => out.push(path),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_strings(item, format!("{path}/{i}"), out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                collect_strings(v, format!("{path}/{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// No bundle makes the check panic, and no change to a bundle makes another key or another
+/// digest verify. IMAGE_POLICY_FUZZ_ROUNDS=200000 for a long run.
+#[test]
+fn mutated_bundles_never_panic() {
+    let rounds: u64 = std::env::var("IMAGE_POLICY_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1500);
+    let seeds = [
+        read("made-with-sigstore-js/dsse-key.sigstore.json"),
+        read("made-with-sigstore-js/dsse-key-rekor.sigstore.json"),
+        read("made-with-sigstore-js/attestation-key.sigstore.json"),
+        read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json"),
+    ];
+    let keys = [signer(), required(mock_root())];
+    let keys: Vec<&NamedKey> = keys.iter().collect();
+    let stranger = NamedKey::new(
+        "p256",
+        PublicKey::from_pem(include_str!("../../../tests/data/keys/p256.pub")).unwrap(),
+    );
+    let other = format!("sha256:{}", "0".repeat(64));
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for round in 0..rounds {
+        for seed in &seeds {
+            let mutated = if round % 2 == 0 {
+                mutate(seed, &mut state)
+            } else {
+                mutate_field(seed, &mut state)
+            };
+            let _ = check(&mutated, &digest(), &keys);
+            assert!(
+                !matches!(
+                    check(&mutated, &digest(), &[&stranger]),
+                    BundleVerdict::Verified { .. }
+                ),
+                "round {round}: a stranger's key verified {}",
+                String::from_utf8_lossy(&mutated)
+            );
+            assert!(
+                !matches!(
+                    check(&mutated, &other, &keys),
+                    BundleVerdict::Verified { .. }
+                ),
+                "round {round}: another digest verified"
+            );
+        }
+    }
+}
+
+/// Referrers indexes: any bytes give an answer or an error, at most MAX_REFERRERS
+/// candidates, each a digest safe in a URL, cosign's signatures first.
+#[test]
+fn mutated_indexes_never_panic_and_stay_bounded() {
+    let entry = |i: usize, predicate: &str| {
+        serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{i:064x}"), "size": 10,
+            "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "annotations": {"dev.sigstore.bundle.predicateType": predicate}})
+    };
+    let mut manifests: Vec<_> = (0..40)
+        .map(|i| entry(i, "https://slsa.dev/provenance/v1"))
+        .collect();
+    manifests.push(entry(99, COSIGN_SIGN_PREDICATE));
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests}))
+    .unwrap();
+    let ordered = candidates(&index).unwrap();
+    assert_eq!(ordered.len(), MAX_REFERRERS);
+    assert_eq!(
+        ordered[0],
+        format!("sha256:{:064x}", 99),
+        "cosign's signature first"
+    );
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..20_000 {
+        if let Ok(found) = candidates(&mutate(&index, &mut state)) {
+            assert!(found.len() <= MAX_REFERRERS);
+            assert!(
+                found
+                    .iter()
+                    .all(|d| crate::verify::registry::is_sha256_digest(d))
+            );
+        }
+    }
+}
