@@ -11,7 +11,10 @@ use image_policy_crd::SecretRef;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cli::{CliError, Output, any_of, any_of_line, load_policy, read_file, write_reports};
+use crate::cli::{
+    CliError, Output, any_of, any_of_line, load_policy_with, read_file, trusted_root_arg,
+    write_reports,
+};
 use crate::policy::{ImageName, PolicyState};
 use crate::verify::args::VerifierArgs;
 use crate::verify::{DockerConfig, Verifier};
@@ -32,6 +35,11 @@ pub struct CheckArgs {
     allow_unmatched_images: bool,
     #[command(flatten)]
     verifier: VerifierArgs,
+    /// The trusted_root.json of a root the policy declares in `spec.verification.trustedRoots`,
+    /// read from FILE instead of its ConfigMap (repeatable). Without it, a key that needs such
+    /// a root verifies nothing, as in a cluster where its ConfigMap is missing.
+    #[arg(long, value_name = "NAME=FILE", value_parser = trusted_root_arg)]
+    trusted_root: Vec<(String, PathBuf)>,
     /// A docker config.json with registry credentials.
     #[arg(long, value_name = "FILE")]
     docker_config: Option<PathBuf>,
@@ -73,7 +81,7 @@ struct Report {
 
 /// Runs `check`; `Ok(true)` when everything would be admitted.
 pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
-    let snapshot = load_policy(&args.policy)?;
+    let snapshot = load_policy_with(&args.policy, &args.trusted_root)?;
     let subjects = match &args.manifest {
         Some(path) => manifest_images(path)?,
         None => args.images.iter().map(|i| (None, i.clone())).collect(),

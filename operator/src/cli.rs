@@ -12,7 +12,7 @@ use image_policy_crd::ClusterImagePolicy;
 use kube::{CustomResourceExt, Resource};
 use serde::Serialize;
 
-use crate::policy::{Entry, ImageName, Problems, Snapshot};
+use crate::policy::{DEFAULT_DOCUMENT_KEY, Documents, Entry, ImageName, Problems, Snapshot};
 
 /// Admits container images into Kubernetes only when a trusted key signed them with cosign.
 #[derive(Debug, Parser)]
@@ -175,6 +175,14 @@ pub fn crd_yaml() -> String {
 
 /// Reads and compiles a policy manifest.
 pub fn load_policy(path: &Path) -> Result<Snapshot, CliError> {
+    load_policy_with(path, &[])
+}
+
+/// Reads and compiles a policy file as [`load_policy`] does, with the trusted roots that its
+/// `spec.verification.trustedRoots` name read from files instead of ConfigMaps: `roots` pairs
+/// a root's name with the file of its `trusted_root.json`. A name the policy does not declare
+/// is an input error, so that a typo cannot leave a root unread unnoticed.
+pub fn load_policy_with(path: &Path, roots: &[(String, PathBuf)]) -> Result<Snapshot, CliError> {
     let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
         path: path.into(),
         source,
@@ -199,10 +207,64 @@ pub fn load_policy(path: &Path) -> Result<Snapshot, CliError> {
     }
     let policy: ClusterImagePolicy =
         serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
-    Snapshot::compile(&policy).map_err(|problems| CliError::Invalid {
+    let documents = root_documents(&policy, roots)?;
+    Snapshot::compile_with(&policy, &documents).map_err(|problems| CliError::Invalid {
         path: path.into(),
         problems,
     })
+}
+
+/// The ConfigMap data the policy's trusted roots would be read from, made of `roots`' files.
+fn root_documents(
+    policy: &ClusterImagePolicy,
+    roots: &[(String, PathBuf)],
+) -> Result<Documents, CliError> {
+    let declared = &policy.spec.verification.trusted_roots;
+    let mut documents = Documents::new();
+    for (name, file) in roots {
+        let Some(root) = declared.iter().find(|r| &r.name == name) else {
+            let names: Vec<&str> = declared.iter().map(|r| r.name.as_str()).collect();
+            return Err(CliError::Input {
+                path: file.clone(),
+                detail: format!(
+                    "--trusted-root {name}: the policy declares no trusted root of that name \
+                     (it declares: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            });
+        };
+        let key = root
+            .config_map_ref
+            .key
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DOCUMENT_KEY.to_owned());
+        documents
+            .entry(root.config_map_ref.name.clone())
+            .or_default()
+            .insert(key, read_text(file)?);
+    }
+    Ok(documents)
+}
+
+fn read_text(path: &Path) -> Result<String, CliError> {
+    String::from_utf8(read_file(path)?).map_err(|_| CliError::Input {
+        path: path.into(),
+        detail: "not UTF-8 text".into(),
+    })
+}
+
+/// Parses `--trusted-root NAME=FILE`.
+pub fn trusted_root_arg(value: &str) -> Result<(String, PathBuf), String> {
+    match value.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(format!("{value:?} is not NAME=FILE")),
+    }
 }
 
 /// What `match` says of one image.

@@ -609,3 +609,78 @@ fn verify_bundle_checks_a_bundle_file_offline() {
         assert!(out.starts_with("error: "), "{out}");
     }
 }
+
+#[tokio::test]
+async fn check_reads_a_policys_trusted_root_from_a_file() {
+    let mocks = Mocks::start();
+    let registry = plain_registry();
+    let host = registry.host();
+    let key = Key::new();
+    let digest = Pusher::new(&registry)
+        .push_image("check/logged", "v1")
+        .await;
+    let bundle = sigstore_js::sign(&[
+        "--digest",
+        &digest,
+        "--key",
+        key.path(),
+        "--rekor",
+        &mocks.rekor,
+    ]);
+    sigstore_js::attach(&format!("{host}/check/logged"), &digest, &bundle, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let indented: String = key
+        .public_pem
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\n\
+             metadata:\n  name: image-policy\nspec:\n  verification:\n    trustedRoots:\n\
+             \x20   - name: mock\n      configMapRef: {{name: mock-root}}\n    keys:\n\
+             \x20   - name: logged\n      transparencyLog: Required\n      trustedRoot: mock\n\
+             \x20     publicKey: |\n{indented}    images:\n    - namePattern: {host}/check/*\n\
+             \x20     keys: [{{name: logged}}]\n"
+        ),
+    )
+    .unwrap();
+    let image = format!("{host}/check/logged:v1");
+    let root = mocks.trusted_root_path();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_image-policy"))
+            .args(["check", "--policy", policy.to_str().unwrap()])
+            .args(["--insecure-registry", &host])
+            .args(extra)
+            .arg(&image)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let with_root = format!("mock={}", root.display());
+    let (code, out) = run(&["--trusted-root", &with_root]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with(&format!("Admitted: {image} (")), "{out}");
+    // Without the file the root is unavailable, as with a missing ConfigMap: refused.
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("The trusted root mock that its key requires cannot be used"),
+        "{out}"
+    );
+    // A name the policy does not declare is unusable input, not a silent miss.
+    let typo = format!("mokc={}", root.display());
+    let (code, out) = run(&["--trusted-root", &typo]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("the policy declares no trusted root of that name (it declares: mock)"),
+        "{out}"
+    );
+}

@@ -19,4 +19,4 @@ pub use pattern::{ImageName, NamePattern, PatternError};
 pub use reference::{Reference, ReferenceError};
 pub use snapshot::{Entry, NamedKey, Problem, Problems, SharedSnapshot, Snapshot, Version};
 pub use state::{PolicyState, Publisher, Rejected};
-pub use trust::{Documents, Transparency, TrustRoot};
+pub use trust::{DEFAULT_DOCUMENT_KEY, Documents, Transparency, TrustRoot};
