@@ -79,8 +79,6 @@ pub enum Verdict {
 /// second sentence (`crate::webhook::words`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// The image string is not a reference to an image in a registry.
-    InvalidReference(String),
     /// The registry has no such tag or repository.
     ImageNotFound,
     /// No signature is stored for the image's digest.
@@ -133,7 +131,6 @@ impl Failure {
     /// The fixed label, for metrics and logs.
     pub fn label(&self) -> FailureKind {
         match self {
-            Failure::InvalidReference(_) => FailureKind::InvalidReference,
             Failure::ImageNotFound => FailureKind::ImageNotFound,
             Failure::NotSigned { .. } => FailureKind::NotSigned,
             Failure::SignatureMismatch { .. } | Failure::BundleMismatch => {
@@ -201,7 +198,8 @@ impl Failure {
 /// The closed set of [`Failure`] labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
-    /// [`Failure::InvalidReference`].
+    /// An image string that is no reference to an image in a registry (decided before any
+    /// lookup).
     InvalidReference,
     /// [`Failure::ImageNotFound`].
     ImageNotFound,

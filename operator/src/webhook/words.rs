@@ -48,7 +48,6 @@ pub fn not_signed(image: &str, failure: &Failure) -> String {
 /// its documentation, whose words users match exactly.
 pub fn explanation(failure: &Failure) -> Option<String> {
     Some(match failure {
-        Failure::InvalidReference(e) => format!("{}.", e.trim_end_matches('.')),
         Failure::ImageNotFound => "The image was not found in its registry.".into(),
         Failure::NotSigned { digest } => {
             let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
@@ -161,7 +160,94 @@ mod tests {
             explanation(&timed_out).as_deref(),
             Some("Verification timed out after 8.5s.")
         );
+    }
+
+    /// Every failure of a signature lookup, in the words a user reads. The match has no
+    /// wildcard, so that a new failure cannot be added without its sentence here.
+    #[test]
+    fn every_failure_has_its_words() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let hex = "ab".repeat(32);
+        let cases = [
+            Failure::ImageNotFound,
+            Failure::NotSigned {
+                digest: digest.clone(),
+            },
+            Failure::SignatureMismatch {
+                only_other_digests: true,
+            },
+            Failure::SignatureMismatch {
+                only_other_digests: false,
+            },
+            Failure::BundleMismatch,
+            Failure::Attestation {
+                predicate_type: "https://slsa.dev/provenance/v1".into(),
+            },
+            Failure::NoLogEntry {
+                root: "sigstore-public-good".into(),
+                why: "the bundle has no transparency log entry.".into(),
+            },
+            Failure::RootUnavailable {
+                root: "corp".into(),
+                why: "ConfigMap corp-root has no key \"trusted_root.json\"".into(),
+            },
+            Failure::Unauthorized { host: "r".into() },
+            Failure::TimedOut {
+                budget: Duration::from_secs(8),
+            },
+        ];
+        for failure in cases {
+            let expected: Option<String> = match &failure {
+                Failure::ImageNotFound => Some("The image was not found in its registry.".into()),
+                Failure::NotSigned { .. } => Some(format!(
+                    "No signature was found for {digest}: none at its cosign signature tag \
+                     sha256-{hex}.sig, nor among its OCI referrers (the referrers API or the tag \
+                     sha256-{hex})."
+                )),
+                Failure::SignatureMismatch {
+                    only_other_digests: true,
+                } => Some("Its signatures are for other images, not for its digest.".into()),
+                // The original's case: its sentence alone.
+                Failure::SignatureMismatch {
+                    only_other_digests: false,
+                } => None,
+                Failure::BundleMismatch => {
+                    Some("Its Sigstore bundle is signed by none of the keys of the policy.".into())
+                }
+                Failure::Attestation { .. } => Some(
+                    "It carries only attestations (https://slsa.dev/provenance/v1), and an \
+                     attestation is not a signature."
+                        .into(),
+                ),
+                Failure::NoLogEntry { .. } => Some(
+                    "Its signature has no transparency log entry that verifies against the \
+                     trusted root sigstore-public-good: the bundle has no transparency log entry."
+                        .into(),
+                ),
+                Failure::RootUnavailable { .. } => Some(
+                    "The trusted root corp that its key requires cannot be used: ConfigMap \
+                     corp-root has no key \"trusted_root.json\"."
+                        .into(),
+                ),
+                Failure::Unauthorized { .. } => {
+                    Some("The registry r refused the credentials.".into())
+                }
+                Failure::Unreachable(_) => unreachable!("tested above"),
+                Failure::TimedOut { .. } => Some("Verification timed out after 8s.".into()),
+            };
+            assert_eq!(explanation(&failure), expected, "{failure:?}");
+            let full = not_signed("r/a:1", &failure);
+            assert!(
+                full.starts_with("The image: r/a:1 is not signed."),
+                "{full}"
+            );
+        }
+    }
+
+    #[test]
+    fn sentences_are_capitalised_and_stopped_once() {
         assert_eq!(sentence(""), ".");
         assert_eq!(sentence("é."), "É.");
+        assert_eq!(sentence("refused..."), "Refused.");
     }
 }
