@@ -250,7 +250,8 @@ fn root_documents(
     Ok(documents)
 }
 
-fn read_text(path: &Path) -> Result<String, CliError> {
+/// A file that must be UTF-8 text.
+pub(crate) fn read_text(path: &Path) -> Result<String, CliError> {
     String::from_utf8(read_file(path)?).map_err(|_| CliError::Input {
         path: path.into(),
         detail: "not UTF-8 text".into(),

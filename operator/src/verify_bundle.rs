@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::{CliError, read_file};
+use crate::cli::{CliError, read_file, read_text};
 use crate::policy::{NamedKey, PublicKey, Transparency, TrustRoot};
 use crate::verify::Failure;
 use crate::verify::bundle::{self, BundleVerdict};
@@ -48,16 +48,14 @@ pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliErr
         });
     }
     let bundle = read_file(&args.bundle)?;
-    let pem = String::from_utf8(read_file(&args.key)?)
-        .map_err(|_| input(&args.key, "not a PEM public key (not UTF-8)".into()))?;
+    let pem = read_text(&args.key)?;
     let key = PublicKey::from_pem(&pem).map_err(|e| input(&args.key, e.to_string()))?;
     let mut named = NamedKey::new(args.key.display().to_string(), key);
     if args.require_tlog {
         let root = match &args.trusted_root {
             None => TrustRoot::public_good(),
             Some(path) => {
-                let text = String::from_utf8(read_file(path)?)
-                    .map_err(|_| input(path, "not a trusted_root.json (not UTF-8)".into()))?;
+                let text = read_text(path)?;
                 let root = TrustRoot::parse(&path.display().to_string(), &text);
                 if let Err(why) = root.verifier() {
                     return Err(input(path, why.to_owned()));
