@@ -99,3 +99,34 @@ fn the_schema_refuses_what_is_not_a_policy() {
         run.stderr
     );
 }
+
+/// The fields added since the original are documented where a platform engineer looks first.
+#[test]
+fn kubectl_explain_documents_the_added_fields() {
+    install_crd();
+    for (field, words) in [
+        (
+            "clusterimagepolicy.spec.verification.trustedRoots",
+            "trusted_root.json",
+        ),
+        (
+            "clusterimagepolicy.spec.verification.trustedRoots.configMapRef",
+            "operator's namespace",
+        ),
+        (
+            "clusterimagepolicy.spec.verification.keys.transparencyLog",
+            "transparency log",
+        ),
+        (
+            "clusterimagepolicy.spec.verification.keys.trustedRoot",
+            "public-good",
+        ),
+    ] {
+        // The API server publishes a new CRD's schema a moment after it is established.
+        let text = eventually(Duration::from_secs(60), field, || {
+            let run = kubectl(&["explain", field], None);
+            run.ok.then_some(run.stdout)
+        });
+        assert!(text.contains(words), "{field}: {text}");
+    }
+}
