@@ -97,31 +97,66 @@ pub struct ExcludedResources {
     pub namespaces: Vec<String>,
 }
 
-/// A named public key.
+/// A named signer: a public key, or a keyless identity (exactly one of the two).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Key {
     /// The name that image entries use to refer to this key; unique within the policy.
     pub name: String,
     /// A PEM `PUBLIC KEY` block: ECDSA P-256 or P-384, RSA of 2048 bits or more, or Ed25519.
-    pub public_key: String,
-    /// Whether a signature in a Sigstore bundle counts only with a transparency log entry
-    /// that verifies against the trusted root: Required, or Optional (the default, and the
-    /// only behaviour of cosign's legacy signatures, which carry no such entry).
+    /// Exactly one of publicKey and keyless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// A keyless signer: the workload identity named by a short-lived certificate of a Fulcio
+    /// of the trusted root (cosign sign without a key, as in GitHub Actions). Exactly one of
+    /// publicKey and keyless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<Keyless>,
+    /// Whether a signature counts only with a transparency log entry that verifies against
+    /// the trusted root: Required, or Optional. For a publicKey, Optional is the default (the
+    /// original's behaviour). For keyless, Required is the default, and Optional accepts an
+    /// RFC 3161 timestamp of the trusted root's timestamp authority as the signing time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transparency_log: Option<TransparencyLog>,
-    /// The name of the trusted root (spec.verification.trustedRoots) whose logs verify this
-    /// key's entries; the built-in Sigstore public-good root when empty.
+    /// The name of the trusted root (spec.verification.trustedRoots) that verifies this key's
+    /// log entries, and a keyless signer's certificates and timestamps; the built-in Sigstore
+    /// public-good root (sigstore-public-good) when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_root: Option<String>,
 }
 
-/// Whether a key's bundle signatures must be in a transparency log.
+/// A keyless identity: the certificate's OIDC issuer and subject (its URI or email SAN), each
+/// given exactly or as a regular expression that must match all of it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Keyless {
+    /// The OIDC issuer, exactly, such as https://token.actions.githubusercontent.com. Exactly
+    /// one of issuer and issuerRegExp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// A regular expression (RE2 syntax) that the whole issuer must match. Exactly one of
+    /// issuer and issuerRegExp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_reg_exp: Option<String>,
+    /// The subject, exactly: a URI such as
+    /// https://github.com/ORG/REPO/.github/workflows/release.yml@refs/tags/v1.0.0, or an email.
+    /// Exactly one of subject and subjectRegExp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// A regular expression (RE2 syntax) that the whole subject must match, as if between ^
+    /// and $, such as https://github.com/ORG/REPO/\.github/workflows/release\.yml@refs/tags/.*
+    /// Exactly one of subject and subjectRegExp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_reg_exp: Option<String>,
+}
+
+/// Whether a key's signatures must be in a transparency log.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum TransparencyLog {
-    /// The bundle's Rekor entry must verify against the trusted root: its signed entry
+    /// The signature's Rekor entry must verify against the trusted root: its signed entry
     /// timestamp, or its inclusion proof with a signed checkpoint, and an entry body that
-    /// matches the signature.
+    /// matches the signature (a bundle's entry, or the one a legacy cosign signature carries
+    /// in its annotations).
     Required,
     /// A signature that the key verifies counts with or without a log entry.
     #[default]
@@ -234,11 +269,15 @@ pub enum Reason {
     /// A trusted root's ConfigMap does not exist, or does not hold a trusted_root.json
     /// document the operator can use: the keys that need it verify nothing.
     TrustedRootUnavailable,
+    /// A key has both or neither of publicKey and keyless, or a keyless identity has both or
+    /// neither of an exact value and a regular expression, or a regular expression that does
+    /// not compile.
+    InvalidIdentity,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::PolicyActive,
         Reason::InvalidName,
         Reason::InvalidKey,
@@ -250,6 +289,7 @@ impl Reason {
         Reason::SecretNotFound,
         Reason::UnknownTrustedRoot,
         Reason::TrustedRootUnavailable,
+        Reason::InvalidIdentity,
     ];
 
     /// The reason as written in a condition: CamelCase, stable.
@@ -266,6 +306,7 @@ impl Reason {
             Reason::SecretNotFound => "SecretNotFound",
             Reason::UnknownTrustedRoot => "UnknownTrustedRoot",
             Reason::TrustedRootUnavailable => "TrustedRootUnavailable",
+            Reason::InvalidIdentity => "InvalidIdentity",
         }
     }
 }
@@ -353,7 +394,8 @@ spec:
         assert!(
             v.keys[0]
                 .public_key
-                .starts_with("-----BEGIN PUBLIC KEY-----\n")
+                .as_deref()
+                .is_some_and(|k| k.starts_with("-----BEGIN PUBLIC KEY-----\n"))
         );
         assert_eq!(
             v.images[1].name_pattern,

@@ -37,7 +37,7 @@ fn snapshot(n: usize) -> Snapshot {
         .collect();
     let keys = vec![Key {
         name: "k".into(),
-        public_key: KEY.into(),
+        public_key: Some(KEY.into()),
         ..Key::default()
     }];
     let spec = ClusterImagePolicySpec {
@@ -95,7 +95,7 @@ fn bench_matching(c: &mut Criterion) {
 fn bench_compile(c: &mut Criterion) {
     let keys = vec![Key {
         name: "k".into(),
-        public_key: KEY.into(),
+        public_key: Some(KEY.into()),
         ..Key::default()
     }];
     let images: Vec<ImageEntry> = patterns(1000)

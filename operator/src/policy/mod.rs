@@ -7,6 +7,7 @@
 //! controller publishes of it.
 
 pub mod hosts;
+pub mod identity;
 pub mod keys;
 pub mod pattern;
 pub mod reference;
@@ -14,9 +15,10 @@ pub mod snapshot;
 pub mod state;
 pub mod trust;
 
+pub use identity::{Identity, Matcher};
 pub use keys::{KeyAlgorithm, KeyError, PublicKey};
 pub use pattern::{ImageName, NamePattern, PatternError};
 pub use reference::{Reference, ReferenceError};
-pub use snapshot::{Entry, NamedKey, Problem, Problems, SharedSnapshot, Snapshot, Version};
+pub use snapshot::{Entry, NamedKey, Problem, Problems, SharedSnapshot, Signer, Snapshot, Version};
 pub use state::{PolicyState, Publisher, Rejected};
 pub use trust::{DEFAULT_DOCUMENT_KEY, Documents, Transparency, TrustRoot};

@@ -16,6 +16,7 @@ use image_policy_crd::{
 };
 use kube::ResourceExt;
 
+use super::identity::Identity;
 use super::keys::PublicKey;
 use super::pattern::{ImageName, NamePattern};
 use super::trust::{DEFAULT_DOCUMENT_KEY, Documents, Transparency, TrustRoot};
@@ -53,15 +54,24 @@ impl Version {
     }
 }
 
-/// A key of the policy with its name.
+/// A signer of the policy (`spec.verification.keys[]`) with its name.
 #[derive(Debug, Clone)]
 pub struct NamedKey {
     /// `spec.verification.keys[].name`.
     pub name: String,
-    /// The parsed key.
-    pub key: PublicKey,
-    /// Whether its bundle signatures need a transparency log entry.
+    /// A public key, or a keyless identity.
+    pub signer: Signer,
+    /// Whether its signatures need a transparency log entry.
     pub transparency: Transparency,
+}
+
+/// Who signs: the holder of a key, or a workload identity certified by a Fulcio.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    /// `publicKey`.
+    Key(PublicKey),
+    /// `keyless`.
+    Keyless(Arc<Identity>),
 }
 
 impl NamedKey {
@@ -69,19 +79,50 @@ impl NamedKey {
     pub fn new(name: impl Into<String>, key: PublicKey) -> Self {
         NamedKey {
             name: name.into(),
-            key,
+            signer: Signer::Key(key),
             transparency: Transparency::Optional,
         }
     }
 
-    /// What a verdict checked with this key depends on: the key, and the log requirement
-    /// with its root's content.
+    /// A keyless identity whose signatures need a log entry of its root.
+    pub fn keyless(name: impl Into<String>, identity: Identity) -> Self {
+        let root = identity.root.clone();
+        NamedKey {
+            name: name.into(),
+            signer: Signer::Keyless(Arc::new(identity)),
+            transparency: Transparency::Required(root),
+        }
+    }
+
+    /// The public key, when it is one.
+    pub fn public_key(&self) -> Option<&PublicKey> {
+        match &self.signer {
+            Signer::Key(key) => Some(key),
+            Signer::Keyless(_) => None,
+        }
+    }
+
+    /// The trusted root its signatures are checked against, when they need one.
+    pub fn root(&self) -> Option<&Arc<TrustRoot>> {
+        match (&self.signer, &self.transparency) {
+            (Signer::Keyless(identity), _) => Some(&identity.root),
+            (Signer::Key(_), Transparency::Required(root)) => Some(root),
+            (Signer::Key(_), Transparency::Optional) => None,
+        }
+    }
+
+    /// What a verdict checked with this signer depends on: the key or the identity (with its
+    /// root's content), and the log requirement with its root's content.
     pub fn identity(&self) -> String {
+        let signer = match &self.signer {
+            Signer::Key(key) => key.fingerprint().to_owned(),
+            Signer::Keyless(identity) => identity.fingerprint(),
+        };
         let transparency = self.transparency.identity();
         if transparency.is_empty() {
-            self.key.fingerprint().to_owned()
+            signer
         } else {
-            format!("{}+{transparency}", self.key.fingerprint())
+            format!("{signer}+{transparency}")
         }
     }
 }
@@ -328,7 +369,7 @@ fn unavailable(spec: &ClusterImagePolicySpec, keys: &[NamedKey]) -> Vec<Problem>
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for key in keys {
-        let Transparency::Required(root) = &key.transparency else {
+        let Some(root) = key.root() else {
             continue;
         };
         let Err(why) = root.verifier() else {
@@ -381,38 +422,72 @@ fn compile_keys(
                 ),
             ));
         }
-        let transparency = match (key.transparency_log, key.trusted_root.as_deref()) {
-            (Some(TransparencyLog::Required), None | Some(PUBLIC_GOOD_TRUSTED_ROOT)) => {
-                Transparency::Required(TrustRoot::public_good())
-            }
-            (Some(TransparencyLog::Required), Some(name)) => match roots.get(name) {
-                Some(root) => Transparency::Required(root.clone()),
-                None => {
+        let root = match key.trusted_root.as_deref() {
+            None | Some(PUBLIC_GOOD_TRUSTED_ROOT) => Some(TrustRoot::public_good()),
+            Some(name) => {
+                let root = roots.get(name).cloned();
+                if root.is_none() {
                     problems.push(unknown_root(&path, name, spec));
-                    Transparency::Optional
+                }
+                root
+            }
+        };
+        let signer = match (&key.public_key, &key.keyless) {
+            (Some(pem), None) => match PublicKey::from_pem(pem) {
+                Ok(parsed) => Some(Signer::Key(parsed)),
+                Err(e) => {
+                    problems.push(Problem::new(
+                        Reason::InvalidKey,
+                        format!("{path}.publicKey"),
+                        format!("key {:?}: {e}", key.name),
+                    ));
+                    None
                 }
             },
-            (_, Some(name)) if name != PUBLIC_GOOD_TRUSTED_ROOT && !roots.contains_key(name) => {
-                problems.push(unknown_root(&path, name, spec));
-                Transparency::Optional
+            (None, Some(keyless)) => {
+                let identity = root.clone().and_then(|root| {
+                    Identity::compile(keyless, root, &format!("{path}.keyless"), problems)
+                });
+                identity.map(|i| Signer::Keyless(Arc::new(i)))
             }
-            _ => Transparency::Optional,
-        };
-        match PublicKey::from_pem(&key.public_key) {
-            Ok(parsed) => out.push(Some(NamedKey {
-                name: key.name.clone(),
-                key: parsed,
-                transparency,
-            })),
-            Err(e) => {
+            (Some(_), Some(_)) => {
+                problems.push(Problem::new(
+                    Reason::InvalidIdentity,
+                    format!("{path}.keyless"),
+                    format!(
+                        "key {:?} has both a publicKey and a keyless identity; give one",
+                        key.name
+                    ),
+                ));
+                None
+            }
+            (None, None) => {
                 problems.push(Problem::new(
                     Reason::InvalidKey,
                     format!("{path}.publicKey"),
-                    format!("key {:?}: {e}", key.name),
+                    format!(
+                        "key {:?} has neither a publicKey nor a keyless identity",
+                        key.name
+                    ),
                 ));
-                out.push(None);
+                None
             }
-        }
+        };
+        // A key's signatures need a log only when it says so; a keyless identity's unless it
+        // says Optional (a timestamp of the root's authority then proves the signing time).
+        let required = matches!(
+            (&signer, key.transparency_log),
+            (_, Some(TransparencyLog::Required)) | (Some(Signer::Keyless(_)), None)
+        );
+        let transparency = match (&root, required) {
+            (Some(root), true) => Transparency::Required(root.clone()),
+            _ => Transparency::Optional,
+        };
+        out.push(signer.map(|signer| NamedKey {
+            name: key.name.clone(),
+            signer,
+            transparency,
+        }));
     }
     out
 }
@@ -557,7 +632,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(reason: Reason, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, path: impl Into<String>, message: impl Into<String>) -> Self {
         Problem {
             reason,
             path: path.into(),

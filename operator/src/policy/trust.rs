@@ -31,6 +31,8 @@ pub struct TrustRoot {
     /// The SHA-256 of the document, hex: in the identity of every verdict that used it.
     digest: String,
     verifier: Result<sigstore_verify::Verifier, String>,
+    /// Whether it lists CT logs: a certificate's SCT is verified only then.
+    ct_logs: bool,
 }
 
 impl TrustRoot {
@@ -48,12 +50,14 @@ impl TrustRoot {
 
     /// A root read from `document` (a trusted_root.json); one that does not parse keeps why.
     pub fn parse(name: &str, document: &str) -> TrustRoot {
+        let mut ct_logs = false;
         let verifier = if document.len() > MAX_DOCUMENT_BYTES {
             Err(format!("it is larger than {MAX_DOCUMENT_BYTES} bytes"))
         } else {
             TrustedRoot::from_json(document)
                 .map_err(|e| format!("it is not a trusted_root.json document: {e}"))
                 .and_then(|root| {
+                    ct_logs = !root.ctlogs.is_empty();
                     sigstore_verify::Verifier::new(&root)
                         .map_err(|e| format!("it cannot be used: {e}"))
                 })
@@ -62,6 +66,7 @@ impl TrustRoot {
             name: name.to_owned(),
             digest: super::keys::sha256_hex(document.as_bytes()),
             verifier,
+            ct_logs,
         }
     }
 
@@ -71,6 +76,7 @@ impl TrustRoot {
             name: name.to_owned(),
             digest: String::new(),
             verifier: Err(why),
+            ct_logs: false,
         }
     }
 
@@ -82,6 +88,11 @@ impl TrustRoot {
     /// The verifier, or why there is none.
     pub fn verifier(&self) -> Result<&sigstore_verify::Verifier, &str> {
         self.verifier.as_ref().map_err(String::as_str)
+    }
+
+    /// Whether it lists CT logs, so that certificates' SCTs are verified.
+    pub fn has_ct_logs(&self) -> bool {
+        self.ct_logs
     }
 
     /// What identifies this root's content: its name and document digest.

@@ -1,4 +1,4 @@
-//! What one Sigstore bundle says about an image digest, for the policy's keys.
+//! What one Sigstore bundle says about an image digest, for the policy's signers.
 //!
 //! cosign v3 signs an image with a bundle (v0.1 to v0.3) holding either a DSSE envelope of an
 //! in-toto statement (`predicateType https://sigstore.dev/cosign/sign/v1`, subject the image
@@ -10,12 +10,25 @@
 //!   signature verifies over the DSSE pre-authentication encoding of the exact payload bytes
 //!   (never re-serialized); or its message signature's digest is the image digest (SHA-256)
 //!   and the signature verifies over it;
-//! - with a key whose `transparencyLog` is `Required`, the bundle also verifies in full
-//!   against the key's trusted root with Sigstore's verifier: its Rekor entry (signed entry
-//!   timestamp, or inclusion proof with a signed checkpoint), an entry body that matches the
-//!   signature, and any RFC 3161 timestamp.
+//! - for a key, its signature verifies with the key; with `transparencyLog: Required`, the
+//!   bundle also verifies in full against the key's trusted root with Sigstore's verifier:
+//!   its Rekor entry (signed entry timestamp, or inclusion proof with a signed checkpoint), an
+//!   entry body that matches the signature, and any RFC 3161 timestamp;
+//! - for a keyless identity ([`keyless`]), the bundle verifies in full against the identity's
+//!   trusted root, and its certificate names the identity.
 //!
-//! Parsing, the DSSE encoding, signature schemes and the log checks are `sigstore-verify`'s.
+//! cosign's legacy signature layers are judged here too ([`check_legacy`]): their
+//! certificate, chain, Rekor bundle and timestamp annotations are the same evidence in
+//! another shape ([`legacy`]).
+//!
+//! Parsing, the DSSE encoding, signature schemes, certificate chains, SCTs and the log and
+//! timestamp checks are `sigstore-verify`'s.
+
+mod keyless;
+pub mod legacy;
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sigstore_verify::PublicKeyVerificationPolicy;
@@ -25,7 +38,7 @@ use sigstore_verify::types::{
     SignatureContent,
 };
 
-use crate::policy::{NamedKey, Transparency};
+use crate::policy::{NamedKey, PublicKey, Signer, Transparency};
 
 /// The DSSE payload type of an in-toto statement.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -33,13 +46,13 @@ pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// The predicate type of the statement `cosign sign` (v3) signs.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 
-/// What a bundle says of a digest.
+/// What a signature (a bundle, or a legacy layer) says of a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BundleVerdict {
-    /// A signature of the digest that the key with this identity ([`NamedKey::identity`])
-    /// verifies, with its log entry when the key requires one.
+    /// A signature of the digest that the signer with this identity
+    /// ([`NamedKey::identity`]) verifies, with its log entry when it requires one.
     Verified {
-        /// The key's identity.
+        /// The signer's identity.
         key: String,
     },
     /// A signature of another digest.
@@ -49,25 +62,114 @@ pub enum BundleVerdict {
         /// Its predicate type, cut to 200 characters.
         predicate_type: String,
     },
-    /// A signature of the digest that no key verifies.
+    /// A signature of the digest that no signer verifies.
     NoKeyVerifies,
-    /// A key verifies the signature, but the bundle's log entry does not verify against the
-    /// key's trusted root (or it has none).
+    /// A signer verifies the signature, but its log entry does not verify against the
+    /// signer's trusted root (or it has none).
     NoLogEntry {
         /// The root's name.
         root: String,
         /// Why, as Sigstore's verifier says it.
         why: String,
     },
-    /// A key verifies the signature, but its trusted root cannot be used.
+    /// A signer verifies the signature, but its trusted root cannot be used.
     RootUnavailable {
         /// The root's name.
         root: String,
         /// Why.
         why: String,
     },
+    /// A keyless signature whose certificate does not chain to a certificate authority of
+    /// the trusted root that was valid at the signing time (or the certificate itself was not
+    /// valid then, or its SCT does not verify).
+    UntrustedCertificate {
+        /// The root's name.
+        root: String,
+        /// Why, as Sigstore's verifier says it.
+        why: String,
+    },
+    /// A keyless signature whose certificate, valid, names an identity of no signer.
+    IdentityMismatch {
+        /// The certificate's subject (URI or email SAN), cut to 200 characters.
+        subject: String,
+        /// The certificate's OIDC issuer, cut to 200 characters.
+        issuer: String,
+    },
+    /// A keyless signature with no verified signing time: no log entry or timestamp that
+    /// verifies against the trusted root.
+    NoSigningTime {
+        /// The root's name.
+        root: String,
+        /// Why, as Sigstore's verifier says it.
+        why: String,
+    },
     /// Not a bundle this verifier can read.
     Unreadable(String),
+}
+
+impl BundleVerdict {
+    /// How much a verdict says of why nothing verified, when signers disagree: a signer whose
+    /// check got furthest says the most; `NoKeyVerifies` least.
+    fn rank(&self) -> u8 {
+        match self {
+            BundleVerdict::Verified { .. } => 0,
+            BundleVerdict::RootUnavailable { .. } => 1,
+            BundleVerdict::NoLogEntry { .. } => 2,
+            BundleVerdict::IdentityMismatch { .. } => 3,
+            BundleVerdict::NoSigningTime { .. } => 4,
+            BundleVerdict::UntrustedCertificate { .. } => 5,
+            BundleVerdict::Attestation { .. } => 6,
+            BundleVerdict::OtherDigest => 7,
+            BundleVerdict::Unreadable(_) => 8,
+            BundleVerdict::NoKeyVerifies => 9,
+        }
+    }
+}
+
+/// What a signature is over.
+#[derive(Clone, Copy)]
+enum Signed<'a> {
+    /// The image digest (a bundle of the referrers, already checked to be about it).
+    Digest(&'a Sha256Hash),
+    /// The exact payload bytes of a legacy layer, and its base64 signature.
+    Payload {
+        bytes: &'a [u8],
+        signature_b64: &'a str,
+    },
+}
+
+/// The bundle of a signature: given (the referrers), or made from a legacy layer's
+/// annotations the first time a signer needs it, so that a key without a log requirement
+/// never reads them, as before bundles were read.
+struct Evidence<'a> {
+    given: Option<&'a Bundle>,
+    annotations: Option<&'a BTreeMap<String, String>>,
+    made: OnceCell<Result<Option<Bundle>, String>>,
+}
+
+impl Evidence<'_> {
+    /// The bundle, `None` when the signature carries no evidence beyond itself, or why its
+    /// annotations cannot be read.
+    fn bundle(&self, signed: Signed<'_>) -> Result<Option<&Bundle>, &str> {
+        if let Some(bundle) = self.given {
+            return Ok(Some(bundle));
+        }
+        let (
+            Some(annotations),
+            Signed::Payload {
+                bytes,
+                signature_b64,
+            },
+        ) = (self.annotations, signed)
+        else {
+            return Ok(None);
+        };
+        self.made
+            .get_or_init(|| legacy::bundle(bytes, signature_b64, annotations))
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(String::as_str)
+    }
 }
 
 /// Checks the bundle `bytes` against `digest` (`sha256:<hex>`) and `keys`.
@@ -85,47 +187,132 @@ pub fn check(bytes: &[u8], digest: &str, keys: &[&NamedKey]) -> BundleVerdict {
         Ok(bundle) => bundle,
         Err(e) => return BundleVerdict::Unreadable(cut(&e)),
     };
-    let signed_by = match &bundle.content {
-        SignatureContent::DsseEnvelope(envelope) => match statement(envelope, &hash) {
-            Err(verdict) => return verdict,
-            Ok(()) => keys.iter().find(|k| verifies_envelope(k, envelope)),
-        },
+    match &bundle.content {
+        SignatureContent::DsseEnvelope(envelope) => {
+            if let Err(verdict) = statement(envelope, &hash) {
+                return verdict;
+            }
+        }
         SignatureContent::MessageSignature(message) => {
             if !names_digest(message, &hash) {
                 return BundleVerdict::OtherDigest;
             }
-            keys.iter().find(|k| verifies_message(k, message, &hash))
         }
         _ => return BundleVerdict::Unreadable("a bundle of an unknown content".to_owned()),
+    }
+    let evidence = Evidence {
+        given: Some(&bundle),
+        annotations: None,
+        made: OnceCell::new(),
     };
-    let Some(key) = signed_by else {
+    judge(&evidence, Signed::Digest(&hash), keys)
+}
+
+/// Checks one legacy signature layer whose payload (`payload`, already checked to name the
+/// image's digest) carries `signature_b64` and `annotations`, against `keys`.
+pub fn check_legacy(
+    payload: &[u8],
+    signature_b64: &str,
+    annotations: &BTreeMap<String, String>,
+    keys: &[&NamedKey],
+) -> BundleVerdict {
+    let evidence = Evidence {
+        given: None,
+        annotations: Some(annotations),
+        made: OnceCell::new(),
+    };
+    let signed = Signed::Payload {
+        bytes: payload,
+        signature_b64,
+    };
+    judge(&evidence, signed, keys)
+}
+
+/// The verdict of the first signer that verifies `signed`, or the most telling failure.
+fn judge(evidence: &Evidence<'_>, signed: Signed<'_>, keys: &[&NamedKey]) -> BundleVerdict {
+    let mut best = BundleVerdict::NoKeyVerifies;
+    let mut keyless = keyless::Results::default();
+    for key in keys {
+        let verdict = match &key.signer {
+            Signer::Key(public) => by_key(key, public, evidence, signed),
+            Signer::Keyless(identity) => match evidence.bundle(signed) {
+                Ok(Some(bundle)) => keyless.judge(identity, &key.transparency, bundle, signed),
+                // No certificate: not a keyless signature.
+                Ok(None) => BundleVerdict::NoKeyVerifies,
+                Err(why) => BundleVerdict::Unreadable(cut(why)),
+            },
+        };
+        if let BundleVerdict::Verified { .. } = verdict {
+            return BundleVerdict::Verified {
+                key: key.identity(),
+            };
+        }
+        if verdict.rank() < best.rank() {
+            best = verdict;
+        }
+    }
+    best
+}
+
+/// The verdict of one key.
+fn by_key(
+    key: &NamedKey,
+    public: &PublicKey,
+    evidence: &Evidence<'_>,
+    signed: Signed<'_>,
+) -> BundleVerdict {
+    let verifies = match (signed, evidence.given.map(|b| &b.content)) {
+        (
+            Signed::Payload {
+                bytes,
+                signature_b64,
+            },
+            _,
+        ) => public.verifies(bytes, signature_b64),
+        (Signed::Digest(_), Some(SignatureContent::DsseEnvelope(envelope))) => {
+            verifies_envelope(public, envelope)
+        }
+        (Signed::Digest(hash), Some(SignatureContent::MessageSignature(message))) => {
+            verifies_message(public, message, hash)
+        }
+        _ => false,
+    };
+    if !verifies {
         return BundleVerdict::NoKeyVerifies;
+    }
+    let Transparency::Required(root) = &key.transparency else {
+        return BundleVerdict::Verified {
+            key: key.identity(),
+        };
     };
-    match &key.transparency {
-        Transparency::Optional => BundleVerdict::Verified {
+    let verifier = match root.verifier() {
+        Ok(verifier) => verifier,
+        Err(why) => {
+            return BundleVerdict::RootUnavailable {
+                root: root.name().to_owned(),
+                why: why.to_owned(),
+            };
+        }
+    };
+    let no_entry = |why: String| BundleVerdict::NoLogEntry {
+        root: root.name().to_owned(),
+        why: cut(&why),
+    };
+    let bundle = match evidence.bundle(signed) {
+        Ok(Some(bundle)) => bundle,
+        Ok(None) => return no_entry("the signature carries no transparency log entry".into()),
+        Err(why) => return no_entry(format!("its log annotations cannot be read: {why}")),
+    };
+    let policy = PublicKeyVerificationPolicy::new(der(public));
+    let verified = match signed {
+        Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
+        Signed::Payload { bytes, .. } => verifier.verify(bytes, bundle, &policy),
+    };
+    match verified {
+        Ok(_) => BundleVerdict::Verified {
             key: key.identity(),
         },
-        Transparency::Required(root) => {
-            let verifier = match root.verifier() {
-                Ok(verifier) => verifier,
-                Err(why) => {
-                    return BundleVerdict::RootUnavailable {
-                        root: root.name().to_owned(),
-                        why: why.to_owned(),
-                    };
-                }
-            };
-            let policy = PublicKeyVerificationPolicy::new(der(key));
-            match verifier.verify(hash, &bundle, &policy) {
-                Ok(_) => BundleVerdict::Verified {
-                    key: key.identity(),
-                },
-                Err(e) => BundleVerdict::NoLogEntry {
-                    root: root.name().to_owned(),
-                    why: cut(&e.to_string()),
-                },
-            }
-        }
+        Err(e) => no_entry(e.to_string()),
     }
 }
 
@@ -179,11 +366,11 @@ fn names_digest(message: &MessageSignature, hash: &Sha256Hash) -> bool {
     })
 }
 
-fn der(key: &NamedKey) -> DerPublicKey {
-    DerPublicKey::from_bytes(key.key.spki())
+fn der(key: &PublicKey) -> DerPublicKey {
+    DerPublicKey::from_bytes(key.spki())
 }
 
-fn verifies_envelope(key: &NamedKey, envelope: &DsseEnvelope) -> bool {
+fn verifies_envelope(key: &PublicKey, envelope: &DsseEnvelope) -> bool {
     let der = der(key);
     let Ok(algorithm) = KeyAlgorithm::from_spki(&der) else {
         return false;
@@ -192,7 +379,7 @@ fn verifies_envelope(key: &NamedKey, envelope: &DsseEnvelope) -> bool {
     verify_signature(&der, &envelope.pae(), &envelope.signature.sig, scheme).is_ok()
 }
 
-fn verifies_message(key: &NamedKey, message: &MessageSignature, hash: &Sha256Hash) -> bool {
+fn verifies_message(key: &PublicKey, message: &MessageSignature, hash: &Sha256Hash) -> bool {
     let der = der(key);
     let Ok(algorithm) = KeyAlgorithm::from_spki(&der) else {
         return false;

@@ -16,7 +16,7 @@ pub enum Findings {
         fingerprint: Arc<str>,
     },
     /// Nothing verifies: where it was looked for, and what was found.
-    Unverified(Seen),
+    Unverified(Box<Seen>),
 }
 
 /// What was found of a digest's signatures when none verifies.
@@ -34,6 +34,12 @@ pub struct Seen {
     pub no_log_entry: Option<(String, String)>,
     /// A bundle a key verifies whose required trusted root cannot be used: the root and why.
     pub root_unavailable: Option<(String, String)>,
+    /// A keyless signature whose certificate does not chain to its root: the root and why.
+    pub untrusted_certificate: Option<(String, String)>,
+    /// A keyless signature of a valid certificate of another identity: its subject and issuer.
+    pub identity_mismatch: Option<(String, String)>,
+    /// A keyless signature with no verified signing time: the root and why.
+    pub no_signing_time: Option<(String, String)>,
 }
 
 impl Seen {
@@ -45,22 +51,54 @@ impl Seen {
             || self.attestation.is_some()
             || self.no_log_entry.is_some()
             || self.root_unavailable.is_some()
+            || self.untrusted_certificate.is_some()
+            || self.identity_mismatch.is_some()
+            || self.no_signing_time.is_some()
     }
 
     /// Counts one bundle that did not verify.
     pub fn bundle(&mut self, verdict: BundleVerdict) {
+        if let BundleVerdict::NoKeyVerifies | BundleVerdict::Unreadable(_) = verdict {
+            self.bad_bundle += 1;
+        } else {
+            self.specific(verdict);
+        }
+    }
+
+    /// Counts one legacy signature layer that did not verify: one no signer verifies (or
+    /// whose annotations cannot be read) is a bad signature, the original's case.
+    pub fn legacy(&mut self, verdict: BundleVerdict) {
+        if let BundleVerdict::NoKeyVerifies | BundleVerdict::Unreadable(_) = verdict {
+            self.bad_signature += 1;
+        } else {
+            self.specific(verdict);
+        }
+    }
+
+    /// Keeps the first of each telling verdict.
+    fn specific(&mut self, verdict: BundleVerdict) {
         match verdict {
-            BundleVerdict::Verified { .. } => {}
+            BundleVerdict::Verified { .. }
+            | BundleVerdict::NoKeyVerifies
+            | BundleVerdict::Unreadable(_) => {}
             BundleVerdict::OtherDigest => self.other_digest += 1,
             BundleVerdict::Attestation { predicate_type } => {
                 self.attestation.get_or_insert(predicate_type);
             }
-            BundleVerdict::NoKeyVerifies | BundleVerdict::Unreadable(_) => self.bad_bundle += 1,
             BundleVerdict::NoLogEntry { root, why } => {
                 self.no_log_entry.get_or_insert((root, why));
             }
             BundleVerdict::RootUnavailable { root, why } => {
                 self.root_unavailable.get_or_insert((root, why));
+            }
+            BundleVerdict::UntrustedCertificate { root, why } => {
+                self.untrusted_certificate.get_or_insert((root, why));
+            }
+            BundleVerdict::IdentityMismatch { subject, issuer } => {
+                self.identity_mismatch.get_or_insert((subject, issuer));
+            }
+            BundleVerdict::NoSigningTime { root, why } => {
+                self.no_signing_time.get_or_insert((root, why));
             }
         }
     }
@@ -69,7 +107,7 @@ impl Seen {
 impl Findings {
     /// No signature at all.
     pub fn not_signed() -> Self {
-        Findings::Unverified(Seen::default())
+        Findings::Unverified(Box::default())
     }
 
     /// The findings of two places looked in, for one digest: a verified signature wins, and
@@ -78,14 +116,19 @@ impl Findings {
         match (self, other) {
             (verified @ Findings::Verified { .. }, _)
             | (_, verified @ Findings::Verified { .. }) => verified,
-            (Findings::Unverified(a), Findings::Unverified(b)) => Findings::Unverified(Seen {
-                other_digest: a.other_digest + b.other_digest,
-                bad_signature: a.bad_signature + b.bad_signature,
-                bad_bundle: a.bad_bundle + b.bad_bundle,
-                attestation: a.attestation.or(b.attestation),
-                no_log_entry: a.no_log_entry.or(b.no_log_entry),
-                root_unavailable: a.root_unavailable.or(b.root_unavailable),
-            }),
+            (Findings::Unverified(a), Findings::Unverified(b)) => {
+                Findings::Unverified(Box::new(Seen {
+                    other_digest: a.other_digest + b.other_digest,
+                    bad_signature: a.bad_signature + b.bad_signature,
+                    bad_bundle: a.bad_bundle + b.bad_bundle,
+                    attestation: a.attestation.or(b.attestation),
+                    no_log_entry: a.no_log_entry.or(b.no_log_entry),
+                    root_unavailable: a.root_unavailable.or(b.root_unavailable),
+                    untrusted_certificate: a.untrusted_certificate.or(b.untrusted_certificate),
+                    identity_mismatch: a.identity_mismatch.or(b.identity_mismatch),
+                    no_signing_time: a.no_signing_time.or(b.no_signing_time),
+                }))
+            }
         }
     }
 
@@ -105,11 +148,11 @@ mod tests {
             fingerprint: Arc::from("k"),
         };
         let none = |o, b| {
-            Findings::Unverified(Seen {
+            Findings::Unverified(Box::new(Seen {
                 other_digest: o,
                 bad_signature: b,
                 ..Seen::default()
-            })
+            }))
         };
         assert_eq!(Findings::not_signed().and(verified()), verified());
         assert_eq!(none(1, 0).and(verified()), verified());

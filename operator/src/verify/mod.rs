@@ -113,6 +113,28 @@ pub enum Failure {
         /// Why.
         why: String,
     },
+    /// A keyless signature's certificate does not chain to a certificate authority of the
+    /// trusted root valid at the signing time (or was not valid itself then).
+    UntrustedCertificate {
+        /// The trusted root's name.
+        root: String,
+        /// Why, as Sigstore's verifier says it.
+        why: String,
+    },
+    /// A keyless signature's valid certificate names an identity of no signer.
+    IdentityMismatch {
+        /// The certificate's subject.
+        subject: String,
+        /// The certificate's OIDC issuer.
+        issuer: String,
+    },
+    /// A keyless signature with no verified signing time.
+    NoSigningTime {
+        /// The trusted root's name.
+        root: String,
+        /// Why, as Sigstore's verifier says it.
+        why: String,
+    },
     /// Every credential, anonymous access included, was refused.
     Unauthorized {
         /// The registry.
@@ -139,6 +161,9 @@ impl Failure {
             Failure::Attestation { .. } => FailureKind::AttestationOnly,
             Failure::NoLogEntry { .. } => FailureKind::NoTransparencyLog,
             Failure::RootUnavailable { .. } => FailureKind::TrustedRootUnavailable,
+            Failure::UntrustedCertificate { .. } => FailureKind::UntrustedCertificate,
+            Failure::IdentityMismatch { .. } => FailureKind::IdentityMismatch,
+            Failure::NoSigningTime { .. } => FailureKind::NoSigningTime,
             Failure::Unauthorized { .. } => FailureKind::Unauthorized,
             Failure::Unreachable(e) => e.kind(),
             Failure::TimedOut { .. } => FailureKind::Timeout,
@@ -146,8 +171,9 @@ impl Failure {
     }
 
     /// Why nothing verified, from what was seen: a legacy signature no key verifies first
-    /// (the original's own case and words), then what stops a key's bundle (its trusted root,
-    /// its log entry), a bundle no key verifies, an attestation, and signatures of other
+    /// (the original's own case and words), then what stops a signer (its trusted root, a
+    /// keyless certificate of another identity, one that does not chain, no signing time,
+    /// no log entry), a bundle no key verifies, an attestation, and signatures of other
     /// digests last.
     fn of_seen(digest: String, seen: Seen) -> Failure {
         if !seen.found_any() {
@@ -160,6 +186,15 @@ impl Failure {
         }
         if let Some((root, why)) = seen.root_unavailable {
             return Failure::RootUnavailable { root, why };
+        }
+        if let Some((subject, issuer)) = seen.identity_mismatch {
+            return Failure::IdentityMismatch { subject, issuer };
+        }
+        if let Some((root, why)) = seen.untrusted_certificate {
+            return Failure::UntrustedCertificate { root, why };
+        }
+        if let Some((root, why)) = seen.no_signing_time {
+            return Failure::NoSigningTime { root, why };
         }
         if let Some((root, why)) = seen.no_log_entry {
             return Failure::NoLogEntry { root, why };
@@ -213,6 +248,12 @@ pub enum FailureKind {
     NoTransparencyLog,
     /// [`Failure::RootUnavailable`].
     TrustedRootUnavailable,
+    /// [`Failure::UntrustedCertificate`].
+    UntrustedCertificate,
+    /// [`Failure::IdentityMismatch`].
+    IdentityMismatch,
+    /// [`Failure::NoSigningTime`].
+    NoSigningTime,
     /// [`Failure::Unauthorized`].
     Unauthorized,
     /// No answer from the registry.
@@ -224,6 +265,24 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every label, in declaration order.
+    pub const ALL: [FailureKind; 14] = [
+        FailureKind::InvalidReference,
+        FailureKind::ImageNotFound,
+        FailureKind::NotSigned,
+        FailureKind::SignatureMismatch,
+        FailureKind::AttestationOnly,
+        FailureKind::NoTransparencyLog,
+        FailureKind::TrustedRootUnavailable,
+        FailureKind::UntrustedCertificate,
+        FailureKind::IdentityMismatch,
+        FailureKind::NoSigningTime,
+        FailureKind::Unauthorized,
+        FailureKind::Unreachable,
+        FailureKind::BadResponse,
+        FailureKind::Timeout,
+    ];
+
     /// The label: CamelCase, stable.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -234,6 +293,9 @@ impl FailureKind {
             FailureKind::AttestationOnly => "AttestationOnly",
             FailureKind::NoTransparencyLog => "NoTransparencyLog",
             FailureKind::TrustedRootUnavailable => "TrustedRootUnavailable",
+            FailureKind::UntrustedCertificate => "UntrustedCertificate",
+            FailureKind::IdentityMismatch => "IdentityMismatch",
+            FailureKind::NoSigningTime => "NoSigningTime",
             FailureKind::Unauthorized => "Unauthorized",
             FailureKind::Unreachable => "Unreachable",
             FailureKind::BadResponse => "BadResponse",
@@ -405,7 +467,7 @@ impl Verifier {
                     .unwrap_or_default();
                 Verdict::Verified { digest, key }
             }
-            Ok(Findings::Unverified(seen)) => Verdict::Denied(Failure::of_seen(digest, seen)),
+            Ok(Findings::Unverified(seen)) => Verdict::Denied(Failure::of_seen(digest, *seen)),
             Err(e) => Verdict::Denied(Failure::of(&e)),
         }
     }

@@ -206,16 +206,7 @@ mod tests {
 
     #[test]
     fn reasons_are_distinct_camel_case() {
-        let kinds = [
-            FailureKind::InvalidReference,
-            FailureKind::ImageNotFound,
-            FailureKind::NotSigned,
-            FailureKind::SignatureMismatch,
-            FailureKind::Unauthorized,
-            FailureKind::Unreachable,
-            FailureKind::BadResponse,
-            FailureKind::Timeout,
-        ];
+        let kinds = FailureKind::ALL;
         let mut all = vec![
             Reason::Verified,
             Reason::Unmatched,

@@ -75,6 +75,17 @@ pub fn explanation(failure: &Failure) -> Option<String> {
             "The trusted root {root} that its key requires cannot be used: {}.",
             why.trim_end_matches('.')
         ),
+        Failure::UntrustedCertificate { root, why } => format!(
+            "Its signature's certificate does not chain to a certificate authority of the trusted root {root} valid at the signing time: {}.",
+            why.trim_end_matches('.')
+        ),
+        Failure::IdentityMismatch { subject, issuer } => format!(
+            "Its signature's certificate names the subject {subject} of the issuer {issuer}, which no identity of the policy matches."
+        ),
+        Failure::NoSigningTime { root, why } => format!(
+            "Its signature has no proof of its signing time (a transparency log entry or a timestamp) that verifies against the trusted root {root}: {}.",
+            why.trim_end_matches('.')
+        ),
         Failure::Unauthorized { host } => {
             format!("The registry {host} refused the credentials.")
         }
@@ -191,6 +202,18 @@ mod tests {
                 root: "corp".into(),
                 why: "ConfigMap corp-root has no key \"trusted_root.json\"".into(),
             },
+            Failure::UntrustedCertificate {
+                root: "corp".into(),
+                why: "no trusted certificate authority is valid at 2026-01-01T00:00:00Z".into(),
+            },
+            Failure::IdentityMismatch {
+                subject: "https://github.com/o/r/.github/workflows/x.yml@refs/heads/main".into(),
+                issuer: "https://token.actions.githubusercontent.com".into(),
+            },
+            Failure::NoSigningTime {
+                root: "corp".into(),
+                why: "no verified timestamp: none".into(),
+            },
             Failure::Unauthorized { host: "r".into() },
             Failure::TimedOut {
                 budget: Duration::from_secs(8),
@@ -227,6 +250,25 @@ mod tests {
                 Failure::RootUnavailable { .. } => Some(
                     "The trusted root corp that its key requires cannot be used: ConfigMap \
                      corp-root has no key \"trusted_root.json\"."
+                        .into(),
+                ),
+                Failure::UntrustedCertificate { .. } => Some(
+                    "Its signature's certificate does not chain to a certificate authority of \
+                     the trusted root corp valid at the signing time: no trusted certificate \
+                     authority is valid at 2026-01-01T00:00:00Z."
+                        .into(),
+                ),
+                Failure::IdentityMismatch { .. } => Some(
+                    "Its signature's certificate names the subject \
+                     https://github.com/o/r/.github/workflows/x.yml@refs/heads/main of the \
+                     issuer https://token.actions.githubusercontent.com, which no identity of \
+                     the policy matches."
+                        .into(),
+                ),
+                Failure::NoSigningTime { .. } => Some(
+                    "Its signature has no proof of its signing time (a transparency log entry \
+                     or a timestamp) that verifies against the trusted root corp: no verified \
+                     timestamp: none."
                         .into(),
                 ),
                 Failure::Unauthorized { .. } => {

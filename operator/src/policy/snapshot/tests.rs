@@ -1,6 +1,6 @@
 use image_policy_crd::{
-    ClusterImagePolicy, ClusterImagePolicySpec, ImageEntry, Key, KeyRef, Reason, SecretRef,
-    Verification,
+    ClusterImagePolicy, ClusterImagePolicySpec, ImageEntry, Key, KeyRef, Keyless, Reason,
+    SecretRef, Verification,
 };
 use proptest::prelude::*;
 
@@ -39,9 +39,57 @@ fn spec(keys: Vec<Key>, images: Vec<ImageEntry>) -> ClusterImagePolicySpec {
 fn key(name: &str, file: &str) -> Key {
     Key {
         name: name.into(),
-        public_key: key_pem(file),
+        public_key: Some(key_pem(file)),
         ..Key::default()
     }
+}
+
+fn github(subject: &str) -> Keyless {
+    Keyless {
+        issuer: Some("https://token.actions.githubusercontent.com".into()),
+        subject: Some(subject.into()),
+        ..Keyless::default()
+    }
+}
+
+fn keyless(identity: Keyless) -> Key {
+    Key {
+        name: "id".into(),
+        keyless: Some(identity),
+        ..Key::default()
+    }
+}
+
+#[test]
+fn a_keyless_identity_needs_a_log_unless_it_says_optional() {
+    let compiled = |key: Key| {
+        let snapshot = Snapshot::compile_spec(&spec(vec![key], vec![entry("a/b", &["id"])]))
+            .expect("compiles");
+        let key = &snapshot.keys()[0];
+        let Signer::Keyless(identity) = &key.signer else {
+            panic!("keyless")
+        };
+        assert_eq!(identity.root.name(), PUBLIC_GOOD_TRUSTED_ROOT);
+        let issuer = "https://token.actions.githubusercontent.com";
+        (
+            matches!(key.transparency, Transparency::Required(_)),
+            key.identity(),
+            identity.matches("s", issuer) && !identity.matches("s2", issuer),
+        )
+    };
+    let (required, default_identity, matches) = compiled(keyless(github("s")));
+    assert!(required && matches);
+    let (required, optional_identity, _) = compiled(Key {
+        transparency_log: Some(image_policy_crd::TransparencyLog::Optional),
+        ..keyless(github("s"))
+    });
+    assert!(!required);
+    assert_ne!(
+        default_identity, optional_identity,
+        "verdicts are cached apart"
+    );
+    let (_, other_subject, _) = compiled(keyless(github("s2")));
+    assert_ne!(default_identity, other_subject);
 }
 
 fn matched_indices(snapshot: &Snapshot, image: &str) -> Vec<usize> {
@@ -130,7 +178,7 @@ fn each_invalid_case_has_its_reason_and_path() {
             spec(
                 vec![Key {
                     name: "k".into(),
-                    public_key: "nope".into(),
+                    public_key: Some("nope".into()),
                     ..Key::default()
                 }],
                 vec![entry("a/b", &["k"])],
@@ -234,6 +282,67 @@ fn each_invalid_case_has_its_reason_and_path() {
             "spec.verification.exclude.resources.namespaces[1]",
             "not a namespace name",
         ),
+        (
+            spec(
+                vec![Key {
+                    name: "k".into(),
+                    ..Key::default()
+                }],
+                vec![entry("a/b", &["k"])],
+            ),
+            Reason::InvalidKey,
+            "spec.verification.keys[0].publicKey",
+            "has neither a publicKey nor a keyless identity",
+        ),
+        (
+            spec(
+                vec![Key {
+                    keyless: Some(github("s")),
+                    ..good()
+                }],
+                vec![entry("a/b", &["k"])],
+            ),
+            Reason::InvalidIdentity,
+            "spec.verification.keys[0].keyless",
+            "has both a publicKey and a keyless identity",
+        ),
+        (
+            spec(
+                vec![keyless(Keyless {
+                    subject: None,
+                    subject_reg_exp: Some("https://github.com/(org".into()),
+                    ..github("s")
+                })],
+                vec![entry("a/b", &["id"])],
+            ),
+            Reason::InvalidIdentity,
+            "spec.verification.keys[0].keyless.subjectRegExp",
+            "is not a regular expression",
+        ),
+        (
+            spec(
+                vec![keyless(Keyless {
+                    issuer: None,
+                    ..github("s")
+                })],
+                vec![entry("a/b", &["id"])],
+            ),
+            Reason::InvalidIdentity,
+            "spec.verification.keys[0].keyless.issuer",
+            "needs its issuer (or issuerRegExp)",
+        ),
+        (
+            spec(
+                vec![Key {
+                    trusted_root: Some("corp".into()),
+                    ..keyless(github("s"))
+                }],
+                vec![entry("a/b", &["id"])],
+            ),
+            Reason::UnknownTrustedRoot,
+            "spec.verification.keys[0].trustedRoot",
+            "no trusted root named \"corp\"",
+        ),
     ];
     for (spec, reason, path, words) in cases {
         let problems = Snapshot::compile_spec(&spec).expect_err(path);
@@ -258,7 +367,7 @@ fn every_problem_is_reported_at_once() {
         vec![
             Key {
                 name: "bad".into(),
-                public_key: "-----BEGIN PUBLIC KEY-----\n".into(),
+                public_key: Some("-----BEGIN PUBLIC KEY-----\n".into()),
                 ..Key::default()
             },
             key("ok", "p256.pub"),

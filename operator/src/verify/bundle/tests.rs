@@ -3,7 +3,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::*;
-use crate::policy::{PublicKey, TrustRoot};
+use crate::policy::{Identity, Matcher, PublicKey, TrustRoot};
 use crate::verify::layout::referrers::{MAX_REFERRERS, candidates};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bundles");
@@ -118,6 +118,152 @@ fn a_keyless_bundle_is_no_keys_signature() {
     ));
 }
 
+const KUBEWARDEN_DIGEST: &str =
+    "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
+const KUBEWARDEN_SUBJECT: &str = "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
+const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+fn identity(subject: Matcher, issuer: Matcher, root: Arc<TrustRoot>) -> NamedKey {
+    NamedKey::keyless(
+        "id",
+        Identity {
+            issuer,
+            subject,
+            root,
+        },
+    )
+}
+
+fn kubewarden_identity(subject: Matcher, issuer: Matcher) -> NamedKey {
+    identity(subject, issuer, TrustRoot::public_good())
+}
+
+/// The real cosign v3 keyless bundle, with the built-in public-good root and no network.
+#[test]
+fn the_kubewarden_bundle_verifies_for_its_identity_only() {
+    let bundle = read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
+    let exact = kubewarden_identity(
+        Matcher::exact(KUBEWARDEN_SUBJECT),
+        Matcher::exact(GITHUB_ISSUER),
+    );
+    assert_eq!(
+        check(&bundle, KUBEWARDEN_DIGEST, &[&exact]),
+        BundleVerdict::Verified {
+            key: exact.identity()
+        }
+    );
+    let release_workflows = kubewarden_identity(
+        Matcher::pattern(
+            r"https://github\.com/kubewarden/[^/]+/\.github/workflows/release\.yml@refs/tags/v1\.\d+\.\d+",
+        )
+        .unwrap(),
+        Matcher::exact(GITHUB_ISSUER),
+    );
+    assert!(matches!(
+        check(&bundle, KUBEWARDEN_DIGEST, &[&release_workflows]),
+        BundleVerdict::Verified { .. }
+    ));
+    let mismatch = BundleVerdict::IdentityMismatch {
+        subject: KUBEWARDEN_SUBJECT.into(),
+        issuer: GITHUB_ISSUER.into(),
+    };
+    let older_tag = kubewarden_identity(
+        Matcher::exact(KUBEWARDEN_SUBJECT.replace("v1.34.0", "v1.33.0")),
+        Matcher::exact(GITHUB_ISSUER),
+    );
+    assert_eq!(check(&bundle, KUBEWARDEN_DIGEST, &[&older_tag]), mismatch);
+    let google = kubewarden_identity(
+        Matcher::exact(KUBEWARDEN_SUBJECT),
+        Matcher::exact("https://accounts.google.com"),
+    );
+    assert_eq!(check(&bundle, KUBEWARDEN_DIGEST, &[&google]), mismatch);
+    // A part of the subject is not the subject: expressions match whole values.
+    let part = kubewarden_identity(
+        Matcher::pattern("https://github.com/kubewarden").unwrap(),
+        Matcher::exact(GITHUB_ISSUER),
+    );
+    assert_eq!(check(&bundle, KUBEWARDEN_DIGEST, &[&part]), mismatch);
+    // Any of: the identity after a key that does not verify.
+    assert!(matches!(
+        check(&bundle, KUBEWARDEN_DIGEST, &[&signer(), &google, &exact]),
+        BundleVerdict::Verified { key } if key == exact.identity()
+    ));
+    // Another digest, and another root.
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(
+        check(&bundle, &other, &[&exact]),
+        BundleVerdict::OtherDigest
+    );
+    let mock = identity(
+        Matcher::exact(KUBEWARDEN_SUBJECT),
+        Matcher::exact(GITHUB_ISSUER),
+        mock_root(),
+    );
+    assert!(
+        matches!(
+            check(&bundle, KUBEWARDEN_DIGEST, &[&mock]),
+            BundleVerdict::UntrustedCertificate { ref root, .. }
+                | BundleVerdict::NoLogEntry { ref root, .. }
+                | BundleVerdict::NoSigningTime { ref root, .. } if root == "mock"
+        ),
+        "{:?}",
+        check(&bundle, KUBEWARDEN_DIGEST, &[&mock])
+    );
+}
+
+/// What each kind of damage to a keyless bundle is refused as.
+#[test]
+fn a_damaged_keyless_bundle_is_refused_for_what_is_damaged() {
+    let bundle = read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
+    let exact = kubewarden_identity(
+        Matcher::exact(KUBEWARDEN_SUBJECT),
+        Matcher::exact(GITHUB_ISSUER),
+    );
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut json: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        f(&mut json);
+        check(
+            &serde_json::to_vec(&json).unwrap(),
+            KUBEWARDEN_DIGEST,
+            &[&exact],
+        )
+    };
+    let entry = "/verificationMaterial/tlogEntries/0";
+    let flip = |json: &mut serde_json::Value, pointer: &str| {
+        let value = json.pointer_mut(pointer).unwrap();
+        let text = value.as_str().unwrap().to_owned();
+        let flipped = if text.starts_with('A') { "B" } else { "A" };
+        *value = format!("{flipped}{}", &text[1..]).into();
+    };
+    let no_entry = edit(&|j| flip(j, &format!("{entry}/inclusionPromise/signedEntryTimestamp")));
+    assert!(
+        matches!(no_entry, BundleVerdict::NoLogEntry { .. }),
+        "{no_entry:?}"
+    );
+    let no_proof = edit(&|j| flip(j, &format!("{entry}/inclusionProof/rootHash")));
+    assert!(
+        matches!(no_proof, BundleVerdict::NoLogEntry { .. }),
+        "{no_proof:?}"
+    );
+    // No log entry and no timestamp: no signing time at all.
+    let timeless = edit(&|j| {
+        j["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
+        j["verificationMaterial"]["timestampVerificationData"] = serde_json::json!({});
+    });
+    assert!(
+        matches!(
+            timeless,
+            BundleVerdict::NoLogEntry { .. } | BundleVerdict::NoSigningTime { .. }
+        ),
+        "{timeless:?}"
+    );
+    let certificate = edit(&|j| flip(j, "/verificationMaterial/certificate/rawBytes"));
+    assert!(
+        !matches!(certificate, BundleVerdict::Verified { .. }),
+        "{certificate:?}"
+    );
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -198,7 +344,14 @@ fn mutated_bundles_never_panic() {
         read("made-with-sigstore-js/attestation-key.sigstore.json"),
         read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json"),
     ];
-    let keys = [signer(), required(mock_root())];
+    let keys = [
+        signer(),
+        required(mock_root()),
+        kubewarden_identity(
+            Matcher::exact(KUBEWARDEN_SUBJECT),
+            Matcher::exact(GITHUB_ISSUER),
+        ),
+    ];
     let keys: Vec<&NamedKey> = keys.iter().collect();
     let stranger = NamedKey::new(
         "p256",

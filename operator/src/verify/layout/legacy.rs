@@ -1,12 +1,13 @@
-//! Cosign's key-based signatures as stored in a registry (docs/contract.md §3).
+//! Cosign's legacy signatures (v1, v2) as stored in a registry (docs/contract.md §3).
 //!
 //! The signatures of `repo@sha256:<hex>` are the layers of the manifest tagged
 //! `sha256-<hex>.sig` in the same repository. A layer counts when its simple-signing payload
 //! names exactly that digest and its `dev.cosignproject.cosign/signature` annotation verifies
-//! over the exact payload bytes with one of the keys. Key parsing and the signature check are
-//! sigstore's; the payload is read here with the few fields that decide, since sigstore's
+//! over the exact payload bytes with one of the keys, or, keyless, with the certificate its
+//! annotations carry ([`crate::verify::bundle::legacy`]). Key parsing and the signature check
+//! are sigstore's; the payload is read here with the few fields that decide, since sigstore's
 //! payload type sits behind its `cosign` feature, which brings Fulcio, Rekor and OAuth clients
-//! (some 360 crates) that key-based verification never uses.
+//! (some 360 crates) that verification never uses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use serde::Deserialize;
 
 use super::Lookup;
-use crate::policy::Transparency;
+use crate::verify::bundle::{self, BundleVerdict};
 use crate::verify::credentials::Credential;
 use crate::verify::findings::{Findings, Seen};
 use crate::verify::registry::{Registry, RegistryError, Repository, is_sha256_digest};
@@ -78,14 +79,15 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         .iter()
         .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
         .filter_map(|l| {
-            let signature = l.annotations.as_ref()?.get(SIGNATURE_ANNOTATION)?;
-            Some((l, signature.as_str()))
+            let annotations = l.annotations.as_ref()?;
+            let signature = annotations.get(SIGNATURE_ANNOTATION)?;
+            Some((l, signature.as_str(), annotations))
         });
-    let (mut seen, mut other_digest, mut bad_signature) = (0, 0, 0);
-    let mut no_log_entry = None;
+    let mut seen = 0;
+    let mut found = Seen::default();
     // Each blob is read once, however many layers name it.
     let mut read: HashMap<&str, Option<Bytes>> = HashMap::new();
-    for (layer, signature) in layers.take(MAX_SIGNATURE_LAYERS) {
+    for (layer, signature, annotations) in layers.take(MAX_SIGNATURE_LAYERS) {
         seen += 1;
         let payload = match read.get(layer.digest.as_str()) {
             Some(payload) => payload.clone(),
@@ -97,45 +99,33 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         };
         // A layer that cannot be read is one bad signature: the next one may verify.
         let Some(payload) = payload else {
-            bad_signature += 1;
+            found.bad_signature += 1;
             continue;
         };
         match names_digest(&payload, digest) {
             Some(true) => {}
             Some(false) => {
-                other_digest += 1;
+                found.other_digest += 1;
                 continue;
             }
             None => {
-                bad_signature += 1;
+                found.bad_signature += 1;
                 continue;
             }
         }
-        if let Some(key) = keys.iter().find(|k| k.key.verifies(&payload, signature)) {
-            if let Transparency::Required(root) = &key.transparency {
-                // The log entry a legacy layer may carry in its annotations is not one a
-                // required log accepts: only a bundle's entry is verified.
-                no_log_entry.get_or_insert_with(|| {
-                    let why = "a legacy cosign signature, whose log entry is not checked; only a Sigstore bundle's is";
-                    (root.name().to_owned(), why.to_owned())
+        match bundle::check_legacy(&payload, signature, annotations, keys) {
+            BundleVerdict::Verified { key } => {
+                return Ok(Findings::Verified {
+                    fingerprint: Arc::from(key),
                 });
-                continue;
             }
-            return Ok(Findings::Verified {
-                fingerprint: Arc::from(key.identity()),
-            });
+            verdict => found.legacy(verdict),
         }
-        bad_signature += 1;
     }
     if seen == 0 {
         return Ok(Findings::not_signed());
     }
-    Ok(Findings::Unverified(Seen {
-        other_digest,
-        bad_signature,
-        no_log_entry,
-        ..Seen::default()
-    }))
+    Ok(Findings::Unverified(Box::new(found)))
 }
 
 /// The payload of one signature layer; `None`, with a log line, when the layer cannot be read:

@@ -119,7 +119,7 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
     if !seen.found_any() {
         return Ok(Findings::not_signed());
     }
-    Ok(Findings::Unverified(seen))
+    Ok(Findings::Unverified(Box::new(seen)))
 }
 
 /// The manifest digests of an index's referrers worth fetching, cosign's signatures first, at

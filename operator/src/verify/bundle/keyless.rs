@@ -1,0 +1,148 @@
+//! Keyless signatures: a bundle verified in full against an identity's trusted root, then its
+//! certificate's identity matched.
+//!
+//! Sigstore's verifier checks, offline: the certificate chains to a Fulcio CA of the root that
+//! was valid at the signing time, with the code-signing usage; the signing time comes from a
+//! Rekor entry (its integrated time under a verified signed entry timestamp) or from an RFC
+//! 3161 timestamp of an authority of the root, never from the payload; the certificate was
+//! valid at that time; its embedded SCT verifies when the root has CT logs; the log entry
+//! verifies (inclusion proof and checkpoint, or signed entry timestamp) and matches the
+//! signature; the signature covers the artifact. What is left here is the identity: the
+//! certificate's subject (its URI or email SAN) and OIDC issuer, which the verifier reads
+//! from the verified certificate, matched with the policy's.
+
+use std::sync::Arc;
+
+use sigstore_verify::bundle::Error as BundleError;
+use sigstore_verify::types::Bundle;
+use sigstore_verify::{CertificateError, Error, VerificationPolicy};
+
+use super::{BundleVerdict, Signed, cut};
+use crate::policy::{Identity, Transparency, TrustRoot};
+
+/// A verified certificate's identity.
+#[derive(Clone)]
+struct Certified {
+    subject: String,
+    issuer: String,
+}
+
+/// The verifications of one signature, by trusted root and log requirement: identities of the
+/// same root share one.
+#[derive(Default)]
+pub(super) struct Results {
+    done: Vec<(Arc<TrustRoot>, bool, Result<Certified, BundleVerdict>)>,
+}
+
+impl Results {
+    /// The verdict of `identity` on `bundle` (the signer's identity string is put in by the
+    /// caller).
+    pub(super) fn judge(
+        &mut self,
+        identity: &Identity,
+        transparency: &Transparency,
+        bundle: &Bundle,
+        signed: Signed<'_>,
+    ) -> BundleVerdict {
+        let log = matches!(transparency, Transparency::Required(_));
+        let root = &identity.root;
+        let position = self
+            .done
+            .iter()
+            .position(|(r, l, _)| Arc::ptr_eq(r, root) && *l == log);
+        let result = match position.and_then(|i| self.done.get(i)) {
+            Some((_, _, result)) => result.clone(),
+            None => {
+                let result = certify(root, log, bundle, signed);
+                self.done.push((root.clone(), log, result.clone()));
+                result
+            }
+        };
+        match result {
+            Ok(certified) if identity.matches(&certified.subject, &certified.issuer) => {
+                BundleVerdict::Verified { key: String::new() }
+            }
+            Ok(certified) => BundleVerdict::IdentityMismatch {
+                subject: cut(&certified.subject),
+                issuer: cut(&certified.issuer),
+            },
+            Err(verdict) => verdict,
+        }
+    }
+}
+
+/// Verifies `bundle` in full against `root`, with a log entry when `log`; the certificate's
+/// identity, or the verdict of why not.
+fn certify(
+    root: &TrustRoot,
+    log: bool,
+    bundle: &Bundle,
+    signed: Signed<'_>,
+) -> Result<Certified, BundleVerdict> {
+    let name = root.name();
+    let verifier = root
+        .verifier()
+        .map_err(|why| BundleVerdict::RootUnavailable {
+            root: name.to_owned(),
+            why: why.to_owned(),
+        })?;
+    let mut policy = VerificationPolicy::any_identity();
+    if !root.has_ct_logs() {
+        policy = policy.skip_sct();
+    }
+    if !log {
+        // A signing time is still required: a timestamp of the root's authority.
+        policy = policy.skip_tlog_unsafe();
+    }
+    let result = match signed {
+        Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
+        Signed::Payload { bytes, .. } => verifier.verify(bytes, bundle, &policy),
+    }
+    .map_err(|e| classify(e, name))?;
+    let untrusted = |why: &str| BundleVerdict::UntrustedCertificate {
+        root: name.to_owned(),
+        why: why.to_owned(),
+    };
+    if !result.certificate_verified() {
+        return Err(untrusted("the signature has no certificate"));
+    }
+    let subject = result
+        .identity()
+        .map(|san| san.as_str().to_owned())
+        .ok_or_else(|| untrusted("the certificate names no URI or email subject"))?;
+    let issuer = result
+        .issuer()
+        .map(str::to_owned)
+        .ok_or_else(|| untrusted("the certificate names no OIDC issuer"))?;
+    Ok(Certified { subject, issuer })
+}
+
+/// What an error of Sigstore's verifier means for admission.
+fn classify(error: Error, root: &str) -> BundleVerdict {
+    let why = cut(&error.to_string());
+    let root = root.to_owned();
+    match error {
+        Error::Certificate(CertificateError::Malformed(_)) => BundleVerdict::Unreadable(why),
+        Error::Certificate(_) | Error::TrustedCertificate(_) => {
+            BundleVerdict::UntrustedCertificate { root, why }
+        }
+        Error::Timestamp(_) | Error::Bundle(BundleError::MissingSigningTimeEvidence) => {
+            BundleVerdict::NoSigningTime { root, why }
+        }
+        Error::TransparencyLog(_)
+        | Error::Bundle(
+            BundleError::MissingInclusionPromise(_)
+            | BundleError::MissingInclusionProof(_)
+            | BundleError::MissingCheckpoint
+            | BundleError::LogIndexOutOfRange { .. }
+            | BundleError::CheckpointRootMismatch,
+        ) => BundleVerdict::NoLogEntry { root, why },
+        Error::Bundle(_) | Error::InvalidBundle(_) | Error::Types(_) => {
+            BundleVerdict::Unreadable(why)
+        }
+        Error::ArtifactMismatch(_) => BundleVerdict::OtherDigest,
+        // A signature the certificate's key does not verify; a bundle with a public key, not
+        // a certificate (a key's signature); anything else the verifier refuses.
+        _ => BundleVerdict::NoKeyVerifies,
+    }
+}
