@@ -1,16 +1,16 @@
 //! `image-policy verify-bundle`: one Sigstore bundle file checked against an image digest and
-//! a key, offline, exactly as admission checks a bundle it finds in a registry
-//! ([`crate::verify::bundle`]). For a platform engineer holding a bundle: exit 0 when it
-//! verifies, 1 when it does not (with the reason), 2 when the input cannot be used.
+//! a key or a keyless identity, offline, exactly as admission checks a bundle it finds in a
+//! registry ([`crate::verify::bundle`]). For a platform engineer holding a bundle: exit 0 when
+//! it verifies, 1 when it does not (with the reason), 2 when the input cannot be used.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::{CliError, read_file, read_text};
-use crate::policy::{NamedKey, PublicKey, Transparency, TrustRoot};
+use crate::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency, TrustRoot};
 use crate::verify::Failure;
-use crate::verify::bundle::{self, BundleVerdict};
+use crate::verify::bundle::{self, BundleVerdict, COSIGN_SIGN_PREDICATE, Predicate};
 use crate::verify::registry::is_sha256_digest;
 use crate::webhook::words::explanation;
 
@@ -23,24 +23,38 @@ pub struct VerifyBundleArgs {
     /// The image digest it must sign: `sha256:<64 hex digits>`.
     #[arg(long, value_name = "DIGEST")]
     digest: String,
-    /// The public key (PEM) that must verify it.
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
-    /// The trusted_root.json its transparency log entry is verified against; the built-in
-    /// Sigstore public-good root when absent.
+    /// The public key (PEM) that must verify it; or give a keyless identity.
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["certificate_identity", "certificate_identity_regexp"])]
+    key: Option<PathBuf>,
+    /// Keyless: the certificate's subject (URI or email SAN), exactly.
+    #[arg(long, value_name = "SUBJECT", conflicts_with_all = ["key", "certificate_identity_regexp"])]
+    certificate_identity: Option<String>,
+    /// Keyless: a regular expression the whole subject must match (unlike cosign's, anchored
+    /// at both ends, as a policy's subjectRegExp).
+    #[arg(long, value_name = "REGEXP", conflicts_with = "key")]
+    certificate_identity_regexp: Option<String>,
+    /// Keyless: the certificate's OIDC issuer, exactly.
+    #[arg(long, value_name = "ISSUER", conflicts_with_all = ["key", "certificate_oidc_issuer_regexp"])]
+    certificate_oidc_issuer: Option<String>,
+    /// Keyless: a regular expression the whole issuer must match.
+    #[arg(long, value_name = "REGEXP", conflicts_with = "key")]
+    certificate_oidc_issuer_regexp: Option<String>,
+    /// The trusted_root.json that verifies the transparency log entry, and a keyless
+    /// certificate and timestamps; the built-in Sigstore public-good root when absent.
     #[arg(long, value_name = "FILE")]
     trusted_root: Option<PathBuf>,
-    /// Require a transparency log entry that verifies against the trusted root.
+    /// Require a transparency log entry that verifies against the trusted root (always
+    /// required for a keyless identity).
     #[arg(long)]
     require_tlog: bool,
+    /// The predicate type a DSSE statement must have: cosign's signature one by default (what
+    /// admission accepts); `any` accepts any in-toto statement, to inspect attestations.
+    #[arg(long, value_name = "URI", default_value = COSIGN_SIGN_PREDICATE)]
+    predicate_type: String,
 }
 
 /// Runs `verify-bundle`; `Ok(true)` when the bundle verifies.
 pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliError> {
-    let input = |path: &PathBuf, detail: String| CliError::Input {
-        path: path.clone(),
-        detail,
-    };
     if !is_sha256_digest(&args.digest) {
         return Err(CliError::Input {
             path: "--digest".into(),
@@ -48,35 +62,26 @@ pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliErr
         });
     }
     let bundle = read_file(&args.bundle)?;
-    let pem = read_text(&args.key)?;
-    let key = PublicKey::from_pem(&pem).map_err(|e| input(&args.key, e.to_string()))?;
-    let mut named = NamedKey::new(args.key.display().to_string(), key);
-    if args.require_tlog {
-        let root = match &args.trusted_root {
-            None => TrustRoot::public_good(),
-            Some(path) => {
-                let text = read_text(path)?;
-                let root = TrustRoot::parse(&path.display().to_string(), &text);
-                if let Err(why) = root.verifier() {
-                    return Err(input(path, why.to_owned()));
-                }
-                Arc::new(root)
-            }
-        };
-        named.transparency = Transparency::Required(root);
-    }
-    let verdict = bundle::check(&bundle, &args.digest, &[&named]);
+    let (signer, by) = signer(args)?;
+    let predicate = match args.predicate_type.as_str() {
+        COSIGN_SIGN_PREDICATE => Predicate::Signature,
+        "any" => Predicate::Any,
+        other => Predicate::Exactly(other.to_owned()),
+    };
+    let verdict = bundle::check_with(&bundle, &args.digest, &[&signer], &predicate);
     if let BundleVerdict::Unreadable(why) = &verdict {
-        return Err(input(&args.bundle, format!("not a Sigstore bundle: {why}")));
+        return Err(CliError::Input {
+            path: args.bundle.clone(),
+            detail: format!("not a Sigstore bundle: {why}"),
+        });
     }
     match Failure::of_bundle(&args.digest, verdict) {
         None => {
             writeln!(
                 out,
-                "Verified: {} signs {} with the key {}",
+                "Verified: {} signs {} {by}",
                 args.bundle.display(),
-                args.digest,
-                args.key.display()
+                args.digest
             )?;
             Ok(true)
         }
@@ -87,4 +92,56 @@ pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliErr
             Ok(false)
         }
     }
+}
+
+/// The signer the arguments name, and how to say it: `with the key FILE` or `as IDENTITY`.
+fn signer(args: &VerifyBundleArgs) -> Result<(NamedKey, String), CliError> {
+    let input = |path: &str, detail: String| CliError::Input {
+        path: path.into(),
+        detail,
+    };
+    let root = || -> Result<Arc<TrustRoot>, CliError> {
+        let Some(path) = &args.trusted_root else {
+            return Ok(TrustRoot::public_good());
+        };
+        let root = TrustRoot::parse(&path.display().to_string(), &read_text(path)?);
+        match root.verifier() {
+            Ok(_) => Ok(Arc::new(root)),
+            Err(why) => Err(input(&path.display().to_string(), why.to_owned())),
+        }
+    };
+    if let Some(path) = &args.key {
+        let key = PublicKey::from_pem(&read_text(path)?)
+            .map_err(|e| input(&path.display().to_string(), e.to_string()))?;
+        let mut named = NamedKey::new(path.display().to_string(), key);
+        if args.require_tlog {
+            named.transparency = Transparency::Required(root()?);
+        }
+        return Ok((named, format!("with the key {}", path.display())));
+    }
+    let matcher =
+        |flag: &str, exact: &Option<String>, pattern: &Option<String>| match (exact, pattern) {
+            (Some(value), _) => Ok(Matcher::exact(value)),
+            (None, Some(pattern)) => Matcher::pattern(pattern)
+                .map_err(|why| input(flag, format!("{pattern:?} is {why}"))),
+            (None, None) => Err(input(
+                flag,
+                format!("a keyless identity needs {flag} or {flag}-regexp"),
+            )),
+        };
+    let identity = Identity {
+        subject: matcher(
+            "--certificate-identity",
+            &args.certificate_identity,
+            &args.certificate_identity_regexp,
+        )?,
+        issuer: matcher(
+            "--certificate-oidc-issuer",
+            &args.certificate_oidc_issuer,
+            &args.certificate_oidc_issuer_regexp,
+        )?,
+        root: root()?,
+    };
+    let by = format!("as {identity}");
+    Ok((NamedKey::keyless("identity", identity), by))
 }

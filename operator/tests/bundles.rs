@@ -608,6 +608,96 @@ fn verify_bundle_checks_a_bundle_file_offline() {
         assert_eq!(code, Some(2), "{args:?}: {out}");
         assert!(out.starts_with("error: "), "{out}");
     }
+
+    // Keyless: the real cosign v3 bundle of kubewarden-controller, with the built-in root.
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bundles");
+    let kubewarden = format!("{data}/kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
+    let signed = "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
+    let subject = "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
+    let github = "https://token.actions.githubusercontent.com";
+    let keyless = |identity: &[&str]| {
+        run(&[
+            &["--bundle", kubewarden.as_str(), "--digest", signed][..],
+            identity,
+        ]
+        .concat())
+    };
+    let (code, out) = keyless(&[
+        "--certificate-identity",
+        subject,
+        "--certificate-oidc-issuer",
+        github,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = keyless(&[
+        "--certificate-identity-regexp",
+        r"https://github\.com/kubewarden/.*/release\.yml@refs/tags/v1\..*",
+        "--certificate-oidc-issuer-regexp",
+        r"https://token\.actions\.githubusercontent\.com",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = keyless(&[
+        "--certificate-identity",
+        subject,
+        "--certificate-oidc-issuer",
+        "https://accounts.google.com",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            Some(1),
+            format!(
+                "Not verified: Its signature's certificate names the subject {subject} of the issuer {github}, which no identity of the policy matches.\n"
+            )
+            .as_str()
+        )
+    );
+    // Against another root (the mocks'), its certificate chains to nothing.
+    let (code, out) = keyless(&[
+        "--certificate-identity",
+        subject,
+        "--certificate-oidc-issuer",
+        github,
+        "--trusted-root",
+        root,
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("Not verified: "), "{out}");
+    // An attestation is not a signature, unless asked for.
+    let attestation = format!("{data}/made-with-sigstore-js/attestation-key.sigstore.json");
+    let signer = format!("{data}/made-with-sigstore-js/signer.pub.pem");
+    let made = std::fs::read_to_string(format!("{data}/made-with-sigstore-js/digest")).unwrap();
+    let attested = |extra: &[&str]| {
+        run(&[
+            &[
+                "--bundle",
+                attestation.as_str(),
+                "--digest",
+                made.trim(),
+                "--key",
+                signer.as_str(),
+            ][..],
+            extra,
+        ]
+        .concat())
+    };
+    assert_eq!(attested(&[]).0, Some(1));
+    assert_eq!(attested(&["--predicate-type", "any"]).0, Some(0));
+    assert_eq!(
+        attested(&["--predicate-type", "https://slsa.dev/provenance/v1"]).0,
+        Some(0)
+    );
+    assert_eq!(
+        attested(&["--predicate-type", "https://spdx.dev/Document"]).0,
+        Some(1)
+    );
+    let (code, out) = keyless(&[
+        "--certificate-identity-regexp",
+        "(",
+        "--certificate-oidc-issuer",
+        github,
+    ]);
+    assert_eq!(code, Some(2), "{out}");
 }
 
 #[tokio::test]

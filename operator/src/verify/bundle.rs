@@ -172,8 +172,40 @@ impl Evidence<'_> {
     }
 }
 
-/// Checks the bundle `bytes` against `digest` (`sha256:<hex>`) and `keys`.
+/// Which in-toto statements count as signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Predicate {
+    /// Only cosign's signature statement: what admission accepts.
+    Signature,
+    /// Statements of this predicate type only (to inspect an attestation offline).
+    Exactly(String),
+    /// Any statement (to inspect attestations offline).
+    Any,
+}
+
+impl Predicate {
+    fn accepts(&self, predicate_type: &str) -> bool {
+        match self {
+            Predicate::Signature => predicate_type == COSIGN_SIGN_PREDICATE,
+            Predicate::Exactly(expected) => predicate_type == expected,
+            Predicate::Any => true,
+        }
+    }
+}
+
+/// Checks the bundle `bytes` against `digest` (`sha256:<hex>`) and `keys`, as admission does.
 pub fn check(bytes: &[u8], digest: &str, keys: &[&NamedKey]) -> BundleVerdict {
+    check_with(bytes, digest, keys, &Predicate::Signature)
+}
+
+/// Checks the bundle `bytes` against `digest` and `keys`, with the statements `predicate`
+/// accepts counting as signatures.
+pub fn check_with(
+    bytes: &[u8],
+    digest: &str,
+    keys: &[&NamedKey],
+    predicate: &Predicate,
+) -> BundleVerdict {
     let Some(hash) = digest
         .strip_prefix("sha256:")
         .and_then(|hex| Sha256Hash::from_hex(hex).ok())
@@ -189,7 +221,7 @@ pub fn check(bytes: &[u8], digest: &str, keys: &[&NamedKey]) -> BundleVerdict {
     };
     match &bundle.content {
         SignatureContent::DsseEnvelope(envelope) => {
-            if let Err(verdict) = statement(envelope, &hash) {
+            if let Err(verdict) = statement(envelope, &hash, predicate) {
                 return verdict;
             }
         }
@@ -331,8 +363,12 @@ struct Subject {
     digest: std::collections::BTreeMap<String, String>,
 }
 
-/// `Ok` when the envelope is cosign's signature statement about `hash`.
-fn statement(envelope: &DsseEnvelope, hash: &Sha256Hash) -> Result<(), BundleVerdict> {
+/// `Ok` when the envelope is a statement about `hash` that `predicate` accepts.
+fn statement(
+    envelope: &DsseEnvelope,
+    hash: &Sha256Hash,
+    predicate: &Predicate,
+) -> Result<(), BundleVerdict> {
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(BundleVerdict::Unreadable(format!(
             "a DSSE payload of type {:?}, not an in-toto statement",
@@ -352,7 +388,7 @@ fn statement(envelope: &DsseEnvelope, hash: &Sha256Hash) -> Result<(), BundleVer
     if !about {
         return Err(BundleVerdict::OtherDigest);
     }
-    if statement.predicate_type != COSIGN_SIGN_PREDICATE {
+    if !predicate.accepts(&statement.predicate_type) {
         return Err(BundleVerdict::Attestation {
             predicate_type: cut(&statement.predicate_type),
         });
