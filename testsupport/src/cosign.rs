@@ -219,16 +219,28 @@ impl Pusher {
         payload: &[u8],
         signature_b64: &str,
     ) {
+        let annotations =
+            BTreeMap::from([(SIGNATURE_ANNOTATION.to_owned(), signature_b64.to_owned())]);
+        self.push_annotated_layer(repository, digest, payload, annotations)
+            .await;
+    }
+
+    /// Appends a signature layer with `annotations` (the signature, and for keyless cosign
+    /// its certificate, chain and Rekor entry) to the `.sig` manifest of `digest`.
+    pub async fn push_annotated_layer(
+        &self,
+        repository: &str,
+        digest: &str,
+        payload: &[u8],
+        annotations: BTreeMap<String, String>,
+    ) {
         let mut layers = self
             .signature_manifest(repository, digest)
             .await
             .map(|manifest| manifest.layers)
             .unwrap_or_default();
         layers.push(Descriptor {
-            annotations: Some(BTreeMap::from([(
-                SIGNATURE_ANNOTATION.to_owned(),
-                signature_b64.to_owned(),
-            )])),
+            annotations: Some(annotations),
             ..self.push_blob(repository, SIMPLE_SIGNING, payload).await
         });
         let config = cosign_config(&layers);

@@ -4,11 +4,14 @@
 //! `hack/sigstore-js/sigstore.js`, with the pinned packages `hack/sigstore-js/install.sh`
 //! installs (once per process here).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use tempfile::TempDir;
 
 /// `hack/sigstore-js` of the repository.
@@ -125,12 +128,18 @@ pub struct Mocks {
 impl Mocks {
     /// Starts them and waits until they serve.
     pub fn start() -> Mocks {
+        Mocks::start_with(&[])
+    }
+
+    /// Starts them with `env` (see `lib/mock-servers.js`: `MOCK_REKOR_SKEW_S`, ...).
+    pub fn start_with(env: &[(&str, &str)]) -> Mocks {
         install();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new("node")
             .arg(self::dir().join("sigstore.js"))
             .arg("mocks")
             .arg(dir.path())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -161,6 +170,89 @@ impl Mocks {
     pub fn trusted_root_path(&self) -> PathBuf {
         self.dir.path().join("trusted_root.json")
     }
+
+    /// The Fulcio's CA certificate (PEM): the chain cosign stores beside a certificate.
+    pub fn fulcio_root_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fulcio-root.pem")).expect("fulcio root")
+    }
+
+    /// The arguments of `sign` for a keyless signature: a certificate of this Fulcio for
+    /// `subject` (a URI SAN) of `issuer`, logged in this Rekor.
+    pub fn keyless<'a>(&'a self, subject: &'a str, issuer: &'a str) -> [&'a str; 8] {
+        [
+            "--fulcio",
+            &self.fulcio,
+            "--identity",
+            subject,
+            "--issuer",
+            issuer,
+            "--rekor",
+            &self.rekor,
+        ]
+    }
+}
+
+/// The annotations cosign v1/v2 puts on a keyless legacy signature layer, made of a
+/// message-signature bundle over the layer's payload (`sign --kind message --artifact
+/// PAYLOAD`, keyless and logged): the signature, the certificate and `chain_pem` (PEM), and
+/// the Rekor entry as cosign's `dev.sigstore.cosign/bundle` (the signed entry timestamp and
+/// the entry's body, integrated time, index and log ID in hex).
+pub fn legacy_annotations(bundle: &[u8], chain_pem: &str) -> BTreeMap<String, String> {
+    let bundle: serde_json::Value = serde_json::from_slice(bundle).expect("bundle json");
+    let material = &bundle["verificationMaterial"];
+    let certificate = material["certificate"]["rawBytes"]
+        .as_str()
+        .or_else(|| material["x509CertificateChain"]["certificates"][0]["rawBytes"].as_str())
+        .expect("a keyless bundle");
+    let der = STANDARD.decode(certificate).expect("base64");
+    let pem = pem_block("CERTIFICATE", &der);
+    let entry = &material["tlogEntries"][0];
+    let number = |v: &serde_json::Value| -> i64 {
+        v.as_str()
+            .map(|s| s.parse().expect("number"))
+            .or_else(|| v.as_i64())
+            .unwrap_or(0)
+    };
+    let log_id: String = STANDARD
+        .decode(entry["logId"]["keyId"].as_str().expect("log id"))
+        .expect("base64")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rekor = serde_json::json!({
+        "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+        "Payload": {
+            "body": entry["canonicalizedBody"],
+            "integratedTime": number(&entry["integratedTime"]),
+            "logIndex": number(&entry["logIndex"]),
+            "logID": log_id,
+        },
+    });
+    BTreeMap::from([
+        (
+            "dev.cosignproject.cosign/signature".to_owned(),
+            bundle["messageSignature"]["signature"]
+                .as_str()
+                .expect("a message signature")
+                .to_owned(),
+        ),
+        ("dev.sigstore.cosign/certificate".to_owned(), pem),
+        ("dev.sigstore.cosign/chain".to_owned(), chain_pem.to_owned()),
+        ("dev.sigstore.cosign/bundle".to_owned(), rekor.to_string()),
+    ])
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 impl Drop for Mocks {

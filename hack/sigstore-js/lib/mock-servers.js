@@ -12,7 +12,8 @@
 //        MOCK_REKOR_RAW=1          store the proposed entry verbatim (mock default;
 //                                  NOT what real Rekor stores for dsse/intoto),
 //        MOCK_TSA_CERTS=1          force the TSA to embed its signing cert in tokens,
-//        FULCIO_SUBJECT_CLAIM=sub  JWT claim copied into the (URI) SAN.
+//        FULCIO_SUBJECT_CLAIM=sub  JWT claim copied into the (URI) SAN,
+//        MOCK_REKOR_SKEW_S=N       the Rekor's clock N seconds off (negative: behind).
 const http = require('node:http');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -168,9 +169,14 @@ async function startMocks(opts = {}) {
     rekor: Number(opts.rekorPort ?? process.env.REKOR_PORT ?? 0),
     tsa: Number(opts.tsaPort ?? process.env.TSA_PORT ?? 0),
   };
+  // MOCK_REKOR_SKEW_S (or opts.rekorSkewSeconds): the Rekor's clock runs this
+  // many seconds off (negative: behind), so that its integrated times fall
+  // outside the 10-minute validity of the Fulcio certificates it logs.
+  const rekorSkewMs = 1000 * Number(opts.rekorSkewSeconds ?? process.env.MOCK_REKOR_SKEW_S ?? 0);
   // Backdate validFor.start a little so verifiers with clock skew tolerance
-  // checks don't trip; the mock CA/TSA certs' notBefore is "now" anyway.
-  const startedAt = new Date(Date.now() - 60_000);
+  // checks don't trip; the mock CA/TSA certs' notBefore is "now" anyway. A
+  // skewed Rekor's times stay inside the root's validity windows.
+  const startedAt = new Date(Date.now() - 60_000 - Math.abs(rekorSkewMs));
   startedAt.setMilliseconds(0);
 
   // Distinct keys per service (mockFulcio() would reuse one key for CA+CTlog).
@@ -192,7 +198,8 @@ async function startMocks(opts = {}) {
 
   const ctlog = await initializeCTLog(keys.ctlog);
   const ca = await initializeCA(keys.ca, ctlog);
-  const tlog = await initializeTLog(urls.rekor, keys.rekor);
+  const rekorClock = rekorSkewMs ? { getTime: () => Math.floor((Date.now() + rekorSkewMs) / 1000) * 1000 } : undefined;
+  const tlog = await initializeTLog(urls.rekor, keys.rekor, rekorClock);
   // The mock TSA stamps genTime with milliseconds, DER-trimmed (".18Z",
   // ".1Z"), which @sigstore/core rejects ("invalid time") ~10% of the time and
   // which many DER parsers (e.g. RustCrypto `der` GeneralizedTime) reject
