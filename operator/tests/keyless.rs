@@ -18,7 +18,7 @@ use image_policy::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency,
 use image_policy::verify::{Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
 use image_policy_testsupport::cosign::{Pusher, simple_signing_payload};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
-use image_policy_testsupport::sigstore_js::{self, Key, Mocks, legacy_annotations};
+use image_policy_testsupport::sigstore_js::{self, Key, Layout, Mocks};
 
 const WORKFLOW: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0.0";
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
@@ -66,45 +66,31 @@ async fn verify(verifier: &Verifier, image: &str, keys: &[&NamedKey]) -> Verdict
 
 /// Images signed keyless through `mocks`, pushed to `registry`.
 struct Signing<'a> {
-    registry: &'a Registry,
     pusher: &'a Pusher,
     mocks: &'a Mocks,
 }
 
 impl Signing<'_> {
-    /// An image `repository:v1` signed keyless for `subject`, in the bundle layout (`legacy`
-    /// false) or cosign v1/v2's, the bundle changed by `tamper` first; its digest.
+    /// An image `repository:v1` signed keyless for `subject`, in `layout`, the bundle changed
+    /// by `tamper` first; its digest.
     async fn image(
         &self,
         repository: &str,
         subject: &str,
-        legacy: bool,
+        layout: Layout,
         tamper: impl Fn(&mut serde_json::Value),
     ) -> String {
-        let host = self.registry.host();
         let digest = self.pusher.push_image(repository, "v1").await;
-        let keyless = self.mocks.keyless(subject, GITHUB);
-        let payload = simple_signing_payload(&format!("{host}/{repository}"), &digest);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("payload.json");
-        std::fs::write(&file, &payload).unwrap();
-        let mut args = vec!["--digest", digest.as_str()];
-        if legacy {
-            args.extend_from_slice(&["--kind", "message", "--artifact", file.to_str().unwrap()]);
-        }
-        args.extend_from_slice(&keyless);
-        let mut json: serde_json::Value =
-            serde_json::from_slice(&sigstore_js::sign(&args)).unwrap();
-        tamper(&mut json);
-        let bundle = serde_json::to_vec(&json).unwrap();
-        if legacy {
-            let annotations = legacy_annotations(&bundle, &self.mocks.fulcio_root_pem());
-            self.pusher
-                .push_annotated_layer(repository, &digest, &payload, annotations)
-                .await;
-        } else {
-            sigstore_js::attach(&format!("{host}/{repository}"), &digest, &bundle, &[]);
-        }
+        sigstore_js::sign_keyless(
+            self.pusher,
+            repository,
+            &digest,
+            self.mocks,
+            (subject, GITHUB),
+            layout,
+            tamper,
+        )
+        .await;
         digest
     }
 }
@@ -121,7 +107,7 @@ fn flip(pointer: &'static str) -> impl Fn(&mut serde_json::Value) {
     }
 }
 
-const LAYOUTS: [(&str, bool); 2] = [("bundle", false), ("legacy", true)];
+const LAYOUTS: [(&str, Layout); 2] = [("bundle", Layout::Bundle), ("legacy", Layout::Legacy)];
 
 #[tokio::test]
 async fn keyless_signatures_are_admitted_for_their_identity_in_both_layouts() {
@@ -130,7 +116,6 @@ async fn keyless_signatures_are_admitted_for_their_identity_in_both_layouts() {
     let pusher = Pusher::new(&registry);
     let host = registry.host();
     let signing = Signing {
-        registry: &registry,
         pusher: &pusher,
         mocks: &mocks,
     };
@@ -159,10 +144,10 @@ async fn keyless_signatures_are_admitted_for_their_identity_in_both_layouts() {
         "k",
         PublicKey::from_pem(&Key::new().public_pem).expect("key"),
     );
-    for (layout, legacy) in LAYOUTS {
-        let repository = format!("keyless/{layout}");
+    for (name, layout) in LAYOUTS {
+        let repository = format!("keyless/{name}");
         let digest = signing
-            .image(&repository, WORKFLOW, legacy, untouched)
+            .image(&repository, WORKFLOW, layout, untouched)
             .await;
         for image in [
             format!("{host}/{repository}:v1"),
@@ -209,7 +194,11 @@ async fn keyless_signatures_are_admitted_for_their_identity_in_both_layouts() {
         registry.clear_requests();
         verify(&verifier, &image, &[&exact]).await;
         let requests = registry.requests();
-        assert_eq!(requests.len(), if legacy { 2 } else { 4 }, "{requests:#?}");
+        let expected = match layout {
+            Layout::Legacy => 2,
+            Layout::Bundle => 4,
+        };
+        assert_eq!(requests.len(), expected, "{requests:#?}");
     }
 }
 
@@ -220,7 +209,6 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
     let pusher = Pusher::new(&registry);
     let host = registry.host();
     let signing = Signing {
-        registry: &registry,
         pusher: &pusher,
         mocks: &mocks,
     };
@@ -253,10 +241,10 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
         &root("early", &early.trusted_root()),
     );
 
-    for (layout, legacy) in LAYOUTS {
-        let repository = format!("refused/{layout}");
+    for (name, layout) in LAYOUTS {
+        let repository = format!("refused/{name}");
         let digest = signing
-            .image(&repository, WORKFLOW, legacy, untouched)
+            .image(&repository, WORKFLOW, layout, untouched)
             .await;
         let verdict = verify(
             &verifier,
@@ -266,13 +254,13 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
         .await;
         assert!(
             matches!(&verdict, Verdict::Denied(Failure::UntrustedCertificate { root, .. }) if root == "foreign-ca"),
-            "{layout}: {verdict:?}"
+            "{name}: {verdict:?}"
         );
 
-        let repository = format!("refused/{layout}-set");
+        let repository = format!("refused/{name}-set");
         let set = "/verificationMaterial/tlogEntries/0/inclusionPromise/signedEntryTimestamp";
         let digest = signing
-            .image(&repository, WORKFLOW, legacy, flip(set))
+            .image(&repository, WORKFLOW, layout, flip(set))
             .await;
         let verdict = verify(
             &verifier,
@@ -282,12 +270,12 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
         .await;
         assert!(
             matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { root, .. }) if root == "mock"),
-            "{layout}: {verdict:?}"
+            "{name}: {verdict:?}"
         );
 
-        let repository = format!("refused/{layout}-early");
+        let repository = format!("refused/{name}-early");
         let digest = early_signing
-            .image(&repository, WORKFLOW, legacy, untouched)
+            .image(&repository, WORKFLOW, layout, untouched)
             .await;
         let verdict = verify(
             &verifier,
@@ -296,11 +284,11 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
         )
         .await;
         let Verdict::Denied(Failure::UntrustedCertificate { why, .. }) = &verdict else {
-            panic!("{layout}: {verdict:?}");
+            panic!("{name}: {verdict:?}");
         };
         assert!(
             why.contains("CertNotValidYet") || why.contains("not yet valid"),
-            "{layout}: {why}"
+            "{name}: {why}"
         );
     }
 

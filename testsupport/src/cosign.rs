@@ -155,6 +155,11 @@ impl Pusher {
         }
     }
 
+    /// The registry's `host:port`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Pushes a small random linux/amd64 image (config + one layer) at `tag`; returns its
     /// manifest digest `sha256:...`.
     pub async fn push_image(&self, repository: &str, tag: &str) -> String {

@@ -14,6 +14,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tempfile::TempDir;
 
+use crate::cosign::{Pusher, simple_signing_payload};
+
 /// `hack/sigstore-js` of the repository.
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/sigstore-js")
@@ -240,6 +242,56 @@ pub fn legacy_annotations(bundle: &[u8], chain_pem: &str) -> BTreeMap<String, St
         ("dev.sigstore.cosign/chain".to_owned(), chain_pem.to_owned()),
         ("dev.sigstore.cosign/bundle".to_owned(), rekor.to_string()),
     ])
+}
+
+/// The layout of a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A cosign v3 bundle attached as an OCI referrer (by @sigstore/oci).
+    Bundle,
+    /// cosign v1/v2's `.sig` layer with its certificate, chain and Rekor annotations.
+    Legacy,
+}
+
+/// Signs `host/repository@digest` keyless through `mocks` for `subject` of `issuer`, in
+/// `layout`, the bundle changed by `tamper` before it is stored.
+pub async fn sign_keyless(
+    pusher: &Pusher,
+    repository: &str,
+    digest: &str,
+    mocks: &Mocks,
+    (subject, issuer): (&str, &str),
+    layout: Layout,
+    tamper: impl Fn(&mut serde_json::Value),
+) {
+    let host = pusher.host();
+    let keyless = mocks.keyless(subject, issuer);
+    let payload = simple_signing_payload(&format!("{host}/{repository}"), digest);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("payload.json");
+    std::fs::write(&file, &payload).expect("write the payload");
+    let mut args = vec!["--digest", digest];
+    if layout == Layout::Legacy {
+        args.extend_from_slice(&[
+            "--kind",
+            "message",
+            "--artifact",
+            file.to_str().expect("path"),
+        ]);
+    }
+    args.extend_from_slice(&keyless);
+    let mut json: serde_json::Value = serde_json::from_slice(&sign(&args)).expect("bundle json");
+    tamper(&mut json);
+    let bundle = serde_json::to_vec(&json).expect("json");
+    match layout {
+        Layout::Legacy => {
+            let annotations = legacy_annotations(&bundle, &mocks.fulcio_root_pem());
+            pusher
+                .push_annotated_layer(repository, digest, &payload, annotations)
+                .await;
+        }
+        Layout::Bundle => attach(&format!("{host}/{repository}"), digest, &bundle, &[]),
+    }
 }
 
 fn pem_block(label: &str, der: &[u8]) -> String {
