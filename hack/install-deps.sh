@@ -8,6 +8,9 @@ command -v cc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+# The e2e suite's air-gapped operator: its only ports are forwarded over Unix sockets.
+command -v socat >/dev/null || need+=(socat)
+command -v unshare >/dev/null || need+=(util-linux)
 if ((${#need[@]})) || ! command -v kubectl >/dev/null; then
   echo "[deps] installing ${need[*]:-} (and kubectl if missing)"
   apt-get update -qq

@@ -36,7 +36,19 @@ impl Operator {
         kubeconfig: Option<&Path>,
         args: &[&str],
     ) -> (Operator, Duration) {
-        let metrics = free_port();
+        Operator::start_in(dir, pod, (port, free_port()), kubeconfig, args, &[])
+    }
+
+    /// [`Operator::start`] with the health port given, run through `prefix` (a command that
+    /// runs the rest of its arguments, such as a network namespace's).
+    pub fn start_in(
+        dir: &Path,
+        pod: &str,
+        (port, metrics): (u16, u16),
+        kubeconfig: Option<&Path>,
+        args: &[&str],
+        prefix: &[&str],
+    ) -> (Operator, Duration) {
         // One log per replica; a restarted one appends to it.
         let log = dir.join(format!("operator-{pod}.log"));
         let log_file = std::fs::OpenOptions::new()
@@ -44,7 +56,15 @@ impl Operator {
             .append(true)
             .open(&log)
             .expect("log");
-        let mut command = Command::new(image_policy_bin());
+        let bin = image_policy_bin();
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(&bin);
+                command
+            }
+            None => Command::new(&bin),
+        };
         command
             .env("POD_NAME", pod)
             .args(["run", "--webhook-addr", &format!("127.0.0.1:{port}")])

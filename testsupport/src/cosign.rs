@@ -260,6 +260,46 @@ impl Pusher {
             .await;
     }
 
+    /// Attaches `bundle` (a Sigstore bundle v0.3) to `repository@subject` as cosign v3 does on
+    /// a registry without the referrers API: an untagged referrer manifest whose one layer is
+    /// the bundle, listed in the index tagged `sha256-<hex>`. The subject's manifest need not
+    /// be in the registry (a bundle made elsewhere, for an image whose bytes are not here).
+    pub async fn attach_referrer(&self, repository: &str, subject: &str, bundle: &[u8]) {
+        const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+        let layer = self.push_blob(repository, BUNDLE, bundle).await;
+        let config = self.push_blob(repository, EMPTY, b"{}").await;
+        let referrer = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": BUNDLE,
+            "config": config,
+            "layers": [layer],
+            "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": 0 },
+            "annotations": {
+                "dev.sigstore.bundle.content": "dsse-envelope",
+                "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1",
+            },
+        });
+        let body = to_json(&referrer);
+        let digest = sha256_digest(&body);
+        self.push_manifest(repository, &digest, OCI_MANIFEST, &body)
+            .await;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": body.len(),
+                "artifactType": BUNDLE,
+            }],
+        });
+        let tag = subject.replace(':', "-");
+        self.push_manifest(repository, &tag, OCI_INDEX, &to_json(&index))
+            .await;
+    }
+
     /// The `.sig` manifest of `digest` in `repository`, if one was pushed.
     pub async fn signature_manifest(&self, repository: &str, digest: &str) -> Option<Manifest> {
         let body = self
