@@ -11,7 +11,11 @@
 //!   `@sigstore/sign`, attached by `@sigstore/oci` under the referrers tag, in a registry
 //!   without the referrers API, over plain HTTP as `@sigstore/oci` needs), verified cold by
 //!   digest in a running verifier (4 requests: the legacy tag, the referrers tag, the
-//!   referrer's manifest, the bundle), beside those 4 bare exchanges.
+//!   referrer's manifest, the bundle), beside those 4 bare exchanges;
+//! - keyless: the same layout signed keyless (a certificate of `@sigstore/mock`'s Fulcio,
+//!   logged in its Rekor), verified cold against the mocks' trusted root (the certificate
+//!   chain, the SCT, the signed entry timestamp and the inclusion proof are checked), round by
+//!   round beside the cold key-based bundle, and warm (a cached verdict).
 //!
 //! Run with `cargo bench -p image-policy --bench verify_registry` (needs `hack/registry.sh
 //! install` and `hack/sigstore-js/install.sh`). Ratios are taken within one run, since the
@@ -27,11 +31,13 @@
 
 use std::time::{Duration, Instant};
 
-use image_policy::policy::{ImageName, NamedKey, PublicKey};
+use std::sync::Arc;
+
+use image_policy::policy::{Identity, ImageName, Matcher, NamedKey, PublicKey, TrustRoot};
 use image_policy::verify::{RegistryConfig, Repository, Verdict, Verifier, VerifyConfig};
 use image_policy_testsupport::cosign::{Pusher, public_key_pem};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
-use image_policy_testsupport::sigstore_js::{self, Key};
+use image_policy_testsupport::sigstore_js::{self, Key, Layout, Mocks};
 use sigstore::crypto::SigningScheme;
 
 const ROUNDS: usize = 200;
@@ -141,7 +147,7 @@ async fn run() {
     let warm_digest =
         measure(|| async { check(verifier.verify(&by_digest, &keys, &[]).await) }).await;
 
-    let (cold_bundle, bare_bundle) = bundle_rows().await;
+    let bundles = bundle_rows().await;
 
     let rows = [
         ("cold, by tag (3 requests)", cold_tag),
@@ -149,8 +155,11 @@ async fn run() {
         ("warm, by tag (cached)", warm_tag),
         ("warm, by digest (cached)", warm_digest),
         ("bare 3 requests, same client", bare),
-        ("cold bundle, by digest (4 req.)", cold_bundle),
-        ("bare 4 requests, same client", bare_bundle),
+        ("cold bundle, by digest (4 req.)", bundles.cold),
+        ("bare 4 requests, same client", bundles.bare),
+        ("cold keyless bundle (4 req.)", bundles.cold_keyless),
+        ("cold key bundle, paired with it", bundles.cold_paired),
+        ("warm keyless (cached)", bundles.warm_keyless),
     ];
     println!("{ROUNDS} rounds each, after 10 warm-up rounds\n");
     println!("{:<32} {:>10} {:>10} {:>10}", "", "p50", "p90", "p99");
@@ -174,6 +183,19 @@ async fn run() {
         "cold bundle verification / bare 4 requests (p50): {:.2}x (goal: at most 1.20x)",
         ratio(5, 6)
     );
+    println!(
+        "cold keyless / cold key bundle verification (p50): {:.2}x",
+        ratio(7, 8)
+    );
+}
+
+/// The samples of the bundle rows.
+struct Bundles {
+    cold: Vec<Duration>,
+    bare: Vec<Duration>,
+    cold_keyless: Vec<Duration>,
+    cold_paired: Vec<Duration>,
+    warm_keyless: Vec<Duration>,
 }
 
 /// Runs `cold` and `bare` alternately, round by round, so that the load of a noisy machine
@@ -202,8 +224,9 @@ where
     paired.chunks(2).map(|pair| (pair[0], pair[1])).unzip()
 }
 
-/// The cold bundle verification by digest and the 4 bare exchanges it needs.
-async fn bundle_rows() -> (Vec<Duration>, Vec<Duration>) {
+/// The cold bundle verification by digest and the 4 bare exchanges it needs; a keyless one
+/// beside a key-based one, and the keyless one warm.
+async fn bundle_rows() -> Bundles {
     let registry = Registry::start(RegistryOptions {
         plain_http: true,
         ..RegistryOptions::default()
@@ -272,13 +295,59 @@ async fn bundle_rows() -> (Vec<Duration>, Vec<Duration>) {
             .expect("bundle")
             .expect("present");
     };
-    alternate(
+    let cold_key = || async {
+        verifier.clear_caches();
+        let verdict = verifier.verify(&image, &keys, &[]).await;
+        assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+    };
+    let (cold, bare) = alternate(cold_key, &bare).await;
+
+    let mocks = Mocks::start();
+    let workflow = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1";
+    let issuer = "https://token.actions.githubusercontent.com";
+    let pusher = Pusher::new(&registry);
+    let keyless_digest = pusher.push_image("bench/keyless", "v1").await;
+    sigstore_js::sign_keyless(
+        &pusher,
+        "bench/keyless",
+        &keyless_digest,
+        &mocks,
+        (workflow, issuer),
+        Layout::Bundle,
+        |_| {},
+    )
+    .await;
+    let identity = NamedKey::keyless(
+        "release",
+        Identity::new(
+            Matcher::exact(workflow),
+            Matcher::exact(issuer),
+            Arc::new(TrustRoot::parse("mock", &mocks.trusted_root())),
+        ),
+    );
+    let keyless_image =
+        ImageName::parse(&format!("{host}/bench/keyless@{keyless_digest}")).expect("image");
+    let identities = [&identity];
+    let keyless_check = |verdict: Verdict| {
+        assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+    };
+    let (cold_keyless, cold_paired) = alternate(
         || async {
             verifier.clear_caches();
-            let verdict = verifier.verify(&image, &keys, &[]).await;
-            assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+            keyless_check(verifier.verify(&keyless_image, &identities, &[]).await);
         },
-        &bare,
+        &cold_key,
     )
-    .await
+    .await;
+    let warm_keyless = measure(|| async {
+        keyless_check(verifier.verify(&keyless_image, &identities, &[]).await);
+    })
+    .await;
+    Bundles {
+        cold,
+        bare,
+        cold_keyless,
+        cold_paired,
+        warm_keyless,
+    }
 }

@@ -129,19 +129,19 @@ fn signer(args: &VerifyBundleArgs) -> Result<(NamedKey, String), CliError> {
                 format!("a keyless identity needs {flag} or {flag}-regexp"),
             )),
         };
-    let identity = Identity {
-        subject: matcher(
+    let identity = Identity::new(
+        matcher(
             "--certificate-identity",
             &args.certificate_identity,
             &args.certificate_identity_regexp,
         )?,
-        issuer: matcher(
+        matcher(
             "--certificate-oidc-issuer",
             &args.certificate_oidc_issuer,
             &args.certificate_oidc_issuer_regexp,
         )?,
-        root: root()?,
-    };
+        root()?,
+    );
     let by = format!("as {identity}");
     Ok((NamedKey::keyless("identity", identity), by))
 }

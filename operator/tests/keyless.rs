@@ -50,11 +50,7 @@ fn root(name: &str, document: &str) -> Arc<TrustRoot> {
 fn identity(subject: Matcher, issuer: &str, root: &Arc<TrustRoot>) -> NamedKey {
     NamedKey::keyless(
         "release",
-        Identity {
-            subject,
-            issuer: Matcher::exact(issuer),
-            root: root.clone(),
-        },
+        Identity::new(subject, Matcher::exact(issuer), root.clone()),
     )
 }
 

@@ -81,15 +81,35 @@ impl fmt::Debug for Matcher {
 /// issued it.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The OIDC issuer.
-    pub issuer: Matcher,
-    /// The subject (URI or email SAN).
-    pub subject: Matcher,
-    /// The trusted root of its certificates, logs and timestamps.
-    pub root: Arc<TrustRoot>,
+    issuer: Matcher,
+    subject: Matcher,
+    root: Arc<TrustRoot>,
+    /// What identifies it in cache keys, made once: it is part of every verdict's key.
+    fingerprint: String,
 }
 
 impl Identity {
+    /// The identity of the certificates for `subject` of `issuer` that `root`'s Fulcio issues.
+    pub fn new(subject: Matcher, issuer: Matcher, root: Arc<TrustRoot>) -> Identity {
+        let text = format!("{issuer:?}\n{subject:?}");
+        let fingerprint = format!(
+            "keyless:{}@{}",
+            super::keys::sha256_hex(text.as_bytes()),
+            root.identity()
+        );
+        Identity {
+            issuer,
+            subject,
+            root,
+            fingerprint,
+        }
+    }
+
+    /// The trusted root of its certificates, logs and timestamps.
+    pub fn root(&self) -> &Arc<TrustRoot> {
+        &self.root
+    }
+
     /// Compiles `keyless` (at field path `path`), adding every problem to `problems`.
     pub fn compile(
         keyless: &Keyless,
@@ -111,11 +131,7 @@ impl Identity {
             &format!("{path}.subjectRegExp"),
             problems,
         );
-        Some(Identity {
-            issuer: issuer?,
-            subject: subject?,
-            root,
-        })
+        Some(Identity::new(subject?, issuer?, root))
     }
 
     /// Whether a certificate of `subject`, issued for `issuer`, is this identity's.
@@ -124,13 +140,8 @@ impl Identity {
     }
 
     /// What identifies it in cache keys: both matchers and the root's content.
-    pub fn fingerprint(&self) -> String {
-        let text = format!("{:?}\n{:?}", self.issuer, self.subject);
-        format!(
-            "keyless:{}@{}",
-            super::keys::sha256_hex(text.as_bytes()),
-            self.root.identity()
-        )
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 }
 

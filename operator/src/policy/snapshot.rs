@@ -86,7 +86,7 @@ impl NamedKey {
 
     /// A keyless identity whose signatures need a log entry of its root.
     pub fn keyless(name: impl Into<String>, identity: Identity) -> Self {
-        let root = identity.root.clone();
+        let root = identity.root().clone();
         NamedKey {
             name: name.into(),
             signer: Signer::Keyless(Arc::new(identity)),
@@ -105,7 +105,7 @@ impl NamedKey {
     /// The trusted root its signatures are checked against, when they need one.
     pub fn root(&self) -> Option<&Arc<TrustRoot>> {
         match (&self.signer, &self.transparency) {
-            (Signer::Keyless(identity), _) => Some(&identity.root),
+            (Signer::Keyless(identity), _) => Some(identity.root()),
             (Signer::Key(_), Transparency::Required(root)) => Some(root),
             (Signer::Key(_), Transparency::Optional) => None,
         }
@@ -116,7 +116,7 @@ impl NamedKey {
     pub fn identity(&self) -> String {
         let signer = match &self.signer {
             Signer::Key(key) => key.fingerprint().to_owned(),
-            Signer::Keyless(identity) => identity.fingerprint(),
+            Signer::Keyless(identity) => identity.fingerprint().to_owned(),
         };
         let transparency = self.transparency.identity();
         if transparency.is_empty() {

@@ -69,7 +69,7 @@ fn a_keyless_identity_needs_a_log_unless_it_says_optional() {
         let Signer::Keyless(identity) = &key.signer else {
             panic!("keyless")
         };
-        assert_eq!(identity.root.name(), PUBLIC_GOOD_TRUSTED_ROOT);
+        assert_eq!(identity.root().name(), PUBLIC_GOOD_TRUSTED_ROOT);
         let issuer = "https://token.actions.githubusercontent.com";
         (
             matches!(key.transparency, Transparency::Required(_)),

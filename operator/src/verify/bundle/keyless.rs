@@ -45,7 +45,7 @@ impl Results {
         signed: Signed<'_>,
     ) -> BundleVerdict {
         let log = matches!(transparency, Transparency::Required(_));
-        let root = &identity.root;
+        let root = identity.root();
         let position = self
             .done
             .iter()

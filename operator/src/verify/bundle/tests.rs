@@ -124,14 +124,7 @@ const KUBEWARDEN_SUBJECT: &str = "https://github.com/kubewarden/kubewarden-contr
 const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 fn identity(subject: Matcher, issuer: Matcher, root: Arc<TrustRoot>) -> NamedKey {
-    NamedKey::keyless(
-        "id",
-        Identity {
-            issuer,
-            subject,
-            root,
-        },
-    )
+    NamedKey::keyless("id", Identity::new(subject, issuer, root))
 }
 
 fn kubewarden_identity(subject: Matcher, issuer: Matcher) -> NamedKey {
