@@ -20,6 +20,7 @@ use crate::webhook::Webhook;
 use crate::webhook::admit::Settings;
 use crate::webhook::credentials::KubeCredentials;
 use crate::webhook::http::Routes;
+use crate::webhook::pin::Pinning;
 
 /// Arguments of `image-policy run`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +47,10 @@ pub struct RunArgs {
     /// Admit images that match no pattern, with a warning, instead of denying them.
     #[arg(long)]
     allow_unmatched_images: bool,
+    /// What the mutating webhook (POST /pin-digests) rewrites to the verified digest: Pods,
+    /// the pod templates of every workload too, or nothing.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = Pinning::Pods)]
+    pin_digests: Pinning,
     #[command(flatten)]
     verifier: VerifierArgs,
     /// The operator's namespace, home of the image-policy-registry-credentials account.
@@ -107,7 +112,8 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     let settings = Settings {
         allow_unmatched_images: args.allow_unmatched_images,
     };
-    let webhook = Webhook::new(state_rx, verifier, credentials, settings);
+    let webhook =
+        Webhook::new(state_rx, verifier, credentials, settings).with_pinning(args.pin_digests);
     let routes = Arc::new(Routes::new(webhook, metrics.clone()));
     let mut config = ServerConfig::with_certificate(serving.source);
     config.certificate_observer = Some(serving.observer);

@@ -50,6 +50,8 @@ impl ContainerList {
 pub struct ContainerImage {
     /// The list it is in.
     pub list: ContainerList,
+    /// Its position in that list.
+    pub index: usize,
     /// The container's name.
     pub name: String,
     /// The image, exactly as written.
@@ -177,6 +179,11 @@ impl Object {
         }
     }
 
+    /// Whether it has a `spec` field (of any type).
+    pub fn has_spec(&self) -> bool {
+        self.spec.is_some()
+    }
+
     /// Its `spec` when it has one (of any type), itself otherwise: where a subresource's
     /// object keeps its pod spec (a Pod, or the EphemeralContainers of Kubernetes 1.20).
     pub fn spec_or_self(&self) -> &Object {
@@ -223,6 +230,7 @@ impl Object {
                 })?;
                 out.push(ContainerImage {
                     list,
+                    index,
                     name: container.name.clone(),
                     image: image.clone(),
                 });
@@ -380,6 +388,7 @@ mod tests {
             images[1],
             ContainerImage {
                 list: ContainerList::EphemeralContainers,
+                index: 0,
                 name: "debug".into(),
                 image: "debugger".into()
             }

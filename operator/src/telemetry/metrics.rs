@@ -10,6 +10,7 @@
 //! | `image_policy_admission_duration_seconds` (histogram, 0.5 ms … 10 s) | `kind` |
 //! | `image_policy_verification_cache_total` (counter) | `cache` (digest, verdict), `result` (hit, miss) |
 //! | `image_policy_registry_requests_total` (counter) | `outcome` |
+//! | `image_policy_pinned_images_total` (counter) | `kind` |
 //! | `image_policy_policy_ready` (gauge) | 1 while a valid snapshot is enforced |
 //! | `image_policy_policy_keys`, `image_policy_policy_patterns` (gauges) | size of that snapshot |
 
@@ -97,6 +98,7 @@ struct Inner {
     admission_duration: HistogramFamily<KindLabels>,
     verification_cache: Family<CacheLabels, Counter>,
     registry_requests: Family<OutcomeLabels, Counter>,
+    pinned_images: Family<KindLabels, Counter>,
     policy_ready: Gauge,
     policy_keys: Gauge,
     policy_patterns: Gauge,
@@ -133,6 +135,12 @@ impl Metrics {
             "Requests to container registries, by outcome",
             registry_requests.clone(),
         );
+        let pinned_images = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "pinned_images",
+            "Images rewritten to the digest their verification accepted, by object kind",
+            pinned_images.clone(),
+        );
         let policy_ready = Gauge::default();
         registry.register(
             "policy_ready",
@@ -164,6 +172,7 @@ impl Metrics {
                 admission_duration,
                 verification_cache,
                 registry_requests,
+                pinned_images,
                 policy_ready,
                 policy_keys,
                 policy_patterns,
@@ -203,6 +212,14 @@ impl Metrics {
             result: if hit { "hit" } else { "miss" },
         };
         self.inner.verification_cache.get_or_create(&labels).inc();
+    }
+
+    /// Counts `count` images of an object of `kind` pinned to their digest.
+    pub fn pinned(&self, kind: &'static str, count: usize) {
+        self.inner
+            .pinned_images
+            .get_or_create(&KindLabels { kind })
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// Records one request to a registry with its fixed outcome label (`ok`, `not_found`,

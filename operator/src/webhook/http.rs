@@ -15,6 +15,8 @@ use crate::telemetry::{Decision as Verdict, Metrics};
 pub const ADMISSION_PATH: &str = "/signing-policy-check";
 /// The same handler under a name that says what it does for policies.
 pub const POLICY_PATH: &str = "/validate-clusterimagepolicy";
+/// The mutating webhook: each verified image pinned to its digest.
+pub const PIN_PATH: &str = "/pin-digests";
 
 /// Routes requests to the webhook, and records what it decided.
 pub struct Routes {
@@ -32,16 +34,27 @@ impl Routes {
 impl Handler for Routes {
     async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
         let path = request.uri().path();
-        if path != ADMISSION_PATH && path != POLICY_PATH {
+        let pinning = path == PIN_PATH;
+        if path != ADMISSION_PATH && path != POLICY_PATH && !pinning {
             return plain(StatusCode::NOT_FOUND, "not found");
         }
         if request.method() != Method::POST {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview");
         }
         let start = Instant::now();
-        let answer = self.webhook.handle(request.body()).await;
-        if let Some((review, decision)) = &answer.decision {
-            self.record(review, decision, start);
+        let answer = if pinning {
+            self.webhook.pin(request.body()).await
+        } else {
+            self.webhook.handle(request.body()).await
+        };
+        match &answer.decision {
+            // What the mutating webhook admits, the validating one decides and records again:
+            // only its pins are recorded here, and what it refuses.
+            Some((review, decision)) if pinning && decision.allowed => {
+                self.record_pins(review, &answer.pins);
+            }
+            Some((review, decision)) => self.record(review, decision, start),
+            None => {}
         }
         if let Some(error) = &answer.rejected {
             tracing::warn!(target: "image-policy.webhook", error = %error, "Bad admission request");
@@ -64,6 +77,24 @@ impl Handler for Routes {
 }
 
 impl Routes {
+    fn record_pins(&self, review: &Review, pins: &[super::pin::Pin]) {
+        if pins.is_empty() {
+            return;
+        }
+        self.metrics.pinned(kind_label(&review.kind), pins.len());
+        let object = format_args!("{}/{}/{}", review.namespace, review.kind, review.name);
+        let images = Pinned(pins);
+        tracing::info!(
+            target: "image-policy.webhook",
+            uid = %review.uid,
+            object = %object,
+            operation = %review.operation,
+            dry_run = review.dry_run,
+            images = ?images,
+            "Pinned"
+        );
+    }
+
     fn record(&self, review: &Review, decision: &Decision, start: Instant) {
         let elapsed = start.elapsed();
         let verdict = if decision.allowed {
@@ -115,6 +146,17 @@ impl std::fmt::Debug for Images<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(self.0.iter().map(|(image, _)| image.as_str()))
+            .finish()
+    }
+}
+
+/// The images pinned, written as a list of strings (`["a:1@sha256:…"]`).
+struct Pinned<'a>(&'a [super::pin::Pin]);
+
+impl std::fmt::Debug for Pinned<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(super::pin::Pin::pinned))
             .finish()
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! [`Webhook::handle`] takes the body of a `POST /signing-policy-check` and returns an
 //! [`Answer`]: 200 with an AdmissionReview for every well-formed review, with what was
-//! decided, or 400 with the reason for anything else. [`review`] is the wire format,
-//! [`admit`] decides, [`words`] says it, [`credentials`] finds what registries need, and
-//! [`http`] routes requests to it and records each decision.
+//! decided, or 400 with the reason for anything else; [`Webhook::pin`] answers `POST
+//! /pin-digests`, the mutating webhook, likewise. [`review`] is the wire format, [`admit`]
+//! decides, [`pin`] rewrites, [`words`] says it, [`credentials`] finds what registries need,
+//! and [`http`] routes requests to it and records each decision.
 
 pub mod admit;
 pub mod credentials;
 pub mod decision;
 pub mod http;
+pub mod pin;
 pub mod review;
 pub mod words;
 
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 use self::admit::{Admission, Settings};
 use self::credentials::CredentialSource;
 use self::decision::Decision;
+use self::pin::{Pin, Pinning};
 use self::review::{Request, Response, ReviewError};
 use crate::policy::PolicyState;
 use crate::verify::Verifier;
@@ -27,6 +30,7 @@ use crate::verify::Verifier;
 /// Everything a request is decided with. Cheap to share; one per process.
 pub struct Webhook {
     admission: Admission,
+    pinning: Pinning,
 }
 
 /// An answer: the HTTP status and the body, and what led to them.
@@ -40,6 +44,20 @@ pub struct Answer {
     pub decision: Option<(Request, Decision)>,
     /// Why the body is not a review, for a 400.
     pub rejected: Option<ReviewError>,
+    /// The images rewritten, for `/pin-digests`.
+    pub pins: Vec<Pin>,
+}
+
+impl Answer {
+    fn rejected(e: ReviewError) -> Answer {
+        Answer {
+            status: 400,
+            body: e.to_string().into_bytes(),
+            decision: None,
+            rejected: Some(e),
+            pins: Vec::new(),
+        }
+    }
 }
 
 impl Webhook {
@@ -56,7 +74,15 @@ impl Webhook {
             credentials,
             settings,
         };
-        Webhook { admission }
+        Webhook {
+            admission,
+            pinning: Pinning::default(),
+        }
+    }
+
+    /// The same, rewriting what `pinning` says in `/pin-digests`.
+    pub fn with_pinning(self, pinning: Pinning) -> Self {
+        Webhook { pinning, ..self }
     }
 
     /// What decides: for deciding images without a review (`image-policy check`).
@@ -72,13 +98,45 @@ impl Webhook {
                 body: Response::of(&decision).to_body(&request),
                 decision: Some((request, decision)),
                 rejected: None,
+                pins: Vec::new(),
             },
-            Err(e) => Answer {
-                status: 400,
-                body: e.to_string().into_bytes(),
-                decision: None,
-                rejected: Some(e),
-            },
+            Err(e) => Answer::rejected(e),
+        }
+    }
+
+    /// Answers one request body of the mutating webhook: refused as validation would refuse
+    /// it; else admitted, with a patch that pins each verified image written with a tag to
+    /// its digest, when [`Pinning`] covers the request. Warnings are left to validation, which
+    /// runs after, so that kubectl does not print them twice.
+    pub async fn pin(&self, body: &[u8]) -> Answer {
+        let request = match Request::parse(body) {
+            Ok(request) => request,
+            Err(e) => return Answer::rejected(e),
+        };
+        let decision = if self.pinning.covers(&request) {
+            match self.admission.decide(&request, body).await {
+                Ok(decision) => decision,
+                Err(e) => return Answer::rejected(e),
+            }
+        } else {
+            Decision::untouched()
+        };
+        let pins = pin::pins(&request, &decision);
+        let body = if !decision.allowed {
+            Response::of(&decision).to_body(&request)
+        } else if pins.is_empty() {
+            Response::allow().to_body(&request)
+        } else {
+            Response::allow()
+                .with_patch(&pin::json_patch(&pins))
+                .to_body(&request)
+        };
+        Answer {
+            status: 200,
+            body,
+            decision: Some((request, decision)),
+            rejected: None,
+            pins,
         }
     }
 

@@ -307,6 +307,33 @@ impl Request {
         Ok(Some(fresh))
     }
 
+    /// Every container image of the object with the JSON pointer of its `image` field
+    /// (RFC 6901), for a patch; empty when the request has no pod spec this webhook reads.
+    pub fn image_fields(&self) -> Vec<(String, String)> {
+        let (base, images) = match self.sub_resource.as_deref() {
+            None => {
+                let Some(path) = crate::workload::pod_spec_path(&self.kind) else {
+                    return Vec::new();
+                };
+                let images = self.object.images_of(&self.kind).ok().flatten();
+                (format!("/{}", path.join("/")), images.unwrap_or_default())
+            }
+            Some("ephemeralcontainers") => {
+                let base = if self.object.has_spec() { "/spec" } else { "" };
+                let images = self.object.spec_or_self().pod_spec_images().ok();
+                (base.to_owned(), images.unwrap_or_default())
+            }
+            Some(_) => return Vec::new(),
+        };
+        images
+            .into_iter()
+            .map(|c| {
+                let pointer = format!("{base}/{}/{}/image", c.list.field(), c.index);
+                (pointer, c.image)
+            })
+            .collect()
+    }
+
     /// The pod spec whose pull secrets and service account go with this request's images: the
     /// object's at its kind's path, or for a subresource its `spec` (or itself).
     pub fn pod_spec(&self) -> Option<&Object> {
