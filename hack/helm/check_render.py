@@ -36,6 +36,9 @@ MANAGER = "image-policy-controller-manager"
 SERVICE = "image-policy-webhook-service"
 WEBHOOK = "image-policy-webhook.signing.apps.tanzu.com"
 WEBHOOK_CONFIG = "image-policy-validating-webhook-configuration"
+MUTATING_CONFIG = "image-policy-mutating-webhook-configuration"
+# The validating webhook's name: the seed's denial names it, whichever of the two refuses.
+PIN_WEBHOOK = "image-policy-webhook.signing.apps.tanzu.com"
 TLS_SECRET = "image-policy-webhook-tls"
 DEV_URL = "https://127.0.0.1:9443/signing-policy-check"
 # A kubeconfig with no cluster: a client-side dry run never contacts one.
@@ -221,7 +224,8 @@ def check_names(r: Rendered, ns: str) -> None:
     def namespaces() -> None:
         for o in r.objects:
             kind = o["kind"]
-            if kind in ("Namespace", "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"):
+            if kind in ("Namespace", "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
+                        "MutatingWebhookConfiguration"):
                 continue
             if kind in ("Role", "RoleBinding") and o["metadata"]["name"] == "image-policy-read-secrets":
                 continue
@@ -281,7 +285,8 @@ def check_service_client(r: Rendered, ns: str) -> None:
     check(f"[{ns}] clientConfig: Service {SERVICE}, path /signing-policy-check", client)
 
 
-def rbac_expected(ns: str, *, operator_certs: bool, secret_namespaces: tuple[str, ...] = ()) -> set:
+def rbac_expected(ns: str, *, operator_certs: bool, secret_namespaces: tuple[str, ...] = (),
+                  pinning: bool = True) -> set:
     cip = "signing.apps.tanzu.vmware.com"
     rules = set()
     for verb in ("get", "list", "watch"):
@@ -302,6 +307,9 @@ def rbac_expected(ns: str, *, operator_certs: bool, secret_namespaces: tuple[str
         for verb in ("get", "update"):
             rules.add(("ClusterRole", "", "admissionregistration.k8s.io",
                        "validatingwebhookconfigurations", verb, WEBHOOK_CONFIG))
+            if pinning:
+                rules.add(("ClusterRole", "", "admissionregistration.k8s.io",
+                           "mutatingwebhookconfigurations", verb, MUTATING_CONFIG))
             rules.add(("Role", ns, "", "secrets", verb, TLS_SECRET))
     return rules
 
@@ -487,6 +495,7 @@ def check_everything() -> None:
                      "--rejected-cache-ttl=20s", "--cache-size=5000",
                      "--some-future-flag=30s",
                      f"--tls-secret={TLS_SECRET}", f"--webhook-configuration={WEBHOOK_CONFIG}",
+                     f"--mutating-webhook-configuration={MUTATING_CONFIG}", "--pin-digests=pods",
                      "--tls-validity=2160h", "--tls-renew-before=360h"):
             assert flag in a, f"{flag} not in {a}"
         assert not any(f.startswith("--tls-cert-file") for f in a), "certificate files in operator mode"
@@ -595,6 +604,63 @@ def check_everything() -> None:
     check("everything + webhook.url: clientConfig.url, no in-cluster server", url_mode)
 
 
+def check_pinning() -> None:
+    """The mutating webhook of pinDigests: beside the validating one, with its selector, timeout
+    and trust, called for Pods (and templates with workloads), absent with off."""
+    r = render({})
+
+    def pin_hook(rendered: Rendered) -> dict[str, Any]:
+        config = rendered.one("MutatingWebhookConfiguration", MUTATING_CONFIG)
+        hooks = config["webhooks"]
+        assert [h["name"] for h in hooks] == [PIN_WEBHOOK], f"webhooks: {[h['name'] for h in hooks]}"
+        return hooks[0]
+
+    def defaults() -> None:
+        hook, validating = pin_hook(r), r.webhook()
+        expect_eq(hook["clientConfig"]["service"]["path"], "/pin-digests", "path")
+        for key in ("namespaceSelector", "timeoutSeconds", "failurePolicy", "matchPolicy",
+                    "sideEffects", "admissionReviewVersions"):
+            expect_eq(hook[key], validating[key], key)
+        expect_eq(hook["clientConfig"]["caBundle"], validating["clientConfig"]["caBundle"], "caBundle")
+        expect_eq(hook["reinvocationPolicy"], "IfNeeded", "reinvocationPolicy")
+        expect_eq([rule["resources"] for rule in hook["rules"]], [["pods", "pods/ephemeralcontainers"]],
+                  "Pods only")
+        assert "--pin-digests=pods" in r.container()["args"], r.container()["args"]
+
+    def workloads() -> None:
+        w = render(values("pinDigests=workloads"))
+        resources = [res for rule in pin_hook(w)["rules"] for res in rule["resources"]]
+        for res in ("pods", "deployments", "statefulsets", "daemonsets", "replicasets", "jobs",
+                    "cronjobs", "replicationcontrollers"):
+            assert res in resources, f"{res} not in {resources}"
+        assert "--pin-digests=workloads" in w.container()["args"]
+
+    def off() -> None:
+        o = render(values("pinDigests=off", "certificates.mode=operator"))
+        assert o.get("MutatingWebhookConfiguration", MUTATING_CONFIG) is None, o.names()
+        a = o.container()["args"]
+        assert "--pin-digests=off" in a and not any(x.startswith("--mutating-webhook") for x in a), a
+        ns = "image-policy-system"
+        check_rbac(o, ns, rbac_expected(ns, operator_certs=True, pinning=False), "pinDigests=off")
+
+    def url() -> None:
+        dev = render(values(f"webhook.url={DEV_URL}", "certificates.mode=helm"))
+        expect_eq(pin_hook(dev)["clientConfig"]["url"], DEV_URL.replace("/signing-policy-check", "/pin-digests"),
+                  "pin url")
+
+    def cert_manager() -> None:
+        cm = render(values("certManager.enabled=true"))
+        config = cm.one("MutatingWebhookConfiguration", MUTATING_CONFIG)
+        expect_eq(config["metadata"]["annotations"], {"cert-manager.io/inject-ca-from":
+                  "image-policy-system/image-policy-webhook-cert"}, "annotations")
+
+    check("pinDigests: a mutating webhook beside the validating one, for Pods", defaults)
+    check("pinDigests=workloads: the templates of every workload kind too", workloads)
+    check("pinDigests=off: no mutating webhook, flag or RBAC", off)
+    check("pinDigests with webhook.url: the URL's path is /pin-digests", url)
+    check("pinDigests with cert-manager: its CA injected", cert_manager)
+
+
 def check_refusals() -> None:
     cases = [
         ("replicas: \"three\"", values("replicas=three"), "at '/replicas': got string, want integer"),
@@ -605,6 +671,8 @@ def check_refusals() -> None:
         ("customCas entry not PEM", {"customCas": ["not a certificate"]}, "at '/customCas/0'"),
         ("timeoutSeconds above 30", values("webhook.timeoutSeconds=31"), "at '/webhook/timeoutSeconds'"),
         ("webhook.url with http://", values("webhook.url=http://127.0.0.1:9443/x"), "at '/webhook/url'"),
+        ("pinDigests typo", values("pinDigests=templates"),
+         "at '/pinDigests': value must be one of 'pods', 'workloads', 'off'"),
         ("certificates.mode typo", values("certificates.mode=operater"),
          "at '/certificates/mode': value must be one of 'helm', 'operator'"),
         ("an operator validity in days", values("certificates.operator.validity=365d"),
@@ -680,6 +748,7 @@ def main() -> int:
     check_kube_versions()
     check_defaults()
     check_everything()
+    check_pinning()
     check_refusals()
     started = os.environ.get("CHART_TEST_STARTED_NS")
     elapsed = (time.time_ns() - int(started)) / 1e9 if started else time.process_time()

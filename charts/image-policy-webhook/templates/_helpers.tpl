@@ -9,6 +9,8 @@ One release per cluster, therefore: the webhook and the cluster-scoped RBAC are 
 {{- define "image-policy.webhookConfigName" -}}image-policy-validating-webhook-configuration{{- end }}
 {{- define "image-policy.webhookName" -}}image-policy-webhook.signing.apps.tanzu.com{{- end }}
 {{- define "image-policy.webhookPath" -}}/signing-policy-check{{- end }}
+{{- define "image-policy.mutatingConfigName" -}}image-policy-mutating-webhook-configuration{{- end }}
+{{- define "image-policy.pinPath" -}}/pin-digests{{- end }}
 {{- define "image-policy.tlsSecretName" -}}image-policy-webhook-tls{{- end }}
 {{- define "image-policy.certificateName" -}}image-policy-webhook-cert{{- end }}
 {{- define "image-policy.customCasName" -}}image-policy-custom-cas{{- end }}

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -53,6 +55,9 @@ pub struct CertArgs {
     /// The ValidatingWebhookConfiguration whose caBundle follows the managed certificate.
     #[arg(long, value_name = "NAME", requires = "tls_secret")]
     pub webhook_configuration: Option<String>,
+    /// The MutatingWebhookConfiguration (of /pin-digests) whose caBundle follows it too.
+    #[arg(long, value_name = "NAME", requires = "tls_secret")]
+    pub mutating_webhook_configuration: Option<String>,
     /// A further DNS name or IP address for the managed certificate (repeatable).
     #[arg(long = "tls-extra-name", value_name = "NAME")]
     pub extra_names: Vec<String>,
@@ -77,6 +82,8 @@ pub struct CertSettings {
     pub secret: String,
     /// The ValidatingWebhookConfiguration.
     pub webhook_configuration: String,
+    /// The MutatingWebhookConfiguration, when there is one.
+    pub mutating_webhook_configuration: Option<String>,
     /// Names beyond those of the webhook configuration.
     pub extra_names: Vec<String>,
     /// Validity and renewal.
@@ -104,6 +111,7 @@ impl CertArgs {
             namespace: namespace.to_owned(),
             secret: secret.clone(),
             webhook_configuration: webhook_configuration.clone(),
+            mutating_webhook_configuration: self.mutating_webhook_configuration.clone(),
             // Written as the certificate reads them back, or they would never match.
             extra_names: self.extra_names.iter().map(|n| canonical_host(n)).collect(),
             lifetimes: Lifetimes {
@@ -126,20 +134,64 @@ pub enum SettingsError {
     Validity,
 }
 
-/// The `caBundle` of each webhook of `config`, as text.
-fn published_bundles(config: &ValidatingWebhookConfiguration) -> Vec<String> {
-    config
-        .webhooks
-        .iter()
-        .flatten()
-        .map(|w| {
-            w.client_config
-                .ca_bundle
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                .unwrap_or_default()
-        })
-        .collect()
+/// The webhook configurations whose `caBundle` follows the certificate: the validating one,
+/// and the mutating one of `/pin-digests` when there is one.
+pub struct Configs {
+    validating: ValidatingWebhookConfiguration,
+    mutating: Option<MutatingWebhookConfiguration>,
+}
+
+impl Configs {
+    /// The client configs of every webhook of both.
+    fn clients(&self) -> impl Iterator<Item = &WebhookClientConfig> {
+        let validating = self
+            .validating
+            .webhooks
+            .iter()
+            .flatten()
+            .map(|w| &w.client_config);
+        let mutating = self
+            .mutating
+            .iter()
+            .flat_map(|c| c.webhooks.iter().flatten())
+            .map(|w| &w.client_config);
+        validating.chain(mutating)
+    }
+
+    /// The `caBundle` of each webhook, as text.
+    fn published_bundles(&self) -> Vec<String> {
+        self.clients()
+            .map(|c| {
+                c.ca_bundle
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The names the API server uses to reach the webhooks.
+    fn names(&self) -> BTreeSet<String> {
+        names_of(self.clients())
+    }
+
+    /// Sets every webhook's `caBundle` to `bundle`.
+    fn set_bundle(&mut self, bundle: &ByteString) {
+        let validating = self
+            .validating
+            .webhooks
+            .iter_mut()
+            .flatten()
+            .map(|w| &mut w.client_config);
+        let mutating = self
+            .mutating
+            .iter_mut()
+            .flat_map(|c| c.webhooks.iter_mut().flatten())
+            .map(|w| &mut w.client_config);
+        for client in validating.chain(mutating) {
+            client.ca_bundle = Some(bundle.clone());
+        }
+    }
 }
 
 /// Why a pass stopped early; the next pass tries again.
@@ -154,8 +206,8 @@ pub enum PassError {
         #[source]
         source: kube::Error,
     },
-    /// The webhook configuration does not exist, or has no webhook.
-    #[error("ValidatingWebhookConfiguration {0} not found or without webhooks")]
+    /// A webhook configuration does not exist, or has no webhook.
+    #[error("{0} not found or without webhooks")]
     NoWebhook(String),
     /// A certificate could not be made.
     #[error(transparent)]
@@ -174,7 +226,8 @@ pub async fn manage(
 ) {
     let manager = Manager {
         secrets: Api::namespaced(client.clone(), &settings.namespace),
-        configs: Api::all(client),
+        configs: Api::all(client.clone()),
+        mutating: Api::all(client),
         settings,
         provided,
         serving,
@@ -214,6 +267,7 @@ fn is_conflict(e: &kube::Error) -> bool {
 struct Manager {
     secrets: Api<Secret>,
     configs: Api<ValidatingWebhookConfiguration>,
+    mutating: Api<MutatingWebhookConfiguration>,
     settings: CertSettings,
     provided: Arc<ProvidedCert>,
     serving: watch::Sender<bool>,
@@ -244,10 +298,10 @@ impl Manager {
             if !lead {
                 return Ok(());
             }
-            let mut config = self.webhook_configuration().await?;
-            let mut names = names_of(&config);
+            let mut config = self.webhook_configurations().await?;
+            let mut names = config.names();
             names.extend(self.settings.extra_names.iter().cloned());
-            let published = published_bundles(&config);
+            let published = config.published_bundles();
             let now = SystemTime::now();
             let step = plan(&stored, &published, &names, now, self.settings.lifetimes);
             let next = match step {
@@ -272,41 +326,34 @@ impl Manager {
         Ok(())
     }
 
-    /// The webhook configuration whose `caBundle` follows the certificate; an error when it
-    /// has no webhook.
-    async fn webhook_configuration(&self) -> Result<ValidatingWebhookConfiguration, PassError> {
-        let name = &self.settings.webhook_configuration;
-        self.configs
-            .get_opt(name)
-            .await
-            .map_err(|source| PassError::Api {
-                what: format!("reading ValidatingWebhookConfiguration {name}"),
-                source,
-            })?
-            .filter(|c| c.webhooks.as_ref().is_some_and(|w| !w.is_empty()))
-            .ok_or_else(|| PassError::NoWebhook(name.clone()))
+    /// The webhook configurations whose `caBundle` follows the certificate; an error when one
+    /// is missing or has no webhook.
+    async fn webhook_configurations(&self) -> Result<Configs, PassError> {
+        let validating = read_config(&self.configs, &self.settings.webhook_configuration).await?;
+        let mutating = match &self.settings.mutating_webhook_configuration {
+            Some(name) => Some(read_config(&self.mutating, name).await?),
+            None => None,
+        };
+        Ok(Configs {
+            validating,
+            mutating,
+        })
     }
 
-    /// Writes the stored CA bundle into every webhook of `config`.
-    async fn publish(
-        &self,
-        config: &mut ValidatingWebhookConfiguration,
-        stored: &Stored,
-    ) -> Result<(), PassError> {
-        let name = &self.settings.webhook_configuration;
+    /// Writes the stored CA bundle into every webhook of `configs`.
+    async fn publish(&self, configs: &mut Configs, stored: &Stored) -> Result<(), PassError> {
         let bundle = ByteString(stored.bundle_pem().into_bytes());
-        for webhook in config.webhooks.iter_mut().flatten() {
-            webhook.client_config.ca_bundle = Some(bundle.clone());
+        configs.set_bundle(&bundle);
+        let name = &self.settings.webhook_configuration;
+        write_config(&self.configs, name, &configs.validating).await?;
+        if let (Some(name), Some(mutating)) = (
+            &self.settings.mutating_webhook_configuration,
+            &configs.mutating,
+        ) {
+            write_config(&self.mutating, name, mutating).await?;
         }
-        self.configs
-            .replace(name, &PostParams::default(), config)
-            .await
-            .map_err(|source| PassError::Api {
-                what: format!("updating the caBundle of ValidatingWebhookConfiguration {name}"),
-                source,
-            })?;
         let cas = stored.bundle.len();
-        tracing::info!(target: LOG_TARGET, webhook_configuration = %name, cas, "Published the CA bundle");
+        tracing::info!(target: LOG_TARGET, webhook_configuration = %name, mutating_webhook_configuration = self.settings.mutating_webhook_configuration.as_deref(), cas, "Published the CA bundle");
         Ok(())
     }
 
@@ -408,11 +455,66 @@ fn canonical_host(host: &str) -> String {
     }
 }
 
-/// The names the API server uses to reach the webhooks of `config`.
-pub fn names_of(config: &ValidatingWebhookConfiguration) -> BTreeSet<String> {
+/// A webhook configuration of kind `K`; an error when it is missing or has no webhook.
+async fn read_config<K>(api: &Api<K>, name: &str) -> Result<K, PassError>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + HasWebhooks,
+{
+    let kind = K::kind(&()).into_owned();
+    api.get_opt(name)
+        .await
+        .map_err(|source| PassError::Api {
+            what: format!("reading {kind} {name}"),
+            source,
+        })?
+        .filter(HasWebhooks::has_webhooks)
+        .ok_or_else(|| PassError::NoWebhook(format!("{kind} {name}")))
+}
+
+/// Replaces the webhook configuration `name` with `config`.
+async fn write_config<K>(api: &Api<K>, name: &str, config: &K) -> Result<(), PassError>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&()).into_owned();
+    api.replace(name, &PostParams::default(), config)
+        .await
+        .map_err(|source| PassError::Api {
+            what: format!("updating the caBundle of {kind} {name}"),
+            source,
+        })?;
+    Ok(())
+}
+
+/// A webhook configuration that may list no webhook.
+trait HasWebhooks {
+    fn has_webhooks(&self) -> bool;
+}
+
+impl HasWebhooks for ValidatingWebhookConfiguration {
+    fn has_webhooks(&self) -> bool {
+        self.webhooks.as_ref().is_some_and(|w| !w.is_empty())
+    }
+}
+
+impl HasWebhooks for MutatingWebhookConfiguration {
+    fn has_webhooks(&self) -> bool {
+        self.webhooks.as_ref().is_some_and(|w| !w.is_empty())
+    }
+}
+
+/// The names the API server uses to reach the webhooks of these client configs.
+pub fn names_of<'a>(clients: impl Iterator<Item = &'a WebhookClientConfig>) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for webhook in config.webhooks.iter().flatten() {
-        let client = &webhook.client_config;
+    for client in clients {
         if let Some(service) = &client.service {
             let base = format!("{}.{}.svc", service.name, service.namespace);
             names.insert(format!("{base}.cluster.local"));
@@ -456,7 +558,20 @@ mod tests {
             ]
         }));
         assert_eq!(canonical_host("2001:DB8::0001"), "2001:db8::1");
-        let names: Vec<String> = names_of(&c).into_iter().collect();
+        let configs = Configs {
+            validating: c,
+            mutating: Some(serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "m"},
+                "webhooks": [{"name": "p.x", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                    "clientConfig": {"service": {"name": "svc", "namespace": "ns", "path": "/pin-digests"},
+                        "caBundle": "YQ=="}}]
+            })).unwrap()),
+        };
+        assert_eq!(configs.published_bundles(), ["", "", "", "", "a"]);
+        let mut written = configs;
+        written.set_bundle(&ByteString(b"b".to_vec()));
+        assert_eq!(written.published_bundles(), ["b"; 5]);
+        let names: Vec<String> = written.names().into_iter().collect();
         assert_eq!(
             names,
             [
