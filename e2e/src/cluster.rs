@@ -275,6 +275,38 @@ pub fn register_webhook(port: u16) {
         ),
     );
     kubectl(&["apply", "-f", "-"], Some(&config)).expect_ok("register the webhook");
+    // A pinning webhook another test left would point at its stopped operator.
+    unregister_pin_webhook();
+}
+
+/// Registers the MutatingWebhookConfiguration of `/pin-digests` by URL, as the chart does by
+/// Service (Pods only, pinDigests=pods), with the validating webhook's name as the chart's.
+pub fn register_pin_webhook(port: u16) {
+    let ca = std::fs::read(std::env::var("IMAGE_POLICY_CA_CERT").unwrap()).expect("ca");
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    let config = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata:\n  name: {WEBHOOK_NAME}\n\
+         webhooks:\n- name: {WEBHOOK_NAME}\n  admissionReviewVersions: [v1, v1beta1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 10\n\
+         \x20 reinvocationPolicy: IfNeeded\n\
+         \x20 clientConfig:\n    url: https://127.0.0.1:{port}/pin-digests\n    caBundle: {bundle}\n\
+         \x20 namespaceSelector:\n    matchExpressions:\n    - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, image-policy-system]}}\n\
+         \x20 rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [pods, pods/ephemeralcontainers]\n"
+    );
+    kubectl(&["apply", "-f", "-"], Some(&config)).expect_ok("register the pinning webhook");
+}
+
+/// Removes the MutatingWebhookConfiguration of [`register_pin_webhook`], if any.
+pub fn unregister_pin_webhook() {
+    kubectl(
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            WEBHOOK_NAME,
+            "--ignore-not-found",
+        ],
+        None,
+    )
+    .expect_ok("remove the pinning webhook");
 }
 
 /// A ClusterImagePolicy for `registry_host/demo/*` with `keys`, of which the entry names
