@@ -11,7 +11,8 @@
 //! install`). Prints requests per second and latency percentiles of each, and their ratio.
 //! Before that, it times `Request::parse`, `Webhook::handle` and the HTTP handler
 //! (`Routes::handle`: metrics and the decision's log line too) on the same body in process,
-//! without TLS or HTTP: the handler's own cost per review. The server runs without a logger,
+//! without TLS or HTTP: the handler's own cost per review; and `Webhook::pin` (the mutating
+//! webhook, `/pin-digests`) on the same body, beside `Webhook::handle`. The server runs without a logger,
 //! as the load runs do; the HTTP handler is timed once more with the JSON logger at its
 //! default level writing to nowhere, for the cost of the log line of each decision. Under load it also reports the CPU
 //! time per request of the servers (this process) and of wrk: on a small machine they share
@@ -253,6 +254,15 @@ async fn run() {
         return;
     }
     let handle_us = per_review(|| async { webhook.handle(&body).await.status }).await;
+    // The mutating webhook on the same cached 1-image Pod: the same decision, and its patch.
+    let pinned = webhook.pin(&body).await;
+    assert_eq!(
+        pinned.pins.len(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&pinned.body)
+    );
+    let pin_us = per_review(|| async { webhook.pin(&body).await.status }).await;
     let parse_us = per_review(|| async { Review::parse(&body).is_ok() }).await;
     let body_file = dir.path().join("review.json");
     std::fs::write(&body_file, &body).expect("body file");
@@ -308,8 +318,10 @@ async fn run() {
     println!(
         "in process, {IN_PROCESS_ROUNDS} reviews of {} bytes, µs of CPU per review:\n  \
          Request::parse {parse_us:.1}, Webhook::handle {handle_us:.1}, Routes::handle {routes_us:.1}, \
-         Routes::handle with the JSON log line {logged_us:.1}\n",
-        body.len()
+         Routes::handle with the JSON log line {logged_us:.1}, Webhook::pin {pin_us:.1}\n  \
+         Webhook::pin / Webhook::handle: {:.2}x (goal: at most 1.5x)\n",
+        body.len(),
+        pin_us / handle_us
     );
     println!("wrk -t2 -c{CONNECTIONS} -d{DURATION} --latency, TLS keep-alive, 127.0.0.1\n");
     println!(

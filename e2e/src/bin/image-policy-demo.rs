@@ -1,7 +1,8 @@
 //! `make up`'s demo: on the local control plane (KUBECONFIG and the cluster CA from
 //! `hack/cluster-up.sh`'s env file), a TLS registry on 127.0.0.1 holding an image signed with
 //! a demo key, one signed with another key and an unsigned one; `image-policy run` as the
-//! webhook, registered by URL under the seed's name; and a ready-to-apply policy. It writes
+//! webhook, registered by URL under the seed's name, with its pinning webhook; and a
+//! ready-to-apply policy. It writes
 //! what to try into `$IMAGE_POLICY_DEMO_DIR/ready` and stays up, with everything it started,
 //! until SIGTERM (`make down`).
 
@@ -14,7 +15,10 @@
 
 use std::path::PathBuf;
 
-use image_policy_e2e::cluster::{namespace, pem_of, policy_yaml, register_webhook, start_operator};
+use image_policy_e2e::cluster::{
+    namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook, start_operator,
+    unregister_pin_webhook,
+};
 use image_policy_e2e::kubectl;
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
@@ -38,6 +42,7 @@ async fn main() {
     }
     let (operator, port) = start_operator(&dir, &registry.ca_path(), true);
     register_webhook(port);
+    register_pin_webhook(port);
 
     let pem = pem_of(&demo);
     std::fs::write(dir.join("demo-key.pub"), &pem).expect("key");
@@ -51,7 +56,8 @@ async fn main() {
         "kubectl apply -f {policy}\n\
          kubectl run cosign --image={host}/demo/signed:v1 --restart=Never --command -- sleep 900\n\
          kubectl run bb --image=busybox --restart=Never\n\
-         kubectl run cosign-fail --image={host}/demo/other-key:v1 --command -- sleep 900\n",
+         kubectl run cosign-fail --image={host}/demo/other-key:v1 --command -- sleep 900\n\
+         kubectl get pod cosign -o jsonpath='{{.spec.containers[0].image}}'   # pinned to its digest\n",
         policy = policy.display()
     );
     std::fs::write(dir.join("ready"), ready).expect("ready");
@@ -70,6 +76,7 @@ async fn main() {
         ],
         None,
     );
+    unregister_pin_webhook();
     // A graceful stop: the operator releases its lease for the next `make up`.
     let mut operator = operator;
     operator.terminate();
