@@ -11,15 +11,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use image_policy_crd::{
-    ClusterImagePolicy, ClusterImagePolicySpec, POLICY_NAME, PUBLIC_GOOD_TRUSTED_ROOT, Reason,
-    SecretRef, TransparencyLog,
+    ClusterImagePolicy, ClusterImagePolicySpec, POLICY_NAME, Reason, SecretRef,
 };
 use kube::ResourceExt;
 
-use super::identity::Identity;
-use super::keys::PublicKey;
 use super::pattern::{ImageName, NamePattern};
-use super::trust::{DEFAULT_DOCUMENT_KEY, Documents, Transparency, TrustRoot};
+use super::signer::{NamedKey, compile_keys};
+use super::trust::{Documents, compile_roots, unavailable};
 
 /// A compiled, immutable policy.
 #[derive(Debug)]
@@ -50,79 +48,6 @@ impl Version {
         Version {
             uid: policy.metadata.uid.clone(),
             generation: policy.metadata.generation,
-        }
-    }
-}
-
-/// A signer of the policy (`spec.verification.keys[]`) with its name.
-#[derive(Debug, Clone)]
-pub struct NamedKey {
-    /// `spec.verification.keys[].name`.
-    pub name: String,
-    /// A public key, or a keyless identity.
-    pub signer: Signer,
-    /// Whether its signatures need a transparency log entry.
-    pub transparency: Transparency,
-}
-
-/// Who signs: the holder of a key, or a workload identity certified by a Fulcio.
-#[derive(Debug, Clone)]
-pub enum Signer {
-    /// `publicKey`.
-    Key(PublicKey),
-    /// `keyless`.
-    Keyless(Arc<Identity>),
-}
-
-impl NamedKey {
-    /// A key whose signatures need no transparency log.
-    pub fn new(name: impl Into<String>, key: PublicKey) -> Self {
-        NamedKey {
-            name: name.into(),
-            signer: Signer::Key(key),
-            transparency: Transparency::Optional,
-        }
-    }
-
-    /// A keyless identity whose signatures need a log entry of its root.
-    pub fn keyless(name: impl Into<String>, identity: Identity) -> Self {
-        let root = identity.root().clone();
-        NamedKey {
-            name: name.into(),
-            signer: Signer::Keyless(Arc::new(identity)),
-            transparency: Transparency::Required(root),
-        }
-    }
-
-    /// The public key, when it is one.
-    pub fn public_key(&self) -> Option<&PublicKey> {
-        match &self.signer {
-            Signer::Key(key) => Some(key),
-            Signer::Keyless(_) => None,
-        }
-    }
-
-    /// The trusted root its signatures are checked against, when they need one.
-    pub fn root(&self) -> Option<&Arc<TrustRoot>> {
-        match (&self.signer, &self.transparency) {
-            (Signer::Keyless(identity), _) => Some(identity.root()),
-            (Signer::Key(_), Transparency::Required(root)) => Some(root),
-            (Signer::Key(_), Transparency::Optional) => None,
-        }
-    }
-
-    /// What a verdict checked with this signer depends on: the key or the identity (with its
-    /// root's content), and the log requirement with its root's content.
-    pub fn identity(&self) -> String {
-        let signer = match &self.signer {
-            Signer::Key(key) => key.fingerprint().to_owned(),
-            Signer::Keyless(identity) => identity.fingerprint().to_owned(),
-        };
-        let transparency = self.transparency.identity();
-        if transparency.is_empty() {
-            signer
-        } else {
-            format!("{signer}+{transparency}")
         }
     }
 }
@@ -306,213 +231,6 @@ impl Snapshot {
 /// The shared form in which snapshots are published.
 pub type SharedSnapshot = Arc<Snapshot>;
 
-/// The trusted roots of `spec.verification.trustedRoots`, by name, read from `documents`.
-fn compile_roots(
-    spec: &ClusterImagePolicySpec,
-    documents: &Documents,
-    problems: &mut Vec<Problem>,
-) -> HashMap<String, Arc<TrustRoot>> {
-    let mut roots = HashMap::new();
-    for (i, root) in spec.verification.trusted_roots.iter().enumerate() {
-        let path = format!("spec.verification.trustedRoots[{i}]");
-        let name = &root.name;
-        let problem = if name.is_empty() {
-            Some("the trusted root has no name".to_owned())
-        } else if name == PUBLIC_GOOD_TRUSTED_ROOT {
-            Some(format!(
-                "{name:?} is the built-in Sigstore public-good root; give this one another name"
-            ))
-        } else if roots.contains_key(name) {
-            Some(format!("duplicate trusted root name {name:?}"))
-        } else {
-            None
-        };
-        if let Some(message) = problem {
-            problems.push(Problem::new(
-                Reason::UnknownTrustedRoot,
-                format!("{path}.name"),
-                message,
-            ));
-            continue;
-        }
-        let reference = &root.config_map_ref;
-        if !is_dns_subdomain(&reference.name) {
-            problems.push(Problem::new(
-                Reason::UnknownTrustedRoot,
-                format!("{path}.configMapRef.name"),
-                format!("{:?} is not a ConfigMap name", reference.name),
-            ));
-            continue;
-        }
-        let key = reference.key.as_deref().unwrap_or(DEFAULT_DOCUMENT_KEY);
-        let root = match documents.get(&reference.name).map(|data| data.get(key)) {
-            Some(Some(document)) => TrustRoot::parse(name, document),
-            Some(None) => TrustRoot::unavailable(
-                name,
-                format!("ConfigMap {} has no key {key:?}", reference.name),
-            ),
-            None => TrustRoot::unavailable(
-                name,
-                format!(
-                    "ConfigMap {} was not found in the operator's namespace",
-                    reference.name
-                ),
-            ),
-        };
-        roots.insert(name.clone(), Arc::new(root));
-    }
-    roots
-}
-
-/// The problems of the roots that keys need and cannot use, each root once.
-fn unavailable(spec: &ClusterImagePolicySpec, keys: &[NamedKey]) -> Vec<Problem> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for key in keys {
-        let Some(root) = key.root() else {
-            continue;
-        };
-        let Err(why) = root.verifier() else {
-            continue;
-        };
-        if !seen.insert(root.name().to_owned()) {
-            continue;
-        }
-        let index = spec
-            .verification
-            .trusted_roots
-            .iter()
-            .position(|r| r.name == root.name())
-            .unwrap_or_default();
-        out.push(Problem::new(
-            Reason::TrustedRootUnavailable,
-            format!("spec.verification.trustedRoots[{index}]"),
-            format!(
-                "trusted root {:?} cannot be used: {why}; the keys that need it verify nothing",
-                root.name()
-            ),
-        ));
-    }
-    out
-}
-
-fn compile_keys(
-    spec: &ClusterImagePolicySpec,
-    roots: &HashMap<String, Arc<TrustRoot>>,
-    problems: &mut Vec<Problem>,
-) -> Vec<Option<NamedKey>> {
-    let mut first_of_name: HashMap<&str, usize> = HashMap::new();
-    let mut out = Vec::new();
-    for (i, key) in spec.verification.keys.iter().enumerate() {
-        let path = format!("spec.verification.keys[{i}]");
-        if key.name.is_empty() {
-            problems.push(Problem::new(
-                Reason::InvalidKey,
-                format!("{path}.name"),
-                "the key has no name",
-            ));
-        } else if let Some(first) = first_of_name.insert(&key.name, i) {
-            first_of_name.insert(&key.name, first);
-            problems.push(Problem::new(
-                Reason::InvalidKey,
-                format!("{path}.name"),
-                format!(
-                    "duplicate key name {:?} (also spec.verification.keys[{first}])",
-                    key.name
-                ),
-            ));
-        }
-        let root = match key.trusted_root.as_deref() {
-            None | Some(PUBLIC_GOOD_TRUSTED_ROOT) => Some(TrustRoot::public_good()),
-            Some(name) => {
-                let root = roots.get(name).cloned();
-                if root.is_none() {
-                    problems.push(unknown_root(&path, name, spec));
-                }
-                root
-            }
-        };
-        let signer = match (&key.public_key, &key.keyless) {
-            (Some(pem), None) => match PublicKey::from_pem(pem) {
-                Ok(parsed) => Some(Signer::Key(parsed)),
-                Err(e) => {
-                    problems.push(Problem::new(
-                        Reason::InvalidKey,
-                        format!("{path}.publicKey"),
-                        format!("key {:?}: {e}", key.name),
-                    ));
-                    None
-                }
-            },
-            (None, Some(keyless)) => {
-                let identity = root.clone().and_then(|root| {
-                    Identity::compile(keyless, root, &format!("{path}.keyless"), problems)
-                });
-                identity.map(|i| Signer::Keyless(Arc::new(i)))
-            }
-            (Some(_), Some(_)) => {
-                problems.push(Problem::new(
-                    Reason::InvalidIdentity,
-                    format!("{path}.keyless"),
-                    format!(
-                        "key {:?} has both a publicKey and a keyless identity; give one",
-                        key.name
-                    ),
-                ));
-                None
-            }
-            (None, None) => {
-                problems.push(Problem::new(
-                    Reason::InvalidKey,
-                    format!("{path}.publicKey"),
-                    format!(
-                        "key {:?} has neither a publicKey nor a keyless identity",
-                        key.name
-                    ),
-                ));
-                None
-            }
-        };
-        // A key's signatures need a log only when it says so; a keyless identity's unless it
-        // says Optional (a timestamp of the root's authority then proves the signing time).
-        let required = matches!(
-            (&signer, key.transparency_log),
-            (_, Some(TransparencyLog::Required)) | (Some(Signer::Keyless(_)), None)
-        );
-        let transparency = match (&root, required) {
-            (Some(root), true) => Transparency::Required(root.clone()),
-            _ => Transparency::Optional,
-        };
-        out.push(signer.map(|signer| NamedKey {
-            name: key.name.clone(),
-            signer,
-            transparency,
-        }));
-    }
-    out
-}
-
-fn unknown_root(path: &str, name: &str, spec: &ClusterImagePolicySpec) -> Problem {
-    // A root that is defined but was refused is reported once, at the root.
-    let defined = spec
-        .verification
-        .trusted_roots
-        .iter()
-        .any(|r| r.name == name);
-    let message = if defined {
-        format!("trusted root {name:?} is not usable (see spec.verification.trustedRoots)")
-    } else {
-        format!(
-            "no trusted root named {name:?} in spec.verification.trustedRoots (the built-in one is {PUBLIC_GOOD_TRUSTED_ROOT:?})"
-        )
-    };
-    Problem::new(
-        Reason::UnknownTrustedRoot,
-        format!("{path}.trustedRoot"),
-        message,
-    )
-}
-
 fn compile_entries(
     spec: &ClusterImagePolicySpec,
     keys: &[Option<NamedKey>],
@@ -616,7 +334,7 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// RFC 1123 subdomain, as Kubernetes requires of Secret names.
-fn is_dns_subdomain(s: &str) -> bool {
+pub(super) fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 

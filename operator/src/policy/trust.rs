@@ -8,12 +8,15 @@
 //! [`super::Snapshot::compile_with`]; a root that cannot be read is kept as the reason why,
 //! and the keys that need it verify nothing (fail closed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use image_policy_crd::PUBLIC_GOOD_TRUSTED_ROOT;
+use image_policy_crd::{ClusterImagePolicySpec, PUBLIC_GOOD_TRUSTED_ROOT, Reason};
 use sigstore_verify::trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, TrustedRoot};
+
+use super::signer::NamedKey;
+use super::snapshot::{Problem, is_dns_subdomain};
 
 /// The key of a trusted root's ConfigMap that holds the document when its reference names none.
 pub const DEFAULT_DOCUMENT_KEY: &str = "trusted_root.json";
@@ -128,4 +131,94 @@ impl Transparency {
             Transparency::Required(root) => format!("tlog:{}", root.identity()),
         }
     }
+}
+
+/// The trusted roots of `spec.verification.trustedRoots`, by name, read from `documents`.
+pub(super) fn compile_roots(
+    spec: &ClusterImagePolicySpec,
+    documents: &Documents,
+    problems: &mut Vec<Problem>,
+) -> HashMap<String, Arc<TrustRoot>> {
+    let mut roots = HashMap::new();
+    for (i, root) in spec.verification.trusted_roots.iter().enumerate() {
+        let path = format!("spec.verification.trustedRoots[{i}]");
+        let name = &root.name;
+        let problem = if name.is_empty() {
+            Some("the trusted root has no name".to_owned())
+        } else if name == PUBLIC_GOOD_TRUSTED_ROOT {
+            Some(format!(
+                "{name:?} is the built-in Sigstore public-good root; give this one another name"
+            ))
+        } else if roots.contains_key(name) {
+            Some(format!("duplicate trusted root name {name:?}"))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            problems.push(Problem::new(
+                Reason::UnknownTrustedRoot,
+                format!("{path}.name"),
+                message,
+            ));
+            continue;
+        }
+        let reference = &root.config_map_ref;
+        if !is_dns_subdomain(&reference.name) {
+            problems.push(Problem::new(
+                Reason::UnknownTrustedRoot,
+                format!("{path}.configMapRef.name"),
+                format!("{:?} is not a ConfigMap name", reference.name),
+            ));
+            continue;
+        }
+        let key = reference.key.as_deref().unwrap_or(DEFAULT_DOCUMENT_KEY);
+        let root = match documents.get(&reference.name).map(|data| data.get(key)) {
+            Some(Some(document)) => TrustRoot::parse(name, document),
+            Some(None) => TrustRoot::unavailable(
+                name,
+                format!("ConfigMap {} has no key {key:?}", reference.name),
+            ),
+            None => TrustRoot::unavailable(
+                name,
+                format!(
+                    "ConfigMap {} was not found in the operator's namespace",
+                    reference.name
+                ),
+            ),
+        };
+        roots.insert(name.clone(), Arc::new(root));
+    }
+    roots
+}
+
+/// The problems of the roots that keys need and cannot use, each root once.
+pub(super) fn unavailable(spec: &ClusterImagePolicySpec, keys: &[NamedKey]) -> Vec<Problem> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(root) = key.root() else {
+            continue;
+        };
+        let Err(why) = root.verifier() else {
+            continue;
+        };
+        if !seen.insert(root.name().to_owned()) {
+            continue;
+        }
+        let index = spec
+            .verification
+            .trusted_roots
+            .iter()
+            .position(|r| r.name == root.name())
+            .unwrap_or_default();
+        out.push(Problem::new(
+            Reason::TrustedRootUnavailable,
+            format!("spec.verification.trustedRoots[{index}]"),
+            format!(
+                "trusted root {:?} cannot be used: {why}; the keys that need it verify nothing",
+                root.name()
+            ),
+        ));
+    }
+    out
 }

@@ -1,10 +1,11 @@
 use image_policy_crd::{
-    ClusterImagePolicy, ClusterImagePolicySpec, ImageEntry, Key, KeyRef, Keyless, Reason,
-    SecretRef, Verification,
+    ClusterImagePolicy, ClusterImagePolicySpec, ImageEntry, Key, KeyRef, Keyless,
+    PUBLIC_GOOD_TRUSTED_ROOT, Reason, SecretRef, Verification,
 };
 use proptest::prelude::*;
 
 use super::*;
+use crate::policy::{Signer, Transparency};
 
 fn policy_file(name: &str) -> ClusterImagePolicy {
     let path = format!("{}/tests/data/policies/{name}", env!("CARGO_MANIFEST_DIR"));
