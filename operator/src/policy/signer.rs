@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use image_policy_crd::{ClusterImagePolicySpec, PUBLIC_GOOD_TRUSTED_ROOT, Reason, TransparencyLog};
+use image_policy_crd::{
+    ClusterImagePolicySpec, Key, PUBLIC_GOOD_TRUSTED_ROOT, Reason, TransparencyLog,
+};
 
 use super::identity::Identity;
 use super::keys::PublicKey;
@@ -85,6 +87,8 @@ impl NamedKey {
     }
 }
 
+/// The signers of `spec.verification.keys`, in order, `None` for each that does not compile;
+/// every problem (with its field path) is added to `problems`.
 pub(super) fn compile_keys(
     spec: &ClusterImagePolicySpec,
     roots: &HashMap<String, Arc<TrustRoot>>,
@@ -121,55 +125,15 @@ pub(super) fn compile_keys(
                 root
             }
         };
-        let signer = match (&key.public_key, &key.keyless) {
-            (Some(pem), None) => match PublicKey::from_pem(pem) {
-                Ok(parsed) => Some(Signer::Key(parsed)),
-                Err(e) => {
-                    problems.push(Problem::new(
-                        Reason::InvalidKey,
-                        format!("{path}.publicKey"),
-                        format!("key {:?}: {e}", key.name),
-                    ));
-                    None
-                }
-            },
-            (None, Some(keyless)) => {
-                let identity = root.clone().and_then(|root| {
-                    Identity::compile(keyless, root, &format!("{path}.keyless"), problems)
-                });
-                identity.map(|i| Signer::Keyless(Arc::new(i)))
-            }
-            (Some(_), Some(_)) => {
-                problems.push(Problem::new(
-                    Reason::InvalidIdentity,
-                    format!("{path}.keyless"),
-                    format!(
-                        "key {:?} has both a publicKey and a keyless identity; give one",
-                        key.name
-                    ),
-                ));
-                None
-            }
-            (None, None) => {
-                problems.push(Problem::new(
-                    Reason::InvalidKey,
-                    format!("{path}.publicKey"),
-                    format!(
-                        "key {:?} has neither a publicKey nor a keyless identity",
-                        key.name
-                    ),
-                ));
-                None
-            }
-        };
+        let signer = signer(key, root.clone(), &path, problems);
         // A key's signatures need a log only when it says so; a keyless identity's unless it
         // says Optional (a timestamp of the root's authority then proves the signing time).
         let required = matches!(
             (&signer, key.transparency_log),
             (_, Some(TransparencyLog::Required)) | (Some(Signer::Keyless(_)), None)
         );
-        let transparency = match (&root, required) {
-            (Some(root), true) => Transparency::Required(root.clone()),
+        let transparency = match (root, required) {
+            (Some(root), true) => Transparency::Required(root),
             _ => Transparency::Optional,
         };
         out.push(signer.map(|signer| NamedKey {
@@ -179,6 +143,52 @@ pub(super) fn compile_keys(
         }));
     }
     out
+}
+
+/// The signer of one `keys[]` entry at `path`: exactly one of its public key and its keyless
+/// identity (of `root`, when that is known).
+fn signer(
+    key: &Key,
+    root: Option<Arc<TrustRoot>>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Signer> {
+    let mut refuse = |reason, field: &str, message: String| {
+        problems.push(Problem::new(reason, format!("{path}.{field}"), message));
+        None
+    };
+    match (&key.public_key, &key.keyless) {
+        (Some(pem), None) => match PublicKey::from_pem(pem) {
+            Ok(parsed) => Some(Signer::Key(parsed)),
+            Err(e) => refuse(
+                Reason::InvalidKey,
+                "publicKey",
+                format!("key {:?}: {e}", key.name),
+            ),
+        },
+        (None, Some(keyless)) => {
+            let identity = root.and_then(|root| {
+                Identity::compile(keyless, root, &format!("{path}.keyless"), problems)
+            });
+            identity.map(|i| Signer::Keyless(Arc::new(i)))
+        }
+        (Some(_), Some(_)) => refuse(
+            Reason::InvalidIdentity,
+            "keyless",
+            format!(
+                "key {:?} has both a publicKey and a keyless identity; give one",
+                key.name
+            ),
+        ),
+        (None, None) => refuse(
+            Reason::InvalidKey,
+            "publicKey",
+            format!(
+                "key {:?} has neither a publicKey nor a keyless identity",
+                key.name
+            ),
+        ),
+    }
 }
 
 fn unknown_root(path: &str, name: &str, spec: &ClusterImagePolicySpec) -> Problem {

@@ -9,7 +9,7 @@
 //! payload type sits behind its `cosign` feature, which brings Fulcio, Rekor and OAuth clients
 //! (some 360 crates) that verification never uses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -60,8 +60,8 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         registry,
         repo,
         digest,
-        keys,
         credential,
+        ..
     } = lookup;
     let Some(tag) = signature_tag(digest) else {
         return Ok(Findings::not_signed());
@@ -97,23 +97,7 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
                 payload
             }
         };
-        // A layer that cannot be read is one bad signature: the next one may verify.
-        let Some(payload) = payload else {
-            found.bad_signature += 1;
-            continue;
-        };
-        match names_digest(&payload, digest) {
-            Some(true) => {}
-            Some(false) => {
-                found.other_digest += 1;
-                continue;
-            }
-            None => {
-                found.bad_signature += 1;
-                continue;
-            }
-        }
-        match bundle::check_legacy(&payload, signature, annotations, keys) {
+        match judge(lookup, payload.as_deref(), signature, annotations) {
             BundleVerdict::Verified { key } => {
                 return Ok(Findings::Verified {
                     fingerprint: Arc::from(key),
@@ -126,6 +110,24 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         return Ok(Findings::not_signed());
     }
     Ok(Findings::Unverified(Box::new(found)))
+}
+
+/// The verdict of one layer: its payload (`None` when it could not be read: one bad
+/// signature, and the next one may verify) must name the digest, and its signature verify.
+fn judge(
+    lookup: Lookup<'_>,
+    payload: Option<&[u8]>,
+    signature: &str,
+    annotations: &BTreeMap<String, String>,
+) -> BundleVerdict {
+    let Some(payload) = payload else {
+        return BundleVerdict::NoKeyVerifies;
+    };
+    match names_digest(payload, lookup.digest) {
+        Some(true) => bundle::check_legacy(payload, signature, annotations, lookup.keys),
+        Some(false) => BundleVerdict::OtherDigest,
+        None => BundleVerdict::NoKeyVerifies,
+    }
 }
 
 /// The payload of one signature layer; `None`, with a log line, when the layer cannot be read:
