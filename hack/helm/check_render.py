@@ -445,6 +445,9 @@ def check_defaults() -> None:
                      "--metrics-addr=0.0.0.0:8080"):
             assert flag in a, f"{flag} not in {a}"
         assert "--allow-unmatched-images" not in a, "allowUnmatchedImages is false by default"
+        assert "--allow-redirects-to-loopback" not in a, "no redirect to loopback by default"
+        env = {e["name"]: e for e in r.container()["env"]}
+        expect_eq(env["POD_IP"]["valueFrom"], {"fieldRef": {"fieldPath": "status.podIP"}}, "POD_IP")
         assert not any(x.startswith(("--ca-file", "--insecure-registry")) for x in a), a
         on = render(values("allowUnmatchedImages=true")).container()["args"]
         assert "--allow-unmatched-images" in on, f"--allow-unmatched-images not in {on}"
@@ -491,6 +494,7 @@ def check_everything() -> None:
                      "--ca-file=/etc/image-policy/ca/secret-1/ca.crt",
                      "--ca-file=/etc/image-policy/ca/values/ca-0.crt",
                      "--insecure-registry=registry.local:5000", "--insecure-registry=localhost",
+                     "--allow-redirects-to-loopback",
                      "--verify-timeout=6s", "--digest-cache-ttl=15s", "--verified-cache-ttl=5m",
                      "--rejected-cache-ttl=20s", "--cache-size=5000",
                      "--some-future-flag=30s",

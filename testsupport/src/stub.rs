@@ -3,13 +3,14 @@
 //!
 //! For what the real registry cannot be made to do: answer a layer with bytes that are not its
 //! digest, list a missing blob, implement the OCI referrers API (distribution 2.8 has none).
-//! Verifiers reach it with `--insecure-registry` (`RegistryConfig::insecure_registries`).
+//! Verifiers reach it with `--insecure-registry` (`RegistryConfig::insecure_registries`), or
+//! over TLS ([`Stub::start_tls`]) with its certificate as a trusted root.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::cosign::sha256_digest;
 
@@ -56,6 +57,33 @@ pub struct Stub {
 impl Stub {
     /// Starts a stub on a free port of 127.0.0.1.
     pub async fn start() -> Stub {
+        Self::serve(None).await
+    }
+
+    /// Starts a stub that speaks HTTPS with a certificate for 127.0.0.1 made in `dir`; the
+    /// certificate's PEM, for the client's roots, with it.
+    pub async fn start_tls(dir: &std::path::Path) -> (Stub, Vec<u8>) {
+        let (cert, key) = crate::tls::self_signed(dir);
+        let pem = std::fs::read(&cert).expect("cert");
+        use rustls::pki_types::pem::PemObject as _;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+            .expect("cert file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certs");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        (Self::serve(Some(acceptor)).await, pem)
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Stub {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let host = listener.local_addr().expect("addr").to_string();
         let routes: Routes = Arc::default();
@@ -63,10 +91,29 @@ impl Stub {
         let (r, l) = (routes.clone(), log.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, r.clone(), l.clone()));
+                let (r, l, tls) = (r.clone(), l.clone(), tls.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        None => answer(stream, r, l).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                answer(stream, r, l).await;
+                            }
+                        }
+                    }
+                });
             }
         });
         Stub { host, routes, log }
+    }
+
+    /// Answers `method path` with a `307` to `location` from now on.
+    pub fn redirect(&self, method: &str, path: &str, location: &str) {
+        let mut reply = Reply::status(307);
+        reply
+            .headers
+            .push(("location".to_owned(), location.to_owned()));
+        self.route(method, path, reply);
     }
 
     /// `127.0.0.1:PORT`.
@@ -118,7 +165,11 @@ impl Stub {
     }
 }
 
-async fn answer(mut stream: TcpStream, routes: Routes, log: Arc<Mutex<Vec<(String, String)>>>) {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    routes: Routes,
+    log: Arc<Mutex<Vec<(String, String)>>>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -48,6 +48,28 @@ pub struct VerifierArgs {
     /// Entries per cache.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub cache_size: u64,
+    /// Follow a registry's redirect to a loopback address, an unspecified one or the Pod's own
+    /// (POD_IP, POD_IPS): for a registry on the same host, in development. Redirects to
+    /// link-local and metadata addresses, and from HTTPS to plain HTTP, are never followed.
+    #[arg(long)]
+    pub allow_redirects_to_loopback: bool,
+}
+
+/// The Pod's own addresses, from the downward API's `POD_IP` and `POD_IPS` (comma-separated);
+/// what does not parse is ignored.
+pub fn own_addresses(pod_ip: Option<&str>, pod_ips: Option<&str>) -> Vec<std::net::IpAddr> {
+    let mut out: Vec<std::net::IpAddr> = Vec::new();
+    for text in pod_ip
+        .into_iter()
+        .chain(pod_ips.into_iter().flat_map(|s| s.split(',')))
+    {
+        if let Ok(ip) = text.trim().parse()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 impl VerifierArgs {
@@ -65,6 +87,11 @@ impl VerifierArgs {
             registry.extra_roots_pem.push(pem);
         }
         registry.insecure_registries = PlainHttp::new(&self.insecure_registries);
+        registry.allow_redirects_to_loopback = self.allow_redirects_to_loopback;
+        registry.own_addresses = own_addresses(
+            std::env::var("POD_IP").ok().as_deref(),
+            std::env::var("POD_IPS").ok().as_deref(),
+        );
         Ok(VerifyConfig {
             registry,
             budget: self.verify_timeout,
@@ -73,5 +100,23 @@ impl VerifierArgs {
             rejected_ttl: self.rejected_cache_ttl,
             cache_capacity: self.cache_size,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pods_addresses_come_from_the_downward_api() {
+        let ips = own_addresses(Some("10.1.2.3"), Some("10.1.2.3,fd00::3, nope"));
+        assert_eq!(
+            ips,
+            [
+                "10.1.2.3".parse::<std::net::IpAddr>().unwrap(),
+                "fd00::3".parse().unwrap()
+            ]
+        );
+        assert!(own_addresses(None, None).is_empty());
     }
 }

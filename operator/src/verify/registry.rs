@@ -16,6 +16,9 @@ use moka::future::Cache;
 use reqwest::{Method, StatusCode, header};
 
 mod auth;
+pub mod redirect;
+
+use self::redirect::{RedirectRules, Refused};
 
 use super::credentials::Credential;
 use super::{Cache as CacheKind, FailureKind};
@@ -41,6 +44,10 @@ pub struct RegistryConfig {
     pub max_manifest_bytes: usize,
     /// The largest signature payload read.
     pub max_payload_bytes: usize,
+    /// Whether a registry may redirect to a loopback, unspecified or the Pod's own address.
+    pub allow_redirects_to_loopback: bool,
+    /// The Pod's own addresses, which a redirect may not reach unless the flag above is set.
+    pub own_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Default for RegistryConfig {
@@ -51,6 +58,8 @@ impl Default for RegistryConfig {
             request_timeout: Duration::from_secs(5),
             max_manifest_bytes: 4 << 20,
             max_payload_bytes: 1 << 20,
+            allow_redirects_to_loopback: false,
+            own_addresses: Vec::new(),
         }
     }
 }
@@ -108,6 +117,15 @@ pub enum RegistryError {
         /// What was wrong.
         detail: String,
     },
+    /// A redirect that is not followed (docs/contract.md §3): to plain HTTP, a link-local,
+    /// metadata or local address, or too many.
+    #[error("the registry {host} sent {detail}")]
+    Redirected {
+        /// The registry.
+        host: String,
+        /// Where to, and why it is refused.
+        detail: String,
+    },
     /// No answer within the per-request bound.
     #[error("the registry {host} did not answer within {seconds}s")]
     TimedOut {
@@ -124,7 +142,9 @@ impl RegistryError {
         match self {
             RegistryError::Unauthorized { .. } => FailureKind::Unauthorized,
             RegistryError::Unreachable { .. } => FailureKind::Unreachable,
-            RegistryError::BadResponse { .. } => FailureKind::BadResponse,
+            RegistryError::BadResponse { .. } | RegistryError::Redirected { .. } => {
+                FailureKind::BadResponse
+            }
             RegistryError::TimedOut { .. } => FailureKind::Timeout,
         }
     }
@@ -135,6 +155,7 @@ impl RegistryError {
             RegistryError::Unauthorized { .. } => RegistryOutcome::Unauthorized,
             RegistryError::Unreachable { .. } => RegistryOutcome::Unreachable,
             RegistryError::BadResponse { .. } => RegistryOutcome::BadResponse,
+            RegistryError::Redirected { .. } => RegistryOutcome::RefusedRedirect,
             RegistryError::TimedOut { .. } => RegistryOutcome::Timeout,
         }
     }
@@ -170,11 +191,13 @@ pub enum RegistryOutcome {
     Unreachable,
     /// No answer in time.
     Timeout,
+    /// A redirect that is not followed.
+    RefusedRedirect,
 }
 
 impl RegistryOutcome {
     /// The label value: `ok`, `not_found`, `unauthorized`, `bad_response`, `unreachable`,
-    /// `timeout`.
+    /// `timeout`, `refused_redirect`.
     pub fn as_str(self) -> &'static str {
         match self {
             RegistryOutcome::Ok => "ok",
@@ -183,6 +206,7 @@ impl RegistryOutcome {
             RegistryOutcome::BadResponse => "bad_response",
             RegistryOutcome::Unreachable => "unreachable",
             RegistryOutcome::Timeout => "timeout",
+            RegistryOutcome::RefusedRedirect => "refused_redirect",
         }
     }
 }
@@ -260,7 +284,15 @@ impl Registry {
         }
         let http = reqwest::Client::builder()
             .tls_certs_merge(roots)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(
+                RedirectRules {
+                    plain_http: config.insecure_registries.clone(),
+                    allow_loopback: config.allow_redirects_to_loopback,
+                    own_addresses: config.own_addresses.clone(),
+                }
+                .policy(),
+            )
+            .dns_resolver(redirect::resolver())
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -554,6 +586,18 @@ fn bad(repo: &Repository, detail: impl Into<String>) -> RegistryError {
     }
 }
 
+/// The redirect rule (or the resolver's) that stopped a request, if one did.
+fn refused(error: &reqwest::Error) -> Option<&Refused> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
 fn transport(repo: &Repository, error: &reqwest::Error, config: &RegistryConfig) -> RegistryError {
     let host = repo.host.clone();
     if error.is_timeout() {
@@ -562,10 +606,16 @@ fn transport(repo: &Repository, error: &reqwest::Error, config: &RegistryConfig)
             seconds: config.request_timeout.as_secs().max(1),
         };
     }
-    if error.is_redirect() {
-        return RegistryError::BadResponse {
+    if let Some(refused) = refused(error) {
+        return RegistryError::Redirected {
             host,
-            detail: "too many redirects".into(),
+            detail: refused.to_string(),
+        };
+    }
+    if error.is_redirect() {
+        return RegistryError::Redirected {
+            host,
+            detail: Refused::TooMany.to_string(),
         };
     }
     if error.is_body() || error.is_decode() {
