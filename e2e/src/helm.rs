@@ -32,6 +32,8 @@ pub const CHART_NS: &str = "image-policy-system";
 pub const MANAGER: &str = "image-policy-controller-manager";
 /// The chart's ValidatingWebhookConfiguration (docs/contract.md §5).
 pub const CONFIG: &str = "image-policy-validating-webhook-configuration";
+/// The chart's MutatingWebhookConfiguration (pinDigests).
+pub const MUTATING_CONFIG: &str = "image-policy-mutating-webhook-configuration";
 /// What lets the chart install on a cluster before 1.21, whose namespace label is not
 /// protected.
 pub const ACCEPT_SPOOFABLE_SELECTOR: &str = "webhook.acceptSpoofableNamespaceSelector=true";

@@ -25,7 +25,8 @@ use image_policy_e2e::cluster::{
     Operator, WEBHOOK_NAME, free_port, namespace, pem_of, policy_yaml, said,
 };
 use image_policy_e2e::helm::{
-    CHART_NS, CONFIG, Cleanup, Helm, can_i, clean_slate, get_json, service_account_kubeconfig,
+    CHART_NS, CONFIG, Cleanup, Helm, MUTATING_CONFIG, can_i, clean_slate, get_json,
+    service_account_kubeconfig,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
@@ -56,6 +57,9 @@ fn start_operator(
         TLS_SECRET,
         "--webhook-configuration",
         CONFIG,
+        // As the chart's Deployment does: the pinning webhook's caBundle follows too.
+        "--mutating-webhook-configuration",
+        MUTATING_CONFIG,
         "--tls-validity",
         "30s",
         "--tls-renew-before",
@@ -77,6 +81,12 @@ fn decode(field: &Value) -> Vec<u8> {
 /// The webhook configuration's `caBundle` (PEM).
 fn published_bundle() -> Vec<u8> {
     let config = get_json(&["validatingwebhookconfiguration", CONFIG]);
+    decode(&config["webhooks"][0]["clientConfig"]["caBundle"])
+}
+
+/// The pinning webhook's `caBundle` (PEM), which the operator keeps equal to the first.
+fn published_pin_bundle() -> Vec<u8> {
+    let config = get_json(&["mutatingwebhookconfiguration", MUTATING_CONFIG]);
     decode(&config["webhooks"][0]["clientConfig"]["caBundle"])
 }
 
@@ -184,6 +194,15 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
         (
             vec![
                 "update",
+                &format!(
+                    "mutatingwebhookconfigurations.admissionregistration.k8s.io/{MUTATING_CONFIG}"
+                ),
+            ],
+            "yes",
+        ),
+        (
+            vec![
+                "update",
                 "validatingwebhookconfigurations.admissionregistration.k8s.io/other",
             ],
             "no",
@@ -209,6 +228,11 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
     });
     assert_eq!(served_leaf(port, &bundle), Ok(first.clone()));
     assert_eq!(served_leaf(port_b, &bundle), Ok(first.clone()));
+    assert_eq!(
+        published_pin_bundle(),
+        bundle,
+        "both webhooks trust the same CAs"
+    );
     let secret = get_json(&["-n", CHART_NS, "secret", TLS_SECRET]);
     assert_eq!(decode(&secret["data"]["ca.crt"]), bundle);
     // Its expiry is a metric, about 30 s from now.
@@ -339,7 +363,8 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
         "caBundle is the Secret's ca.crt",
         || {
             let secret = get_json(&["-n", CHART_NS, "secret", TLS_SECRET]);
-            (decode(&secret["data"]["ca.crt"]) == published_bundle()).then_some(())
+            let ca = decode(&secret["data"]["ca.crt"]);
+            (ca == published_bundle() && ca == published_pin_bundle()).then_some(())
         },
     );
     let run = eventually(
