@@ -29,28 +29,19 @@
     clippy::indexing_slicing
 )]
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use image_policy::policy::PolicyState;
-use image_policy::policy::Snapshot;
 use image_policy::server::{Handler, ServerConfig, serve_on};
 use image_policy::telemetry::{Metrics, env_filter, json_layer};
-use image_policy::verify::{RegistryConfig, Verifier, VerifyConfig};
-use image_policy::webhook::Webhook;
-use image_policy::webhook::admit::Settings;
-use image_policy::webhook::credentials::Anonymous;
 use image_policy::webhook::http::{ADMISSION_PATH, Routes};
 use image_policy::webhook::review::Request as Review;
-use image_policy_crd::ClusterImagePolicy;
-use image_policy_testsupport::cosign::{Pusher, public_key_pem};
-use image_policy_testsupport::registry::{Registry, RegistryOptions};
-use sigstore::crypto::SigningScheme;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 const DURATION: &str = "10s";
@@ -195,51 +186,9 @@ fn main() {
 }
 
 async fn run() {
-    let registry = Registry::start(RegistryOptions::default());
-    let pusher = Pusher::new(&registry);
-    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let pem = public_key_pem(&signer);
-    let digest = pusher.push_image("load/app", "v1").await;
-    pusher.sign("load/app", &digest, &signer).await;
-    let host = registry.host();
-
-    let policy: ClusterImagePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1", "kind": "ClusterImagePolicy",
-        "metadata": {"name": "image-policy"},
-        "spec": {"verification": {"keys": [{"name": "k", "publicKey": pem}],
-            "images": [{"namePattern": format!("{host}/load/*"), "keys": [{"name": "k"}]}]}}
-    }))
-    .expect("policy");
-    let snapshot = Arc::new(Snapshot::compile(&policy).expect("compiles"));
-    let (_tx, rx) = watch::channel(PolicyState::Active(snapshot));
-    let config = VerifyConfig {
-        registry: RegistryConfig {
-            extra_roots_pem: vec![registry.ca_pem()],
-            ..RegistryConfig::default()
-        },
-        ..VerifyConfig::default()
-    };
-    let verifier = Verifier::new(config).expect("verifier");
-    let webhook = Webhook::new(rx, verifier, Arc::new(Anonymous), Settings::default());
-
+    let signed = support::signed_webhook().await;
+    let (webhook, body) = (signed.webhook, signed.body);
     let dir = tempfile::tempdir().expect("dir");
-    let fixture = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/admission/connaisseur/02_pod.json"
-    ))
-    .expect("fixture");
-    let mut review: serde_json::Value = serde_json::from_slice(&fixture).expect("json");
-    review["request"]["object"]["spec"]["containers"][0]["image"] =
-        serde_json::json!(format!("{host}/load/app:v1"));
-    let body = serde_json::to_vec(&review).expect("body");
-    let warm = webhook.handle(&body).await;
-    assert!(
-        String::from_utf8_lossy(&warm.body).contains("\"allowed\":true"),
-        "{}",
-        String::from_utf8_lossy(&warm.body)
-    );
     if let Some(rounds) = std::env::var("WEBHOOK_LOAD_PROFILE")
         .ok()
         .and_then(|n| n.parse::<u32>().ok())

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// The operator's namespace, home of the image-policy-registry-credentials account.
     #[arg(long, default_value = "image-policy-system")]
     namespace: String,
+    /// How many connections the webhook serves at once. At the limit a new connection makes
+    /// the one idle longest close (the API server's busy ones stay); each costs about 20 KiB.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Log level or filter directive; RUST_LOG when empty.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -119,6 +123,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     config.certificate_observer = Some(serving.observer);
     config.addr = args.webhook_addr;
     config.shutdown_grace = args.shutdown_grace;
+    config.max_connections = Some(args.max_connections as usize);
     let health = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| anyhow::anyhow!("--metrics-addr {}: {e}", args.metrics_addr))?;

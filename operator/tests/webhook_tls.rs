@@ -513,3 +513,104 @@ async fn a_missing_key_or_a_taken_address_is_an_error_naming_it() {
         .unwrap_err();
     assert!(matches!(e, ServerError::Bind { .. }), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_the_connection_limit_idle_connections_make_room_and_busy_ones_stay() {
+    let pki = pki_with_one();
+    let config = ServerConfig {
+        max_connections: Some(4),
+        ..pki.config()
+    };
+    let server = Server::start(config).await;
+
+    // One connection in the middle of a slow request, then three idle ones: the limit.
+    let mut busy = raw_tls(&pki, server.addr).await;
+    busy.write_all(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nbusy")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(raw_tls(&pki, server.addr).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // New ones, each kept open after its request: each is served, pushing out the idle ones
+    // oldest first, and the busy connection's request is answered all the same.
+    let mut fresh = Vec::new();
+    for _ in 0..3 {
+        let mut stream = raw_tls(&pki, server.addr).await;
+        stream
+            .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nfresh")
+            .await
+            .unwrap();
+        let mut answer = vec![0; 512];
+        let n = stream.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        fresh.push(stream);
+    }
+    for stream in &mut idle {
+        assert!(
+            wait_for_close(stream, Duration::from_secs(2))
+                .await
+                .is_some(),
+            "an idle connection made room"
+        );
+    }
+    for stream in &mut fresh {
+        assert!(
+            wait_for_close(stream, Duration::from_millis(100))
+                .await
+                .is_none(),
+            "the newer connections stay"
+        );
+    }
+    let mut answer = vec![0; 512];
+    let n = tokio::time::timeout(Duration::from_secs(2), busy.read(&mut answer))
+        .await
+        .expect("the busy connection is answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("busy"), "{answer}");
+
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_the_connection_limit_with_every_connection_busy_a_new_one_is_closed() {
+    let pki = pki_with_one();
+    let config = ServerConfig {
+        max_connections: Some(2),
+        ..pki.config()
+    };
+    let server = Server::start(config).await;
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut stream = raw_tls(&pki, server.addr).await;
+        stream
+            .write_all(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nx")
+            .await
+            .unwrap();
+        busy.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        wait_for_close(&mut refused, Duration::from_secs(1))
+            .await
+            .is_some(),
+        "closed at once"
+    );
+    // Once the slow requests are answered, there is room again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let response = echo(
+        &client(&pki, "ca1").build().unwrap(),
+        &server.url("/"),
+        "room",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    server.stop().await.unwrap();
+}

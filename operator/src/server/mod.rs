@@ -20,8 +20,10 @@
 //!   is absorbed, a sustained overload is refused quickly instead of piling up latency.
 //!   Each request is answered within `request_timeout` of its headers arriving (408 if the
 //!   body is late, 503 if the handler is). With `max_connections`, a connection past that
-//!   many is closed at once; with `max_connection_age`, a connection is closed gracefully
-//!   (between requests) once that old.
+//!   many makes the one idle longest close (see `connections.rs`), so that a flood of idle
+//!   connections cannot shut out busy ones; with `max_connection_age`, a connection is
+//!   closed gracefully (between requests) once that old. HTTP/2 allows 32 concurrent
+//!   streams per connection and closes connections that reset streams in a flood.
 //! - **Shutdown**: when the `shutdown` future resolves, the listener is closed, idle
 //!   connections are closed, in-flight requests finish (HTTP/2 clients get a GOAWAY), and
 //!   after `shutdown_grace` whatever is left is dropped.
@@ -30,6 +32,7 @@
 //! the loop goes on.
 
 mod certs;
+mod connections;
 mod request;
 
 use std::convert::Infallible;
@@ -57,6 +60,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::certs::CertStore;
 pub use self::certs::{CHECK_INTERVAL, CertError, CertObserver, ProvidedCert, check_pair};
+use self::connections::{Admission, Connections, Slot};
 use self::request::{Limits, Shared};
 
 /// The `logger` of this module's log lines; each names its port with a `server` field.
@@ -74,6 +78,25 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// HTTP/2 keep-alive: an idle connection is pinged this often and dropped if the ping is
 /// not answered within the same time.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// HTTP/2 streams open at once on one connection; more are refused (`REFUSED_STREAM`). The
+/// API server sends one review per stream and rarely has many in flight on one connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 32;
+
+/// HTTP/2 streams that a client may reset before the server has accepted them, and streams
+/// the server may reset for the client's errors, before the connection is closed with
+/// `ENHANCE_YOUR_CALM` (the "rapid reset" attack, CVE-2023-44487, and its variants).
+const H2_MAX_PENDING_RESETS: usize = 20;
+const H2_MAX_ERROR_RESETS: usize = 64;
+
+/// The largest header block accepted on HTTP/2; a review's headers are a few hundred bytes.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// How long an idle connection asked to make room may take to close (an HTTP/2 GOAWAY).
+const IDLE_CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+/// At most one warning this often that new connections are being closed at the limit.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where and how to serve. [`ServerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -102,8 +125,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long shutdown waits for in-flight requests before dropping them.
     pub shutdown_grace: Duration,
-    /// How many connections are served at once; one more is closed as soon as it is
-    /// accepted. `None`: no bound.
+    /// How many connections are served at once. At the limit, a new connection makes the
+    /// one idle longest close; if every one has a request in flight, the new one is closed.
+    /// `None`: no bound.
     pub max_connections: Option<usize>,
     /// How old a connection may grow before it is closed between requests. `None`: no bound.
     pub max_connection_age: Option<Duration>,
@@ -245,18 +269,22 @@ pub async fn serve_on<H: Handler>(
     // Dropping the sender tells every connection to finish its request and close.
     let (closing, closed) = watch::channel(());
     let mut connections = JoinSet::new();
+    let slots = Connections::new(config.max_connections);
+    let mut full = FullWarning::default();
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) if config.max_connections.is_some_and(|max| connections.len() >= max) => {
-                    tracing::warn!(target: LOG_TARGET, server, %peer, limit = connections.len(), "Too many connections, closing a new one");
-                    drop(tcp);
-                }
-                Ok((tcp, peer)) => {
-                    connections.spawn(serve_connection(tcp, peer, Arc::clone(&context), closed.clone()));
-                }
+                Ok((tcp, peer)) => match slots.admit() {
+                    Admission::Serve(slot) => {
+                        connections.spawn(serve_connection(tcp, peer, slot, Arc::clone(&context), closed.clone()));
+                    }
+                    Admission::Full => {
+                        drop(tcp);
+                        full.closed(server, slots.open());
+                    }
+                },
                 Err(e) => {
                     log_accept_error(server, &e);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -285,6 +313,31 @@ pub async fn serve_on<H: Handler>(
     Ok(())
 }
 
+/// Closing new connections at the limit is logged at most once per
+/// [`FULL_WARNING_INTERVAL`], with how many were closed since the last line: a flood must
+/// not become a flood of log lines.
+#[derive(Default)]
+struct FullWarning {
+    last: Option<tokio::time::Instant>,
+    since: u64,
+}
+
+impl FullWarning {
+    fn closed(&mut self, server: &str, open: usize) {
+        self.since += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < FULL_WARNING_INTERVAL)
+        {
+            return;
+        }
+        let closed = std::mem::take(&mut self.since);
+        self.last = Some(now);
+        tracing::warn!(target: LOG_TARGET, server, open, closed, "Every connection is busy at the limit, closing new ones");
+    }
+}
+
 fn log_accept_error(server: &str, e: &io::Error) {
     let error = e as &dyn StdError;
     tracing::warn!(target: LOG_TARGET, server, error, "Accepting a connection failed");
@@ -300,6 +353,8 @@ struct Context<H> {
     http2: auto::Builder<TokioExecutor>,
     handshake_timeout: Duration,
     max_age: Option<Duration>,
+    /// How long a connection asked to make room may take to finish: the request timeout.
+    close_grace: Duration,
     name: &'static str,
     shared: Arc<Shared<H>>,
 }
@@ -318,7 +373,11 @@ impl<H: Handler> Context<H> {
         http.http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_KEEP_ALIVE)
-            .keep_alive_timeout(H2_KEEP_ALIVE);
+            .keep_alive_timeout(H2_KEEP_ALIVE)
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
+            .max_header_list_size(H2_MAX_HEADER_LIST);
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             max_queue_wait: config.max_queue_wait,
@@ -330,6 +389,7 @@ impl<H: Handler> Context<H> {
             http2: http.http2_only(),
             handshake_timeout: config.tls_handshake_timeout,
             max_age: config.max_connection_age,
+            close_grace: config.request_timeout,
             name: config.name,
             shared: Arc::new(Shared::new(handler, config.max_concurrent_requests, limits)),
         })
@@ -364,20 +424,38 @@ fn tls_acceptor(
 }
 
 /// One connection: the TLS handshake under its timeout (for HTTPS), then HTTP until either
-/// side ends it, it grows too old, or shutdown closes it gracefully.
+/// side ends it, it grows too old, it must make room for a newer one, or shutdown closes it
+/// gracefully. Its `slot` is freed when it ends.
 async fn serve_connection<H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     context: Arc<Context<H>>,
     closed: watch::Receiver<()>,
 ) {
     // Reviews and probes are small request/response pairs: do not wait to coalesce writes.
     let _ = tcp.set_nodelay(true);
     let server = context.name;
+    let slot = Arc::new(slot);
     let Some(acceptor) = &context.acceptor else {
-        return serve_http(TokioIo::new(tcp), &context.http1, &context, peer, closed).await;
+        return serve_http(
+            TokioIo::new(tcp),
+            &context.http1,
+            &context,
+            peer,
+            slot,
+            closed,
+        )
+        .await;
     };
-    let tls = match timeout(context.handshake_timeout, acceptor.accept(tcp)).await {
+    let handshake = tokio::select! {
+        handshake = timeout(context.handshake_timeout, acceptor.accept(tcp)) => handshake,
+        () = slot.closing() => {
+            tracing::debug!(target: LOG_TARGET, server, %peer, "Closed during its TLS handshake to make room");
+            return;
+        }
+    };
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             // Usually a client that does not trust the certificate: the caBundle is wrong.
@@ -396,25 +474,33 @@ async fn serve_connection<H: Handler>(
     } else {
         &context.http1
     };
-    serve_http(TokioIo::new(tls), http, &context, peer, closed).await;
+    serve_http(TokioIo::new(tls), http, &context, peer, slot, closed).await;
 }
 
-/// HTTP on one connection until it ends; closed gracefully (between requests) at shutdown
-/// or at its maximum age.
+/// HTTP on one connection until it ends; closed gracefully (between requests) at shutdown,
+/// at its maximum age, or to make room (then dropped if a request that arrived meanwhile
+/// is not answered within the request timeout).
 async fn serve_http<H, I>(
     io: I,
     http: &auto::Builder<TokioExecutor>,
     context: &Context<H>,
     peer: SocketAddr,
+    slot: Arc<Slot>,
     mut closed: watch::Receiver<()>,
 ) where
     H: Handler,
     I: Read + Write + Unpin + Send + 'static,
 {
     let shared = Arc::clone(&context.shared);
+    let requests = Arc::clone(&slot);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(shared.respond(request).await) }
+        let in_flight = requests.request();
+        async move {
+            let response = shared.respond(request).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut connection = pin!(http.serve_connection(io, service));
     let too_old = async {
@@ -432,6 +518,15 @@ async fn serve_http<H, I>(
         () = too_old => {
             connection.as_mut().graceful_shutdown();
             connection.await
+        }
+        () = slot.closing() => {
+            tracing::debug!(target: LOG_TARGET, server = context.name, %peer, "Closing an idle connection to make room");
+            connection.as_mut().graceful_shutdown();
+            // Idle when chosen: time to send an HTTP/2 GOAWAY, no more (hyper does not end
+            // an HTTP/1.1 connection that never sent a request). A request that arrived
+            // meanwhile still has its whole time.
+            let grace = if slot.busy() { context.close_grace } else { IDLE_CLOSE_GRACE };
+            timeout(grace, connection).await.unwrap_or(Ok(()))
         }
     };
     if let Err(e) = result {
