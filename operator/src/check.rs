@@ -11,6 +11,7 @@ use image_policy_crd::SecretRef;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::cli::policy_file::PolicyArgs;
 use crate::cli::{
     CliError, Output, any_of, any_of_line, load_policy_with, read_file, trusted_root_arg,
     write_reports,
@@ -27,9 +28,8 @@ use crate::workload::images_of;
 /// Arguments of `image-policy check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// A ClusterImagePolicy manifest (YAML or JSON).
-    #[arg(long, value_name = "FILE")]
-    policy: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Admit images that match no pattern, with a warning, instead of denying them.
     #[arg(long)]
     allow_unmatched_images: bool,

@@ -14,6 +14,9 @@ use serde::Serialize;
 
 use crate::policy::{DEFAULT_DOCUMENT_KEY, Documents, Entry, ImageName, Problems, Snapshot};
 
+pub mod policy_file;
+use policy_file::PolicyArgs;
+
 /// Admits container images into Kubernetes only when a trusted key signed them with cosign.
 #[derive(Debug, Parser)]
 #[command(name = "image-policy", version, about)]
@@ -44,9 +47,8 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct MatchArgs {
-    /// A ClusterImagePolicy manifest (YAML or JSON).
-    #[arg(long, value_name = "FILE")]
-    policy: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Also say whether the policy is applied at all in this namespace.
     #[arg(long, value_name = "NAMESPACE")]
     namespace: Option<String>,
@@ -140,6 +142,9 @@ pub enum CliError {
         /// What is wrong with it.
         detail: String,
     },
+    /// `--strict`, and the policy file has fields that the CRD does not know.
+    #[error(transparent)]
+    Strict(#[from] policy_file::Refusal),
     /// Writing the answer failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -173,16 +178,20 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&ClusterImagePolicy::crd()).unwrap_or_default()
 }
 
-/// Reads and compiles a policy manifest.
-pub fn load_policy(path: &Path) -> Result<Snapshot, CliError> {
-    load_policy_with(path, &[])
+/// Reads and compiles a policy manifest, warning of fields the CRD does not know.
+pub fn load_policy(policy: &PolicyArgs) -> Result<Snapshot, CliError> {
+    load_policy_with(policy, &[])
 }
 
 /// Reads and compiles a policy file as [`load_policy`] does, with the trusted roots that its
 /// `spec.verification.trustedRoots` name read from files instead of ConfigMaps: `roots` pairs
 /// a root's name with the file of its `trusted_root.json`. A name the policy does not declare
 /// is an input error, so that a typo cannot leave a root unread unnoticed.
-pub fn load_policy_with(path: &Path, roots: &[(String, PathBuf)]) -> Result<Snapshot, CliError> {
+pub fn load_policy_with(
+    policy: &PolicyArgs,
+    roots: &[(String, PathBuf)],
+) -> Result<Snapshot, CliError> {
+    let path = policy.file.as_path();
     let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
         path: path.into(),
         source,
@@ -205,6 +214,7 @@ pub fn load_policy_with(path: &Path, roots: &[(String, PathBuf)]) -> Result<Snap
             types.api_version, types.kind, expected.0, expected.1
         )));
     }
+    policy_file::screen(path, &text, policy.strict)?;
     let policy: ClusterImagePolicy =
         serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
     let documents = root_documents(&policy, roots)?;
