@@ -1,6 +1,8 @@
 //! Registry credentials through a real API server (docs/contract.md §4): a private registry (htpasswd
 //! basic auth) whose signatures are readable only with a credential, found in each of the four
 //! places alone, and a wrong credential early in the chain giving way to a right one later.
+//! Then the API server frozen (SIGSTOP): admissions answered from the credentials last read,
+//! as fast and the same; thawed, a changed pull secret applies within seconds.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -10,12 +12,13 @@
     clippy::panic
 )]
 
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use image_policy_e2e::cluster::{
     WEBHOOK_NAME, namespace, pem_of, register_webhook, said, start_operator,
 };
-use image_policy_e2e::{eventually, kubectl};
+use image_policy_e2e::{eventually, kubectl, operator_data};
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use sigstore::crypto::SigningScheme;
@@ -23,9 +26,9 @@ use sigstore::crypto::SigningScheme;
 const USER: &str = "alice";
 const PASSWORD: &str = "right-password";
 
+/// Creates or replaces (in place: never absent in between) a docker-registry Secret.
 fn docker_secret(ns: &str, name: &str, server: &str, password: &str) {
-    let _ = kubectl(&["-n", ns, "delete", "secret", name], None);
-    kubectl(
+    let manifest = kubectl(
         &[
             "-n",
             ns,
@@ -36,10 +39,14 @@ fn docker_secret(ns: &str, name: &str, server: &str, password: &str) {
             &format!("--docker-server={server}"),
             &format!("--docker-username={USER}"),
             &format!("--docker-password={password}"),
+            "--dry-run=client",
+            "-o",
+            "yaml",
         ],
         None,
     )
-    .expect_ok("create a pull secret");
+    .expect_ok("a pull secret's manifest");
+    kubectl(&["apply", "-f", "-"], Some(&manifest)).expect_ok("apply a pull secret");
 }
 
 fn service_account_pulls(ns: &str, account: &str, secret: &str) {
@@ -199,5 +206,176 @@ async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
         ],
         None,
     );
+    drop(operator);
+}
+
+/// The API server's process, stopped with SIGSTOP until dropped (SIGCONT, whatever happens:
+/// the rest of the suite needs it).
+struct Frozen(String);
+
+impl Frozen {
+    fn api_server() -> Frozen {
+        let state = std::env::var("IMAGE_POLICY_STATE").expect("IMAGE_POLICY_STATE");
+        let pid = std::fs::read_to_string(format!("{state}/pids/kube-apiserver.pid"))
+            .expect("the API server's pid file");
+        let pid = pid.trim().to_owned();
+        signal("STOP", &pid);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal("CONT", &self.0);
+    }
+}
+
+fn signal(name: &str, pid: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// An AdmissionReview of a Pod in `ns` running `image` with the pull secret `secret`.
+fn pod_review(ns: &str, image: &str, secret: &str) -> String {
+    let mut review: serde_json::Value =
+        serde_json::from_str(&operator_data("admission/connaisseur/02_pod.json")).expect("json");
+    review["request"]["namespace"] = ns.into();
+    review["request"]["object"]["metadata"]["namespace"] = ns.into();
+    let spec = &mut review["request"]["object"]["spec"];
+    spec["containers"][0]["image"] = image.into();
+    spec["imagePullSecrets"] = serde_json::json!([{ "name": secret }]);
+    spec["serviceAccountName"] = "default".into();
+    review.to_string()
+}
+
+/// Sends `review` straight to the operator's webhook (no API server in between): whether it
+/// was allowed, the response, and how long the webhook took to answer (curl's own timing).
+fn post(port: u16, review: &str) -> (bool, String, Duration) {
+    let ca = std::env::var("IMAGE_POLICY_CA_CERT").expect("IMAGE_POLICY_CA_CERT");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert", &ca])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+        ])
+        .args(["-w", "\n%{time_total}"])
+        .arg(format!("https://127.0.0.1:{port}/signing-policy-check"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(review.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, took) = text.rsplit_once('\n').unwrap_or((&text, "99"));
+    let took = Duration::from_secs_f64(took.trim().parse().unwrap_or(99.0));
+    (body.contains("\"allowed\":true"), body.to_owned(), took)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_api_server_slows_no_admission_and_a_changed_secret_applies_after() {
+    let registry = Registry::start(RegistryOptions {
+        basic_auth: Some((USER.into(), PASSWORD.into())),
+        ..RegistryOptions::default()
+    });
+    let pusher = Pusher::new(&registry);
+    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .expect("signer");
+    for repo in ["frozen/app", "frozen/later"] {
+        let digest = pusher.push_image(repo, "v1").await;
+        pusher.sign(repo, &digest, &signer).await;
+    }
+    let host = registry.host();
+    let (image, later) = (
+        format!("{host}/frozen/app:v1"),
+        format!("{host}/frozen/later:v1"),
+    );
+    image_policy_e2e::cluster::install_crd();
+    let ns = "cred-frozen";
+    for space in ["image-policy-system", ns] {
+        namespace(space);
+    }
+    docker_secret(ns, "regcred", &host, PASSWORD);
+    docker_secret(ns, "late", &host, "wrong-password");
+    let dir = tempfile::tempdir().expect("dir");
+    let (operator, port) = start_operator(dir.path(), &registry.ca_path(), false);
+    let pem: String = pem_of(&signer)
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    let policy = format!(
+        "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: image-policy\nspec:\n  verification:\n\
+         \x20   keys:\n    - name: k\n      publicKey: |\n{pem}\
+         \x20   images:\n    - namePattern: {host}/frozen/*\n      keys: [{{name: k}}]\n"
+    );
+    kubectl(&["apply", "-f", "-"], Some(&policy)).expect_ok("policy");
+    let (signed, wrong) = (
+        pod_review(ns, &image, "regcred"),
+        pod_review(ns, &later, "late"),
+    );
+    eventually(Duration::from_secs(30), "the policy is enforced", || {
+        post(port, &signed).0.then_some(())
+    });
+    let (allowed, refused, _) = post(port, &wrong);
+    assert!(!allowed, "{refused}");
+    assert!(refused.contains("refused the credentials"), "{refused}");
+
+    // Frozen for longer than the 5 s after which credentials are refreshed: every review is
+    // answered from what was read before, as fast, and the same.
+    let frozen = Frozen::api_server();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut reviews = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        for (review, expected) in [(&signed, true), (&wrong, false)] {
+            let (allowed, body, took) = post(port, review);
+            assert_eq!(allowed, expected, "{body}");
+            slowest = slowest.max(took);
+            reviews += 1;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(frozen);
+    eprintln!(
+        "[credentials e2e] API server frozen 12 s: {reviews} reviews, the slowest {slowest:?}"
+    );
+    assert!(slowest < Duration::from_millis(100), "{slowest:?}");
+
+    // Thawed, the wrong secret made right: applies within 10 s.
+    eventually(
+        Duration::from_secs(30),
+        "the API server answers again",
+        || kubectl(&["get", "--raw", "/readyz"], None).ok.then_some(()),
+    );
+    docker_secret(ns, "late", &host, PASSWORD);
+    let changed = Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "the changed pull secret applies",
+        || {
+            let (allowed, _, _) = post(port, &wrong);
+            allowed.then_some(())
+        },
+    );
+    eprintln!(
+        "[credentials e2e] a changed pull secret applied after {:?}",
+        changed.elapsed()
+    );
+
+    kubectl(&["delete", "clusterimagepolicy", "image-policy"], None).expect_ok("delete the policy");
+    let _ = kubectl(&["delete", "namespace", ns, "--wait=false"], None);
     drop(operator);
 }

@@ -108,10 +108,12 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         serving.ready,
     ));
 
+    // Pull secrets and service accounts read before are served at once and refreshed when 5 s
+    // old: a change applies within seconds, a frozen API server slows no admission.
     let credentials = Arc::new(KubeCredentials::new(
         client,
         args.namespace.clone(),
-        Duration::from_secs(10),
+        Duration::from_secs(5),
     ));
     let settings = Settings {
         allow_unmatched_images: args.allow_unmatched_images,

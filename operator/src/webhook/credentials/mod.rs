@@ -7,8 +7,10 @@
 //!
 //! A [`CredentialSource`] reads the docker configs of all of them once per object
 //! ([`Sources`]); each image then takes the credentials that cover its registry from the
-//! sources that apply to it. [`KubeCredentials`] reads them through the API server, cached
-//! for a few seconds so that a burst of Pods is not a burst of API calls. A missing Secret or
+//! sources that apply to it. [`KubeCredentials`] reads them through the API server once and
+//! then serves the last known answer at once, refreshing it in the background every few
+//! seconds (`fresh.rs`): a burst of Pods is not a burst of API calls, and a slow or frozen API
+//! server does not slow admissions that use credentials read before. A missing Secret or
 //! service account is skipped with a log line; a Secret that is not a docker config is
 //! skipped the same way. Nothing read here is ever logged but names.
 
@@ -20,12 +22,14 @@ use futures::future::BoxFuture;
 use image_policy_crd::SecretRef;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::{Api, Client};
-use moka::future::Cache;
 
 use super::review::Request;
 use crate::policy::{Entry, ImageName};
 use crate::verify::{Credential, DockerConfig};
 use crate::workload::Object;
+
+mod fresh;
+use fresh::Fresh;
 
 /// The service account whose pull secrets are the last source.
 pub const FALLBACK_SERVICE_ACCOUNT: &str = "image-policy-registry-credentials";
@@ -147,84 +151,40 @@ impl CredentialSource for Anonymous {
 pub struct KubeCredentials {
     client: Client,
     operator_namespace: String,
-    secrets: Cache<SecretId, Option<Arc<DockerConfig>>>,
-    accounts: Cache<SecretId, Arc<Vec<String>>>,
+    secrets: Fresh<SecretId, Option<Arc<DockerConfig>>>,
+    accounts: Fresh<SecretId, Arc<Vec<String>>>,
 }
 
+/// How long a background refresh of one Secret or service account may take.
+const REFRESH_BUDGET: Duration = Duration::from_secs(5);
+
+/// Entries unused this long are dropped (a namespace deleted, a Pod that no longer runs).
+const IDLE: Duration = Duration::from_secs(3600);
+
 impl KubeCredentials {
-    /// A source reading with `client`; `operator_namespace` holds the fallback account.
-    pub fn new(client: Client, operator_namespace: String, ttl: Duration) -> Self {
+    /// A source reading with `client`; `operator_namespace` holds the fallback account. What
+    /// it read is refreshed when older than `refresh_after`.
+    pub fn new(client: Client, operator_namespace: String, refresh_after: Duration) -> Self {
         KubeCredentials {
             client,
             operator_namespace,
-            secrets: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ttl)
-                .build(),
-            accounts: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ttl)
-                .build(),
+            secrets: Fresh::new(10_000, refresh_after, REFRESH_BUDGET, IDLE),
+            accounts: Fresh::new(10_000, refresh_after, REFRESH_BUDGET, IDLE),
         }
     }
 
     /// The docker config of one Secret; `None` when it is absent or not a docker config.
     async fn secret(&self, namespace: &str, name: &str) -> Option<Arc<DockerConfig>> {
         let key = (namespace.to_owned(), name.to_owned());
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        // An answer is cached, absence included; a failed read is not, so the next request
-        // asks again instead of going without this credential for the cache's lifetime.
-        let read = self
-            .secrets
-            .try_get_with(key, async move {
-                let secret = match api.get_opt(name).await {
-                    Ok(Some(secret)) => secret,
-                    Ok(None) => {
-                        tracing::info!(target: "image-policy.credentials", %namespace, secret = %name, "Pull secret not found, skipped");
-                        return Ok(None);
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "image-policy.credentials", %namespace, secret = %name, error = %e, "Pull secret unreadable, skipped");
-                        return Err(());
-                    }
-                };
-                let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                let kind = secret.type_.unwrap_or_default();
-                match DockerConfig::from_secret(&kind, &data) {
-                    Ok(config) => Ok(Some(Arc::new(config))),
-                    Err(e) => {
-                        tracing::warn!(target: "image-policy.credentials", %namespace, secret = %name, error = %e, "Pull secret is not a docker config, skipped");
-                        Ok(None)
-                    }
-                }
-            })
-            .await;
-        read.ok().flatten()
+        let read = || read_secret(self.client.clone(), namespace.to_owned(), name.to_owned());
+        self.secrets.get(key, read).await.flatten()
     }
 
     /// The pull secret names of one service account; empty when it is absent.
     async fn account(&self, namespace: &str, name: &str) -> Arc<Vec<String>> {
         let key = (namespace.to_owned(), name.to_owned());
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        let read = self
-            .accounts
-            .try_get_with(key, async move {
-                match api.get_opt(name).await {
-                    Ok(Some(account)) => Ok(Arc::new(
-                        account.image_pull_secrets.unwrap_or_default().into_iter().map(|r| r.name).collect(),
-                    )),
-                    Ok(None) => {
-                        tracing::info!(target: "image-policy.credentials", %namespace, service_account = %name, "Service account not found, skipped");
-                        Ok(Arc::new(Vec::new()))
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "image-policy.credentials", %namespace, service_account = %name, error = %e, "Service account unreadable, skipped");
-                        Err(())
-                    }
-                }
-            })
-            .await;
-        read.unwrap_or_default()
+        let read = || read_account(self.client.clone(), namespace.to_owned(), name.to_owned());
+        self.accounts.get(key, read).await.unwrap_or_default()
     }
 
     /// The docker configs of `ids`, in order, each Secret read once.
@@ -274,6 +234,68 @@ impl KubeCredentials {
             own,
             refs,
             fallback,
+        }
+    }
+}
+
+/// One read of a Secret: its docker config, `None` when it is absent or not a docker config
+/// (an answer, kept), `Err` when the API server did not answer (not kept).
+async fn read_secret(
+    client: Client,
+    namespace: String,
+    name: String,
+) -> Result<Option<Arc<DockerConfig>>, ()> {
+    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    let secret = match api.get_opt(&name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            tracing::info!(target: "image-policy.credentials", %namespace, secret = %name, "Pull secret not found, skipped");
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::warn!(target: "image-policy.credentials", %namespace, secret = %name, error = %e, "Pull secret unreadable, skipped");
+            return Err(());
+        }
+    };
+    let data = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let kind = secret.type_.unwrap_or_default();
+    match DockerConfig::from_secret(&kind, &data) {
+        Ok(config) => Ok(Some(Arc::new(config))),
+        Err(e) => {
+            tracing::warn!(target: "image-policy.credentials", %namespace, secret = %name, error = %e, "Pull secret is not a docker config, skipped");
+            Ok(None)
+        }
+    }
+}
+
+/// One read of a service account: its pull secret names, empty when it is absent.
+async fn read_account(
+    client: Client,
+    namespace: String,
+    name: String,
+) -> Result<Arc<Vec<String>>, ()> {
+    let api: Api<ServiceAccount> = Api::namespaced(client, &namespace);
+    match api.get_opt(&name).await {
+        Ok(Some(account)) => Ok(Arc::new(
+            account
+                .image_pull_secrets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .collect(),
+        )),
+        Ok(None) => {
+            tracing::info!(target: "image-policy.credentials", %namespace, service_account = %name, "Service account not found, skipped");
+            Ok(Arc::new(Vec::new()))
+        }
+        Err(e) => {
+            tracing::warn!(target: "image-policy.credentials", %namespace, service_account = %name, error = %e, "Service account unreadable, skipped");
+            Err(())
         }
     }
 }
