@@ -23,8 +23,8 @@ use crate::{Run, eventually, kubectl};
 
 /// The release's name.
 pub const RELEASE: &str = "ip-e2e";
-/// The release's namespace: one of its own choosing (the chart refuses to create its
-/// deploymentNamespace when the release lives there).
+/// The release's namespace in most tests: another than the chart's, which the chart then
+/// creates (labelled) and deletes with the release.
 pub const RELEASE_NS: &str = "default";
 /// The chart's namespace (docs/contract.md §5).
 pub const CHART_NS: &str = "image-policy-system";
@@ -66,17 +66,26 @@ pub fn helm_python() -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// `helm.py ARGS` from the repository's root, against the test cluster.
+/// `helm.py ARGS` from the repository's root, against the test cluster, for the release
+/// [`RELEASE`] in one namespace.
 pub struct Helm {
     python: String,
+    namespace: &'static str,
 }
 
 impl Helm {
-    /// Helm through the venv of hack/helm/venv.sh (made on first use).
+    /// Helm through the venv of hack/helm/venv.sh (made on first use), for the release in
+    /// [`RELEASE_NS`].
     #[allow(clippy::new_without_default)]
     pub fn new() -> Helm {
+        Helm::in_namespace(RELEASE_NS)
+    }
+
+    /// The same, for the release in `namespace`.
+    pub fn in_namespace(namespace: &'static str) -> Helm {
         Helm {
             python: helm_python(),
+            namespace,
         }
     }
 
@@ -115,7 +124,7 @@ impl Helm {
             RELEASE,
             "charts/image-policy-webhook",
             "-n",
-            RELEASE_NS,
+            self.namespace,
             "--kubeconfig",
             &kubeconfig,
             "-f",
@@ -127,6 +136,24 @@ impl Helm {
         self.run(&args)
     }
 
+    /// `install -n <namespace> --create-namespace` with the chart's default values, but the
+    /// acknowledgement this 1.20 API server needs, whatever it answers.
+    pub fn install_creating_namespace(&self) -> Run {
+        let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+        self.run(&[
+            "install",
+            RELEASE,
+            "charts/image-policy-webhook",
+            "-n",
+            self.namespace,
+            "--create-namespace",
+            "--kubeconfig",
+            &kubeconfig,
+            "--set",
+            ACCEPT_SPOOFABLE_SELECTOR,
+        ])
+    }
+
     /// `uninstall --wait` of the release.
     pub fn uninstall(&self) -> Run {
         let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
@@ -134,7 +161,7 @@ impl Helm {
             "uninstall",
             RELEASE,
             "-n",
-            RELEASE_NS,
+            self.namespace,
             "--kubeconfig",
             &kubeconfig,
             "--wait",
@@ -142,8 +169,8 @@ impl Helm {
     }
 }
 
-/// The values the release holds (Helm's storage: a Secret with the release, base64 of
-/// gzipped JSON, base64-encoded once more by the API).
+/// The values the release in [`RELEASE_NS`] holds (Helm's storage: a Secret with the release,
+/// base64 of gzipped JSON, base64-encoded once more by the API).
 pub fn release_values(revision: u32) -> Value {
     let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
     let script = format!(
@@ -276,6 +303,15 @@ pub fn clean_slate(helm: &Helm) {
             None,
         );
     }
+    let _ = kubectl(
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            MUTATING_CONFIG,
+            "--ignore-not-found",
+        ],
+        None,
+    );
     crate::cluster::install_crd();
     let _ = kubectl(&["delete", "clusterimagepolicy", "--all"], None);
     kubectl(

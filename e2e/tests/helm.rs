@@ -3,6 +3,8 @@
 //! the chart's own ServiceAccount, so that operating works with exactly the chart's RBAC, and
 //! taking one rule away visibly breaks it. Then the seed's checks through that installation,
 //! an upgrade that changes `allowUnmatchedImages`, and an uninstall that leaves only the CRD.
+//! Also the install the chart's README shows: into its own namespace, `--create-namespace`,
+//! default values.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -20,8 +22,8 @@ use image_policy_e2e::cluster::{
     Operator, WEBHOOK_NAME, free_port, namespace, pem_of, policy_yaml, said, serving_cert,
 };
 use image_policy_e2e::helm::{
-    CHART_NS, CONFIG, CRD, Cleanup, Helm, MANAGER, RELEASE, RELEASE_NS, can_i, clean_slate, exists,
-    get_json, get_json_managed, release_values, service_account_kubeconfig,
+    CHART_NS, CONFIG, CRD, Cleanup, Helm, MANAGER, MUTATING_CONFIG, RELEASE, RELEASE_NS, can_i,
+    clean_slate, exists, get_json, get_json_managed, release_values, service_account_kubeconfig,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
@@ -478,4 +480,112 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
     drop(operator);
     drop(cleanup);
     eprintln!("[helm e2e] passed in {:?}", started.elapsed());
+}
+
+/// `helm install -n image-policy-system --create-namespace` with the default values (but the
+/// 1.20 acknowledgement). Helm creates the namespace after rendering and labels it `name` only;
+/// on this 1.20 API server the webhooks' selectors exclude that label too, so the operator's
+/// own Pods are created (by kube-controller-manager, through admission) while no operator
+/// serves yet. The chart takes no ownership of the namespace; `helm uninstall` then leaves the
+/// CRD and the namespace Helm made, and nothing else of the chart's.
+#[test]
+fn the_chart_installs_into_its_own_namespace_with_default_values() {
+    let helm = Helm::in_namespace(CHART_NS);
+    clean_slate(&helm);
+    let cleanup = Cleanup {
+        helm: &helm,
+        namespace: TEST_NS,
+        extra: &[],
+    };
+
+    let out = helm
+        .install_creating_namespace()
+        .expect_ok("helm.py install -n image-policy-system --create-namespace");
+    eprintln!("[helm e2e] {}", out.trim());
+    assert!(
+        out.contains(&format!("release {RELEASE} in {CHART_NS}: revision 1")),
+        "{out}"
+    );
+    let chart_ns = get_json(&["namespace", CHART_NS]);
+    assert_eq!(
+        chart_ns["metadata"]["labels"]["name"], CHART_NS,
+        "made by helm --create-namespace"
+    );
+    assert!(
+        chart_ns["metadata"]["annotations"]["meta.helm.sh/release-name"].is_null(),
+        "the release took over the namespace: {chart_ns}"
+    );
+    assert!(exists(&["-n", CHART_NS, "deployment", MANAGER]));
+    assert!(exists(&["mutatingwebhookconfiguration", MUTATING_CONFIG]));
+    let webhook = &get_json(&["validatingwebhookconfiguration", CONFIG])["webhooks"][0];
+    assert_eq!(webhook["clientConfig"]["service"]["namespace"], CHART_NS);
+    // Not refused by a webhook that has no endpoint yet: its own namespace is excluded.
+    eventually(
+        Duration::from_secs(60),
+        "the operator's Pods are created",
+        || {
+            let pods = kubectl(
+                &[
+                    "-n",
+                    CHART_NS,
+                    "get",
+                    "pods",
+                    "-l",
+                    "app.kubernetes.io/name=image-policy-webhook",
+                    "-o",
+                    "name",
+                ],
+                None,
+            )
+            .expect_ok("pods");
+            (!pods.trim().is_empty()).then_some(())
+        },
+    );
+
+    helm.uninstall().expect_ok("helm.py uninstall");
+    for (kind, name) in [
+        ("validatingwebhookconfiguration", CONFIG),
+        ("mutatingwebhookconfiguration", MUTATING_CONFIG),
+        ("clusterrole", MANAGER),
+        ("clusterrolebinding", MANAGER),
+    ] {
+        assert!(!exists(&[kind, name]), "{kind} {name} is left");
+    }
+    let left = kubectl(
+        &[
+            "-n",
+            CHART_NS,
+            "get",
+            "deployments,services,serviceaccounts,roles,rolebindings,secrets,configmaps,resourcequotas",
+            "-l",
+            &format!("app.kubernetes.io/instance={RELEASE}"),
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .expect_ok("the chart's objects");
+    assert_eq!(left.trim(), "", "left in {CHART_NS}");
+    let releases = kubectl(
+        &[
+            "-n",
+            CHART_NS,
+            "get",
+            "secrets",
+            "-l",
+            "owner=helm",
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .expect_ok("release secrets");
+    assert_eq!(releases.trim(), "", "the release's records are left");
+    assert!(exists(&["crd", CRD]), "the CRD went with the release");
+    assert_eq!(
+        get_json(&["namespace", CHART_NS])["status"]["phase"],
+        "Active",
+        "the namespace is not the release's to delete"
+    );
+    drop(cleanup);
 }

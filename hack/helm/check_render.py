@@ -3,7 +3,9 @@
 
 Renders the chart offline for the default values, for hack/helm/values-everything.yaml and
 for its certManager and webhook.url variants, and installs it with a client-side dry run
-(Helm's own install action, schema validation included) for values that must be refused.
+(Helm's own install action, schema validation included) for values that must be refused. The
+templates' lookups of the cluster run in server-side dry runs against a stub API server
+(stub_apiserver.py: a few canned reads on 127.0.0.1, no cluster).
 Each check prints PASS or FAIL with what it saw; the last line is `N passed, N failed`, and
 the exit status is 1 when any check failed.
 
@@ -13,6 +15,7 @@ Run with the venv's python: hack/helm/test-chart.sh does.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
@@ -26,6 +29,7 @@ from typing import Any, Callable
 import helm_python as helm
 
 import helm as helm_cli  # hack/helm/helm.py, beside this file
+from stub_apiserver import StubApiServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # CHART_DIR: another copy of the chart (to see that a broken one fails these checks).
@@ -159,6 +163,20 @@ def dry_run_install(vals: dict[str, Any], namespace: str = "default") -> dict[st
     """Helm's install action, client-side: schema, templates and fail() all run."""
     with helm.Config(namespace=namespace, kubeconfig_content=NO_CLUSTER) as cfg:
         return cfg.install(CHART, "image-policy", vals, dry_run="client", namespace=namespace)
+
+
+def server_dry_run(vals: dict[str, Any], namespace: str, stub: StubApiServer) -> dict[str, Any]:
+    """Helm's install action, server-side dry run against `stub`: the chart's lookups ask it.
+    OpenAPI validation is off, since the stub serves no schemas; helm-python-sdk's install()
+    has no parameter for that, but the native call it makes takes the option."""
+    from helm_python import _native
+
+    options = {"namespace": namespace, "dry_run": "server", "disable_openapi_validation": True}
+    with helm.Config(namespace=namespace, kubeconfig_content=stub.kubeconfig()) as cfg, \
+            helm.Chart.load(CHART) as chart:
+        payload = _native.call_string("helm_install", cfg._raw(), cfg._context_arg(None), chart._raw(), None,
+                                      "image-policy", json.dumps(vals), json.dumps(options))
+    return json.loads(payload)
 
 
 def install_error(vals: dict[str, Any], namespace: str = "default") -> str:
@@ -665,6 +683,285 @@ def check_pinning() -> None:
     check("pinDigests with cert-manager: its CA injected", cert_manager)
 
 
+def check_namespace_modes() -> None:
+    """`helm install -n image-policy-system --create-namespace` with default values: the
+    release's namespace exists before the chart, which must not create it; from another
+    release namespace the chart creates and labels it."""
+    ns = "image-policy-system"
+
+    def own() -> None:
+        r = render({}, namespace=ns)
+        expect_eq(r.all("Namespace"), [], "Namespace objects in the release's own namespace")
+        r.one("Deployment", MANAGER, ns)
+        expect_eq(r.webhook()["namespaceSelector"]["matchExpressions"][0]["values"], ["kube-system", ns],
+                  "excluded namespaces")
+        release = dry_run_install({}, namespace=ns)
+        on_install = Rendered(parse_stream(release["manifest"]))
+        expect_eq(on_install.names(), r.names(), "objects of `helm install -n image-policy-system`")
+        notes = release.get("notes") or ""
+        assert "is the release's own namespace" in notes, notes
+
+    def other() -> None:
+        for release_ns in ("default", "platform"):
+            n = render({}, namespace=release_ns).one("Namespace", ns)
+            expect_eq(n["metadata"]["labels"].get("kubernetes.io/metadata.name"), ns, "label")
+        moved = render(values("deploymentNamespace=platform"), namespace="platform")
+        expect_eq(moved.all("Namespace"), [], "Namespace when deploymentNamespace is the release's")
+        moved.one("Deployment", MANAGER, "platform")
+
+    def before_1_21() -> None:
+        # Offline (helm template, a client dry run) the cluster cannot be asked whether the
+        # namespace is labelled: the render goes on. Online it is asked (e2e/tests/helm.rs).
+        accepted = values("webhook.acceptSpoofableNamespaceSelector=true")
+        r = render(accepted, namespace=ns, kube_version="v1.20.2")
+        expect_eq(r.all("Namespace"), [], "Namespace objects")
+        dry_run_install(accepted, namespace=ns)
+
+    check(f"release in {ns}, default values: no Namespace object, no error", own)
+    check(f"release elsewhere: Namespace {ns} created and labelled; none when it is the release's", other)
+    check(f"Kubernetes 1.20, release in {ns}: renders offline (the label check needs the cluster)",
+          before_1_21)
+
+
+def check_namespace_label_online() -> None:
+    """Before 1.21, with the cluster to ask (a stub API server, server-side dry runs): a
+    deploymentNamespace the chart does not create must already carry kubernetes.io/metadata.name
+    or the name label of helm --create-namespace, or the webhook would intercept the operator's own Pods; the install is refused until then."""
+    ns = "image-policy-system"
+    accepted = values("webhook.acceptSpoofableNamespaceSelector=true")
+    fix = f"kubectl label namespace {ns} kubernetes.io/metadata.name={ns}"
+
+    def installed(namespaces: dict[str, dict[str, str]], release_ns: str = ns, vals: dict[str, Any] = accepted,
+                  version: str = "v1.20.2") -> Rendered:
+        with StubApiServer(version, namespaces) as stub:
+            return Rendered(parse_stream(server_dry_run(vals, release_ns, stub)["manifest"]))
+
+    def refused(namespaces: dict[str, dict[str, str]], release_ns: str = ns,
+                vals: dict[str, Any] = accepted) -> str:
+        try:
+            installed(namespaces, release_ns, vals)
+        except helm.HelmError as error:
+            return str(error)
+        raise AssertionError(f"installed with namespaces {namespaces}; expected a refusal")
+
+    def helm_made() -> None:
+        # What helm --create-namespace makes, labelled name=<ns> only: installs, and both
+        # webhooks' selectors exclude that label too (only before 1.21).
+        r = installed({ns: {"name": ns}})
+        for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+            for config in r.all(kind):
+                for hook in config["webhooks"]:
+                    expressions = hook["namespaceSelector"]["matchExpressions"]
+                    assert {"key": "name", "operator": "NotIn", "values": [ns]} in expressions, expressions
+        error = refused({ns: {"other": "x"}})
+        for words in ("Kubernetes v1.20.2 does not label namespaces", "the webhook would intercept", fix):
+            assert words in error, f"{words!r} not in {error!r}"
+
+    def missing() -> None:
+        # Not there yet as the release's own: helm --create-namespace makes it after rendering.
+        installed({}).one("Deployment", MANAGER, ns)
+        off = merge(values("createNamespace=false"), accepted)
+        assert fix in refused({ns: {}}, release_ns="default", vals=off), "createNamespace=false"
+
+    def labelled() -> None:
+        r = installed({ns: {"name": ns, "kubernetes.io/metadata.name": ns}})
+        expect_eq(r.all("Namespace"), [], "Namespace objects")
+        r.one("Deployment", MANAGER, ns)
+
+    def chart_made() -> None:
+        installed({}, release_ns="default").one("Namespace", ns)
+
+    def from_1_21() -> None:
+        # The API server sets the label itself: nothing to check.
+        r = installed({ns: {"name": ns}}, vals={}, version="v1.21.0")
+        r.one("Deployment", MANAGER, ns)
+        for config in r.all("ValidatingWebhookConfiguration"):
+            for hook in config["webhooks"]:
+                keys = [e["key"] for e in hook["namespaceSelector"]["matchExpressions"]]
+                expect_eq(keys, ["kubernetes.io/metadata.name"], "selector keys from 1.21")
+
+    check(f"1.20, online: {ns} made by helm --create-namespace (name=<ns>) installs, excluded; unlabelled is refused", helm_made)
+    check(f"1.20, online: {ns} not there yet as the release's own installs; unlabelled with createNamespace=false is refused", missing)
+    check(f"1.20, online: {ns} labelled kubernetes.io/metadata.name installs", labelled)
+    check(f"1.20, online: from another release namespace the chart creates {ns}, nothing asked", chart_made)
+    check(f"1.21, online: {ns} without the label installs (the API server sets it)", from_1_21)
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_spreading() -> None:
+    """With replicas > 1, preferred anti-affinity on hostname and a spread over zones on the
+    selector labels, unless affinity / topologySpreadConstraints are set."""
+
+    def pod_spec(rendered: Rendered) -> dict[str, Any]:
+        return rendered.one("Deployment", MANAGER)["spec"]["template"]["spec"]
+
+    def one_replica() -> None:
+        spec = pod_spec(render({}))
+        assert "affinity" not in spec and "topologySpreadConstraints" not in spec, spec
+
+    def replicas() -> None:
+        r = render(values("replicas=3"))
+        spec = pod_spec(r)
+        pod_labels = r.one("Deployment", MANAGER)["spec"]["template"]["metadata"]["labels"]
+        matched = r.one("Deployment", MANAGER)["spec"]["selector"]["matchLabels"]
+        terms = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        expect_eq(len(terms), 1, "anti-affinity terms")
+        expect_eq(terms[0]["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname", "topologyKey")
+        expect_eq(terms[0]["podAffinityTerm"]["labelSelector"], {"matchLabels": matched}, "anti-affinity selector")
+        assert "requiredDuringSchedulingIgnoredDuringExecution" not in spec["affinity"]["podAntiAffinity"]
+        expect_eq(spec["topologySpreadConstraints"], [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": matched}}], "topologySpreadConstraints")
+        assert selector_matches(matched, pod_labels), f"{matched} vs {pod_labels}"
+
+    def overridden() -> None:
+        base = values(file=EVERYTHING)
+        spec = pod_spec(render(base))
+        expect_eq(spec["affinity"], base["affinity"], "affinity")
+        expect_eq(spec["topologySpreadConstraints"], base["topologySpreadConstraints"], "topologySpreadConstraints")
+
+    check("replicas=1: no affinity or topologySpreadConstraints", one_replica)
+    check("replicas=3: preferred anti-affinity on hostname, zone spread ScheduleAnyway", replicas)
+    check("affinity and topologySpreadConstraints set: they replace the defaults", overridden)
+
+
+METRICS_RS = ROOT / "operator" / "src" / "telemetry" / "metrics.rs"
+OPERATOR_SRC = ROOT / "operator" / "src"
+
+
+def check_metrics_objects() -> None:
+    """ServiceMonitor and PrometheusRule: off by default, aimed at the Service's metrics port,
+    and alerting on metric names, labels and label values the operator really exposes."""
+    ns = "signing-system"
+    base = values(file=EVERYTHING)
+    r = render(base)
+
+    def off() -> None:
+        d = render({})
+        for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy"):
+            expect_eq(d.all(kind), [], f"{kind} by default")
+        dev = render(merge(values(file=EVERYTHING), values(f"webhook.url={DEV_URL}")))
+        for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy"):
+            expect_eq(dev.all(kind), [], f"{kind} with webhook.url")
+
+    def service_monitor() -> None:
+        sm = r.one("ServiceMonitor", MANAGER, ns)
+        expect_eq(sm["apiVersion"], "monitoring.coreos.com/v1", "apiVersion")
+        service = r.one("Service", SERVICE, ns)
+        assert selector_matches(sm["spec"]["selector"]["matchLabels"], service["metadata"]["labels"]), sm
+        expect_eq(sm["spec"]["namespaceSelector"], {"matchNames": [ns]}, "namespaceSelector")
+        expect_eq(sm["spec"]["endpoints"], [{"port": "metrics", "path": "/metrics", "scheme": "http",
+                                             "interval": "15s"}], "endpoints")
+        port = {p["name"]: p for p in service["spec"]["ports"]}["metrics"]
+        container_ports = {p["name"]: p["containerPort"] for p in r.container()["ports"]}
+        expect_eq((port["targetPort"], container_ports[port["targetPort"]]), ("metrics", 8080), "metrics port")
+        assert "--metrics-addr=0.0.0.0:8080" in r.container()["args"], "metrics served on 8080"
+        labels = sm["metadata"]["labels"]
+        expect_eq(labels.get("release"), "kube-prometheus-stack", "extra label")
+        expect_eq(labels.get("app.kubernetes.io/name"), "image-policy-webhook", "chart label wins")
+        bare = render(values("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.interval="))
+        assert "interval" not in bare.one("ServiceMonitor", MANAGER)["spec"]["endpoints"][0], "empty interval"
+
+    def rules(rendered: Rendered) -> dict[tuple[str, str], dict[str, Any]]:
+        rule = rendered.one("PrometheusRule", "image-policy")
+        found = {}
+        for group in rule["spec"]["groups"]:
+            for alert in group["rules"]:
+                found[(alert["alert"], alert["labels"]["severity"])] = alert
+        return found
+
+    def alerts() -> None:
+        rule = r.one("PrometheusRule", "image-policy", ns)
+        expect_eq(rule["metadata"]["labels"].get("role"), "alert-rules", "extra label")
+        expect_eq(sorted(rules(r)), [("ImagePolicyCertificateExpiresSoon", "critical"),
+                                     ("ImagePolicyCertificateExpiresSoon", "warning"),
+                                     ("ImagePolicyHighDenialRate", "warning"),
+                                     ("ImagePolicyRegistryErrors", "warning")], "alerts")
+        for alert in rules(r).values():
+            description = alert["annotations"]["description"]
+            assert "{{ $value" in description, f"Prometheus templating lost: {description}"
+
+    def real_names() -> None:
+        source = METRICS_RS.read_text()
+        literals = set()
+        for path in OPERATOR_SRC.rglob("*.rs"):
+            literals.update(re.findall(r'"([A-Za-z_]+)"', path.read_text()))
+        for alert in rules(r).values():
+            expr = alert["expr"]
+            for metric in re.findall(r"\bimage_policy_[a-z_]+", expr):
+                name = metric.removeprefix("image_policy_")
+                base_name = name.removesuffix("_total")
+                assert f'"{name}"' in source or (base_name != name and f'"{base_name}"' in source), (
+                    f"{metric} is not registered in {METRICS_RS.relative_to(ROOT)}")
+            for label, value in re.findall(r'(\w+)[!=]~?"([^"]*)"', expr):
+                assert re.search(rf"\b{label}: &'static str", source), f"label {label} not in metrics.rs"
+                for one in value.split("|"):
+                    assert one in literals, f"{label}={one!r} is no label value in operator/src"
+
+    def thresholds() -> None:
+        def bounds(rendered: Rendered) -> tuple[int, int]:
+            found = rules(rendered)
+            pick = lambda sev: int(re.search(r"< (\d+)", found[("ImagePolicyCertificateExpiresSoon", sev)]["expr"])[1])
+            return pick("warning"), pick("critical")
+
+        on = "metrics.prometheusRule.enabled=true"
+        expect_eq(bounds(render(values(on))), (45 * 86400, 45 * 86400 // 2), "helm mode, 90 days")
+        expect_eq(bounds(r), (180 * 3600, 90 * 3600), "operator mode, renewBefore 360h")
+        cm = render(merge(values(file=EVERYTHING), values("certManager.enabled=true")))
+        expect_eq(bounds(cm), (120 * 3600, 60 * 3600), "cert-manager, renewBefore 240h")
+        compound = render(values(on, "certManager.enabled=true", "certManager.renewBefore=1h30m"))
+        expect_eq(bounds(compound), (2700, 1350), "cert-manager, renewBefore 1h30m")
+        how = rules(cm)[("ImagePolicyCertificateExpiresSoon", "warning")]["annotations"]["description"]
+        assert f"kubectl -n {ns} describe certificate image-policy-webhook-cert" in how, how
+        how = rules(render(values(on)))[("ImagePolicyCertificateExpiresSoon", "warning")]["annotations"]
+        assert "`helm upgrade`" in how["description"], how
+
+    check("metrics objects and NetworkPolicy: none by default, none with webhook.url", off)
+    check("ServiceMonitor: the Service's metrics port (8080), interval, labels", service_monitor)
+    check("PrometheusRule: certificate, denial and registry alerts, Prometheus templating kept", alerts)
+    check("PrometheusRule: metric names, labels and values exist in operator/src", real_names)
+    check("PrometheusRule: certificate thresholds follow each mode's renewal margin", thresholds)
+
+
+def check_network_policy() -> None:
+    ns = "signing-system"
+    base = values(file=EVERYTHING)
+    r = render(base)
+
+    def ports(rule: dict[str, Any]) -> list[tuple[int, str]]:
+        return [(p["port"], p["protocol"]) for p in rule["ports"]]
+
+    def everything() -> None:
+        np = r.one("NetworkPolicy", MANAGER, ns)
+        deployment = r.one("Deployment", MANAGER)
+        expect_eq(np["spec"]["podSelector"], {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+                  "podSelector")
+        expect_eq(np["spec"]["policyTypes"], ["Ingress"], "policyTypes: egress unrestricted")
+        assert "egress" not in np["spec"], np["spec"]
+        webhook, metrics = np["spec"]["ingress"]
+        container_ports = {p["name"]: p["containerPort"] for p in r.container()["ports"]}
+        expect_eq(ports(webhook), [(container_ports["webhook"], "TCP")], "webhook port")
+        expect_eq(webhook["from"], [{"ipBlock": {"cidr": "10.0.0.0/24"}}, {"ipBlock": {"cidr": "fd00::/64"}},
+                                    {"namespaceSelector": base["networkPolicy"]["webhook"]["namespaceSelector"]}],
+                  "webhook sources")
+        expect_eq(ports(metrics), [(container_ports["metrics"], "TCP")], "metrics port")
+        expect_eq(metrics["from"], [{"namespaceSelector": base["networkPolicy"]["metrics"]["namespaceSelector"]}],
+                  "metrics sources")
+
+    def defaults() -> None:
+        np = render(values("networkPolicy.enabled=true")).one("NetworkPolicy", MANAGER, "image-policy-system")
+        expect_eq(np["spec"]["ingress"], [{"ports": [{"port": 8443, "protocol": "TCP"}]}],
+                  "the webhook port from anywhere, the metrics port from no Pod")
+
+    check("NetworkPolicy: ingress to 8443 from ipBlocks and namespaces, 8080 from monitoring; no egress rule",
+          everything)
+    check("NetworkPolicy with defaults: 8443 open to any source (the API server), 8080 closed to Pods",
+          defaults)
+
+
 def check_refusals() -> None:
     cases = [
         ("replicas: \"three\"", values("replicas=three"), "at '/replicas': got string, want integer"),
@@ -685,6 +982,18 @@ def check_refusals() -> None:
          "webhook.url and certManager.enabled exclude each other"),
         ("quota too small for replicas", values("replicas=5", "quota.podNumber=5"),
          "quota.podNumber (5) must be at least replicas + 1 (6)"),
+        ("an ipBlock that is no CIDR", values("networkPolicy.webhook.ipBlocks={10.0.0.1}"),
+         "at '/networkPolicy/webhook/ipBlocks/0'"),
+        ("a namespaceSelector with a typo", values("networkPolicy.metrics.namespaceSelector.matchLabel.a=b"),
+         "additional properties 'matchLabel' not allowed"),
+        ("networkPolicy.egress (not a value)", values("networkPolicy.egress=true"),
+         "additional properties 'egress' not allowed"),
+        ("serviceMonitor.enabled: \"yes\"", values("metrics.serviceMonitor.enabled=yes"),
+         "at '/metrics/serviceMonitor/enabled': got string, want boolean"),
+        ("a scrape interval without unit", values("metrics.serviceMonitor.interval=30"),
+         "at '/metrics/serviceMonitor/interval'"),
+        ("topologySpreadConstraints not a list", values("topologySpreadConstraints=zone"),
+         "at '/topologySpreadConstraints': got string, want array"),
         ("validity not above renewal", values("certificates.helm.validityDays=30",
                                               "certificates.helm.renewBeforeDays=30"),
          "certificates.helm.validityDays (30) must be greater than"),
@@ -697,12 +1006,6 @@ def check_refusals() -> None:
 
         check(f"install refuses {label}", body)
 
-    def own_namespace() -> None:
-        error = install_error({}, namespace="image-policy-system")
-        assert "set createNamespace=false" in error, error
-        dry_run_install(values("createNamespace=false"), namespace="image-policy-system")
-
-    check("install into deploymentNamespace needs createNamespace=false", own_namespace)
 
 
 def check_kube_versions() -> None:
@@ -753,6 +1056,11 @@ def main() -> int:
     check_defaults()
     check_everything()
     check_pinning()
+    check_namespace_modes()
+    check_namespace_label_online()
+    check_spreading()
+    check_metrics_objects()
+    check_network_policy()
     check_refusals()
     started = os.environ.get("CHART_TEST_STARTED_NS")
     elapsed = (time.time_ns() - int(started)) / 1e9 if started else time.process_time()

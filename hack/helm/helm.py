@@ -5,7 +5,7 @@ its C ABI): no helm binary is needed. Run it with the venv's python
 
   helm.py lint CHART [-f VALUES]... [--set K=V]... [--kube-version V]
   helm.py render CHART [-f VALUES]... [--set K=V]... [-n NS] [--release NAME] [--kube-version V]
-  helm.py install RELEASE CHART -n NS --kubeconfig FILE [-f VALUES]... [--set K=V]... [--wait] [--timeout S]
+  helm.py install RELEASE CHART -n NS --kubeconfig FILE [-f VALUES]... [--set K=V]... [--create-namespace] [--wait] [--timeout S]
   helm.py upgrade RELEASE CHART -n NS --kubeconfig FILE [-f VALUES]... [--set K=V]... [--wait] [--timeout S]
   helm.py uninstall RELEASE -n NS --kubeconfig FILE [--wait] [--timeout S]
 
@@ -131,6 +131,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             args.release,
             user_values(args),
             namespace=args.namespace,
+            create_namespace=args.create_namespace,
             timeout=args.timeout,
             wait="watcher" if args.wait else None,
         )
@@ -203,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("chart")
         values_flags(p)
         cluster_flags(p)
+        if name == "install":
+            p.add_argument("--create-namespace", action="store_true",
+                           help="create the release's namespace if it does not exist (labelled name=NS)")
         if name == "upgrade":
             p.add_argument("--reset-values", action="store_true", help="start from the chart's defaults")
             p.add_argument("--reuse-values", action="store_true", help="start from the release's values")

@@ -24,6 +24,8 @@ trap 'rm -rf "$out"' EXIT
 "$HELM_PY" hack/helm/helm.py lint "$chart"
 "$HELM_PY" hack/helm/helm.py lint "$chart" -f "$everything"
 "$HELM_PY" hack/helm/helm.py render "$chart" >"$out/default.yaml"
+# As `helm install -n image-policy-system --create-namespace` renders it: no Namespace object.
+"$HELM_PY" hack/helm/helm.py render "$chart" -n image-policy-system >"$out/own-namespace.yaml"
 "$HELM_PY" hack/helm/helm.py render "$chart" -f "$everything" >"$out/everything.yaml"
 "$HELM_PY" hack/helm/helm.py render "$chart" -f "$everything" --set certManager.enabled=true >"$out/cert-manager.yaml"
 "$HELM_PY" hack/helm/helm.py render "$chart" -f "$everything" \

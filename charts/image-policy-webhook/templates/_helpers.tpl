@@ -26,7 +26,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: image-policy
 {{- end }}
 
-{{/* The operator's Pods: the Deployment's selector, the Service's and the PDB's. */}}
+{{/* The operator's Pods: the selector of the Deployment, Service, PDB, NetworkPolicy, spreading. */}}
 {{- define "image-policy.selectorLabels" -}}
 app.kubernetes.io/name: image-policy-webhook
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -54,6 +54,14 @@ cluster with a certificate the chart knows nothing of), "certManager", "helm" or
 {{- end -}}
 {{- end }}
 
+{{/*
+Whether the chart creates deploymentNamespace: createNamespace, unless it is the release's own
+namespace, which exists before anything is installed (helm --create-namespace or by hand).
+*/}}
+{{- define "image-policy.createsNamespace" -}}
+{{- if and .Values.createNamespace (ne .Values.deploymentNamespace .Release.Namespace) }}true{{ end -}}
+{{- end }}
+
 {{/* The operator runs in the cluster unless webhook.url sends admissions elsewhere. */}}
 {{- define "image-policy.inCluster" -}}
 {{- if not .Values.webhook.url }}true{{ end -}}
@@ -63,9 +71,6 @@ cluster with a certificate the chart knows nothing of), "certManager", "helm" or
 {{- define "image-policy.validate" -}}
 {{- if and .Values.webhook.url .Values.certManager.enabled -}}
 {{- fail "webhook.url and certManager.enabled exclude each other: with webhook.url the webhook is served outside the cluster, with the certificate whose CA is webhook.caBundle" -}}
-{{- end -}}
-{{- if and .Values.createNamespace (eq .Values.deploymentNamespace .Release.Namespace) -}}
-{{- fail (printf "deploymentNamespace %q is the release's own namespace, which must exist before the chart is installed: set createNamespace=false (and install with --namespace %s --create-namespace), or install the release into another namespace" .Values.deploymentNamespace .Values.deploymentNamespace) -}}
 {{- end -}}
 {{- if and .Values.quota.enabled (lt (int .Values.quota.podNumber) (add1 (int .Values.replicas) | int)) -}}
 {{- fail (printf "quota.podNumber (%d) must be at least replicas + 1 (%d), or a rolling update cannot start its new Pod" (int .Values.quota.podNumber) (add1 (int .Values.replicas))) -}}
@@ -82,4 +87,17 @@ no quote or backslash (the schema checks them), so quoting them is enough.
 {{- $quoted = append $quoted (printf "'%s'" .) -}}
 {{- end -}}
 {{- join ", " $quoted -}}
+{{- end -}}
+
+{{/*
+A Go duration (1h30m, 720h, 500ms: the units h, m, s, ms, decimals allowed) in whole seconds.
+*/}}
+{{- define "image-policy.seconds" -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|h|m|s)" . -1 -}}
+{{- $unit := regexFind "(ms|h|m|s)$" . -}}
+{{- $scale := get (dict "h" 3600.0 "m" 60.0 "s" 1.0 "ms" 0.001) $unit -}}
+{{- $total = addf $total (mulf (trimSuffix $unit . | float64) $scale) -}}
+{{- end -}}
+{{- $total | int64 -}}
 {{- end -}}
