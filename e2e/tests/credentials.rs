@@ -337,22 +337,29 @@ async fn a_frozen_api_server_slows_no_admission_and_a_changed_secret_applies_aft
     // answered from what was read before, as fast, and the same.
     let frozen = Frozen::api_server();
     let started = Instant::now();
-    let mut slowest = Duration::ZERO;
-    let mut reviews = 0;
+    let mut took = Vec::new();
     while started.elapsed() < Duration::from_secs(12) {
         for (review, expected) in [(&signed, true), (&wrong, false)] {
-            let (allowed, body, took) = post(port, review);
+            let (allowed, body, time) = post(port, review);
             assert_eq!(allowed, expected, "{body}");
-            slowest = slowest.max(took);
-            reviews += 1;
+            took.push(time);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     drop(frozen);
+    took.sort();
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
     eprintln!(
-        "[credentials e2e] API server frozen 12 s: {reviews} reviews, the slowest {slowest:?}"
+        "[credentials e2e] API server frozen 12 s: {} reviews on new connections, p50 {:?}, p95 {:?}, max {:?}",
+        took.len(),
+        at(0.5),
+        at(0.95),
+        took[took.len() - 1]
     );
-    assert!(slowest < Duration::from_millis(100), "{slowest:?}");
+    // Waiting on the API server would take the 2 s credential budget; what remains is TLS
+    // and a busy 2-core machine.
+    assert!(at(0.95) < Duration::from_millis(100), "{took:?}");
+    assert!(took[took.len() - 1] < Duration::from_secs(1), "{took:?}");
 
     // Thawed, the wrong secret made right: applies within 10 s.
     eventually(
