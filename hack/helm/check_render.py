@@ -460,7 +460,7 @@ def check_defaults() -> None:
         for flag in ("--tls-cert-file=/etc/image-policy/tls/tls.crt",
                      "--tls-key-file=/etc/image-policy/tls/tls.key",
                      f"--namespace={ns}", "--log-level=info", "--webhook-addr=0.0.0.0:8443",
-                     "--metrics-addr=0.0.0.0:8080"):
+                     "--metrics-addr=0.0.0.0:8080", "--max-connections=1024"):
             assert flag in a, f"{flag} not in {a}"
         assert "--allow-unmatched-images" not in a, "allowUnmatchedImages is false by default"
         assert "--allow-redirects-to-loopback" not in a, "no redirect to loopback by default"
@@ -512,7 +512,7 @@ def check_everything() -> None:
                      "--ca-file=/etc/image-policy/ca/secret-1/ca.crt",
                      "--ca-file=/etc/image-policy/ca/values/ca-0.crt",
                      "--insecure-registry=registry.local:5000", "--insecure-registry=localhost",
-                     "--allow-redirects-to-loopback",
+                     "--allow-redirects-to-loopback", "--max-connections=2048",
                      "--verify-timeout=6s", "--digest-cache-ttl=15s", "--verified-cache-ttl=5m",
                      "--rejected-cache-ttl=20s", "--cache-size=5000",
                      "--some-future-flag=30s",
@@ -972,6 +972,7 @@ def check_refusals() -> None:
         ("customCas entry not PEM", {"customCas": ["not a certificate"]}, "at '/customCas/0'"),
         ("timeoutSeconds above 30", values("webhook.timeoutSeconds=31"), "at '/webhook/timeoutSeconds'"),
         ("webhook.url with http://", values("webhook.url=http://127.0.0.1:9443/x"), "at '/webhook/url'"),
+        ("maxConnections: 0", values("maxConnections=0"), "at '/maxConnections'"),
         ("pinDigests typo", values("pinDigests=templates"),
          "at '/pinDigests': value must be one of 'pods', 'workloads', 'off'"),
         ("certificates.mode typo", values("certificates.mode=operater"),
