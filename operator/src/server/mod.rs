@@ -15,9 +15,11 @@
 //!   time between keep-alive requests) must arrive within their timeouts; HTTP/2 pings idle
 //!   connections and drops those that stop answering. A body over `max_body_bytes` gets 413
 //!   without more than that ever being buffered (an announced `Content-Length` over the
-//!   limit is refused before reading). Past `max_concurrent_requests`, a request waits for
-//!   a slot at most `max_queue_wait` and then gets 503 with `Retry-After: 1`: a short burst
-//!   is absorbed, a sustained overload is refused quickly instead of piling up latency.
+//!   limit is refused before reading); the bodies held at once share `max_buffered_body_bytes`.
+//!   Once its body is in, past `max_concurrent_requests` a request waits for a handler slot
+//!   at most `max_queue_wait` and then gets 503 with `Retry-After: 1`: a short burst is
+//!   absorbed, a sustained overload is refused quickly instead of piling up latency, and a
+//!   client that never finishes its bodies holds no slot.
 //!   Each request is answered within `request_timeout` of its headers arriving (408 if the
 //!   body is late, 503 if the handler is). With `max_connections`, a connection past that
 //!   many makes the one idle longest close (see `connections.rs`), so that a flood of idle
@@ -92,6 +94,13 @@ const H2_MAX_ERROR_RESETS: usize = 64;
 /// The largest header block accepted on HTTP/2; a review's headers are a few hundred bytes.
 const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
+/// HTTP/2 flow-control windows (per stream and per connection: the protocol's default) and
+/// the HTTP/1.1 read buffer: what one connection can make the server hold before a request
+/// is read, so that `max_connections` of them stay within tens of MiB. A 3 MiB review still
+/// streams at hundreds of MB/s over a cluster network.
+const H2_WINDOW: u32 = 65_535;
+const H1_MAX_BUFFER: usize = 64 * 1024;
+
 /// How long an idle connection asked to make room may take to close (an HTTP/2 GOAWAY).
 const IDLE_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
@@ -111,6 +120,10 @@ pub struct ServerConfig {
     pub certificate_observer: Option<CertObserver>,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// How many bytes of request bodies are held at once, over all requests (at least
+    /// `max_body_bytes`): a body is read before its request waits for a handler slot, and a
+    /// read that would pass this waits for bytes to be freed.
+    pub max_buffered_body_bytes: usize,
     /// How long a client may take to send a request's headers (HTTP/1.1), and to send the
     /// next request on an idle keep-alive connection.
     pub header_read_timeout: Duration,
@@ -144,6 +157,9 @@ impl ServerConfig {
     /// because memory is bounded by this times `max_concurrent_requests`.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024 + 256 * 1024;
 
+    /// Ten bodies at the limit, or a thousand reviews of a typical 30 KiB, at once.
+    pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 32 * 1024 * 1024;
+
     /// The defaults, serving the given certificate and key files: 0.0.0.0:8443, a body
     /// limit of 3.25 MiB, 10 s for headers and for the TLS handshake, 256 concurrent
     /// requests with at most 1 s of waiting, 12 s per request (the API server gives up
@@ -169,6 +185,7 @@ impl ServerConfig {
             name: "webhook",
             certificate_observer: None,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_buffered_body_bytes: Self::DEFAULT_MAX_BUFFERED_BODY_BYTES,
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             max_concurrent_requests: 256,
@@ -369,6 +386,7 @@ impl<H: Handler> Context<H> {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(H1_MAX_BUFFER)
             .keep_alive(true);
         http.http2()
             .timer(TokioTimer::new())
@@ -377,9 +395,12 @@ impl<H: Handler> Context<H> {
             .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
             .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
             .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
-            .max_header_list_size(H2_MAX_HEADER_LIST);
+            .max_header_list_size(H2_MAX_HEADER_LIST)
+            .initial_stream_window_size(H2_WINDOW)
+            .initial_connection_window_size(H2_WINDOW);
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
+            max_buffered_bytes: config.max_buffered_body_bytes,
             max_queue_wait: config.max_queue_wait,
             request_timeout: config.request_timeout,
         };

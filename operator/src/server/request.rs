@@ -1,19 +1,24 @@
-//! One request: a concurrency permit, the body read under a limit, the handler, a deadline.
+//! One request: the body read under its limits, a concurrency permit, the handler, a deadline.
 //!
-//! The order matters. The permit is taken first, so a request waiting for one holds no
-//! body in memory: memory is bounded by `max_concurrent_requests × max_body_bytes`. The
-//! deadline starts when the request's headers are in and covers the wait, the body and the
-//! handler, so no request is answered later than `request_timeout` after it arrived.
+//! The order matters. The body is read first, each of its bytes counted against a budget
+//! shared by every request (`max_buffered_bytes`) and held until the request is answered, so
+//! memory for bodies is bounded by that budget whatever the number of connections and
+//! streams. Only then is a handler permit taken: a client that opens requests and never
+//! finishes their bodies holds bytes it sent, never one of the `max_concurrent_requests`
+//! handler slots, so it cannot starve the API server's reviews of them. The deadline starts
+//! when the request's headers are in and covers the body, the wait and the handler, so no
+//! request is answered later than `request_timeout` after it arrived.
 
 use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::Handler;
@@ -22,6 +27,8 @@ use super::Handler;
 pub(super) struct Shared<H> {
     pub(super) handler: std::sync::Arc<H>,
     pub(super) permits: Semaphore,
+    /// The bytes of request bodies that may be held at once, over all requests.
+    pub(super) body_bytes: Semaphore,
     pub(super) limits: Limits,
 }
 
@@ -29,6 +36,7 @@ pub(super) struct Shared<H> {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
     pub(super) max_body_bytes: usize,
+    pub(super) max_buffered_bytes: usize,
     pub(super) max_queue_wait: Duration,
     pub(super) request_timeout: Duration,
 }
@@ -41,9 +49,15 @@ impl<H: Handler> Shared<H> {
     ) -> Self {
         // `Semaphore::new` panics above MAX_PERMITS; zero would refuse everything.
         let permits = max_concurrent_requests.clamp(1, Semaphore::MAX_PERMITS);
+        // At least one whole body fits, or a body at the limit could never be read.
+        let bytes = limits
+            .max_buffered_bytes
+            .max(limits.max_body_bytes)
+            .clamp(1, Semaphore::MAX_PERMITS);
         Shared {
             handler,
             permits: Semaphore::new(permits),
+            body_bytes: Semaphore::new(bytes),
             limits,
         }
     }
@@ -56,31 +70,14 @@ impl<H: Handler> Shared<H> {
     {
         let limits = self.limits;
         let deadline = Instant::now() + limits.request_timeout;
-        let wait = limits.max_queue_wait.min(limits.request_timeout);
-        // `timeout` polls the acquisition first, so a free permit is taken even with no wait.
-        let Ok(Ok(_permit)) = timeout(wait, self.permits.acquire()).await else {
-            let mut response = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many concurrent requests; retry\n",
-            );
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
-        };
         if declared_length(&request).is_some_and(|length| length > limits.max_body_bytes as u64) {
             return too_large(limits.max_body_bytes);
         }
         let (parts, body) = request.into_parts();
-        let body = match timeout_at(
-            deadline,
-            Limited::new(body, limits.max_body_bytes).collect(),
-        )
-        .await
-        {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(limits.max_body_bytes),
-            Ok(Err(_)) => {
+        let (body, _bytes) = match timeout_at(deadline, self.collect(body)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(BodyError::TooLarge)) => return too_large(limits.max_body_bytes),
+            Ok(Err(BodyError::Unreadable)) => {
                 return text(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read\n",
@@ -92,6 +89,20 @@ impl<H: Handler> Shared<H> {
                     "the request body did not arrive in time\n",
                 );
             }
+        };
+        let wait = limits
+            .max_queue_wait
+            .min(deadline.saturating_duration_since(Instant::now()));
+        // `timeout` polls the acquisition first, so a free permit is taken even with no wait.
+        let Ok(Ok(_permit)) = timeout(wait, self.permits.acquire()).await else {
+            let mut response = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many concurrent requests; retry\n",
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
         };
         match timeout_at(
             deadline,
@@ -105,6 +116,53 @@ impl<H: Handler> Shared<H> {
                 "the request was not answered in time\n",
             ),
         }
+    }
+}
+
+/// Why a body was not read.
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+impl<H> Shared<H> {
+    /// The whole body, within `max_body_bytes`, and its bytes' share of the budget, held
+    /// until dropped. Waits while the budget is spent (the caller's deadline bounds it).
+    async fn collect<B>(&self, body: B) -> Result<(Bytes, SemaphorePermit<'_>), BodyError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let mut body = std::pin::pin!(Limited::new(body, self.limits.max_body_bytes));
+        let mut held = self
+            .body_bytes
+            .acquire_many(0)
+            .await
+            .map_err(|_| BodyError::Unreadable)?;
+        let mut buffer = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| match e.is::<LengthLimitError>() {
+                true => BodyError::TooLarge,
+                false => BodyError::Unreadable,
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            // Within max_body_bytes, which the budget is at least: always fits in a u32.
+            let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+            let share = self
+                .body_bytes
+                .acquire_many(n)
+                .await
+                .map_err(|_| BodyError::Unreadable)?;
+            held.merge(share);
+            if buffer.is_empty() && body.is_end_stream() {
+                // One frame, the whole body: no copy.
+                return Ok((data, held));
+            }
+            buffer.extend_from_slice(&data);
+        }
+        Ok((buffer.freeze(), held))
     }
 }
 
@@ -138,6 +196,7 @@ fn text(status: StatusCode, message: impl Into<Bytes>) -> Response<Full<Bytes>> 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use std::convert::Infallible;
     use std::sync::Arc;
 
     use super::*;
@@ -160,6 +219,7 @@ mod tests {
     fn shared(max_concurrent: usize, max_queue_wait: Duration) -> Arc<Shared<Echo>> {
         let limits = Limits {
             max_body_bytes: 16,
+            max_buffered_bytes: 64,
             max_queue_wait,
             request_timeout: Duration::from_secs(2),
         };
@@ -245,6 +305,64 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(busy.await.unwrap(), StatusCode::OK);
+    }
+
+    /// A body that sends `sent` and then nothing, never ending.
+    fn endless(sent: &'static str) -> Request<impl Body<Data = Bytes, Error = Infallible>> {
+        use futures::StreamExt as _;
+        let first = hyper::body::Frame::data(Bytes::from_static(sent.as_bytes()));
+        let frames = futures::stream::iter([Ok(first)]).chain(futures::stream::pending());
+        Request::new(http_body_util::StreamBody::new(frames))
+    }
+
+    #[tokio::test]
+    async fn bodies_that_never_end_hold_no_handler_slot() {
+        let shared = shared(1, Duration::ZERO);
+        let stuck: Vec<_> = (0..3)
+            .map(|_| {
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.respond(endless("0123")).await.status() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The one handler slot is free: a whole request is answered at once.
+        let response = shared.respond(request("next")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        for task in stuck {
+            assert_eq!(task.await.unwrap(), StatusCode::REQUEST_TIMEOUT);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_bytes_held_for_bodies_are_bounded_and_freed() {
+        // A budget of 64 bytes: four bodies of 16 that never end hold all of it.
+        let shared = shared(8, Duration::ZERO);
+        let stuck: Vec<_> = (0..4)
+            .map(|_| {
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.respond(endless("0123456789abcdef")).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(shared.body_bytes.available_permits(), 0);
+        // The next body waits for bytes: read once the stuck ones time out (408) and free
+        // them, just within its own deadline.
+        let started = std::time::Instant::now();
+        let response = shared.respond(request("late")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900),
+            "{:?}",
+            started.elapsed()
+        );
+        for task in stuck {
+            task.await.unwrap();
+        }
+        assert_eq!(shared.body_bytes.available_permits(), 64, "all freed");
+        assert_eq!(
+            shared.respond(request("again")).await.status(),
+            StatusCode::OK
+        );
     }
 
     #[tokio::test]
