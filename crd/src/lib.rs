@@ -112,10 +112,9 @@ pub struct Key {
     /// publicKey and keyless.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyless: Option<Keyless>,
-    /// Whether a signature counts only with a transparency log entry that verifies against
-    /// the trusted root: Required, or Optional. For a publicKey, Optional is the default (the
-    /// original's behaviour). For keyless, Required is the default, and Optional accepts an
-    /// RFC 3161 timestamp of the trusted root's timestamp authority as the signing time.
+    /// Whether a signature counts only with a transparency log entry. The CRD describes this
+    /// field with [`TransparencyLog`]'s documentation, which gives the defaults: kube's schema
+    /// for an `Option` of an enum keeps the enum's description, not the field's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transparency_log: Option<TransparencyLog>,
     /// The name of the trusted root (spec.verification.trustedRoots) that verifies this key's
@@ -150,7 +149,10 @@ pub struct Keyless {
     pub subject_reg_exp: Option<String>,
 }
 
-/// Whether a key's signatures must be in a transparency log.
+/// Whether a signature counts only with a transparency log entry that verifies against the
+/// trusted root: Required, or Optional. For a publicKey, Optional is the default (the
+/// original's behaviour). For keyless, Required is the default, and Optional accepts an RFC
+/// 3161 timestamp of the trusted root's timestamp authority as the signing time.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum TransparencyLog {
     /// The signature's Rekor entry must verify against the trusted root: its signed entry
@@ -227,8 +229,11 @@ pub struct SecretRef {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterImagePolicyStatus {
-    /// The `Ready` condition: whether the policy is enforced as written, and why not.
+    /// The `Ready` condition: whether the policy is enforced as written, and why not. A map
+    /// keyed by `type`, so that a condition another writer applies (server-side apply, its own
+    /// field manager) is merged with the operator's, not replaced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The number of keys in the enforced policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,8 +1,9 @@
 //! Status conditions on a real kube-apiserver: `image-policy run` (no webhook registered)
 //! writes each ClusterImagePolicy's `Ready` condition and counts, which `kubectl get
-//! clusterimagepolicies` prints; an invalid edit says that the last valid version is still
-//! enforced; a missing `secretRef` Secret shows until it is created; and a killed operator
-//! is ready again within seconds while a new replica takes the status lease over.
+//! clusterimagepolicies` prints; a condition that another field manager applies to the status
+//! is kept when the operator writes its own; an invalid edit says that the last valid version
+//! is still enforced; a missing `secretRef` Secret shows until it is created; and a killed
+//! operator is ready again within seconds while a new replica takes the status lease over.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -132,9 +133,20 @@ fn policy(name: &str, public_key: &str, patterns: &[(&str, Option<&str>)]) -> St
 
 fn apply(yaml: &str) {
     // Discovery of a freshly established CRD can lag by a moment.
-    eventually(SOON, "kubectl apply the policy", || {
-        kubectl(&["apply", "-f", "-"], Some(yaml)).ok.then_some(())
-    });
+    let mut last = String::new();
+    let started = Instant::now();
+    while started.elapsed() < SOON * 3 {
+        let run = kubectl(&["apply", "-f", "-"], Some(yaml));
+        if run.ok {
+            return;
+        }
+        last = run.stderr;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "kubectl apply the policy: not within {:?}: {last}",
+        SOON * 3
+    );
 }
 
 /// The policy as stored.
@@ -164,36 +176,111 @@ fn wait_for(name: &str, expected: [&str; 4], limit: Duration) -> Value {
         // message).
         let printed = columns(name) == expected;
         let policy = stored(name);
-        let text = |pointer: &str| match policy.pointer(pointer) {
+        let field = |name: &str| ready(&policy).and_then(|c| c.get(name));
+        let text = |value: Option<&Value>| match value {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
             None => String::new(),
         };
         let in_object = [
-            text("/status/conditions/0/status"),
-            text("/status/conditions/0/reason"),
-            text("/status/keys"),
-            text("/status/patterns"),
+            text(field("status")),
+            text(field("reason")),
+            text(policy.pointer("/status/keys")),
+            text(policy.pointer("/status/patterns")),
         ] == expected;
-        let observed = policy.pointer("/status/conditions/0/observedGeneration");
-        (printed && in_object && observed == policy.pointer("/metadata/generation"))
-            .then_some(policy)
+        let observed = field("observedGeneration");
+        let current = printed && in_object && observed == policy.pointer("/metadata/generation");
+        current.then_some(policy)
     })
 }
 
-fn message(policy: &Value) -> &str {
+/// The status condition of type `kind`.
+fn condition<'a>(policy: &'a Value, kind: &str) -> Option<&'a Value> {
     policy
-        .pointer("/status/conditions/0/message")
-        .and_then(Value::as_str)
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+/// The operator's condition, wherever it is in the list.
+fn ready(policy: &Value) -> Option<&Value> {
+    condition(policy, "Ready")
+}
+
+fn message(policy: &Value) -> &str {
+    ready(policy)
+        .and_then(|c| c["message"].as_str())
         .unwrap_or_default()
 }
 
 fn transition_time(policy: &Value) -> String {
-    policy
-        .pointer("/status/conditions/0/lastTransitionTime")
-        .and_then(Value::as_str)
+    ready(policy)
+        .and_then(|c| c["lastTransitionTime"].as_str())
         .expect("lastTransitionTime")
         .to_owned()
+}
+
+/// Another writer's condition, applied to the status subresource with its own field manager.
+const AUDITED: &str = r#"apiVersion: signing.apps.tanzu.vmware.com/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: image-policy
+status:
+  conditions:
+  - type: Audited
+    status: "True"
+    reason: Reviewed
+    message: reviewed by the e2e auditor
+    lastTransitionTime: "2024-01-01T00:00:00Z"
+"#;
+
+/// With `image-policy` active, applies [`AUDITED`] as the field manager `e2e-auditor`: the
+/// operator does not write its status because of it, and keeps it when it writes Ready for
+/// a second pattern. Returns the policy as the operator wrote it.
+fn another_writers_condition_is_kept(operator: &Operator, key: &str) -> Value {
+    let writes = || operator.log().matches("Status written").count();
+    let before = writes();
+    kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=e2e-auditor",
+            "--subresource=status",
+            // Against a 1.20 server kubectl validates on the client, with the whole object's
+            // schema, which requires the spec that this document leaves out; the server still
+            // validates what it stores.
+            "--validate=false",
+            "-f",
+            "-",
+        ],
+        Some(AUDITED),
+    )
+    .expect_ok("apply the Audited condition");
+    let applied = stored("image-policy");
+    assert!(condition(&applied, "Audited").is_some(), "{applied}");
+    // Time for the watch event and a reconcile that finds Ready as it should be.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(writes(), before, "status written again for Audited alone");
+
+    // A second pattern: Ready's message changes, and the operator applies its status again.
+    apply(&policy(
+        "image-policy",
+        key,
+        &[
+            ("registry.example.org/*", None),
+            ("other.example.org/*", None),
+        ],
+    ));
+    let written = wait_for("image-policy", ["True", "PolicyActive", "1", "2"], SOON);
+    assert_eq!(message(&written), "Enforcing 1 key and 2 patterns");
+    let audited = condition(&written, "Audited");
+    assert_eq!(
+        audited.map(|c| (&c["status"], &c["reason"])),
+        Some((&"True".into(), &"Reviewed".into())),
+        "{written}"
+    );
+    written
 }
 
 #[test]
@@ -238,6 +325,7 @@ fn status_conditions_follow_the_policies_and_survive_a_restart() {
     let active = wait_for("image-policy", ["True", "PolicyActive", "1", "1"], SOON);
     eprintln!("PolicyActive shown after {:?}", started.elapsed());
     assert_eq!(message(&active), "Enforcing 1 key and 1 pattern");
+    let active = another_writers_condition_is_kept(&operator, &key);
     let valid_generation = active["metadata"]["generation"]
         .as_i64()
         .expect("generation");
@@ -258,7 +346,7 @@ fn status_conditions_follow_the_policies_and_survive_a_restart() {
         &[("registry.example.org/*", None)],
     );
     apply(&broken);
-    let invalid = wait_for("image-policy", ["False", "InvalidKey", "1", "1"], SOON);
+    let invalid = wait_for("image-policy", ["False", "InvalidKey", "1", "2"], SOON);
     let text = message(&invalid);
     assert!(
         text.starts_with("spec.verification.keys[0].publicKey: "),
@@ -282,8 +370,8 @@ fn status_conditions_follow_the_policies_and_survive_a_restart() {
     let generation = invalid["metadata"]["generation"].as_i64().unwrap() + 1;
     let again = eventually(SOON, "the new generation is observed", || {
         let p = stored("image-policy");
-        (p.pointer("/status/conditions/0/observedGeneration") == Some(&generation.into()))
-            .then_some(p)
+        let observed = ready(&p).and_then(|c| c.get("observedGeneration"));
+        (observed == Some(&generation.into())).then_some(p)
     });
     assert_eq!(transition_time(&again), went_false, "{again}");
 
@@ -306,6 +394,7 @@ fn status_conditions_follow_the_policies_and_survive_a_restart() {
         "{}",
         message(&restarted)
     );
+    assert!(condition(&restarted, "Audited").is_some(), "{restarted}");
     assert_eq!(columns("other"), ["False", "InvalidName", "0", "0"]);
 
     // Fixed, with a pattern whose secretRef names a missing Secret: enforced, but reported.

@@ -237,6 +237,34 @@ fn an_unchanged_status_is_not_written_again() {
 }
 
 #[test]
+fn another_writers_condition_first_does_not_pass_for_ready() {
+    let p = valid(POLICY_NAME, 1, None);
+    let desired = status(&p, assessed(&p, None), time(100));
+    let mut written = desired.clone();
+    written.conditions.insert(
+        0,
+        Condition {
+            type_: "Audited".into(),
+            status: "True".into(),
+            reason: "Reviewed".into(),
+            message: "reviewed".into(),
+            observed_generation: None,
+            last_transition_time: time(50),
+        },
+    );
+    let stored = with_status(p, written);
+    assert_eq!(
+        ready_condition(stored.status.as_ref()),
+        desired.conditions.first()
+    );
+    // Ready's own status and reason are unchanged: its transition time stays, and only Ready
+    // is written, so that server-side apply leaves Audited to its owner.
+    let recomputed = status(&stored, assessed(&stored, None), time(999));
+    assert_eq!(recomputed, desired);
+    assert!(is_current(stored.status.as_ref(), &recomputed));
+}
+
+#[test]
 fn long_messages_are_cut_on_a_character_boundary() {
     let cut = truncate("é".repeat(MAX_MESSAGE_BYTES));
     assert!(cut.len() <= MAX_MESSAGE_BYTES);
