@@ -309,6 +309,23 @@ pub fn unregister_pin_webhook() {
     .expect_ok("remove the pinning webhook");
 }
 
+/// Removes both webhook configurations of [`register_webhook`] and [`register_pin_webhook`],
+/// if any: left behind, they point at a stopped operator and, failing closed, refuse what a
+/// later test creates (ClusterImagePolicies included).
+pub fn unregister_webhooks() {
+    kubectl(
+        &[
+            "delete",
+            "validatingwebhookconfiguration",
+            WEBHOOK_NAME,
+            "--ignore-not-found",
+        ],
+        None,
+    )
+    .expect_ok("remove the validating webhook");
+    unregister_pin_webhook();
+}
+
 /// A ClusterImagePolicy for `registry_host/demo/*` with `keys`, of which the entry names
 /// `pattern_keys`; `kube-system` and `excluded` are excluded.
 pub fn policy_yaml(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use image_policy_e2e::cluster::{
     Operator, free_port, install_crd, namespace, pem_of, policy_yaml, register_pin_webhook,
-    register_webhook, said, serving_cert, unregister_pin_webhook,
+    register_webhook, said, serving_cert, unregister_webhooks,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
@@ -279,6 +279,6 @@ async fn what_runs_is_what_was_verified() {
     );
     let _ = kubectl(&["delete", "deployment", "pinned"], None);
     let _ = kubectl(&["delete", "clusterimagepolicy", "image-policy"], None);
-    unregister_pin_webhook();
+    unregister_webhooks();
     drop(operator);
 }
