@@ -9,6 +9,8 @@ pub mod health;
 pub mod logs;
 pub mod metrics;
 
+mod json;
+
 pub use health::{Readiness, serve_health};
 pub use logs::{JsonFields, JsonFormat, env_filter, init_logging, json_layer};
 pub use metrics::{Cache, Decision, Metrics};

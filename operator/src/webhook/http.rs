@@ -126,9 +126,9 @@ impl Routes {
         }
         tracing::info!(
             target: "image-policy.webhook",
-            uid = %review.uid,
+            uid = review.uid.as_str(),
             object = %object,
-            operation = %review.operation,
+            operation = review.operation.as_str(),
             dry_run = review.dry_run,
             images = ?images,
             reason = decision.reason.as_str(),
