@@ -77,6 +77,13 @@ pub struct Verification {
     /// public-good one, by name, for keys whose signatures must be in a transparency log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_roots: Vec<TrustedRoot>,
+    /// Enforce (the default) or Warn, for every entry that sets no mode of its own and for
+    /// images that no entry matches. Kept as written, so that the policy compiler can refuse
+    /// an unknown value with its field path; the CRD describes it with [`Mode`]'s
+    /// documentation (kube keeps an optional enum's description, not the field's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Mode>")]
+    pub mode: Option<String>,
 }
 
 /// Resources excluded from verification.
@@ -203,6 +210,53 @@ pub struct ImageEntry {
     /// Registry credentials for images matching this pattern.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+    /// Enforce or Warn for the images this entry matches, in place of spec.verification.mode;
+    /// described in the CRD by [`Mode`]'s documentation, as `Verification::mode` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Mode>")]
+    pub mode: Option<String>,
+}
+
+/// What is done with an image the policy would refuse: Enforce (the default, and what a
+/// policy without a mode means, as in the original) refuses it; Warn admits it with a
+/// warning that carries the refusal's words, so that a policy can be tried on a running
+/// cluster before it is enforced. Set on spec.verification, it applies to every entry that
+/// sets none and to images that no entry matches; set on an images[] entry, it applies to
+/// the images that entry matches. An image that several entries match is admitted with a
+/// warning only when every one of them is in Warn. Nothing else changes: images are verified
+/// as in Enforce, and an image in Warn that fails is never pinned to a digest.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Mode {
+    /// An image the policy would refuse is refused.
+    #[default]
+    Enforce,
+    /// An image the policy would refuse is admitted, with a warning that says why it would be
+    /// refused.
+    Warn,
+}
+
+impl Mode {
+    /// Every mode, in declaration order.
+    pub const ALL: [Mode; 2] = [Mode::Enforce, Mode::Warn];
+
+    /// The mode as written in a policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "Enforce",
+            Mode::Warn => "Warn",
+        }
+    }
+
+    /// The mode a policy writes as `text` (exactly, as the CRD's enum does), if any.
+    pub fn parse(text: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A reference to a key of `spec.verification.keys`.
@@ -278,11 +332,13 @@ pub enum Reason {
     /// neither of an exact value and a regular expression, or a regular expression that does
     /// not compile.
     InvalidIdentity,
+    /// A mode is neither Enforce nor Warn.
+    InvalidMode,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::PolicyActive,
         Reason::InvalidName,
         Reason::InvalidKey,
@@ -295,6 +351,7 @@ impl Reason {
         Reason::UnknownTrustedRoot,
         Reason::TrustedRootUnavailable,
         Reason::InvalidIdentity,
+        Reason::InvalidMode,
     ];
 
     /// The reason as written in a condition: CamelCase, stable.
@@ -312,6 +369,7 @@ impl Reason {
             Reason::UnknownTrustedRoot => "UnknownTrustedRoot",
             Reason::TrustedRootUnavailable => "TrustedRootUnavailable",
             Reason::InvalidIdentity => "InvalidIdentity",
+            Reason::InvalidMode => "InvalidMode",
         }
     }
 }
@@ -416,6 +474,40 @@ spec:
         let back = serde_json::to_value(&policy.spec).expect("serialize");
         assert!(back["verification"]["images"][1]["secretRef"]["namespace"].is_string());
         assert!(back["verification"]["keys"][0]["publicKey"].is_string());
+    }
+
+    #[test]
+    fn modes_are_read_as_written_and_absent_means_none() {
+        let yaml = r#"
+verification:
+  mode: Warn
+  images:
+  - namePattern: a/*
+    keys: [{name: k}]
+    mode: Enforce
+  - namePattern: b/*
+    keys: [{name: k}]
+  - namePattern: c/*
+    keys: [{name: k}]
+    mode: Audit
+"#;
+        let spec: ClusterImagePolicySpec = serde_yaml::from_str(yaml).expect("spec");
+        let v = &spec.verification;
+        assert_eq!(v.mode.as_deref(), Some("Warn"));
+        let modes: Vec<_> = v.images.iter().map(|i| i.mode.as_deref()).collect();
+        // An unknown value is kept for the policy compiler to refuse with its path.
+        assert_eq!(modes, [Some("Enforce"), None, Some("Audit")]);
+        assert_eq!(
+            modes
+                .iter()
+                .map(|m| m.and_then(Mode::parse))
+                .collect::<Vec<_>>(),
+            [Some(Mode::Enforce), None, None]
+        );
+        assert_eq!(Mode::default(), Mode::Enforce);
+        let back = serde_json::to_value(&spec).expect("serialize");
+        assert!(back["verification"]["images"][1].get("mode").is_none());
+        assert_eq!(Mode::parse("warn"), None, "exact, as the CRD's enum");
     }
 
     #[test]

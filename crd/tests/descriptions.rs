@@ -76,3 +76,29 @@ fn an_optional_enum_field_is_described_by_its_enum() {
         "{description}"
     );
 }
+
+#[test]
+fn both_modes_are_described_and_closed_by_the_enum() {
+    // Kept as a string in the Rust type (so the compiler can name an unknown value's path),
+    // the field is still the enum in the schema, refused by the API server when unknown.
+    let schema = schema();
+    let verification = "/properties/spec/properties/verification";
+    for path in [
+        format!("{verification}/properties/mode"),
+        format!("{verification}/properties/images/items/properties/mode"),
+    ] {
+        let field = schema.pointer(&path).cloned().unwrap_or_default();
+        let description = field["description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("Enforce (the default")
+                && description.contains("only when every one of them is in Warn"),
+            "{path}: {description}"
+        );
+        assert_eq!(
+            field["enum"],
+            serde_json::json!(["Enforce", "Warn"]),
+            "{path}: {field}"
+        );
+        assert_eq!(field["type"], "string", "{path}: {field}");
+    }
+}

@@ -33,6 +33,7 @@ fn snapshot(n: usize) -> Snapshot {
             name_pattern: p,
             keys: vec![KeyRef { name: "k".into() }],
             secret_ref: None,
+            mode: None,
         })
         .collect();
     let keys = vec![Key {
@@ -104,6 +105,7 @@ fn bench_compile(c: &mut Criterion) {
             name_pattern: p,
             keys: vec![KeyRef { name: "k".into() }],
             secret_ref: None,
+            mode: None,
         })
         .collect();
     let spec = ClusterImagePolicySpec {

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use image_policy_crd::{
-    ClusterImagePolicy, ClusterImagePolicySpec, POLICY_NAME, Reason, SecretRef,
+    ClusterImagePolicy, ClusterImagePolicySpec, Mode, POLICY_NAME, Reason, SecretRef,
 };
 use kube::ResourceExt;
 
@@ -23,6 +23,8 @@ use super::trust::{Documents, compile_roots, unavailable};
 #[derive(Debug)]
 pub struct Snapshot {
     version: Version,
+    /// `spec.verification.mode`: of the entries that set none, and of unmatched images.
+    mode: Mode,
     excluded_namespaces: HashSet<String>,
     keys: Vec<NamedKey>,
     entries: Vec<Entry>,
@@ -63,6 +65,8 @@ pub struct Entry {
     pub key_ids: Vec<usize>,
     /// Its registry credential, as written.
     pub secret_ref: Option<SecretRef>,
+    /// Its mode: its own, else `spec.verification.mode`, else Enforce.
+    pub mode: Mode,
 }
 
 impl Snapshot {
@@ -126,9 +130,11 @@ impl Snapshot {
             }
             excluded_namespaces.insert(ns.clone());
         }
+        let mode = compile_mode(v.mode.as_deref(), "spec.verification.mode", &mut problems)
+            .unwrap_or_default();
         let roots = compile_roots(spec, documents, &mut problems);
         let keys = compile_keys(spec, &roots, &mut problems);
-        let entries = compile_entries(spec, &keys, &mut problems);
+        let entries = compile_entries(spec, &keys, mode, &mut problems);
         if !problems.is_empty() {
             return Err(Problems(problems));
         }
@@ -137,6 +143,7 @@ impl Snapshot {
         let (by_first_component, unindexed) = index(&entries);
         Ok(Snapshot {
             version: Version::default(),
+            mode,
             excluded_namespaces,
             keys,
             entries,
@@ -154,6 +161,26 @@ impl Snapshot {
     /// The version of the policy object compiled.
     pub fn version(&self) -> &Version {
         &self.version
+    }
+
+    /// `spec.verification.mode`: the mode of an image that matches no entry, or that is no
+    /// image reference at all.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The mode of an image whose matched entries are `entries`: Warn only when every one of
+    /// them is in Warn (docs/contract.md §2, fail closed: one entry in Enforce enforces), and
+    /// the policy's own mode when there are none.
+    pub fn mode_of(&self, entries: &[&Entry]) -> Mode {
+        if entries.is_empty() {
+            return self.mode;
+        }
+        if entries.iter().all(|e| e.mode == Mode::Warn) {
+            Mode::Warn
+        } else {
+            Mode::Enforce
+        }
     }
 
     /// Whether the policy is never applied in `namespace`.
@@ -234,6 +261,7 @@ pub type SharedSnapshot = Arc<Snapshot>;
 fn compile_entries(
     spec: &ClusterImagePolicySpec,
     keys: &[Option<NamedKey>],
+    default_mode: Mode,
     problems: &mut Vec<Problem>,
 ) -> Vec<Entry> {
     let position = |name: &str| {
@@ -275,16 +303,35 @@ fn compile_entries(
         if let Some(secret) = &image.secret_ref {
             check_secret_ref(secret, &format!("{path}.secretRef"), problems);
         }
+        let mode = compile_mode(image.mode.as_deref(), &format!("{path}.mode"), problems);
         if let Ok(pattern) = pattern {
             entries.push(Entry {
                 index: i,
                 pattern,
                 key_ids,
                 secret_ref: image.secret_ref.clone(),
+                mode: mode.unwrap_or(default_mode),
             });
         }
     }
     entries
+}
+
+/// A mode as written at `path`: `None` when none is written (so the default applies), and
+/// Enforce, with a problem, for a value that is no mode. The CRD's enum refuses such a value
+/// already; a policy file given to `image-policy check`, or a CRD installed without its
+/// schema, reaches this.
+fn compile_mode(written: Option<&str>, path: &str, problems: &mut Vec<Problem>) -> Option<Mode> {
+    let written = written?;
+    let mode = Mode::parse(written);
+    if mode.is_none() {
+        problems.push(Problem::new(
+            Reason::InvalidMode,
+            path,
+            format!("{written:?} is not a mode; write Enforce or Warn (Enforce when omitted)"),
+        ));
+    }
+    Some(mode.unwrap_or_default())
 }
 
 fn check_secret_ref(secret: &SecretRef, path: &str, problems: &mut Vec<Problem>) {

@@ -142,6 +142,7 @@ fn a_policy_with_every_field_set_has_no_unknown_field() {
                         name: "pull".into(),
                         namespace: Some("ns".into()),
                     }),
+                    mode: Some("Warn".into()),
                 }],
                 trusted_roots: vec![TrustedRoot {
                     name: "corp".into(),
@@ -150,6 +151,7 @@ fn a_policy_with_every_field_set_has_no_unknown_field() {
                         key: Some("trusted_root.json".into()),
                     },
                 }],
+                mode: Some("Enforce".into()),
             },
         },
     );
@@ -175,6 +177,7 @@ fn the_test_policies_have_no_unknown_field() {
         "seed-quickstart.yaml",
         "seed-table.yaml",
         "broad-and-narrow.yaml",
+        "warn.yaml",
     ] {
         let text = repo_file(&format!("tests/data/policies/{file}"));
         assert_eq!(unknown(&text), Vec::<String>::new(), "{file}");

@@ -7,6 +7,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::policy::{Signer, Transparency};
 
+mod modes;
+
 fn policy_file(name: &str) -> ClusterImagePolicy {
     let path = format!("{}/tests/data/policies/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -23,6 +25,7 @@ fn entry(pattern: &str, keys: &[&str]) -> ImageEntry {
         name_pattern: pattern.into(),
         keys: keys.iter().map(|k| KeyRef { name: (*k).into() }).collect(),
         secret_ref: None,
+        mode: None,
     }
 }
 
@@ -343,6 +346,33 @@ fn each_invalid_case_has_its_reason_and_path() {
             Reason::UnknownTrustedRoot,
             "spec.verification.keys[0].trustedRoot",
             "no trusted root named \"corp\"",
+        ),
+        (
+            ClusterImagePolicySpec {
+                verification: Verification {
+                    mode: Some("Audit".into()),
+                    ..spec(vec![good()], vec![entry("a/b", &["k"])]).verification
+                },
+            },
+            Reason::InvalidMode,
+            "spec.verification.mode",
+            "\"Audit\" is not a mode; write Enforce or Warn",
+        ),
+        (
+            spec(
+                vec![good()],
+                vec![
+                    entry("a/b", &["k"]),
+                    ImageEntry {
+                        // The CRD's enum is exact, and so is the compiler.
+                        mode: Some("warn".into()),
+                        ..entry("a/c", &["k"])
+                    },
+                ],
+            ),
+            Reason::InvalidMode,
+            "spec.verification.images[1].mode",
+            "\"warn\" is not a mode",
         ),
     ];
     for (spec, reason, path, words) in cases {
