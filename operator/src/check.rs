@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use image_policy_crd::SecretRef;
+use image_policy_crd::{Mode, SecretRef};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -23,6 +23,7 @@ use crate::webhook::Webhook;
 use crate::webhook::admit::Settings;
 use crate::webhook::credentials::{CredentialSource, Owner, Sources};
 use crate::webhook::decision::Outcome;
+use crate::webhook::words;
 use crate::workload::images_of;
 
 /// Arguments of `image-policy check`.
@@ -77,6 +78,9 @@ struct Report {
     /// Set when the image's matched entries name different keys: every key that admits it.
     #[serde(skip_serializing_if = "Option::is_none")]
     any_of: Option<Vec<String>>,
+    /// The image's mode (`Enforce` or `Warn`): in Warn a denial is a warning, and the image is
+    /// admitted.
+    mode: &'static str,
 }
 
 /// Runs `check`; `Ok(true)` when everything would be admitted.
@@ -125,10 +129,18 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
         .into_iter()
         .zip(outcomes)
         .map(|((workload, image), (_, o))| {
-            let any_of = ImageName::parse_with(&image, &plain)
-                .ok()
-                .and_then(|parsed| any_of(&snapshot, &snapshot.matching(&parsed)));
-            report(workload, image, o, any_of)
+            let (any_of, mode) = match ImageName::parse_with(&image, &plain) {
+                Ok(parsed) => {
+                    let entries = snapshot.matching(&parsed);
+                    (any_of(&snapshot, &entries), snapshot.mode_of(&entries))
+                }
+                Err(_) => (None, snapshot.mode()),
+            };
+            Report {
+                any_of,
+                mode: mode.as_str(),
+                ..report(workload, image, o)
+            }
         })
         .collect();
     write_reports(out, args.output, &reports, write_text)?;
@@ -194,12 +206,9 @@ fn manifest_images(path: &Path) -> Result<Vec<(Option<String>, String)>, CliErro
     Ok(out)
 }
 
-fn report(
-    workload: Option<String>,
-    image: String,
-    outcome: Outcome,
-    any_of: Option<Vec<String>>,
-) -> Report {
+/// The report of one image's outcome; a waived denial's message is the warning kubectl
+/// would print, the denial's words and why it is admitted all the same.
+fn report(workload: Option<String>, image: String, outcome: Outcome) -> Report {
     let (admitted, reason) = (outcome.admitted(), outcome.reason().as_str());
     let mut report = Report {
         workload,
@@ -209,7 +218,8 @@ fn report(
         message: None,
         digest: None,
         key: None,
-        any_of,
+        any_of: None,
+        mode: Mode::Enforce.as_str(),
     };
     match outcome {
         Outcome::Admitted { digest, key } => {
@@ -219,6 +229,7 @@ fn report(
         Outcome::Warned(message) | Outcome::Denied { message, .. } => {
             report.message = Some(message)
         }
+        Outcome::Waived { message, .. } => report.message = Some(words::waived(&message)),
     }
     report
 }

@@ -6,7 +6,7 @@
 //!
 //! | metric | labels |
 //! | --- | --- |
-//! | `image_policy_admission_requests_total` (counter) | `kind`, `operation`, `decision`, `reason` |
+//! | `image_policy_admission_requests_total` (counter) | `kind`, `operation`, `decision` (allowed, denied, warned), `reason` |
 //! | `image_policy_admission_duration_seconds` (histogram, 0.5 ms … 10 s) | `kind` |
 //! | `image_policy_verification_cache_total` (counter) | `cache` (digest, verdict), `result` (hit, miss) |
 //! | `image_policy_registry_requests_total` (counter) | `outcome` |
@@ -46,14 +46,18 @@ pub enum Decision {
     Allowed,
     /// The object was refused.
     Denied,
+    /// The object was admitted only because its images' mode is Warn: in Enforce it would
+    /// have been refused, for the `reason` recorded with it.
+    Warned,
 }
 
 impl Decision {
-    /// The label value: `allowed` or `denied`.
+    /// The label value: `allowed`, `denied` or `warned`.
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allowed => "allowed",
             Decision::Denied => "denied",
+            Decision::Warned => "warned",
         }
     }
 }

@@ -6,7 +6,8 @@
 //! namespace, then each image is read against the snapshot ([`classify`]: invalid, unmatched
 //! or matched) before any registry is asked; the credential sources of the object are read
 //! once for all its matched images, and the matched images are verified, a few at a time, in
-//! order. The words are [`super::words`]'.
+//! order. Each image's outcome is then read under its mode ([`Snapshot::mode_of`]): in Warn a
+//! denial is waived into a warning. The words are [`super::words`]'.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +144,7 @@ impl Admission {
                 let credentials = sources.for_image(&image, &entries);
                 let keys = keys_of(snapshot, &entries);
                 let verdict = self.verifier.verify(&image, &keys, &credentials).await;
-                outcome_of(&written, verdict)
+                outcome_of(&written, verdict).under(snapshot.mode_of(&entries))
             }
         };
         (written, outcome)
@@ -180,7 +181,8 @@ impl Admission {
     }
 }
 
-/// Reads an image against a snapshot: parsed, matched, and settled when it matches nothing.
+/// Reads an image against a snapshot: parsed, matched, and settled when it matches nothing
+/// or is no image reference, under the policy's own mode (`spec.verification.mode`).
 pub fn classify<'a>(
     snapshot: &'a Snapshot,
     written: &str,
@@ -190,10 +192,11 @@ pub fn classify<'a>(
     let image = match ImageName::parse_with(written, plain) {
         Ok(image) => image,
         Err(e) => {
-            return Classified::Decided(Outcome::Denied {
+            let denied = Outcome::Denied {
                 message: words::invalid_reference_denial(written, &e.to_string()),
                 reason: Reason::Failed(FailureKind::InvalidReference),
-            });
+            };
+            return Classified::Decided(denied.under(snapshot.mode()));
         }
     };
     let entries = snapshot.matching(&image);
@@ -203,10 +206,11 @@ pub fn classify<'a>(
     Classified::Decided(if allow_unmatched {
         Outcome::Warned(words::unmatched_warning(written))
     } else {
-        Outcome::Denied {
+        let denied = Outcome::Denied {
             message: words::unmatched_denial(written),
             reason: Reason::Unmatched,
-        }
+        };
+        denied.under(snapshot.mode())
     })
 }
 

@@ -1,6 +1,9 @@
 //! What was decided: per image an [`Outcome`], per request a [`Decision`], each with a
 //! [`Reason`] from a closed set (the `reason` label of the admission metric and log line).
 
+use image_policy_crd::Mode;
+
+use super::words;
 use crate::verify::FailureKind;
 
 /// Why a request or an image was decided as it was.
@@ -75,6 +78,14 @@ pub enum Outcome {
         /// Why.
         reason: Reason,
     },
+    /// Admitted although the policy would refuse it, because its mode is Warn: the denial
+    /// becomes a warning.
+    Waived {
+        /// The denial's message, word for word.
+        message: String,
+        /// The denial's reason.
+        reason: Reason,
+    },
 }
 
 impl Outcome {
@@ -83,12 +94,22 @@ impl Outcome {
         !matches!(self, Outcome::Denied { .. })
     }
 
-    /// The reason: `Verified`, `Unmatched`, or the denial's.
+    /// The reason: `Verified`, `Unmatched`, or the denial's (waived or not).
     pub fn reason(&self) -> Reason {
         match self {
             Outcome::Admitted { .. } => Reason::Verified,
             Outcome::Warned(_) => Reason::Unmatched,
-            Outcome::Denied { reason, .. } => *reason,
+            Outcome::Denied { reason, .. } | Outcome::Waived { reason, .. } => *reason,
+        }
+    }
+
+    /// The outcome under `mode`: in Warn a denial is waived; anything else is as it was.
+    pub fn under(self, mode: Mode) -> Outcome {
+        match (mode, self) {
+            (Mode::Warn, Outcome::Denied { message, reason }) => {
+                Outcome::Waived { message, reason }
+            }
+            (_, outcome) => outcome,
         }
     }
 }
@@ -112,6 +133,30 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether the request is admitted only because of Warn mode: admitted, with an image
+    /// that the policy would have refused.
+    pub fn waived(&self) -> bool {
+        self.allowed
+            && self
+                .outcomes
+                .iter()
+                .any(|(_, o)| matches!(o, Outcome::Waived { .. }))
+    }
+
+    /// The denial that Warn mode waived, naming every waived image in order, as an
+    /// enforced denial names every refused one; `None` when nothing was waived.
+    pub fn waived_denial(&self) -> Option<String> {
+        let messages: Vec<&str> = self
+            .outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Waived { message, .. } => Some(message.as_str()),
+                _ => None,
+            })
+            .collect();
+        (!messages.is_empty()).then(|| messages.join(" "))
+    }
+
     /// Admitted for `reason`, with nothing to say.
     pub fn allow(reason: Reason) -> Self {
         Decision {
@@ -140,32 +185,35 @@ impl Decision {
 
     /// The decision of a request from the outcomes of its images: admitted when every
     /// image is; the denial names every refused image in order, the warnings every warned
-    /// one, and the reason is the first denial's (else `Unmatched` for a warning, else
-    /// `Verified`).
+    /// or waived one, in order, and the reason is the first denial's (else the first waived
+    /// denial's, else `Unmatched` for a warning, else `Verified`).
     pub fn of(outcomes: Vec<(String, Outcome)>) -> Self {
         let mut warnings = Vec::new();
         let mut denials = Vec::new();
-        let mut reason = Reason::Verified;
+        let (mut denied, mut waived, mut warned) = (None, None, false);
         for (_, outcome) in &outcomes {
             match outcome {
                 Outcome::Admitted { .. } => {}
                 Outcome::Warned(warning) => {
                     warnings.push(warning.clone());
-                    if denials.is_empty() {
-                        reason = Reason::Unmatched;
-                    }
+                    warned = true;
                 }
-                Outcome::Denied {
-                    message,
-                    reason: why,
-                } => {
-                    if denials.is_empty() {
-                        reason = *why;
-                    }
+                Outcome::Denied { message, reason } => {
+                    denied = denied.or(Some(*reason));
                     denials.push(message.clone());
+                }
+                Outcome::Waived { message, reason } => {
+                    waived = waived.or(Some(*reason));
+                    warnings.push(words::waived(message));
                 }
             }
         }
+        let fallback = if warned {
+            Reason::Unmatched
+        } else {
+            Reason::Verified
+        };
+        let reason = denied.or(waived).unwrap_or(fallback);
         let allowed = denials.is_empty();
         Decision {
             allowed,
@@ -202,6 +250,54 @@ mod tests {
         assert_eq!(Decision::of(Vec::new()).reason, Reason::Verified);
         let refused = Decision::denied(Reason::PolicyLoading, "m".into());
         assert!(!refused.allowed && refused.message.as_deref() == Some("m"));
+    }
+
+    #[test]
+    fn in_warn_a_denial_is_waived_into_a_warning_with_its_words() {
+        let denied = |image: &str| Outcome::Denied {
+            message: format!("The image: {image} is not signed."),
+            reason: Reason::Failed(FailureKind::NotSigned),
+        };
+        let verified = Outcome::Admitted {
+            digest: "sha256:d".into(),
+            key: "k".into(),
+        };
+        assert_eq!(verified.clone().under(Mode::Warn), verified);
+        assert_eq!(denied("a").under(Mode::Enforce), denied("a"));
+        let waived = denied("a").under(Mode::Warn);
+        assert!(waived.admitted());
+        assert_eq!(waived.reason(), "NotSigned");
+        let decision = Decision::of(vec![
+            ("v".into(), verified.clone()),
+            ("u".into(), Outcome::Warned("busybox did not match.".into())),
+            ("a".into(), waived.clone()),
+        ]);
+        assert!(decision.allowed && decision.waived());
+        assert_eq!(decision.message, None);
+        assert_eq!(
+            decision.waived_denial().as_deref(),
+            Some("The image: a is not signed.")
+        );
+        assert_eq!(decision.reason, "NotSigned", "the waived denial's reason");
+        assert_eq!(
+            decision.warnings,
+            [
+                "busybox did not match.".to_owned(),
+                words::waived("The image: a is not signed."),
+            ]
+        );
+        // One image refused in Enforce refuses the request; the waived one still warns.
+        let mixed = Decision::of(vec![("a".into(), waived), ("b".into(), denied("b"))]);
+        assert!(!mixed.allowed && !mixed.waived());
+        assert_eq!(
+            mixed.message.as_deref(),
+            Some("The image: b is not signed.")
+        );
+        assert_eq!(mixed.warnings.len(), 1);
+        // Nothing waived: no extra warning, as in Enforce.
+        let clean = Decision::of(vec![("v".into(), verified)]);
+        assert!(clean.allowed && !clean.waived() && clean.warnings.is_empty());
+        assert_eq!(clean.waived_denial(), None);
     }
 
     #[test]

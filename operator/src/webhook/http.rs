@@ -97,7 +97,9 @@ impl Routes {
 
     fn record(&self, review: &Review, decision: &Decision, start: Instant) {
         let elapsed = start.elapsed();
-        let verdict = if decision.allowed {
+        let verdict = if decision.waived() {
+            Verdict::Warned
+        } else if decision.allowed {
             Verdict::Allowed
         } else {
             Verdict::Denied
@@ -115,11 +117,14 @@ impl Routes {
         // Written only when the line is: `namespace/kind/name` and the images as a list.
         let object = format_args!("{}/{}/{}", review.namespace, review.kind, review.name);
         let images = Images(&decision.outcomes);
-        let msg = if decision.allowed {
-            "Admitted"
-        } else {
-            "Denied"
+        let msg = match verdict {
+            Verdict::Allowed => "Admitted",
+            Verdict::Denied => "Denied",
+            Verdict::Warned => "Admitted in Warn mode",
         };
+        // The denial, or in Warn mode the one it would have been, word for word.
+        let waived = decision.waived_denial();
+        let error = decision.message.as_deref().or(waived.as_deref());
         if let Some(note) = &decision.note {
             tracing::info!(target: "image-policy.webhook", uid = %review.uid, object = %object, "{note}");
             return;
@@ -132,7 +137,7 @@ impl Routes {
             dry_run = review.dry_run,
             images = ?images,
             reason = decision.reason.as_str(),
-            error = decision.message.as_deref(),
+            error = error,
             elapsed_ms = elapsed.as_secs_f64() * 1e3,
             "{msg}"
         );

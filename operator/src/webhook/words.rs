@@ -23,6 +23,13 @@ pub fn unmatched_warning(image: &str) -> String {
     )
 }
 
+/// The warning for an image admitted in Warn mode although the policy would refuse it: the
+/// denial word for word, then why it is admitted all the same (in the original's manner of
+/// [`unmatched_warning`]), so that a search for the denial finds its warning too.
+pub fn waived(denial: &str) -> String {
+    format!("{denial} Container will be created as the image policy is in Warn mode.")
+}
+
 /// The denial of an unmatched image (exact).
 pub fn unmatched_denial(image: &str) -> String {
     format!("Could not verify against any image policies for container image: {image}.")
@@ -151,6 +158,24 @@ mod tests {
         assert_eq!(
             not_signed("gcr.io/projectsigstore/cosign:v0.3.0", &mismatch),
             "The image: gcr.io/projectsigstore/cosign:v0.3.0 is not signed."
+        );
+    }
+
+    #[test]
+    fn a_waived_denial_keeps_its_words_and_says_why_it_is_admitted() {
+        let denial = not_signed(
+            "r/a:1",
+            &Failure::SignatureMismatch {
+                only_other_digests: false,
+            },
+        );
+        assert_eq!(
+            waived(&denial),
+            "The image: r/a:1 is not signed. Container will be created as the image policy is in Warn mode."
+        );
+        assert_eq!(
+            waived(&unmatched_denial("busybox")),
+            "Could not verify against any image policies for container image: busybox. Container will be created as the image policy is in Warn mode."
         );
     }
 
