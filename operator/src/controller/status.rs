@@ -2,7 +2,9 @@
 //! object and from what the publisher enforces. Pure: the reconciler does the reading and the
 //! writing.
 //!
-//! - `image-policy` that compiles: `True/PolicyActive`, "Enforcing N keys and M patterns";
+//! - `image-policy` that compiles: `True/PolicyActive`, "Enforcing N keys and M patterns",
+//!   followed, when any of it is in Warn mode, by the images for which a refusal is only a
+//!   warning;
 //!   when a `secretRef` names a Secret that does not exist, `False/SecretNotFound` although
 //!   the policy *is* enforced (a missing credential only matters for private registries, and
 //!   the other credential sources are still tried), and the message says both.
@@ -16,7 +18,7 @@
 //! that an invalid edit left in force, or 0 when nothing of it is enforced.
 
 use image_policy_crd::{
-    CONDITION_READY, ClusterImagePolicy, ClusterImagePolicyStatus, POLICY_NAME, Reason,
+    CONDITION_READY, ClusterImagePolicy, ClusterImagePolicyStatus, Mode, POLICY_NAME, Reason,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
@@ -100,7 +102,7 @@ pub fn assess(
     match compiled {
         Ok(snapshot) => {
             let (keys, patterns) = counts(snapshot);
-            let enforcing = enforcing(keys, patterns);
+            let enforcing = enforcing(keys, patterns) + &warn_scope(snapshot);
             let roots = snapshot.unavailable_roots();
             if missing_secrets.is_empty() && roots.is_empty() {
                 return Assessment {
@@ -242,6 +244,33 @@ fn enforcing(keys: usize, patterns: usize) -> String {
         plural(keys, "key"),
         plural(patterns, "pattern")
     )
+}
+
+/// Where Warn mode applies, as the `Ready` message's tail: nothing for a policy that is
+/// enforced throughout (its message is what it was before modes existed), else which images
+/// a refusal is only a warning for (docs/contract.md §2: one entry in Enforce enforces).
+fn warn_scope(snapshot: &Snapshot) -> String {
+    let listed = |mode: Mode| {
+        let indices: Vec<String> = snapshot
+            .entries()
+            .iter()
+            .filter(|e| e.mode == mode)
+            .map(|e| format!("images[{}]", e.index))
+            .collect();
+        indices.join(", ")
+    };
+    let head = "; Warn mode (a refusal is admitted with a warning) for";
+    let (warned, enforced) = (listed(Mode::Warn), listed(Mode::Enforce));
+    match (snapshot.mode(), warned.is_empty(), enforced.is_empty()) {
+        (Mode::Warn, _, true) => format!("{head} every image"),
+        (Mode::Warn, _, false) => {
+            format!("{head} every image that no entry in Enforce ({enforced}) matches")
+        }
+        (Mode::Enforce, true, _) => String::new(),
+        (Mode::Enforce, false, _) => {
+            format!("{head} the images of {warned} that no entry in Enforce matches")
+        }
+    }
 }
 
 fn lowercase_first(s: &str) -> String {

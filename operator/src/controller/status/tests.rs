@@ -62,6 +62,40 @@ fn a_valid_image_policy_is_active_with_its_counts() {
 }
 
 #[test]
+fn the_ready_message_says_where_warn_mode_applies() {
+    let message = |policy_mode: Option<&str>, entry_modes: [Option<&str>; 2]| {
+        let mut p = valid(POLICY_NAME, 1, None);
+        let mut second = p.spec.verification.images[0].clone();
+        second.name_pattern = "registry.example.org/new/*".into();
+        p.spec.verification.images.push(second);
+        p.spec.verification.mode = policy_mode.map(str::to_owned);
+        for (entry, mode) in p.spec.verification.images.iter_mut().zip(entry_modes) {
+            entry.mode = mode.map(str::to_owned);
+        }
+        let a = assessed(&p, None);
+        assert!(a.ready && a.reason == Reason::PolicyActive, "{a:?}");
+        a.message
+    };
+    let enforced = "Enforcing 1 key and 2 patterns";
+    assert_eq!(message(None, [None, None]), enforced);
+    assert_eq!(message(Some("Enforce"), [None, Some("Enforce")]), enforced);
+    let head =
+        "Enforcing 1 key and 2 patterns; Warn mode (a refusal is admitted with a warning) for";
+    assert_eq!(
+        message(Some("Warn"), [None, None]),
+        format!("{head} every image")
+    );
+    assert_eq!(
+        message(Some("Warn"), [Some("Enforce"), None]),
+        format!("{head} every image that no entry in Enforce (images[0]) matches")
+    );
+    assert_eq!(
+        message(None, [None, Some("Warn")]),
+        format!("{head} the images of images[1] that no entry in Enforce matches")
+    );
+}
+
+#[test]
 fn another_name_is_never_enforced_and_lists_every_problem() {
     let p = policy("other", 1, "broken", None);
     let a = assessed(&p, None);
