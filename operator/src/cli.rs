@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use image_policy_crd::ClusterImagePolicy;
+use image_policy_crd::{ClusterImagePolicy, Mode};
 use kube::{CustomResourceExt, Resource};
 use serde::Serialize;
 
@@ -293,6 +293,8 @@ struct ImageReport {
     /// Set when the matched entries name different keys: every key that admits the image.
     #[serde(skip_serializing_if = "Option::is_none")]
     any_of: Option<Vec<String>>,
+    /// `Enforce`, or `Warn`: what the policy would refuse is admitted with a warning.
+    mode: &'static str,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -344,6 +346,7 @@ fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageRe
         excluded_namespace: excluded.map(str::to_owned),
         matches: Vec::new(),
         any_of: None,
+        mode: snapshot.mode().as_str(),
     };
     match ImageName::parse(written) {
         Err(e) => report.error = Some(e.to_string()),
@@ -351,6 +354,7 @@ fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageRe
             report.canonical = Some(image.canonical());
             let entries = snapshot.matching(&image);
             report.any_of = any_of(snapshot, &entries);
+            report.mode = snapshot.mode_of(&entries).as_str();
             report.matches = entries
                 .into_iter()
                 .map(|entry| MatchReport {
@@ -392,8 +396,20 @@ fn write_text(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()>
     if let Some(ns) = &report.excluded_namespace {
         writeln!(out, "  namespace {ns} is excluded: not checked")?;
     }
+    let warn = report.mode == Mode::Warn.as_str();
     if let Some(error) = &report.error {
-        return writeln!(out, "  {error}: denied");
+        let verdict = if warn {
+            "admitted with a warning (Warn mode)"
+        } else {
+            "denied"
+        };
+        return writeln!(out, "  {error}: {verdict}");
+    }
+    if report.matches.is_empty() && warn {
+        return writeln!(
+            out,
+            "  matches no entry: admitted with a warning (Warn mode), or with the original's warning when allowUnmatchedImages is true"
+        );
     }
     if report.matches.is_empty() {
         return writeln!(
@@ -416,6 +432,12 @@ fn write_text(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()>
     }
     if let Some(keys) = &report.any_of {
         writeln!(out, "  {}", any_of_line(keys))?;
+    }
+    if warn {
+        writeln!(
+            out,
+            "  Warn mode: if it does not verify, it is admitted with a warning"
+        )?;
     }
     Ok(())
 }
@@ -511,8 +533,52 @@ Bad@@
                     "pattern": "*.example.org/*",
                     "keys": ["second-key"],
                     "secretRef": "image-policy-system/example-org-pull"
-                }]
+                }],
+                "mode": "Enforce"
             }])
+        );
+    }
+
+    #[test]
+    fn match_says_which_images_are_in_warn_mode() {
+        let policy = data("policies/warn.yaml");
+        let policy = policy.to_str().expect("path");
+        let images = [
+            "registry.example.org/web:v1",
+            "registry.example.org/payments/api:v2",
+            "busybox",
+            "Bad@@",
+        ];
+        let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
+        result.expect("answers");
+        let expected = "\
+registry.example.org/web:v1
+  images[0] registry.example.org/* keys: broad-key
+  Warn mode: if it does not verify, it is admitted with a warning
+registry.example.org/payments/api:v2
+  images[0] registry.example.org/* keys: broad-key
+  images[1] registry.example.org/payments/* keys: broad-key
+busybox (docker.io/library/busybox:latest)
+  matches no entry: admitted with a warning (Warn mode), or with the original's warning when allowUnmatchedImages is true
+Bad@@
+";
+        assert!(out.starts_with(expected), "{out}");
+        assert!(
+            out.lines()
+                .nth(9)
+                .is_some_and(|l| l.ends_with(": admitted with a warning (Warn mode)")),
+            "{out}"
+        );
+        let (_, json) = run(&[
+            &["match", "--policy", policy, "-o", "json"][..],
+            &images[..2],
+        ]
+        .concat());
+        let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(json[0]["mode"], "Warn", "{json}");
+        assert_eq!(
+            json[1]["mode"], "Enforce",
+            "an entry in Enforce matched: {json}"
         );
     }
 
