@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use image_policy_e2e::cluster::{
     Operator, free_port, install_crd, namespace, pem_of, policy_yaml, register_pin_webhook,
-    register_webhook, said, serving_cert, unregister_pin_webhook,
+    register_webhook, said, serving_cert, unregister_webhooks,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
@@ -208,6 +208,6 @@ async fn warn_admits_with_the_denials_words_and_enforce_refuses_again() {
     let _ = kubectl(&["delete", "deployment", "warned"], None);
     let _ = kubectl(&["delete", "pod", "warn-run", "--wait=false"], None);
     let _ = kubectl(&["delete", "clusterimagepolicy", "image-policy"], None);
-    unregister_pin_webhook();
+    unregister_webhooks();
     drop(operator);
 }
