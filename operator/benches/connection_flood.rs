@@ -47,6 +47,8 @@ const PROBE_EVERY: Duration = Duration::from_millis(10);
 const PHASE: Duration = Duration::from_secs(8);
 /// HTTP/2 connections opening streams that never end, 32 streams each.
 const STREAM_CONNECTIONS: usize = 16;
+/// The server's concurrent streams per connection.
+const H2_STREAMS: usize = 32;
 /// As `image-policy run` sets it (`--max-connections`).
 const MAX_CONNECTIONS: usize = 1024;
 
@@ -426,6 +428,12 @@ async fn endless_streams(
                 // Keep the body open; let the response arrive (a 408) whenever it does.
                 held.push(body);
                 tokio::spawn(response);
+                // The h2 client queues streams past the server's limit in its own memory
+                // instead of waiting: hold as many as the server serves, and no more (none
+                // ends within a phase, shorter than the server's request timeout).
+                if held.len() >= H2_STREAMS {
+                    std::future::pending::<()>().await;
+                }
             }
             Err(_) => return,
         }
