@@ -1,0 +1,217 @@
+use super::*;
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
+
+fn run(args: &[&str]) -> (Result<(), CliError>, String) {
+    let cli = Cli::try_parse_from(std::iter::once("image-policy").chain(args.iter().copied()))
+        .expect("args");
+    let mut out = Vec::new();
+    let result = match cli.command {
+        Command::Crd => print_crd(&mut out),
+        Command::Match(a) => run_match(&a, &mut out),
+        Command::Check(_) | Command::VerifyBundle(_) | Command::Run(_) => {
+            unreachable!("tested on their own")
+        }
+    };
+    (result, String::from_utf8(out).expect("utf8"))
+}
+
+#[test]
+fn the_checked_in_crd_is_the_generated_one() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml");
+    let checked_in =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        checked_in == crd_yaml(),
+        "{} has drifted from `image-policy crd`; regenerate it with `make crd`",
+        path.display()
+    );
+}
+
+#[test]
+fn match_answers_the_seed_quickstart() {
+    let policy = data("policies/seed-quickstart.yaml");
+    let policy = policy.to_str().expect("path");
+    let (result, out) = run(&[
+        "match",
+        "--policy",
+        policy,
+        "gcr.io/projectsigstore/cosign:v1.2.1",
+        "busybox",
+        "Bad@@",
+    ]);
+    result.expect("answers");
+    let expected = "\
+gcr.io/projectsigstore/cosign:v1.2.1
+  images[0] gcr.io/projectsigstore/cosign* keys: cosign-key
+busybox (docker.io/library/busybox:latest)
+  matches no entry: denied, or admitted with a warning when allowUnmatchedImages is true
+Bad@@
+";
+    assert!(out.starts_with(expected), "{out}");
+    assert!(
+        out.lines().nth(5).is_some_and(|l| l.ends_with(": denied")),
+        "{out}"
+    );
+}
+
+#[test]
+fn match_json_names_entries_keys_and_secrets() {
+    let policy = data("policies/seed-table.yaml");
+    let policy = policy.to_str().expect("path");
+    let (result, out) = run(&[
+        "match",
+        "--policy",
+        policy,
+        "-o",
+        "json",
+        "--namespace",
+        "kube-system",
+        "my-registry.example.org/myproject/my-image:mytag",
+    ]);
+    result.expect("answers");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!([{
+            "image": "my-registry.example.org/myproject/my-image:mytag",
+            "canonical": "my-registry.example.org/myproject/my-image:mytag",
+            "excludedNamespace": "kube-system",
+            "matches": [{
+                "entry": 7,
+                "pattern": "*.example.org/*",
+                "keys": ["second-key"],
+                "secretRef": "image-policy-system/example-org-pull"
+            }],
+            "mode": "Enforce"
+        }])
+    );
+}
+
+#[test]
+fn match_says_which_images_are_in_warn_mode() {
+    let policy = data("policies/warn.yaml");
+    let policy = policy.to_str().expect("path");
+    let images = [
+        "registry.example.org/web:v1",
+        "registry.example.org/payments/api:v2",
+        "busybox",
+        "Bad@@",
+    ];
+    let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
+    result.expect("answers");
+    let expected = "\
+registry.example.org/web:v1
+  images[0] registry.example.org/* keys: broad-key
+  Warn mode: if it does not verify, it is admitted with a warning
+registry.example.org/payments/api:v2
+  images[0] registry.example.org/* keys: broad-key
+  images[1] registry.example.org/payments/* keys: broad-key
+busybox (docker.io/library/busybox:latest)
+  matches no entry: admitted with a warning (Warn mode), or with the original's warning when allowUnmatchedImages is true
+Bad@@
+";
+    assert!(out.starts_with(expected), "{out}");
+    assert!(
+        out.lines()
+            .nth(9)
+            .is_some_and(|l| l.ends_with(": admitted with a warning (Warn mode)")),
+        "{out}"
+    );
+    let (_, json) = run(&[
+        &["match", "--policy", policy, "-o", "json"][..],
+        &images[..2],
+    ]
+    .concat());
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(json[0]["mode"], "Warn", "{json}");
+    assert_eq!(
+        json[1]["mode"], "Enforce",
+        "an entry in Enforce matched: {json}"
+    );
+}
+
+#[test]
+fn a_broad_entry_beside_a_narrow_one_is_said() {
+    let policy = data("policies/broad-and-narrow.yaml");
+    let policy = policy.to_str().expect("path");
+    let images = [
+        "registry.example.org/payments/api:v2",
+        "registry.example.org/payments/ledger:v1",
+        "registry.example.org/web:v1",
+    ];
+    let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
+    result.expect("answers");
+    let expected = "\
+registry.example.org/payments/api:v2
+  images[0] registry.example.org/* keys: broad-key
+  images[1] registry.example.org/payments/* keys: strict-key
+  any of these keys admits it: broad-key, strict-key (its matched entries name different keys)
+registry.example.org/payments/ledger:v1
+  images[0] registry.example.org/* keys: broad-key
+  images[1] registry.example.org/payments/* keys: strict-key
+  images[2] registry.example.org/payments/ledger keys: strict-key
+  any of these keys admits it: broad-key, strict-key (its matched entries name different keys)
+registry.example.org/web:v1
+  images[0] registry.example.org/* keys: broad-key
+";
+    assert_eq!(out, expected);
+    let (result, out) = run(&[&["match", "--policy", policy, "-o", "json"][..], &images].concat());
+    result.expect("answers");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        json[0]["anyOf"],
+        serde_json::json!(["broad-key", "strict-key"])
+    );
+    assert_eq!(
+        json[1]["anyOf"],
+        serde_json::json!(["broad-key", "strict-key"])
+    );
+    assert!(json[2].get("anyOf").is_none(), "{}", json[2]);
+}
+
+#[test]
+fn an_invalid_policy_lists_every_problem_with_its_path() {
+    let dir = std::env::temp_dir().join(format!("image-policy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\nmetadata: {name: other}\n\
+         spec:\n  verification:\n    keys: [{name: k, publicKey: nope}]\n    images: [{namePattern: '', keys: [{name: x}]}]\n",
+    )
+    .expect("write");
+    let (result, _) = run(&["match", "--policy", file.to_str().expect("path"), "busybox"]);
+    let message = result.expect_err("invalid").to_string();
+    for words in [
+        "metadata.name: the policy is named \"other\"",
+        "spec.verification.keys[0].publicKey: key \"k\": not a PEM public key",
+        "spec.verification.images[0].namePattern: \"\": the pattern is empty",
+        "spec.verification.images[0].keys[0].name: no key named \"x\"",
+        "(InvalidName)",
+        "(UnknownKey)",
+    ] {
+        assert!(message.contains(words), "{words} in:\n{message}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unreadable_and_foreign_files_are_clear_errors() {
+    let (result, _) = run(&["match", "--policy", "/nonexistent/policy.yaml", "busybox"]);
+    assert!(matches!(result, Err(CliError::Read { .. })));
+    let pod = data("policies/not-a-policy.yaml");
+    let (result, _) = run(&["match", "--policy", pod.to_str().expect("path"), "busybox"]);
+    let message = result.expect_err("a Pod").to_string();
+    assert!(
+        message.contains(
+            "found v1/Pod, expected signing.apps.tanzu.vmware.com/v1beta1/ClusterImagePolicy"
+        ),
+        "{message}"
+    );
+}
