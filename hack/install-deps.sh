@@ -11,6 +11,8 @@ command -v python3 >/dev/null || need+=(python3)
 # The e2e suite's air-gapped operator: its only ports are forwarded over Unix sockets.
 command -v socat >/dev/null || need+=(socat)
 command -v unshare >/dev/null || need+=(util-linux)
+# The e2e suite posts reviews straight to the webhook while the API server is stopped.
+command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})) || ! command -v kubectl >/dev/null; then
   echo "[deps] installing ${need[*]:-} (and kubectl if missing)"
   apt-get update -qq

@@ -231,8 +231,9 @@ impl Drop for Frozen {
 }
 
 fn signal(name: &str, pid: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), pid])
+    // The shell's own kill, as Operator::terminate does: no procps needed.
+    let status = Command::new("sh")
+        .args(["-c", "kill -\"$1\" \"$2\"", "kill", name, pid])
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{name} {pid}");
