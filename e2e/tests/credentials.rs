@@ -21,7 +21,7 @@ use image_policy_e2e::cluster::{
 use image_policy_e2e::{eventually, kubectl, operator_data};
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
-use sigstore::crypto::SigningScheme;
+use sigstore::crypto::{SigStoreSigner, SigningScheme};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "right-password";
@@ -71,8 +71,9 @@ fn run_pod(ns: &str, name: &str, image: &str, pull_secret: Option<&str>) -> Stri
     said(&kubectl(&args, None))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
+/// A registry that asks for [`USER`] and [`PASSWORD`], holding `repos` (tag `v1`), each
+/// signed with the key returned.
+async fn private_registry(repos: &[&str]) -> (Registry, SigStoreSigner) {
     let registry = Registry::start(RegistryOptions {
         basic_auth: Some((USER.into(), PASSWORD.into())),
         ..RegistryOptions::default()
@@ -81,10 +82,16 @@ async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
     let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
         .create_signer()
         .expect("signer");
-    for repo in ["private/app", "private-ref/app"] {
+    for repo in repos {
         let digest = pusher.push_image(repo, "v1").await;
         pusher.sign(repo, &digest, &signer).await;
     }
+    (registry, signer)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
+    let (registry, signer) = private_registry(&["private/app", "private-ref/app"]).await;
     let host = registry.host();
     let (image, ref_image) = (
         format!("{host}/private/app:v1"),
@@ -287,18 +294,7 @@ fn post(port: u16, review: &str) -> (bool, String, Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_api_server_slows_no_admission_and_a_changed_secret_applies_after() {
-    let registry = Registry::start(RegistryOptions {
-        basic_auth: Some((USER.into(), PASSWORD.into())),
-        ..RegistryOptions::default()
-    });
-    let pusher = Pusher::new(&registry);
-    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    for repo in ["frozen/app", "frozen/later"] {
-        let digest = pusher.push_image(repo, "v1").await;
-        pusher.sign(repo, &digest, &signer).await;
-    }
+    let (registry, signer) = private_registry(&["frozen/app", "frozen/later"]).await;
     let host = registry.host();
     let (image, later) = (
         format!("{host}/frozen/app:v1"),

@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    Operator, free_port, install_crd, namespace, pem_of, policy_yaml, register_pin_webhook,
-    register_webhook, said, serving_cert, unregister_webhooks,
+    install_crd, namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook, said,
+    start_operator, unregister_webhooks,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
@@ -62,22 +62,7 @@ async fn warn_admits_with_the_denials_words_and_enforce_refuses_again() {
         let _ = kubectl(&["delete", "pod", pod, "--ignore-not-found"], None);
     }
     let dir = tempfile::tempdir().expect("dir");
-    let (cert, key) = serving_cert(dir.path());
-    let port = free_port();
-    let (operator, _) = Operator::start(
-        dir.path(),
-        "image-policy-local",
-        port,
-        None,
-        &[
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-            "--ca-file",
-            registry.ca_path().to_str().unwrap(),
-        ],
-    );
+    let (operator, port) = start_operator(dir.path(), &registry.ca_path(), false);
     register_webhook(port);
     register_pin_webhook(port);
     let enforce = policy_yaml("image-policy", &host, &[("k", &pem_of(&signer))], &["k"]);
