@@ -6,7 +6,7 @@
 //! key references, name patterns) lives in the operator's policy compiler, which reports
 //! every problem with its field path and one of the [`Reason`]s below.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,11 @@ pub const CONDITION_READY: &str = "Ready";
     ),
     printcolumn(name = "Keys", type_ = "integer", json_path = ".status.keys"),
     printcolumn(name = "Patterns", type_ = "integer", json_path = ".status.patterns"),
+    printcolumn(
+        name = "Refused",
+        type_ = "integer",
+        json_path = ".status.running.refusedWorkloads"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -295,6 +300,50 @@ pub struct ClusterImagePolicyStatus {
     /// The number of image name patterns in the enforced policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patterns: Option<i64>,
+    /// What the last check of the workloads already running found: which of them the policy
+    /// in force would refuse now. Written by the replica holding the lease, after each policy
+    /// change and every resync period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningCheck>,
+}
+
+/// The workloads already running, checked against the policy in force.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningCheck {
+    /// When the check ended.
+    pub last_checked: Time,
+    /// The generation of the policy checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// How many workloads were checked: their Pods grouped by owner (a Deployment's Pods are
+    /// one workload), outside the excluded namespaces.
+    pub workloads: i64,
+    /// How many of them run an image the policy would refuse now (in Warn mode: would refuse
+    /// if it were enforced).
+    pub refused_workloads: i64,
+    /// The first 20 images refused, by namespace, kind and name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedImage>,
+}
+
+/// A running workload's image that the policy would refuse now.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedImage {
+    /// The workload's namespace.
+    pub namespace: String,
+    /// The workload's kind: the top owner of its Pods (Deployment, StatefulSet, DaemonSet,
+    /// CronJob, Job, ReplicaSet, ...), or Pod for a Pod that no controller owns.
+    pub kind: String,
+    /// The workload's name.
+    pub name: String,
+    /// The image, as written in the pod spec.
+    pub image: String,
+    /// Why it would be refused: the decision's reason, as in the webhook's metrics.
+    pub reason: String,
+    /// The denial, word for word as the webhook would answer it.
+    pub message: String,
 }
 
 /// The reasons of the `Ready` condition.

@@ -36,6 +36,12 @@ enum Command {
     /// Exits 0 when everything would be admitted, 1 when something would be denied, and 2
     /// when the input cannot be used.
     Check(crate::check::CheckArgs),
+    /// List the running workloads that a policy file would refuse, and why, before it is
+    /// applied. Changes nothing in the cluster.
+    ///
+    /// Exits 0 when none would be refused, 1 when some would, and 2 when the input cannot be
+    /// used.
+    Audit(crate::audit::command::AuditArgs),
     /// Check one Sigstore bundle file against an image digest and a key, offline.
     ///
     /// Exits 0 when it verifies, 1 when it does not (saying why), and 2 when the input
@@ -84,6 +90,11 @@ impl Cli {
                 }
             },
             Command::Check(args) => match crate::check::run(&args, &mut stdout) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
+                Err(e) => Err(e),
+            },
+            Command::Audit(args) => match crate::audit::command::run(&args, &mut stdout) {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::from(1),
                 Err(e) => Err(e),

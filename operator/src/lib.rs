@@ -8,6 +8,7 @@
 //! status; [`server`] and [`telemetry`] are the infrastructure; [`cli`], [`check`] and
 //! [`run`] are the command line on top. `docs/architecture.md` maps the folders.
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;

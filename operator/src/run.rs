@@ -60,6 +60,16 @@ pub struct RunArgs {
     /// the one idle longest close (the API server's busy ones stay); each costs about 20 KiB.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// How often the running workloads are checked against the policy (besides after each
+    /// policy change), with the result in the policy's status.running.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    resync_period: Duration,
+    /// While checking the running workloads, at most this many images decided a second (each
+    /// decided once per check, through the verifier's caches).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    running_check_rate: u32,
+    #[command(flatten)]
+    scope: crate::audit::command::Scope,
     /// Log level or filter directive; RUST_LOG when empty.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -100,7 +110,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         leading_tx,
         shutdown.stopping(),
     ));
-    let serving = serving_certificate(&args, &client, cert_settings, &metrics, leading_rx)?;
+    let serving = serving_certificate(&args, &client, cert_settings, &metrics, leading_rx.clone())?;
     let readiness_task = tokio::spawn(track_readiness(
         state_rx.clone(),
         readiness.clone(),
@@ -111,13 +121,34 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     // Pull secrets and service accounts read before are served at once and refreshed when 5 s
     // old: a change applies within seconds, a frozen API server slows no admission.
     let credentials = Arc::new(KubeCredentials::new(
-        client,
+        client.clone(),
         args.namespace.clone(),
         Duration::from_secs(5),
     ));
     let settings = Settings {
         allow_unmatched_images: args.allow_unmatched_images,
     };
+    // The running workloads are decided as admissions are, through the same caches.
+    let running = Webhook::new(
+        state_rx.clone(),
+        verifier.clone(),
+        credentials.clone(),
+        settings,
+    );
+    let mut unchecked = args.scope.namespaces.clone();
+    unchecked.push(args.namespace.clone());
+    let running_settings = crate::controller::running::Settings {
+        resync: args.resync_period,
+        rate: args.running_check_rate,
+        unchecked,
+    };
+    tokio::spawn(crate::controller::running::run(
+        client.clone(),
+        running,
+        state_rx.clone(),
+        leading_rx,
+        running_settings,
+    ));
     let webhook =
         Webhook::new(state_rx, verifier, credentials, settings).with_pinning(args.pin_digests);
     let routes = Arc::new(Routes::new(webhook, metrics.clone()));

@@ -13,7 +13,7 @@ fn run(args: &[&str]) -> (Result<(), CliError>, String) {
     let result = match cli.command {
         Command::Crd => print_crd(&mut out),
         Command::Match(a) => run_match(&a, &mut out),
-        Command::Check(_) | Command::VerifyBundle(_) | Command::Run(_) => {
+        Command::Check(_) | Command::Audit(_) | Command::VerifyBundle(_) | Command::Run(_) => {
             unreachable!("tested on their own")
         }
     };

@@ -18,6 +18,7 @@ use crate::policy::{Documents, PolicyState, Publisher};
 
 pub mod lease;
 pub mod reconcile;
+pub mod running;
 pub mod status;
 
 /// Runs the controller until `stop` resolves: publishes the state of `image-policy` on

@@ -234,7 +234,7 @@ async fn write(
 }
 
 /// Now, to the second: the precision a `metav1.Time` is stored with.
-fn now() -> Time {
+pub(crate) fn now() -> Time {
     let now = Timestamp::now();
     Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
 }

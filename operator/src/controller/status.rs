@@ -202,6 +202,8 @@ pub fn status(
         }],
         keys: Some(as_count(assessment.keys)),
         patterns: Some(as_count(assessment.patterns)),
+        // Written by the check of the running workloads, under its own field manager.
+        running: None,
     }
 }
 

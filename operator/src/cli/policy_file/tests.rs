@@ -159,6 +159,7 @@ fn a_policy_with_every_field_set_has_no_unknown_field() {
         conditions: Vec::new(),
         keys: Some(2),
         patterns: Some(1),
+        running: None,
     });
     let manifest = serde_yaml::to_value(&policy).expect("serializes");
     assert!(

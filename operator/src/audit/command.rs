@@ -1,0 +1,160 @@
+//! `image-policy audit`: which running workloads a policy file would refuse, and why, before
+//! it is applied. It reads the cluster of the kubeconfig (the usual places: `$KUBECONFIG`,
+//! `~/.kube/config`, or in-cluster) and changes nothing in it; images are decided as the
+//! webhook decides them (registry credentials from the cluster's pull secrets, as far as the
+//! kubeconfig's user may read them).
+//!
+//! Exits 0 when no workload would be refused, 1 when some would, 2 when the input cannot be
+//! used (the policy file, the flags, or a cluster that cannot be read).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Pace, Refused, Report, check, workloads};
+use crate::cli::policy_file::PolicyArgs;
+use crate::cli::{CliError, Output, load_policy_with, trusted_root_arg};
+use crate::policy::PolicyState;
+use crate::verify::Verifier;
+use crate::verify::args::VerifierArgs;
+use crate::webhook::Webhook;
+use crate::webhook::admit::Settings;
+use crate::webhook::credentials::KubeCredentials;
+
+/// Arguments of `image-policy audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Admit images that match no pattern, with a warning, instead of denying them (as the
+    /// operator's flag of the same name).
+    #[arg(long)]
+    allow_unmatched_images: bool,
+    #[command(flatten)]
+    verifier: VerifierArgs,
+    /// The trusted_root.json of a root the policy declares in `spec.verification.trustedRoots`,
+    /// read from FILE instead of its ConfigMap (repeatable).
+    #[arg(long, value_name = "NAME=FILE", value_parser = trusted_root_arg)]
+    trusted_root: Vec<(String, PathBuf)>,
+    /// The operator's namespace, home of the image-policy-registry-credentials account.
+    #[arg(long, default_value = "image-policy-system")]
+    namespace: String,
+    #[command(flatten)]
+    scope: Scope,
+    /// At most this many images decided a second (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    rate: u32,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// The namespaces whose workloads are never checked, besides those the policy excludes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Scope {
+    /// A namespace the webhook never intercepts (repeatable): its workloads are not checked.
+    /// The chart passes kube-system, its own namespace and webhook.excludedNamespaces.
+    #[arg(
+        long = "unchecked-namespace",
+        value_name = "NAMESPACE",
+        default_values_t = ["kube-system".to_owned(), "image-policy-system".to_owned()]
+    )]
+    pub namespaces: Vec<String>,
+}
+
+/// What `--output json` prints.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Printed<'a> {
+    policy: String,
+    #[serde(flatten)]
+    report: &'a Report,
+}
+
+/// Runs `audit`; `Ok(true)` when no workload would be refused.
+pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<bool, CliError> {
+    let snapshot = Arc::new(load_policy_with(&args.policy, &args.trusted_root)?);
+    let input = |path: &str, detail: String| CliError::Input {
+        path: path.into(),
+        detail,
+    };
+    let config = args
+        .verifier
+        .config()
+        .map_err(|e| input("--ca-file", e.to_string()))?;
+    let verifier = Verifier::new(config).map_err(|e| input("--ca-file", e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| input("runtime", e.to_string()))?;
+    let report = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| input("kubeconfig", e.to_string()))?;
+        let workloads = workloads::list(&client)
+            .await
+            .map_err(|e| input("the cluster", e.to_string()))?;
+        let (_policy, rx) = watch::channel(PolicyState::Active(snapshot.clone()));
+        // Read once: nothing is cached across runs of a command.
+        let credentials = KubeCredentials::new(client, args.namespace.clone(), Duration::MAX);
+        let settings = Settings {
+            allow_unmatched_images: args.allow_unmatched_images,
+        };
+        let webhook = Webhook::new(rx, verifier, Arc::new(credentials), settings);
+        let mut pace = Pace::per_second(args.rate);
+        Ok::<_, CliError>(
+            check(
+                webhook.admission(),
+                &snapshot,
+                &workloads,
+                &args.scope.namespaces,
+                &mut pace,
+            )
+            .await,
+        )
+    })?;
+    match args.output {
+        Output::Json => {
+            let printed = Printed {
+                policy: args.policy.file.display().to_string(),
+                report: &report,
+            };
+            serde_json::to_writer_pretty(&mut *out, &printed).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Output::Text => write_text(out, &report)?,
+    }
+    Ok(report.refused.is_empty())
+}
+
+fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    for refused in &report.refused {
+        write_refused(out, refused)?;
+    }
+    writeln!(
+        out,
+        "{} of {} workloads would be refused.",
+        report.refused_workloads, report.workloads
+    )
+}
+
+fn write_refused(out: &mut impl Write, refused: &Refused) -> std::io::Result<()> {
+    let mode = if refused.warn_mode {
+        " (Warn mode: admitted with a warning)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "{}/{} {} {}: {}{mode}\n  {}",
+        refused.namespace,
+        refused.kind,
+        refused.name,
+        refused.image,
+        refused.reason,
+        refused.message
+    )
+}
