@@ -88,6 +88,11 @@ impl Operator {
         (operator, started.elapsed())
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What `/metrics` says.
     pub fn metrics(&self) -> String {
         crate::http_get(self.metrics, "/metrics").unwrap_or_default()
@@ -223,6 +228,16 @@ pub fn serving_cert(dir: &Path) -> (PathBuf, PathBuf) {
 /// Starts `image-policy run` on free ports with a serving certificate of the cluster's CA,
 /// trusting `registry_ca`; returns once `/readyz` answers, with the webhook's port.
 pub fn start_operator(dir: &Path, registry_ca: &Path, allow_unmatched: bool) -> (Operator, u16) {
+    let flags: &[&str] = if allow_unmatched {
+        &["--allow-unmatched-images"]
+    } else {
+        &[]
+    };
+    start_operator_with(dir, registry_ca, flags)
+}
+
+/// [`start_operator`] with further flags of `image-policy run`.
+pub fn start_operator_with(dir: &Path, registry_ca: &Path, flags: &[&str]) -> (Operator, u16) {
     let (cert, key) = serving_cert(dir);
     let port = free_port();
     let mut args = vec![
@@ -233,9 +248,7 @@ pub fn start_operator(dir: &Path, registry_ca: &Path, allow_unmatched: bool) -> 
         "--ca-file",
         registry_ca.to_str().unwrap(),
     ];
-    if allow_unmatched {
-        args.push("--allow-unmatched-images");
-    }
+    args.extend_from_slice(flags);
     // One identity for every operator started here, one after another: the next one holds
     // the status Lease at once instead of waiting out the last one's.
     let (operator, _) = Operator::start(dir, "image-policy-local", port, None, &args);

@@ -317,6 +317,10 @@ def rbac_expected(ns: str, *, operator_certs: bool, secret_namespaces: tuple[str
             rules.add(("ClusterRole", "", "", "secrets", verb, ""))
     for verb in ("get", "patch", "update"):
         rules.add(("ClusterRole", "", cip, "clusterimagepolicies/status", verb, ""))
+    # The check of what already runs: list only.
+    rules.add(("ClusterRole", "", "", "pods", "list", ""))
+    rules.add(("ClusterRole", "", "apps", "replicasets", "list", ""))
+    rules.add(("ClusterRole", "", "batch", "jobs", "list", ""))
     for verb in ("get", "create", "update"):
         rules.add(("Role", ns, "coordination.k8s.io", "leases", verb, ""))
     for verb in ("get", "list", "watch"):
@@ -460,8 +464,14 @@ def check_defaults() -> None:
         for flag in ("--tls-cert-file=/etc/image-policy/tls/tls.crt",
                      "--tls-key-file=/etc/image-policy/tls/tls.key",
                      f"--namespace={ns}", "--log-level=info", "--webhook-addr=0.0.0.0:8443",
-                     "--metrics-addr=0.0.0.0:8080", "--max-connections=1024"):
+                     "--metrics-addr=0.0.0.0:8080", "--max-connections=1024",
+                     "--resync-period=10m", "--running-check-rate=20",
+                     "--unchecked-namespace=kube-system"):
             assert flag in a, f"{flag} not in {a}"
+        excluded = render(values("webhook.excludedNamespaces={tools,kube-system}")).container()["args"]
+        expect_eq([x for x in excluded if x.startswith("--unchecked-namespace=")],
+                  ["--unchecked-namespace=kube-system", "--unchecked-namespace=tools"],
+                  "unchecked namespaces: kube-system and webhook.excludedNamespaces, once each")
         assert "--allow-unmatched-images" not in a, "allowUnmatchedImages is false by default"
         assert "--allow-redirects-to-loopback" not in a, "no redirect to loopback by default"
         env = {e["name"]: e for e in r.container()["env"]}
