@@ -8,8 +8,11 @@
 //! is full the record is dropped and counted (`image_policy_events_dropped_total`). One task,
 //! [`publish`], drains the queue through kube-runtime's [`Recorder`], which turns repeats
 //! (the same reason about the same objects: a controller retrying a refused Pod) into the
-//! series of one Event instead of new Events. A publication that fails is counted and
-//! logged, never retried.
+//! series of one Event instead of new Events; the policy's Events, about a cluster-scoped
+//! object, go through [`cluster`] instead, which does the same in `kube-system` (see there
+//! why). A publication that fails is counted and logged, never retried.
+
+pub mod cluster;
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +22,7 @@ use kube::Resource as _;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 
+use self::cluster::ClusterRecorder;
 use super::decision::{Decision, Outcome};
 use super::review::{ControllerRef, Request};
 use super::words;
@@ -187,7 +191,8 @@ impl Record {
 }
 
 /// The policy `image-policy` of uid `uid`. Cluster-scoped: no namespace, so its Events are
-/// kept in `default`, where `kubectl describe clusterimagepolicy` finds them by uid.
+/// kept in `kube-system` ([`cluster`]), where `kubectl describe clusterimagepolicy` finds
+/// them by uid.
 fn policy_reference(uid: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some(ClusterImagePolicy::api_version(&()).into_owned()),
@@ -252,12 +257,19 @@ pub async fn publish(
         controller: REPORTER.to_owned(),
         instance: Some(instance),
     };
-    let recorder = Recorder::new(client, reporter);
+    let namespaced = Recorder::new(client.clone(), reporter.clone());
+    let mut cluster_scoped = ClusterRecorder::new(client, reporter);
     let mut failures = Failures::default();
     while let Some(record) = records.recv().await {
         for (event, regarding) in record.events() {
-            let published =
-                tokio::time::timeout(PUBLISH_TIMEOUT, recorder.publish(&event, &regarding)).await;
+            let publish = async {
+                if regarding.namespace.is_some() {
+                    namespaced.publish(&event, &regarding).await
+                } else {
+                    cluster_scoped.publish(&event, &regarding).await
+                }
+            };
+            let published = tokio::time::timeout(PUBLISH_TIMEOUT, publish).await;
             let error = match published {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e.to_string(),
