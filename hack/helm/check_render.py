@@ -304,9 +304,13 @@ def check_service_client(r: Rendered, ns: str) -> None:
 
 
 def rbac_expected(ns: str, *, operator_certs: bool, secret_namespaces: tuple[str, ...] = (),
-                  pinning: bool = True) -> set:
+                  pinning: bool = True, events: bool = True) -> set:
     cip = "signing.apps.tanzu.vmware.com"
     rules = set()
+    if events:
+        # The recorder creates an Event, then patches its series; in any namespace.
+        for verb in ("create", "patch"):
+            rules.add(("ClusterRole", "", "events.k8s.io", "events", verb, ""))
     for verb in ("get", "list", "watch"):
         rules.add(("ClusterRole", "", cip, "clusterimagepolicies", verb, ""))
         rules.add(("ClusterRole", "", "", "serviceaccounts", verb, ""))
@@ -466,7 +470,7 @@ def check_defaults() -> None:
                      f"--namespace={ns}", "--log-level=info", "--webhook-addr=0.0.0.0:8443",
                      "--metrics-addr=0.0.0.0:8080", "--max-connections=1024",
                      "--resync-period=10m", "--running-check-rate=20",
-                     "--unchecked-namespace=kube-system"):
+                     "--unchecked-namespace=kube-system", "--events=true"):
             assert flag in a, f"{flag} not in {a}"
         excluded = render(values("webhook.excludedNamespaces={tools,kube-system}")).container()["args"]
         expect_eq([x for x in excluded if x.startswith("--unchecked-namespace=")],
@@ -479,6 +483,8 @@ def check_defaults() -> None:
         assert not any(x.startswith(("--ca-file", "--insecure-registry")) for x in a), a
         on = render(values("allowUnmatchedImages=true")).container()["args"]
         assert "--allow-unmatched-images" in on, f"--allow-unmatched-images not in {on}"
+        off = render(values("events.enabled=false")).container()["args"]
+        assert "--events=false" in off and "--events=true" not in off, off
 
     def namespace_object() -> None:
         n = r.one("Namespace", ns)
@@ -495,7 +501,7 @@ def check_defaults() -> None:
         on_install = Rendered(parse_stream(release["manifest"]))
         expect_eq(on_install.names(), r.names(), "objects of `helm install` vs render")
 
-    check("defaults: args of `image-policy run`; allowUnmatchedImages adds its flag", args)
+    check("defaults: args of `image-policy run`; allowUnmatchedImages and events.enabled reach it", args)
     check(f"defaults: Namespace {ns} created and labelled (createNamespace)", namespace_object)
     check("defaults: no cert-manager objects", no_cert_manager)
     check("defaults: `helm install` (client dry run) renders the same objects", install_path)
@@ -508,8 +514,9 @@ def check_everything() -> None:
     check_names(r, ns)
     check_webhook(r, ns, timeout=15, extra_excluded=("cert-manager", "kube-system"))
     check_service_client(r, ns)
-    check_rbac(r, ns, rbac_expected(ns, operator_certs=True, secret_namespaces=("team-a", "team-b")),
-               "operator certificates, secretNamespaces")
+    check_rbac(r, ns, rbac_expected(ns, operator_certs=True, secret_namespaces=("team-a", "team-b"),
+                                    events=False),
+               "operator certificates, secretNamespaces, no events")
     check_security(r)
     check_probes_and_resources(r, base["resources"])
     check_quota(r, ns, 8)
@@ -525,7 +532,7 @@ def check_everything() -> None:
                      "--allow-redirects-to-loopback", "--max-connections=2048",
                      "--verify-timeout=6s", "--digest-cache-ttl=15s", "--verified-cache-ttl=5m",
                      "--rejected-cache-ttl=20s", "--cache-size=5000",
-                     "--some-future-flag=30s",
+                     "--some-future-flag=30s", "--events=false",
                      f"--tls-secret={TLS_SECRET}", f"--webhook-configuration={WEBHOOK_CONFIG}",
                      f"--mutating-webhook-configuration={MUTATING_CONFIG}", "--pin-digests=pods",
                      "--tls-validity=2160h", "--tls-renew-before=360h"):
@@ -582,7 +589,8 @@ def check_everything() -> None:
         expect_eq(dev.one("Secret", TLS_SECRET, ns)["data"], {"tls.crt": "", "tls.key": ""}, "Secret")
         assert dev.get("Deployment", MANAGER) is None, "Deployment rendered in url mode"
         check_rbac_granted = dev.rbac_rules()
-        expected = rbac_expected(ns, operator_certs=True, secret_namespaces=("team-a", "team-b"))
+        expected = rbac_expected(ns, operator_certs=True, secret_namespaces=("team-a", "team-b"),
+                                 events=False)
         expect_eq(check_rbac_granted, expected, "RBAC")
 
     check("everything: every setting reaches `image-policy run`", args)
@@ -626,7 +634,8 @@ def check_everything() -> None:
             assert dev.get(kind, name) is None, f"{kind}/{name} rendered in url mode"
         assert not dev.all("PodDisruptionBudget") and not dev.all("Certificate"), dev.names()
         dev.one("ServiceAccount", MANAGER, ns)
-        check_rbac_same = rbac_expected(ns, operator_certs=False, secret_namespaces=("team-a", "team-b"))
+        check_rbac_same = rbac_expected(ns, operator_certs=False, secret_namespaces=("team-a", "team-b"),
+                                        events=False)
         expect_eq(dev.rbac_rules(), check_rbac_same, "RBAC in url mode")
         h = dev.webhook()
         expect_eq(h["namespaceSelector"]["matchExpressions"][0]["values"],
@@ -983,6 +992,8 @@ def check_refusals() -> None:
         ("timeoutSeconds above 30", values("webhook.timeoutSeconds=31"), "at '/webhook/timeoutSeconds'"),
         ("webhook.url with http://", values("webhook.url=http://127.0.0.1:9443/x"), "at '/webhook/url'"),
         ("maxConnections: 0", values("maxConnections=0"), "at '/maxConnections'"),
+        ("events.enabled: \"yes\"", values("events.enabled=yes"),
+         "at '/events/enabled': got string, want boolean"),
         ("pinDigests typo", values("pinDigests=templates"),
          "at '/pinDigests': value must be one of 'pods', 'workloads', 'off'"),
         ("certificates.mode typo", values("certificates.mode=operater"),

@@ -1,6 +1,6 @@
 //! `image-policy run`: the operator. One process runs the controller, which publishes the
-//! policy state, the HTTPS admission webhook, which reads it on every request, and the plain
-//! HTTP health and metrics port.
+//! policy state, the HTTPS admission webhook, which reads it on every request, the publisher
+//! of its Events, and the plain HTTP health and metrics port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +19,7 @@ use crate::verify::args::VerifierArgs;
 use crate::webhook::Webhook;
 use crate::webhook::admit::Settings;
 use crate::webhook::credentials::KubeCredentials;
+use crate::webhook::events::{EventSink, QUEUE_CAPACITY};
 use crate::webhook::http::Routes;
 use crate::webhook::pin::Pinning;
 
@@ -51,6 +52,17 @@ pub struct RunArgs {
     /// the pod templates of every workload too, or nothing.
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = Pinning::Pods)]
     pin_digests: Pinning,
+    /// Record a Kubernetes Event on the ClusterImagePolicy and on the object's controller for
+    /// each refusal and each admission in Warn mode (`--events=false`: none).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    events: bool,
     #[command(flatten)]
     verifier: VerifierArgs,
     /// The operator's namespace, home of the image-policy-registry-credentials account.
@@ -151,7 +163,16 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     ));
     let webhook =
         Webhook::new(state_rx, verifier, credentials, settings).with_pinning(args.pin_digests);
-    let routes = Arc::new(Routes::new(webhook, metrics.clone()));
+    let mut routes = Routes::new(webhook, metrics.clone());
+    if args.events {
+        // Admission only queues; this task alone talks to the API server about Events.
+        let (sink, records) = EventSink::new(QUEUE_CAPACITY, metrics.clone());
+        let instance = crate::controller::lease::identity();
+        let publisher = crate::webhook::events::publish(client, instance, records, metrics.clone());
+        tokio::spawn(publisher);
+        routes = routes.with_events(sink);
+    }
+    let routes = Arc::new(routes);
     let mut config = ServerConfig::with_certificate(serving.source);
     config.certificate_observer = Some(serving.observer);
     config.addr = args.webhook_addr;

@@ -258,33 +258,49 @@ impl Object {
     }
 }
 
+impl Object {
+    /// A JSON object with no field read yet: where [`Object::read_field`] starts.
+    pub(crate) fn empty_object() -> Self {
+        Object {
+            is_object: true,
+            ..Object::default()
+        }
+    }
+
+    /// Reads the value of `key` into this level when it is a field kept here, and says
+    /// whether it did; `false` leaves the value for the caller to read (or read through),
+    /// as [`each_field`] expects. For a reader of the same object that keeps more fields.
+    pub(crate) fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        let child = |map: &mut A| next_value::<_, Object>(map).map(Box::new).map(Some);
+        match key {
+            "containers" => self.containers = next_value(map)?,
+            "initContainers" => self.init_containers = next_value(map)?,
+            "ephemeralContainers" => self.ephemeral_containers = next_value(map)?,
+            "imagePullSecrets" => self.pull_secrets = next_value::<_, PullSecrets>(map)?.0,
+            "serviceAccountName" => {
+                self.service_account_name = next_value::<_, Text>(map)?.into_owned();
+            }
+            "spec" => self.spec = child(map)?,
+            "template" => self.template = child(map)?,
+            "jobTemplate" => self.job_template = child(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
 impl<'de> Lenient<'de> for Object {
     fn other() -> Self {
         Object::default()
     }
 
     fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let mut object = Object {
-            is_object: true,
-            ..Object::default()
-        };
-        let child = |map: &mut A| next_value::<_, Object>(map).map(Box::new).map(Some);
-        each_field(map, |key, map| {
-            match key {
-                "containers" => object.containers = next_value(map)?,
-                "initContainers" => object.init_containers = next_value(map)?,
-                "ephemeralContainers" => object.ephemeral_containers = next_value(map)?,
-                "imagePullSecrets" => object.pull_secrets = next_value::<_, PullSecrets>(map)?.0,
-                "serviceAccountName" => {
-                    object.service_account_name = next_value::<_, Text>(map)?.into_owned();
-                }
-                "spec" => object.spec = child(map)?,
-                "template" => object.template = child(map)?,
-                "jobTemplate" => object.job_template = child(map)?,
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
+        let mut object = Object::empty_object();
+        each_field(map, |key, map| object.read_field(key, map))?;
         Ok(object)
     }
 }

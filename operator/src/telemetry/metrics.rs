@@ -11,6 +11,7 @@
 //! | `image_policy_verification_cache_total` (counter) | `cache` (digest, verdict), `result` (hit, miss) |
 //! | `image_policy_registry_requests_total` (counter) | `outcome` |
 //! | `image_policy_pinned_images_total` (counter) | `kind` |
+//! | `image_policy_events_dropped_total` (counter) | `cause` (queue_full, publish_failed) |
 //! | `image_policy_policy_ready` (gauge) | 1 while a valid snapshot is enforced |
 //! | `image_policy_policy_keys`, `image_policy_policy_patterns` (gauges) | size of that snapshot |
 
@@ -86,6 +87,30 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+/// Why a Kubernetes Event of an admission was not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventDropped {
+    /// The queue to the publisher was full (or, at shutdown, closed): admission never waits.
+    QueueFull,
+    /// The API server refused it or did not answer in time.
+    PublishFailed,
+}
+
+impl EventDropped {
+    /// The label value: `queue_full` or `publish_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventDropped::QueueFull => "queue_full",
+            EventDropped::PublishFailed => "publish_failed",
+        }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The operator's metrics. Cloning is cheap (one `Arc`); every clone records into the same
@@ -103,6 +128,7 @@ struct Inner {
     verification_cache: Family<CacheLabels, Counter>,
     registry_requests: Family<OutcomeLabels, Counter>,
     pinned_images: Family<KindLabels, Counter>,
+    events_dropped: Family<CauseLabels, Counter>,
     policy_ready: Gauge,
     policy_keys: Gauge,
     policy_patterns: Gauge,
@@ -145,6 +171,12 @@ impl Metrics {
             "Images rewritten to the digest their verification accepted, by object kind",
             pinned_images.clone(),
         );
+        let events_dropped = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes Events of admissions not published, by cause",
+            events_dropped.clone(),
+        );
         let policy_ready = Gauge::default();
         registry.register(
             "policy_ready",
@@ -177,6 +209,7 @@ impl Metrics {
                 verification_cache,
                 registry_requests,
                 pinned_images,
+                events_dropped,
                 policy_ready,
                 policy_keys,
                 policy_patterns,
@@ -224,6 +257,16 @@ impl Metrics {
             .pinned_images
             .get_or_create(&KindLabels { kind })
             .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one Kubernetes Event of an admission that was not published.
+    pub fn event_dropped(&self, cause: EventDropped) {
+        self.inner
+            .events_dropped
+            .get_or_create(&CauseLabels {
+                cause: cause.as_str(),
+            })
+            .inc();
     }
 
     /// Records one request to a registry with its fixed outcome label (`ok`, `not_found`,
@@ -413,8 +456,13 @@ mod tests {
         metrics.registry_request("unreachable");
         metrics.registry_request("ok");
         metrics.policy(true, 3, 7);
+        metrics.event_dropped(EventDropped::QueueFull);
+        metrics.event_dropped(EventDropped::QueueFull);
+        metrics.event_dropped(EventDropped::PublishFailed);
         let text = metrics.encode().unwrap();
         for expected in [
+            "image_policy_events_dropped_total{cause=\"queue_full\"} 2\n",
+            "image_policy_events_dropped_total{cause=\"publish_failed\"} 1\n",
             "image_policy_verification_cache_total{cache=\"verdict\",result=\"hit\"} 2\n",
             "image_policy_verification_cache_total{cache=\"digest\",result=\"miss\"} 1\n",
             "image_policy_registry_requests_total{outcome=\"ok\"} 2\n",

@@ -1,4 +1,5 @@
-//! The webhook's HTTP routes: admission reviews in, one log line and one metric per decision.
+//! The webhook's HTTP routes: admission reviews in, one log line and one metric per decision,
+//! and for a refusal or a Warn-mode admission the record of its Events ([`super::events`]).
 
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use http::{Method, Request, Response, StatusCode, header};
 
 use super::Webhook;
 use super::decision::{Decision, Outcome, Reason};
+use super::events::{EventSink, Record};
 use super::review::Request as Review;
 use crate::server::Handler;
 use crate::telemetry::{Decision as Verdict, Metrics};
@@ -22,12 +24,25 @@ pub const PIN_PATH: &str = "/pin-digests";
 pub struct Routes {
     webhook: Webhook,
     metrics: Metrics,
+    events: Option<EventSink>,
 }
 
 impl Routes {
-    /// Routes for `webhook`, recording into `metrics`.
+    /// Routes for `webhook`, recording into `metrics`, with no Events.
     pub fn new(webhook: Webhook, metrics: Metrics) -> Self {
-        Routes { webhook, metrics }
+        Routes {
+            webhook,
+            metrics,
+            events: None,
+        }
+    }
+
+    /// The same, leaving the record of each Event to publish in `events`.
+    pub fn with_events(self, events: EventSink) -> Self {
+        Routes {
+            events: Some(events),
+            ..self
+        }
     }
 }
 
@@ -114,6 +129,7 @@ impl Routes {
         if decision.reason == Reason::NotChecked {
             return;
         }
+        self.record_events(review, decision);
         // Written only when the line is: `namespace/kind/name` and the images as a list.
         let object = format_args!("{}/{}/{}", review.namespace, review.kind, review.name);
         let images = Images(&decision.outcomes);
@@ -141,6 +157,18 @@ impl Routes {
             elapsed_ms = elapsed.as_secs_f64() * 1e3,
             "{msg}"
         );
+    }
+
+    /// Queues the Events of a refusal or a Warn-mode admission, with the uid of the policy in
+    /// force; never waits.
+    fn record_events(&self, review: &Review, decision: &Decision) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        if let Some(mut record) = Record::of(review, decision) {
+            record.policy_uid = self.webhook.policy_uid();
+            events.record(record);
+        }
     }
 }
 

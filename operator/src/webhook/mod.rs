@@ -5,11 +5,13 @@
 //! decided, or 400 with the reason for anything else; [`Webhook::pin`] answers `POST
 //! /pin-digests`, the mutating webhook, likewise. [`review`] is the wire format, [`admit`]
 //! decides, [`pin`] rewrites, [`words`] says it, [`credentials`] finds what registries need,
-//! and [`http`] routes requests to it and records each decision.
+//! and [`http`] routes requests to it and records each decision, with [`events`] publishing
+//! the Kubernetes Events of refusals and Warn-mode admissions.
 
 pub mod admit;
 pub mod credentials;
 pub mod decision;
+pub mod events;
 pub mod http;
 pub mod pin;
 pub mod review;
@@ -88,6 +90,15 @@ impl Webhook {
     /// What decides: for deciding images without a review (`image-policy check`).
     pub fn admission(&self) -> &Admission {
         &self.admission
+    }
+
+    /// The `metadata.uid` of the policy now in force (or now refused as invalid), if known.
+    pub fn policy_uid(&self) -> Option<String> {
+        self.admission
+            .policy
+            .borrow()
+            .version()
+            .and_then(|v| v.uid.clone())
     }
 
     /// Answers one request body.

@@ -4,7 +4,8 @@
 //! Requests are read in `admission.k8s.io/v1` or `v1beta1`, and answered in the version they
 //! came in. A body is read in one pass for the fields that decide, as a JSON value would read
 //! them (see [`crate::lenient`]): the object is not built, only its images, pull secrets and
-//! service account are kept (see [`Object`]). A body that is not a well-formed review is an
+//! service account are kept (see [`Object`]), and of its metadata what an Event names (its
+//! `generateName` and its controller, see [`ControllerRef`]). A body that is not a well-formed review is an
 //! error for the HTTP layer to answer with 400: the API server then applies the webhook's
 //! failure policy (Fail), so a broken request can never be admitted by accident.
 
@@ -13,7 +14,7 @@ use std::collections::HashSet;
 
 use base64::Engine as _;
 use serde::Serialize;
-use serde::de::MapAccess;
+use serde::de::{MapAccess, SeqAccess};
 use serde_json::Value;
 
 use super::decision::Decision;
@@ -81,10 +82,28 @@ pub struct Request {
     pub name: String,
     /// Whether this is a dry run; decided the same way.
     pub dry_run: bool,
+    /// The object's `metadata.generateName` (empty when it has none).
+    pub generate_name: String,
+    /// The object's controller: its `metadata.ownerReferences` entry with `controller: true`.
+    pub controller: Option<ControllerRef>,
     /// What decides in the object as it would be stored.
     pub object: Object,
     /// What decides in the object before an UPDATE.
     pub old_object: Option<Object>,
+}
+
+/// The object that controls another (`metadata.ownerReferences[]` with `controller: true`):
+/// a Pod's ReplicaSet, a Job's CronJob. Only a complete reference is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerRef {
+    /// `apiVersion`, such as `apps/v1`.
+    pub api_version: String,
+    /// `kind`, such as `ReplicaSet`.
+    pub kind: String,
+    /// `name`.
+    pub name: String,
+    /// `uid`.
+    pub uid: String,
 }
 
 /// The envelope: `{"apiVersion", "kind", "request"}`.
@@ -108,9 +127,36 @@ struct Fields<'de> {
     namespace: Option<Cow<'de, str>>,
     name: Option<Cow<'de, str>>,
     dry_run: Option<bool>,
-    object: Object,
+    object: Subject,
     /// `None` when missing or `null`.
     old_object: Option<Object>,
+}
+
+/// `request.object`: what decides in it, and what an Event names from its `metadata`.
+#[derive(Default)]
+struct Subject {
+    object: Object,
+    metadata: Metadata,
+}
+
+/// `metadata`'s `generateName` and controller.
+#[derive(Default)]
+struct Metadata {
+    generate_name: Option<String>,
+    controller: Option<ControllerRef>,
+}
+
+/// `metadata.ownerReferences`: its first entry with `controller: true`, if complete.
+struct Controller(Option<ControllerRef>);
+
+/// One `ownerReferences` entry, as written.
+#[derive(Default)]
+struct OwnerReference {
+    api_version: Option<String>,
+    kind: Option<String>,
+    name: Option<String>,
+    uid: Option<String>,
+    controller: bool,
 }
 
 /// `request.kind`'s `kind`.
@@ -169,6 +215,96 @@ impl<'de> Lenient<'de> for Fields<'de> {
             Ok(true)
         })?;
         Ok(fields)
+    }
+}
+
+impl<'de> Lenient<'de> for Subject {
+    fn other() -> Self {
+        Subject::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut object = Object::empty_object();
+        let mut metadata = Metadata::default();
+        each_field(map, |key, map| {
+            if key == "metadata" {
+                metadata = next_value(map)?;
+                return Ok(true);
+            }
+            object.read_field(key, map)
+        })?;
+        Ok(Subject { object, metadata })
+    }
+}
+
+impl<'de> Lenient<'de> for Metadata {
+    fn other() -> Self {
+        Metadata::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut metadata = Metadata::default();
+        each_field(map, |key, map| {
+            match key {
+                "generateName" => metadata.generate_name = next_value::<_, Text>(map)?.into_owned(),
+                "ownerReferences" => metadata.controller = next_value::<_, Controller>(map)?.0,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(metadata)
+    }
+}
+
+impl<'de> Lenient<'de> for Controller {
+    fn other() -> Self {
+        Controller(None)
+    }
+
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut controller = None;
+        while let Some(Read(reference)) = seq.next_element::<Read<OwnerReference>>()? {
+            if controller.is_none() && reference.controller {
+                controller = reference.complete();
+            }
+        }
+        Ok(Controller(controller))
+    }
+}
+
+impl<'de> Lenient<'de> for OwnerReference {
+    fn other() -> Self {
+        OwnerReference::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut reference = OwnerReference::default();
+        let text = |map: &mut A| next_value::<_, Text>(map).map(Text::into_owned);
+        each_field(map, |key, map| {
+            match key {
+                "apiVersion" => reference.api_version = text(map)?,
+                "kind" => reference.kind = text(map)?,
+                "name" => reference.name = text(map)?,
+                "uid" => reference.uid = text(map)?,
+                "controller" => reference.controller = next_value::<_, Flag>(map)?.0 == Some(true),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(reference)
+    }
+}
+
+impl OwnerReference {
+    /// The reference, when every field of it is a non-empty string.
+    fn complete(self) -> Option<ControllerRef> {
+        let field = |f: Option<String>| f.filter(|f| !f.is_empty());
+        Some(ControllerRef {
+            api_version: field(self.api_version)?,
+            kind: field(self.kind)?,
+            name: field(self.name)?,
+            uid: field(self.uid)?,
+        })
     }
 }
 
@@ -252,7 +388,9 @@ impl Request {
             namespace: text(request.namespace),
             name: text(request.name),
             dry_run: request.dry_run.unwrap_or(false),
-            object: request.object,
+            generate_name: request.object.metadata.generate_name.unwrap_or_default(),
+            controller: request.object.metadata.controller,
+            object: request.object.object,
             old_object: request.old_object,
         })
     }
@@ -479,3 +617,6 @@ impl<'a> Response<'a> {
         serde_json::to_vec(&review).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -115,6 +115,47 @@ pub fn invalid_policy(name: &str, problems: &str) -> String {
     format!("ClusterImagePolicy {name:?} is invalid: {problems}")
 }
 
+/// The reason of the Event recorded for an object refused (docs/contract.md §6).
+pub const REFUSED_EVENT: &str = "Refused";
+
+/// The reason of the Event recorded for an object admitted only because of Warn mode.
+pub const WARNED_EVENT: &str = "AdmittedInWarnMode";
+
+/// The action of both Events: what the webhook did to the object.
+pub const EVENT_ACTION: &str = "Admission";
+
+/// The note of an Event: the object (`<kind> <namespace>/<name>`, its `generateName` when it
+/// has no name yet, as the API server's own errors name it), the images refused (or waived),
+/// the reason label, and the denial word for word, so that a search for the denial finds
+/// its Event too.
+pub fn event_note(
+    refused: bool,
+    object: &str,
+    images: &[String],
+    reason: &str,
+    denial: &str,
+) -> String {
+    let with = match images {
+        [] => String::new(),
+        [image] => format!(" with image {image}"),
+        images => format!(" with images {}", images.join(", ")),
+    };
+    if refused {
+        format!("Refused {object}{with} ({reason}): {denial}")
+    } else {
+        format!("Admitted {object}{with} in Warn mode ({reason}): {denial}")
+    }
+}
+
+/// An object as an Event's note names it: `<kind> <namespace>/<name>`.
+pub fn event_object(kind: &str, namespace: &str, name: &str) -> String {
+    match (namespace, name) {
+        ("", name) => format!("{kind} {name}"),
+        (namespace, "") => format!("{kind} in namespace {namespace}"),
+        (namespace, name) => format!("{kind} {namespace}/{name}"),
+    }
+}
+
 /// `text` as a sentence: its first letter upper-case, one full stop at its end.
 fn sentence(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 1);
@@ -309,6 +350,32 @@ mod tests {
                 "{full}"
             );
         }
+    }
+
+    #[test]
+    fn an_events_note_names_the_object_the_images_and_the_denial() {
+        let pod = event_object("Pod", "team-a", "web-7d9c5b-");
+        assert_eq!(pod, "Pod team-a/web-7d9c5b-");
+        assert_eq!(event_object("Pod", "team-a", ""), "Pod in namespace team-a");
+        let denial = "The image: r/a:1 is not signed.";
+        assert_eq!(
+            event_note(true, &pod, &["r/a:1".into()], "NotSigned", denial),
+            "Refused Pod team-a/web-7d9c5b- with image r/a:1 (NotSigned): The image: r/a:1 is not signed."
+        );
+        assert_eq!(
+            event_note(
+                false,
+                &pod,
+                &["r/a:1".into(), "r/b:2".into()],
+                "Unmatched",
+                denial
+            ),
+            "Admitted Pod team-a/web-7d9c5b- with images r/a:1, r/b:2 in Warn mode (Unmatched): The image: r/a:1 is not signed."
+        );
+        assert_eq!(
+            event_note(true, &pod, &[], "PolicyLoading", POLICY_LOADING),
+            "Refused Pod team-a/web-7d9c5b- (PolicyLoading): The image policy is not loaded yet; try again in a moment."
+        );
     }
 
     #[test]
