@@ -40,6 +40,12 @@ pub const NOTE_LIMIT: usize = 1024;
 /// The longest one publication may take: the queue waits meanwhile, admission does not.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// After how many publications kube-runtime's [`Recorder`] is replaced by a new one. It keeps
+/// every Event of the last 6 minutes to grow their series, without a bound of its own: refusals
+/// about ever new controllers must not grow memory without bound (a replaced one's next repeat
+/// is a new Event).
+pub const RECORDER_RENEWAL: usize = 4096;
+
 /// How often a failed publication is logged at `warn` at most; the others at `debug`.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -257,11 +263,19 @@ pub async fn publish(
         controller: REPORTER.to_owned(),
         instance: Some(instance),
     };
-    let namespaced = Recorder::new(client.clone(), reporter.clone());
-    let mut cluster_scoped = ClusterRecorder::new(client, reporter);
+    let mut namespaced = Recorder::new(client.clone(), reporter.clone());
+    let mut published_by_it = 0;
+    let mut cluster_scoped = ClusterRecorder::new(client.clone(), reporter.clone());
     let mut failures = Failures::default();
     while let Some(record) = records.recv().await {
         for (event, regarding) in record.events() {
+            if regarding.namespace.is_some() {
+                published_by_it += 1;
+                if published_by_it > RECORDER_RENEWAL {
+                    namespaced = Recorder::new(client.clone(), reporter.clone());
+                    published_by_it = 1;
+                }
+            }
             let publish = async {
                 if regarding.namespace.is_some() {
                     namespaced.publish(&event, &regarding).await

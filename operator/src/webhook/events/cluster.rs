@@ -27,6 +27,11 @@ pub const NAMESPACE: &str = "kube-system";
 /// How long after its last repeat an Event's series may still grow (kube-runtime's own).
 pub const SERIES_TTL: SignedDuration = SignedDuration::from_mins(6);
 
+/// How many series are remembered at most: refusals about ever new objects (Pods of random
+/// names, say) must not grow memory without bound. Past it the quietest is forgotten, and
+/// its next repeat is a new Event.
+pub const MAX_SERIES: usize = 4096;
+
 /// Publishes Events about cluster-scoped objects, one at a time (`&mut self`).
 pub struct ClusterRecorder {
     client: kube::Client,
@@ -132,12 +137,7 @@ impl Series {
     /// Forgets the Events last seen [`SERIES_TTL`] or more before `now`.
     fn forget_before(&mut self, now: Timestamp) {
         self.written.retain(|_, event| {
-            let last = event
-                .series
-                .as_ref()
-                .map(|s| &s.last_observed_time)
-                .or(event.event_time.as_ref());
-            last.is_some_and(|last| now.duration_since(last.0) < SERIES_TTL)
+            last_seen(event).is_some_and(|last| now.duration_since(last) < SERIES_TTL)
         });
     }
 
@@ -192,10 +192,30 @@ impl Series {
         }
     }
 
-    /// Remembers `event`, written, as the last of its series.
+    /// Remembers `event`, written, as the last of its series; at [`MAX_SERIES`], in the place
+    /// of the series seen last longest ago.
     fn remember(&mut self, key: Key, event: K8sEvent) {
+        if self.written.len() >= MAX_SERIES && !self.written.contains_key(&key) {
+            let quietest = self
+                .written
+                .iter()
+                .min_by_key(|(_, e)| last_seen(e))
+                .map(|(k, _)| k.clone());
+            if let Some(quietest) = quietest {
+                self.written.remove(&quietest);
+            }
+        }
         self.written.insert(key, event);
     }
+}
+
+/// When an Event written was last seen: its series' last repeat, or its own time.
+fn last_seen(event: &K8sEvent) -> Option<Timestamp> {
+    event
+        .series
+        .as_ref()
+        .map(|s| s.last_observed_time.0)
+        .or(event.event_time.as_ref().map(|t| t.0))
 }
 
 #[cfg(test)]
@@ -290,5 +310,27 @@ mod tests {
         assert_eq!(later.series, None);
         assert_ne!(later.metadata.name, first.metadata.name);
         assert_eq!(series.written.len(), 1, "the quiet ones are forgotten");
+    }
+
+    #[test]
+    fn past_the_bound_the_quietest_series_is_forgotten() {
+        let mut series = Series::new(reporter());
+        let start = Timestamp::now();
+        for n in 0..MAX_SERIES {
+            let at = start + SignedDuration::from_millis(i64::try_from(n).unwrap());
+            write(&mut series, &event(&format!("rs-{n}")), at);
+        }
+        // The first one repeats: now the quietest is the second.
+        let later = start + SignedDuration::from_secs(10);
+        write(&mut series, &event("rs-0"), later);
+        write(&mut series, &event("new"), later);
+        assert_eq!(series.written.len(), MAX_SERIES);
+        let related = |name: &str| {
+            series
+                .written
+                .keys()
+                .any(|k| k.related.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        };
+        assert!(related("rs-0") && related("new") && !related("rs-1"));
     }
 }
