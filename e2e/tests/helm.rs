@@ -177,7 +177,28 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
         ),
         "yes"
     );
-    assert_eq!(can_i(&kubeconfig, &["list", "pods"]), "no");
+    // The check of what already runs lists Pods, ReplicaSets and Jobs, and reads nothing
+    // else of them; Events are created and patched (their series), never read or deleted.
+    for (verb, resource, granted) in [
+        ("list", "pods", "yes"),
+        ("watch", "pods", "no"),
+        ("get", "pods", "no"),
+        ("list", "replicasets.apps", "yes"),
+        ("get", "replicasets.apps", "no"),
+        ("list", "jobs.batch", "yes"),
+        ("create", "events.events.k8s.io", "yes"),
+        ("patch", "events.events.k8s.io", "yes"),
+        ("list", "events.events.k8s.io", "no"),
+        ("delete", "events.events.k8s.io", "no"),
+    ] {
+        for namespace in ["kube-system", "default"] {
+            assert_eq!(
+                can_i(&kubeconfig, &[verb, resource, "-n", namespace]),
+                granted,
+                "{verb} {resource} in {namespace}"
+            );
+        }
+    }
     assert_eq!(
         can_i(
             &kubeconfig,

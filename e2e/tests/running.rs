@@ -254,6 +254,11 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
             .contains("is not signed"),
         "{found}"
     );
+    let metrics = operator.metrics();
+    assert!(
+        metrics.contains(&format!("image_policy_running_refused_workloads {DEPLOYMENTS}\n")),
+        "{metrics}"
+    );
     let table = kubectl(&["get", "clusterimagepolicies"], None).expect_ok("get");
     let row = table.lines().nth(1).unwrap();
     assert!(row.split_whitespace().any(|c| c == "10"), "{table}");

@@ -898,7 +898,8 @@ def check_metrics_objects() -> None:
         expect_eq(sorted(rules(r)), [("ImagePolicyCertificateExpiresSoon", "critical"),
                                      ("ImagePolicyCertificateExpiresSoon", "warning"),
                                      ("ImagePolicyHighDenialRate", "warning"),
-                                     ("ImagePolicyRegistryErrors", "warning")], "alerts")
+                                     ("ImagePolicyRegistryErrors", "warning"),
+                                     ("ImagePolicyRunningWorkloadsRefused", "warning")], "alerts")
         for alert in rules(r).values():
             description = alert["annotations"]["description"]
             assert "{{ $value" in description, f"Prometheus templating lost: {description}"

@@ -153,6 +153,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         resync: args.resync_period,
         rate: args.running_check_rate,
         unchecked,
+        metrics: metrics.clone(),
     };
     tokio::spawn(crate::controller::running::run(
         client.clone(),

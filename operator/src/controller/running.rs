@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::audit::{self, LISTED, Pace, Report};
 use crate::policy::{PolicyState, Snapshot};
+use crate::telemetry::Metrics;
 use crate::webhook::Webhook;
 
 /// The field manager of `status.running`.
@@ -32,6 +33,8 @@ pub struct Settings {
     pub rate: u32,
     /// Namespaces never checked (the webhook does not intercept them).
     pub unchecked: Vec<String>,
+    /// Where the last check's counts are recorded.
+    pub metrics: Metrics,
 }
 
 /// Checks the running workloads until the state's sender is gone.
@@ -43,6 +46,10 @@ pub async fn run(
     settings: Settings,
 ) {
     loop {
+        if !*leading.borrow() {
+            // Another replica checks: this one's last counts are not current.
+            settings.metrics.running_unknown();
+        }
         if leading.wait_for(|leads| *leads).await.is_err() {
             return;
         }
@@ -100,6 +107,9 @@ async fn check_and_write(
         refused_images = report.refused.len(),
         "Running workloads checked"
     );
+    settings
+        .metrics
+        .running(report.workloads, report.refused_workloads);
     let status = running_status(
         &report,
         snapshot.version().generation,

@@ -14,6 +14,7 @@
 //! | `image_policy_events_dropped_total` (counter) | `cause` (queue_full, publish_failed) |
 //! | `image_policy_policy_ready` (gauge) | 1 while a valid snapshot is enforced |
 //! | `image_policy_policy_keys`, `image_policy_policy_patterns` (gauges) | size of that snapshot |
+//! | `image_policy_running_workloads`, `image_policy_running_refused_workloads` (gauges) | the last check of what already runs, on the lease holder (-1 elsewhere and before one) |
 
 use std::fmt;
 use std::sync::Arc;
@@ -132,6 +133,8 @@ struct Inner {
     policy_ready: Gauge,
     policy_keys: Gauge,
     policy_patterns: Gauge,
+    running_workloads: Gauge,
+    running_refused_workloads: Gauge,
     serving_certificate_expiry: Gauge,
 }
 
@@ -195,6 +198,20 @@ impl Metrics {
             "Image name patterns in the enforced policy snapshot",
             policy_patterns.clone(),
         );
+        let running_workloads = Gauge::default();
+        running_workloads.set(-1);
+        registry.register(
+            "running_workloads",
+            "Workloads checked by the last check of what already runs (-1: none on this replica)",
+            running_workloads.clone(),
+        );
+        let running_refused_workloads = Gauge::default();
+        running_refused_workloads.set(-1);
+        registry.register(
+            "running_refused_workloads",
+            "Of those, the workloads running an image the policy would refuse now (-1: no check on this replica)",
+            running_refused_workloads.clone(),
+        );
         let serving_certificate_expiry = Gauge::default();
         registry.register(
             "serving_certificate_expiry_timestamp_seconds",
@@ -213,6 +230,8 @@ impl Metrics {
                 policy_ready,
                 policy_keys,
                 policy_patterns,
+                running_workloads,
+                running_refused_workloads,
                 serving_certificate_expiry,
             }),
         }
@@ -284,6 +303,20 @@ impl Metrics {
         self.inner.policy_ready.set(i64::from(ready));
         self.inner.policy_keys.set(saturating_i64(keys));
         self.inner.policy_patterns.set(saturating_i64(patterns));
+    }
+
+    /// Records the last check of what already runs: how many workloads, and how many refused.
+    pub fn running(&self, workloads: usize, refused: usize) {
+        self.inner.running_workloads.set(saturating_i64(workloads));
+        self.inner
+            .running_refused_workloads
+            .set(saturating_i64(refused));
+    }
+
+    /// Records that this replica no longer checks what already runs (it lost the lease).
+    pub fn running_unknown(&self) {
+        self.inner.running_workloads.set(-1);
+        self.inner.running_refused_workloads.set(-1);
     }
 
     /// Records the expiry of the serving certificate just loaded.
