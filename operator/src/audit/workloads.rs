@@ -22,8 +22,9 @@ use kube::{Api, Client};
 
 use crate::workload::Object;
 
-/// How many objects one list request asks for.
-const PAGE: u32 = 500;
+/// How many objects one list request asks for: a page of Pods is held whole while it is read,
+/// so a small one keeps the peak of memory low (a Pod made by a controller is a few KiB).
+const PAGE: u32 = 100;
 
 /// A workload: the Pods of one owner, with the images they run.
 #[derive(Debug, Clone)]
@@ -164,7 +165,8 @@ pub fn running_pod(pod: &Pod) -> Option<RunningPod> {
     if matches!(phase, Some("Succeeded" | "Failed")) || pod.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    let value = serde_json::to_value(pod).ok()?;
+    // Only the spec is read: the rest (status, managedFields) decides nothing.
+    let value = serde_json::json!({ "spec": serde_json::to_value(pod.spec.as_ref()?).ok()? });
     Some(RunningPod {
         namespace: pod.metadata.namespace.clone()?,
         name: pod.metadata.name.clone()?,
