@@ -17,10 +17,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image_policy_e2e::cluster::{
-    install_crd, namespace, pem_of, policy_yaml, register_webhook, said, start_operator_with,
+    install_crd, namespace, pem_of, policy_yaml, register_webhook, start_operator_with,
     unregister_webhooks,
 };
-use image_policy_e2e::{eventually, image_policy_bin, kubectl};
+use image_policy_e2e::{Run, eventually, image_policy_bin, kubectl};
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::Value;
@@ -64,6 +64,43 @@ fn running_until(what: &str, limit: Duration, check: impl Fn(&Value) -> bool) ->
 
 fn deployment_image(host: &str, i: usize) -> String {
     format!("{host}/{}:v1", REPOSITORIES[i % REPOSITORIES.len()])
+}
+
+/// `(Deployment, name, image)` of the test's Deployments whose index passes `keep`.
+fn deployments(host: &str, keep: impl Fn(usize) -> bool) -> BTreeSet<(String, String, String)> {
+    (0..DEPLOYMENTS)
+        .filter(|i| keep(*i))
+        .map(|i| {
+            (
+                "Deployment".to_owned(),
+                format!("app-{i}"),
+                deployment_image(host, i),
+            )
+        })
+        .collect()
+}
+
+/// `kubectl create deployment` in the test's namespace.
+fn create_deployment(name: &str, image: &str, replicas: usize) -> Run {
+    let (image, replicas) = (format!("--image={image}"), format!("--replicas={replicas}"));
+    let args = ["create", "deployment", name, &image, &replicas, "-n", NS];
+    kubectl(&args, None)
+}
+
+/// The names of the Pods of the Deployment `sneaked`.
+fn sneaked_pods() -> String {
+    let args = ["get", "pods", "-n", NS, "-l", "app=sneaked", "-o", "name"];
+    kubectl(&args, None).stdout
+}
+
+/// The policy's `metadata.generation`.
+fn generation() -> String {
+    let path = "jsonpath={.metadata.generation}";
+    kubectl(
+        &["get", "clusterimagepolicy", "image-policy", "-o", path],
+        None,
+    )
+    .expect_ok("generation")
 }
 
 /// The peak resident set of process `pid`, in KiB.
@@ -145,34 +182,13 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
     // 10 Deployments of 100 Pods, 3 distinct images: kube-controller-manager creates the
     // Pods through admission.
     eventually(Duration::from_secs(30), "the policy is in force", || {
-        let run = kubectl(
-            &[
-                "create",
-                "deployment",
-                "app-0",
-                &format!("--image={}", deployment_image(&host, 0)),
-                &format!("--replicas={REPLICAS}"),
-                "-n",
-                NS,
-            ],
-            None,
-        );
-        run.ok.then_some(())
+        create_deployment("app-0", &deployment_image(&host, 0), REPLICAS)
+            .ok
+            .then_some(())
     });
     for i in 1..DEPLOYMENTS {
-        kubectl(
-            &[
-                "create",
-                "deployment",
-                &format!("app-{i}"),
-                &format!("--image={}", deployment_image(&host, i)),
-                &format!("--replicas={REPLICAS}"),
-                "-n",
-                NS,
-            ],
-            None,
-        )
-        .expect_ok("create a deployment");
+        create_deployment(&format!("app-{i}"), &deployment_image(&host, i), REPLICAS)
+            .expect_ok("create a deployment");
     }
     let started = Instant::now();
     eventually(Duration::from_secs(300), "1,000 Pods", || {
@@ -237,15 +253,7 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
     let found = running_until("the 10 workloads refused", Duration::from_secs(30), |r| {
         r["refusedWorkloads"] == DEPLOYMENTS
     });
-    let all_deployments: BTreeSet<_> = (0..DEPLOYMENTS)
-        .map(|i| {
-            (
-                "Deployment".to_owned(),
-                format!("app-{i}"),
-                deployment_image(&host, i),
-            )
-        })
-        .collect();
+    let all_deployments = deployments(&host, |_| true);
     assert_eq!(refused(&found), all_deployments, "{found}");
     assert!(
         found["refused"][0]["message"]
@@ -256,7 +264,9 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
     );
     let metrics = operator.metrics();
     assert!(
-        metrics.contains(&format!("image_policy_running_refused_workloads {DEPLOYMENTS}\n")),
+        metrics.contains(&format!(
+            "image_policy_running_refused_workloads {DEPLOYMENTS}\n"
+        )),
         "{metrics}"
     );
     let table = kubectl(&["get", "clusterimagepolicies"], None).expect_ok("get");
@@ -273,24 +283,9 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
     // only the resync finds it, within its period.
     unregister_webhooks();
     let unsigned = format!("{host}/demo/unsigned:v1");
-    kubectl(
-        &[
-            "create",
-            "deployment",
-            "sneaked",
-            &format!("--image={unsigned}"),
-            "-n",
-            NS,
-        ],
-        None,
-    )
-    .expect_ok("create while no webhook");
+    create_deployment("sneaked", &unsigned, 1).expect_ok("create while no webhook");
     eventually(Duration::from_secs(60), "the sneaked Pod", || {
-        let names = kubectl(
-            &["get", "pods", "-n", NS, "-l", "app=sneaked", "-o", "name"],
-            None,
-        );
-        (!names.stdout.is_empty()).then_some(())
+        (!sneaked_pods().is_empty()).then_some(())
     });
     register_webhook(port);
     let registered = Instant::now();
@@ -323,54 +318,22 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
     let ca_file = ca.to_str().unwrap();
     let mut args = vec!["--policy", new.as_str(), "--ca-file", ca_file, "-o", "json"];
     args.extend(others.iter().map(String::as_str));
-    let generation = kubectl(
-        &[
-            "get",
-            "clusterimagepolicy",
-            "image-policy",
-            "-o",
-            "jsonpath={.metadata.generation}",
-        ],
-        None,
-    )
-    .expect_ok("generation");
+    let before = generation();
     let (code, out, err) = audit(&args);
     assert_eq!(code, Some(1), "{out}\n{err}");
     let report: Value = serde_json::from_str(&out).expect("json");
-    let mut expected: BTreeSet<_> = (0..DEPLOYMENTS)
-        .filter(|i| i % 3 != 0)
-        .map(|i| {
-            (
-                "Deployment".to_owned(),
-                format!("app-{i}"),
-                deployment_image(&host, i),
-            )
-        })
-        .collect();
+    // app-a (every third Deployment) is still trusted with k1.
+    let mut expected = deployments(&host, |i| i % 3 != 0);
     expected.extend(sneaked.iter().cloned());
     assert_eq!(refused(&report), expected, "{out}");
     assert_eq!(report["refusedWorkloads"], expected.len(), "{out}");
     assert_eq!(report["workloads"], DEPLOYMENTS + 1, "{out}");
-    let unchanged = kubectl(
-        &[
-            "get",
-            "clusterimagepolicy",
-            "image-policy",
-            "-o",
-            "jsonpath={.metadata.generation}",
-        ],
-        None,
-    );
-    assert_eq!(unchanged.stdout, generation, "{}", said(&unchanged));
+    assert_eq!(generation(), before, "audit changed the policy");
 
     // The policy in force, once the sneaked Deployment is gone: nothing, exit 0; in text.
     kubectl(&["delete", "deployment", "sneaked", "-n", NS], None).expect_ok("delete sneaked");
     eventually(Duration::from_secs(60), "the sneaked Pod gone", || {
-        let names = kubectl(
-            &["get", "pods", "-n", NS, "-l", "app=sneaked", "-o", "name"],
-            None,
-        );
-        names.stdout.is_empty().then_some(())
+        sneaked_pods().is_empty().then_some(())
     });
     let current = file("current.yaml", &trusting_k1);
     let mut args = vec!["--policy", current.as_str(), "--ca-file", ca_file];

@@ -11,16 +11,14 @@ use image_policy_crd::{Mode, SecretRef};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::cli::decision::DecisionArgs;
 use crate::cli::policy_file::PolicyArgs;
 use crate::cli::{
-    CliError, Output, any_of, any_of_line, load_policy_with, read_file, trusted_root_arg,
-    write_reports,
+    CliError, Output, any_of, any_of_line, load_policy_with, read_file, write_reports,
 };
 use crate::policy::{ImageName, PolicyState};
-use crate::verify::args::VerifierArgs;
-use crate::verify::{DockerConfig, Verifier};
+use crate::verify::DockerConfig;
 use crate::webhook::Webhook;
-use crate::webhook::admit::Settings;
 use crate::webhook::credentials::{CredentialSource, Owner, Sources};
 use crate::webhook::decision::Outcome;
 use crate::webhook::words;
@@ -31,16 +29,8 @@ use crate::workload::images_of;
 pub struct CheckArgs {
     #[command(flatten)]
     policy: PolicyArgs,
-    /// Admit images that match no pattern, with a warning, instead of denying them.
-    #[arg(long)]
-    allow_unmatched_images: bool,
     #[command(flatten)]
-    verifier: VerifierArgs,
-    /// The trusted_root.json of a root the policy declares in `spec.verification.trustedRoots`,
-    /// read from FILE instead of its ConfigMap (repeatable). Without it, a key that needs such
-    /// a root verifies nothing, as in a cluster where its ConfigMap is missing.
-    #[arg(long, value_name = "NAME=FILE", value_parser = trusted_root_arg)]
-    trusted_root: Vec<(String, PathBuf)>,
+    decision: DecisionArgs,
     /// A docker config.json with registry credentials.
     #[arg(long, value_name = "FILE")]
     docker_config: Option<PathBuf>,
@@ -85,12 +75,12 @@ struct Report {
 
 /// Runs `check`; `Ok(true)` when everything would be admitted.
 pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
-    let snapshot = load_policy_with(&args.policy, &args.trusted_root)?;
+    let snapshot = load_policy_with(&args.policy, &args.decision.trusted_root)?;
     let subjects = match &args.manifest {
         Some(path) => manifest_images(path)?,
         None => args.images.iter().map(|i| (None, i.clone())).collect(),
     };
-    let verifier = verifier(args)?;
+    let verifier = args.decision.verifier()?;
     let plain = verifier.registry().plain_http().clone();
     let credentials = match &args.docker_config {
         Some(path) => {
@@ -110,9 +100,7 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
             path: "runtime".into(),
             detail: e.to_string(),
         })?;
-    let settings = Settings {
-        allow_unmatched_images: args.allow_unmatched_images,
-    };
+    let settings = args.decision.settings();
     let snapshot = Arc::new(snapshot);
     let images = subjects.iter().map(|(_, image)| image.clone()).collect();
     let outcomes = runtime.block_on(async {
@@ -155,18 +143,6 @@ impl CredentialSource for ConfigFile {
         let sources = self.0.clone().map(Sources::config).unwrap_or_default();
         Box::pin(async move { sources })
     }
-}
-
-fn verifier(args: &CheckArgs) -> Result<Verifier, CliError> {
-    let input_error = |detail: String| CliError::Input {
-        path: "--ca-file".into(),
-        detail,
-    };
-    let config = args
-        .verifier
-        .config()
-        .map_err(|e| input_error(e.to_string()))?;
-    Verifier::new(config).map_err(|e| input_error(e.to_string()))
 }
 
 /// `(workload, image)` for every container of every workload in a multi-document manifest.

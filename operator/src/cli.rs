@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::policy::{DEFAULT_DOCUMENT_KEY, Documents, Entry, ImageName, Problems, Snapshot};
 
+pub mod decision;
 pub mod policy_file;
 use policy_file::PolicyArgs;
 

@@ -8,20 +8,17 @@
 //! used (the policy file, the flags, or a cluster that cannot be read).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{Pace, Refused, Report, check, workloads};
+use crate::cli::decision::DecisionArgs;
 use crate::cli::policy_file::PolicyArgs;
-use crate::cli::{CliError, Output, load_policy_with, trusted_root_arg};
+use crate::cli::{CliError, Output, load_policy_with};
 use crate::policy::PolicyState;
-use crate::verify::Verifier;
-use crate::verify::args::VerifierArgs;
 use crate::webhook::Webhook;
-use crate::webhook::admit::Settings;
 use crate::webhook::credentials::KubeCredentials;
 
 /// Arguments of `image-policy audit`.
@@ -29,16 +26,8 @@ use crate::webhook::credentials::KubeCredentials;
 pub struct AuditArgs {
     #[command(flatten)]
     policy: PolicyArgs,
-    /// Admit images that match no pattern, with a warning, instead of denying them (as the
-    /// operator's flag of the same name).
-    #[arg(long)]
-    allow_unmatched_images: bool,
     #[command(flatten)]
-    verifier: VerifierArgs,
-    /// The trusted_root.json of a root the policy declares in `spec.verification.trustedRoots`,
-    /// read from FILE instead of its ConfigMap (repeatable).
-    #[arg(long, value_name = "NAME=FILE", value_parser = trusted_root_arg)]
-    trusted_root: Vec<(String, PathBuf)>,
+    decision: DecisionArgs,
     /// The operator's namespace, home of the image-policy-registry-credentials account.
     #[arg(long, default_value = "image-policy-system")]
     namespace: String,
@@ -76,16 +65,12 @@ struct Printed<'a> {
 
 /// Runs `audit`; `Ok(true)` when no workload would be refused.
 pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<bool, CliError> {
-    let snapshot = Arc::new(load_policy_with(&args.policy, &args.trusted_root)?);
+    let snapshot = Arc::new(load_policy_with(&args.policy, &args.decision.trusted_root)?);
     let input = |path: &str, detail: String| CliError::Input {
         path: path.into(),
         detail,
     };
-    let config = args
-        .verifier
-        .config()
-        .map_err(|e| input("--ca-file", e.to_string()))?;
-    let verifier = Verifier::new(config).map_err(|e| input("--ca-file", e.to_string()))?;
+    let verifier = args.decision.verifier()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,10 +85,12 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<bool, CliError> {
         let (_policy, rx) = watch::channel(PolicyState::Active(snapshot.clone()));
         // Read once: nothing is cached across runs of a command.
         let credentials = KubeCredentials::new(client, args.namespace.clone(), Duration::MAX);
-        let settings = Settings {
-            allow_unmatched_images: args.allow_unmatched_images,
-        };
-        let webhook = Webhook::new(rx, verifier, Arc::new(credentials), settings);
+        let webhook = Webhook::new(
+            rx,
+            verifier,
+            Arc::new(credentials),
+            args.decision.settings(),
+        );
         let mut pace = Pace::per_second(args.rate);
         Ok::<_, CliError>(
             check(
