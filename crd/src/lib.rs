@@ -462,7 +462,11 @@ mod tests {
             .flatten()
             .map(|c| c.name.to_uppercase())
             .collect();
-        assert_eq!(columns, ["READY", "REASON", "KEYS", "PATTERNS", "AGE"]);
+        // REFUSED: how many running workloads the policy would refuse now (status.running).
+        assert_eq!(
+            columns,
+            ["READY", "REASON", "KEYS", "PATTERNS", "REFUSED", "AGE"]
+        );
     }
 
     #[test]
