@@ -436,6 +436,10 @@ def check_helm_certificate(r: Rendered, ns: str) -> None:
             openssl("verify", "-CAfile", str(ca), str(crt))
             sans = openssl("x509", "-in", str(crt), "-noout", "-ext", "subjectAltName")
             assert f"DNS:{SERVICE}.{ns}.svc" in sans, f"SANs: {sans}"
+        # P-256 keys: a handshake costs an ECDSA signature, not an RSA one.
+        for name in ("ca.crt", "tls.crt"):
+            text = openssl("x509", "-noout", "-text", data=data[name])
+            assert "id-ecPublicKey" in text and "prime256v1" in text, f"{name} key: {text[:400]}"
         # The key matches the certificate.
         pub_cert = openssl("x509", "-noout", "-pubkey", data=data["tls.crt"])
         pub_key = openssl("pkey", "-pubout", data=data["tls.key"])
