@@ -15,7 +15,8 @@
 //! server runs on core 0 and the children on core 1, the attacker at the lowest priority, as
 //! if each were on a machine of its own. The prober sends one review on a new connection
 //! every 10 ms; the table gives its latency percentiles and failures, and the server's peak
-//! RSS, per phase. `CONNECTION_FLOOD=N` changes the 20,000.
+//! RSS, per phase. `CONNECTION_FLOOD=N` changes the 20,000; `CONNECTION_FLOOD_KEY=rsa` serves
+//! an RSA 2048 key instead of the P-256 one the chart makes.
 
 #![allow(
     missing_docs,
@@ -76,7 +77,18 @@ fn rss_kib() -> u64 {
 async fn parent() {
     let signed = support::signed_webhook().await;
     let dir = tempfile::tempdir().expect("dir");
-    let (cert, key) = image_policy_testsupport::tls::self_signed(dir.path());
+    // The serving key as the chart makes it (P-256); `CONNECTION_FLOOD_KEY=rsa`: RSA 2048, as
+    // Helm's genCA made it before, to compare what handshakes cost the server.
+    let rsa = std::env::var("CONNECTION_FLOOD_KEY").is_ok_and(|k| k == "rsa");
+    let (cert, key) = if rsa {
+        image_policy_testsupport::tls::self_signed_rsa(dir.path())
+    } else {
+        image_policy_testsupport::tls::self_signed(dir.path())
+    };
+    println!(
+        "serving key: {}",
+        if rsa { "RSA 2048" } else { "ECDSA P-256" }
+    );
     let body_file = dir.path().join("review.json");
     std::fs::write(&body_file, &signed.body).expect("body");
     let mut config = ServerConfig::new(&cert, &key);

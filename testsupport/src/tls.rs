@@ -7,19 +7,24 @@ use std::process::Command;
 /// `CA:FALSE` (rustls refuses a CA certificate as a server's), valid for a day. A client trusts
 /// it by taking `tls.crt` as its only root.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    self_signed_with(
+        dir,
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    )
+}
+
+/// The same with an RSA 2048 key, as Helm's `genCA` and `genSignedCert` make them: for
+/// measuring what a handshake costs with one.
+pub fn self_signed_rsa(dir: &Path) -> (PathBuf, PathBuf) {
+    self_signed_with(dir, &["-newkey", "rsa:2048"])
+}
+
+fn self_signed_with(dir: &Path, key_args: &[&str]) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
+        .args(["req", "-x509"])
+        .args(key_args)
+        .args(["-nodes", "-days", "1"])
         .args([
             "-subj",
             "/CN=127.0.0.1",
