@@ -17,7 +17,7 @@ use std::time::Duration;
 use image_policy_e2e::cluster::{
     Operator, WEBHOOK_NAME, free_port, install_crd, namespace, register_webhook, said, serving_cert,
 };
-use image_policy_e2e::{eventually, kubectl};
+use image_policy_e2e::{eventually, image_policy, kubectl};
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use image_policy_testsupport::sigstore_js::{self, Layout, Mocks};
@@ -197,6 +197,42 @@ async fn keyless_identities_admit_what_their_workflows_signed() {
             "{pod}"
         );
     }
+
+    // image-policy audit of the same policy file reads the trusted root from its ConfigMap,
+    // as the operator does: the keyless Pods just admitted are not refused, and the two
+    // refused ones were never created.
+    let file = dir.path().join("keyless-policy.yaml");
+    std::fs::write(&file, &policy).expect("policy file");
+    let audit = image_policy(&[
+        "audit",
+        "--policy",
+        file.to_str().unwrap(),
+        "--insecure-registry",
+        &host,
+        "-o",
+        "json",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&audit.stdout).unwrap_or_else(|e| panic!("{e}: {}", said(&audit)));
+    let refused: Vec<&str> = report["refused"]
+        .as_array()
+        .expect("refused")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for pod in [
+        "keyless-bundle",
+        "keyless-digest",
+        "keyless-legacy",
+        "keyless-regexp",
+    ] {
+        assert!(!refused.contains(&pod), "{pod} refused: {}", said(&audit));
+    }
+    assert!(
+        report["workloads"].as_u64().unwrap() >= 4,
+        "{}",
+        said(&audit)
+    );
 
     // The trusted root gone: the identities verify nothing, and the status says so.
     kubectl(

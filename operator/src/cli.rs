@@ -203,6 +203,27 @@ pub fn load_policy_with(
     policy: &PolicyArgs,
     roots: &[(String, PathBuf)],
 ) -> Result<Snapshot, CliError> {
+    let read = read_policy(policy)?;
+    let documents = root_documents(&read, roots)?;
+    compile_policy(policy, &read, &documents)
+}
+
+/// Compiles a policy read from `policy`'s file, with its trusted roots' documents; the
+/// problems are an error naming the file.
+pub fn compile_policy(
+    policy: &PolicyArgs,
+    read: &ClusterImagePolicy,
+    documents: &Documents,
+) -> Result<Snapshot, CliError> {
+    Snapshot::compile_with(read, documents).map_err(|problems| CliError::Invalid {
+        path: policy.file.clone(),
+        problems,
+    })
+}
+
+/// Reads a policy file: a ClusterImagePolicy manifest, warning of (or with `--strict`
+/// refusing) the fields the CRD does not know.
+pub fn read_policy(policy: &PolicyArgs) -> Result<ClusterImagePolicy, CliError> {
     let path = policy.file.as_path();
     let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
         path: path.into(),
@@ -227,17 +248,11 @@ pub fn load_policy_with(
         )));
     }
     policy_file::screen(path, &text, policy.strict)?;
-    let policy: ClusterImagePolicy =
-        serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
-    let documents = root_documents(&policy, roots)?;
-    Snapshot::compile_with(&policy, &documents).map_err(|problems| CliError::Invalid {
-        path: path.into(),
-        problems,
-    })
+    serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))
 }
 
 /// The ConfigMap data the policy's trusted roots would be read from, made of `roots`' files.
-fn root_documents(
+pub fn root_documents(
     policy: &ClusterImagePolicy,
     roots: &[(String, PathBuf)],
 ) -> Result<Documents, CliError> {

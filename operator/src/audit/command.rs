@@ -4,6 +4,9 @@
 //! webhook decides them (registry credentials from the cluster's pull secrets, as far as the
 //! kubeconfig's user may read them).
 //!
+//! The trusted roots the policy names are read from their ConfigMaps in `--namespace`, as the
+//! operator reads them; `--trusted-root NAME=FILE` reads one from a file instead.
+//!
 //! Exits 0 when no workload would be refused, 1 when some would, 2 when the input cannot be
 //! used (the policy file, the flags, or a cluster that cannot be read).
 
@@ -11,13 +14,16 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use image_policy_crd::ClusterImagePolicy;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
 use tokio::sync::watch;
 
 use super::{Pace, Refused, Report, check, workloads};
 use crate::cli::decision::DecisionArgs;
 use crate::cli::policy_file::PolicyArgs;
-use crate::cli::{CliError, Output, load_policy_with};
-use crate::policy::PolicyState;
+use crate::cli::{CliError, Output, compile_policy, read_policy, root_documents};
+use crate::policy::{Documents, PolicyState};
 use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
 
@@ -65,43 +71,41 @@ struct Printed<'a> {
 
 /// Runs `audit`; `Ok(true)` when no workload would be refused.
 pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<bool, CliError> {
-    let snapshot = Arc::new(load_policy_with(&args.policy, &args.decision.trusted_root)?);
-    let input = |path: &str, detail: String| CliError::Input {
-        path: path.into(),
+    // The file first: an unusable one is refused before the cluster is asked anything.
+    let policy = read_policy(&args.policy)?;
+    let files = root_documents(&policy, &args.decision.trusted_root)?;
+    let verifier = args.decision.verifier()?;
+    let cluster = |detail: String| CliError::Input {
+        path: "the cluster".into(),
         detail,
     };
-    let verifier = args.decision.verifier()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| input("runtime", e.to_string()))?;
+        .map_err(|e| cluster(e.to_string()))?;
     let report = runtime.block_on(async {
         let client = kube::Client::try_default()
             .await
-            .map_err(|e| input("kubeconfig", e.to_string()))?;
+            .map_err(|e| cluster(format!("kubeconfig: {e}")))?;
+        // The trusted roots as the operator reads them, from ConfigMaps of its namespace;
+        // those given as files take their place.
+        let mut documents = cluster_roots(&client, &args.namespace, &policy)
+            .await
+            .map_err(cluster)?;
+        documents.extend(files);
+        let snapshot = Arc::new(compile_policy(&args.policy, &policy, &documents)?);
         let workloads = workloads::list(&client)
             .await
-            .map_err(|e| input("the cluster", e.to_string()))?;
+            .map_err(|e| cluster(e.to_string()))?;
         let (_policy, rx) = watch::channel(PolicyState::Active(snapshot.clone()));
         // Read once: nothing is cached across runs of a command.
         let credentials = KubeCredentials::new(client, args.namespace.clone(), Duration::MAX);
-        let webhook = Webhook::new(
-            rx,
-            verifier,
-            Arc::new(credentials),
-            args.decision.settings(),
-        );
+        let settings = args.decision.settings();
+        let webhook = Webhook::new(rx, verifier, Arc::new(credentials), settings);
         let mut pace = Pace::per_second(args.rate);
-        Ok::<_, CliError>(
-            check(
-                webhook.admission(),
-                &snapshot,
-                &workloads,
-                &args.scope.namespaces,
-                &mut pace,
-            )
-            .await,
-        )
+        let admission = webhook.admission();
+        let unchecked = &args.scope.namespaces;
+        Ok::<_, CliError>(check(admission, &snapshot, &workloads, unchecked, &mut pace).await)
     })?;
     match args.output {
         Output::Json => {
@@ -115,6 +119,31 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<bool, CliError> {
         Output::Text => write_text(out, &report)?,
     }
     Ok(report.refused.is_empty())
+}
+
+/// The data of the ConfigMaps in `namespace` that the policy's trusted roots name; one that
+/// does not exist is left out (its keys then verify nothing, as in the cluster).
+async fn cluster_roots(
+    client: &kube::Client,
+    namespace: &str,
+    policy: &ClusterImagePolicy,
+) -> Result<Documents, String> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut documents = Documents::new();
+    for root in &policy.spec.verification.trusted_roots {
+        let name = &root.config_map_ref.name;
+        if documents.contains_key(name) {
+            continue;
+        }
+        let map = maps
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("reading ConfigMap {namespace}/{name}: {e}"))?;
+        if let Some(data) = map.and_then(|m| m.data) {
+            documents.insert(name.clone(), data);
+        }
+    }
+    Ok(documents)
 }
 
 fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {

@@ -17,8 +17,9 @@ pub struct DecisionArgs {
     #[command(flatten)]
     verifier: VerifierArgs,
     /// The trusted_root.json of a root the policy declares in `spec.verification.trustedRoots`,
-    /// read from FILE instead of its ConfigMap (repeatable). Without it, a key that needs such
-    /// a root verifies nothing, as in a cluster where its ConfigMap is missing.
+    /// read from FILE instead of its ConfigMap (repeatable). `audit` reads the ConfigMaps from
+    /// the cluster; `check` cannot, so without it a key that needs such a root verifies
+    /// nothing there, as in a cluster where its ConfigMap is missing.
     #[arg(long, value_name = "NAME=FILE", value_parser = trusted_root_arg)]
     pub trusted_root: Vec<(String, PathBuf)>,
 }
