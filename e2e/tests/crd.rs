@@ -45,7 +45,9 @@ fn the_crd_is_served_and_prints_the_documented_columns() {
         .collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "REASON", "KEYS", "PATTERNS", "AGE"],
+        [
+            "NAME", "READY", "REASON", "KEYS", "PATTERNS", "REFUSED", "AGE"
+        ],
         "{table}"
     );
     assert!(
