@@ -367,6 +367,21 @@ pub fn policy_yaml(
     )
 }
 
+/// `policy` (as [`policy_yaml`] writes it) with `spec.verification.mode` set to `mode`.
+pub fn with_mode(policy: &str, mode: &str) -> String {
+    policy.replacen(
+        "  verification:\n",
+        &format!("  verification:\n    mode: {mode}\n"),
+        1,
+    )
+}
+
+/// `kubectl ARGS -o jsonpath=PATH`, which must succeed.
+pub fn jsonpath(args: &[&str], path: &str) -> String {
+    let output = format!("jsonpath={path}");
+    kubectl(&[args, &["-o", &output]].concat(), None).expect_ok(path)
+}
+
 /// The public key of a signer, as PEM.
 pub fn pem_of(signer: &SigStoreSigner) -> String {
     signer

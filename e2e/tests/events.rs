@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    install_crd, namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook, said,
-    start_operator, unregister_webhooks,
+    install_crd, jsonpath, namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook,
+    said, start_operator, unregister_webhooks, with_mode,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
@@ -25,19 +25,6 @@ use sigstore::crypto::SigningScheme;
 
 /// The namespace of the Deployment, the test's own.
 const NS: &str = "events-e2e";
-
-fn with_mode(policy: &str, mode: &str) -> String {
-    policy.replacen(
-        "  verification:\n",
-        &format!("  verification:\n    mode: {mode}\n"),
-        1,
-    )
-}
-
-fn jsonpath(args: &[&str], path: &str) -> String {
-    let output = format!("jsonpath={path}");
-    kubectl(&[args, &["-o", &output]].concat(), None).expect_ok(path)
-}
 
 /// The Events section of `kubectl describe KIND NAME` (in NS for a namespaced kind), once it
 /// has a line with every one of `words`; printed, for the record of the run.

@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    install_crd, namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook, said,
-    start_operator, unregister_webhooks,
+    install_crd, jsonpath, namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook,
+    said, start_operator, unregister_webhooks, with_mode,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
@@ -25,19 +25,6 @@ use sigstore::crypto::SigningScheme;
 
 /// The sentence Warn mode adds after the denial's words.
 const WARN_MODE: &str = "Container will be created as the image policy is in Warn mode.";
-
-fn with_mode(policy: &str, mode: &str) -> String {
-    policy.replacen(
-        "  verification:\n",
-        &format!("  verification:\n    mode: {mode}\n"),
-        1,
-    )
-}
-
-fn jsonpath(args: &[&str], path: &str) -> String {
-    let output = format!("jsonpath={path}");
-    kubectl(&[args, &["-o", &output]].concat(), None).expect_ok(path)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn warn_admits_with_the_denials_words_and_enforce_refuses_again() {
