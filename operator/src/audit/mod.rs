@@ -84,10 +84,13 @@ pub struct Pace {
 }
 
 impl Pace {
-    /// `per_second` decisions a second; 0 for no pacing.
+    /// `per_second` decisions a second; 0 for no pacing. A rate above a million a second is
+    /// a million: the period must not round down to zero, which `tokio::time::interval`
+    /// refuses with a panic.
     pub fn per_second(per_second: u32) -> Self {
         let interval = (per_second > 0).then(|| {
-            let mut interval = tokio::time::interval(Duration::from_secs(1) / per_second.max(1));
+            let period = (Duration::from_secs(1) / per_second).max(Duration::from_micros(1));
+            let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             interval
         });

@@ -316,3 +316,12 @@ fn the_status_lists_the_first_twenty_refusals_and_counts_them_all() {
     );
     assert_eq!(status.refused[0].message, "words");
 }
+
+#[tokio::test]
+async fn any_rate_paces_without_a_panic() {
+    for rate in [0, 1, 1_000_000, 1_000_000_001, u32::MAX] {
+        let mut pace = Pace::per_second(rate);
+        pace.wait().await;
+        pace.wait().await;
+    }
+}
