@@ -325,3 +325,29 @@ async fn any_rate_paces_without_a_panic() {
         pace.wait().await;
     }
 }
+
+/// An API server that answers every list with one more page, forever.
+fn endless_api_server() -> (kube::Client, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let page =
+            r#"{"apiVersion":"v1","kind":"List","metadata":{"continue":"again"},"items":[]}"#;
+        let response = http::Response::new(kube::client::Body::from(page.as_bytes().to_vec()));
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    (kube::Client::new(service, "default"), asked)
+}
+
+#[tokio::test]
+async fn an_api_server_with_pages_without_end_is_an_error_not_a_loop() {
+    let (client, asked) = endless_api_server();
+    let error = super::workloads::list(&client).await.expect_err("endless");
+    assert!(error.to_string().contains("still more after"), "{error}");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        20_000,
+        "the ReplicaSets' pages, then it stops"
+    );
+}

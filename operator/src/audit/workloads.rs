@@ -26,6 +26,11 @@ use crate::workload::Object;
 /// so a small one keeps the peak of memory low (a Pod made by a controller is a few KiB).
 const PAGE: u32 = 100;
 
+/// How many pages one list may take: 2,000,000 objects of [`PAGE`], far above any cluster. An
+/// API server that answers every page with another continue token (a bug, or a proxy that
+/// lies) is an error past it, not a loop without end.
+const MAX_PAGES: usize = 20_000;
+
 /// A workload: the Pods of one owner, with the images they run.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -89,6 +94,12 @@ pub enum ListError {
         /// The API error.
         source: kube::Error,
     },
+    /// The API server kept answering with another page.
+    #[error("listing {what}: still more after {MAX_PAGES} pages of {PAGE}")]
+    Endless {
+        /// What was listed.
+        what: &'static str,
+    },
 }
 
 /// The workloads that run in the cluster, sorted by namespace, kind and name.
@@ -124,7 +135,7 @@ where
 {
     let mut out = Vec::new();
     let mut params = ListParams::default().limit(PAGE);
-    loop {
+    for _ in 0..MAX_PAGES {
         let page = api
             .list_metadata(&params)
             .await
@@ -135,6 +146,7 @@ where
             None => return Ok(out),
         }
     }
+    Err(ListError::Endless { what })
 }
 
 /// Every running Pod, page by page, each reduced to what decides.
@@ -142,7 +154,7 @@ async fn list_pods(client: &Client) -> Result<Vec<RunningPod>, ListError> {
     let api: Api<Pod> = Api::all(client.clone());
     let mut out = Vec::new();
     let mut params = ListParams::default().limit(PAGE);
-    loop {
+    for _ in 0..MAX_PAGES {
         let page: ObjectList<Pod> = api.list(&params).await.map_err(|source| ListError::List {
             what: "Pods",
             source,
@@ -153,6 +165,7 @@ async fn list_pods(client: &Client) -> Result<Vec<RunningPod>, ListError> {
             None => return Ok(out),
         }
     }
+    Err(ListError::Endless { what: "Pods" })
 }
 
 fn next_page(token: &Option<String>) -> Option<&str> {
