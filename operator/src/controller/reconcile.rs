@@ -217,20 +217,33 @@ async fn write(
     name: &str,
     status: &ClusterImagePolicyStatus,
 ) -> Result<(), StatusError> {
-    let api: Api<ClusterImagePolicy> = Api::all(client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": ClusterImagePolicy::api_version(&()),
-        "kind": ClusterImagePolicy::kind(&()),
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &params, &Patch::Apply(&patch))
+    apply_status(client, name, FIELD_MANAGER, status)
         .await
         .map_err(StatusError::Write)?;
     if let Some(ready) = status::ready_condition(Some(status)) {
         tracing::info!(target: "image-policy.controller", object = %name, ready = %ready.status, reason = %ready.reason, "Status written");
     }
     Ok(())
+}
+
+/// Applies `status` (the fields of the status it owns) to the status subresource of the
+/// policy `name`, with server-side apply as `manager`: the fields other managers own stay.
+pub(crate) async fn apply_status(
+    client: &Client,
+    name: &str,
+    manager: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error> {
+    let api: Api<ClusterImagePolicy> = Api::all(client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": ClusterImagePolicy::api_version(&()),
+        "kind": ClusterImagePolicy::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(manager).force();
+    api.patch_status(name, &params, &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
 }
 
 /// Now, to the second: the precision a `metav1.Time` is stored with.

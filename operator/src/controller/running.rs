@@ -9,9 +9,8 @@
 
 use std::time::Duration;
 
-use image_policy_crd::{ClusterImagePolicy, POLICY_NAME, RunningCheck};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, Resource};
+use image_policy_crd::{POLICY_NAME, RunningCheck};
+use kube::Client;
 use tokio::sync::watch;
 
 use crate::audit::{self, LISTED, Pace, Report};
@@ -143,14 +142,6 @@ pub fn running_status(
 }
 
 async fn write(client: &Client, running: &RunningCheck) -> Result<(), kube::Error> {
-    let api: Api<ClusterImagePolicy> = Api::all(client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": ClusterImagePolicy::api_version(&()),
-        "kind": ClusterImagePolicy::kind(&()),
-        "status": { "running": running },
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(POLICY_NAME, &params, &Patch::Apply(&patch))
-        .await
-        .map(|_| ())
+    let status = serde_json::json!({ "running": running });
+    super::reconcile::apply_status(client, POLICY_NAME, FIELD_MANAGER, &status).await
 }
