@@ -20,8 +20,7 @@ use super::credentials::{CredentialSource, Owner, Sources};
 use super::decision::{Decision, Outcome, Reason};
 use super::review::{Request, ReviewError};
 use super::words;
-use crate::policy::hosts::PlainHttp;
-use crate::policy::{Entry, ImageName, NamedKey, PolicyState, Snapshot};
+use crate::policy::{Entry, ImageName, NamedKey, PolicyState, ReferenceError, Snapshot};
 use crate::verify::{FailureKind, Verdict, Verifier};
 
 /// The bound on reading an object's registry credentials through the API server.
@@ -47,7 +46,13 @@ pub struct Admission {
     pub(super) verifier: Verifier,
     pub(super) credentials: Arc<dyn CredentialSource>,
     pub(super) settings: Settings,
+    /// Image strings already parsed ([`Admission::image_name`]).
+    pub(super) names: moka::sync::Cache<String, Arc<ImageName>>,
 }
+
+/// How many parsed image strings are kept. A cluster runs far fewer distinct ones; a flood
+/// of new strings only evicts the least used, and costs each one parse, as without a cache.
+pub const NAME_CACHE_CAPACITY: u64 = 4_096;
 
 /// An image read against a snapshot, before any registry is asked.
 #[derive(Debug)]
@@ -57,13 +62,43 @@ pub enum Classified<'a> {
     /// Matched: to be verified with these entries' keys.
     Matched {
         /// The parsed image.
-        image: ImageName,
+        image: Arc<ImageName>,
         /// The entries it matched, in policy order.
         entries: Vec<&'a Entry>,
     },
 }
 
 impl Admission {
+    /// What decides, with an empty cache of parsed image strings.
+    pub(super) fn new(
+        policy: watch::Receiver<PolicyState>,
+        verifier: Verifier,
+        credentials: Arc<dyn CredentialSource>,
+        settings: Settings,
+    ) -> Self {
+        Admission {
+            policy,
+            verifier,
+            credentials,
+            settings,
+            names: moka::sync::Cache::new(NAME_CACHE_CAPACITY),
+        }
+    }
+
+    /// `written` parsed as an image name, once per string while it is in use: parsing
+    /// depends only on the string and on which registries are reached over plain HTTP,
+    /// which is fixed for the process. Strings that are no image reference are parsed again
+    /// each time (for their error).
+    fn image_name(&self, written: &str) -> Result<Arc<ImageName>, ReferenceError> {
+        if let Some(image) = self.names.get(written) {
+            return Ok(image);
+        }
+        let plain = self.verifier.registry().plain_http();
+        let image = Arc::new(ImageName::parse_with(written, plain)?);
+        self.names.insert(written.to_owned(), Arc::clone(&image));
+        Ok(image)
+    }
+
     /// The decision for a request: a policy sent for validation, a workload, or something
     /// this webhook does not decide.
     pub async fn decide(&self, request: &Request, body: &[u8]) -> Result<Decision, ReviewError> {
@@ -111,10 +146,9 @@ impl Admission {
         images: Vec<String>,
     ) -> Vec<(String, Outcome)> {
         let allow_unmatched = self.settings.allow_unmatched_images;
-        let plain = self.verifier.registry().plain_http();
         let classified: Vec<_> = images
             .iter()
-            .map(|written| classify(snapshot, written, plain, allow_unmatched))
+            .map(|written| classify(snapshot, written, self.image_name(written), allow_unmatched))
             .collect();
         let sources = self.sources(owner, &classified).await;
         // At most VERIFY_CONCURRENCY images at once, in order: a body can list thousands.
@@ -181,15 +215,16 @@ impl Admission {
     }
 }
 
-/// Reads an image against a snapshot: parsed, matched, and settled when it matches nothing
-/// or is no image reference, under the policy's own mode (`spec.verification.mode`).
+/// Reads an image, as `written` and `parsed` from that, against a snapshot: matched, and
+/// settled when it matches nothing or is no image reference, under the policy's own mode
+/// (`spec.verification.mode`).
 pub fn classify<'a>(
     snapshot: &'a Snapshot,
     written: &str,
-    plain: &PlainHttp,
+    parsed: Result<Arc<ImageName>, ReferenceError>,
     allow_unmatched: bool,
 ) -> Classified<'a> {
-    let image = match ImageName::parse_with(written, plain) {
+    let image = match parsed {
         Ok(image) => image,
         Err(e) => {
             let denied = Outcome::Denied {
@@ -258,4 +293,65 @@ fn validate_policy(request: &Request, body: &[u8]) -> Decision {
         Reason::InvalidPolicy,
         words::invalid_policy(&request.name, &problems),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::verify::VerifyConfig;
+    use crate::webhook::credentials::Anonymous;
+
+    const P256: &str = include_str!("../../tests/data/keys/p256.pub");
+
+    fn snapshot(pattern: &str) -> Snapshot {
+        let policy: ClusterImagePolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1",
+            "kind": "ClusterImagePolicy",
+            "metadata": {"name": "image-policy"},
+            "spec": {"verification": {
+                "keys": [{"name": "k", "publicKey": P256}],
+                "images": [{"namePattern": pattern, "keys": [{"name": "k"}]}]}}
+        }))
+        .expect("policy");
+        Snapshot::compile(&policy).expect("compiles")
+    }
+
+    fn admission() -> Admission {
+        let (_, rx) = watch::channel(PolicyState::Absent);
+        let verifier = Verifier::new(VerifyConfig::default()).expect("verifier");
+        Admission::new(rx, verifier, Arc::new(Anonymous), Settings::default())
+    }
+
+    #[test]
+    fn an_image_string_is_parsed_once_and_matched_against_each_policy_anew() {
+        let admission = admission();
+        let written = "r.example/app/web:1";
+        let first = admission.image_name(written).expect("parses");
+        let again = admission.image_name(written).expect("parses");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second reading is the cached one"
+        );
+
+        // What was cached is the name, not what a policy made of it.
+        let matching = snapshot("r.example/app/*");
+        let other = snapshot("r.example/other/*");
+        let classify = |snapshot| classify(snapshot, written, admission.image_name(written), false);
+        assert!(matches!(classify(&matching), Classified::Matched { .. }));
+        let Classified::Decided(Outcome::Denied { reason, .. }) = classify(&other) else {
+            panic!("unmatched under the other policy");
+        };
+        assert_eq!(reason, Reason::Unmatched);
+    }
+
+    #[test]
+    fn a_string_that_is_no_reference_is_refused_each_time_and_not_kept() {
+        let admission = admission();
+        for _ in 0..2 {
+            assert!(admission.image_name("r.example/App:1").is_err());
+        }
+        assert!(!admission.names.contains_key("r.example/App:1"));
+    }
 }

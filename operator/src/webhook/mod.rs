@@ -70,12 +70,7 @@ impl Webhook {
         credentials: Arc<dyn CredentialSource>,
         settings: Settings,
     ) -> Self {
-        let admission = Admission {
-            policy,
-            verifier,
-            credentials,
-            settings,
-        };
+        let admission = Admission::new(policy, verifier, credentials, settings);
         Webhook {
             admission,
             pinning: Pinning::default(),
