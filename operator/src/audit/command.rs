@@ -23,6 +23,7 @@ use super::{Pace, Refused, Report, check, workloads};
 use crate::cli::decision::DecisionArgs;
 use crate::cli::policy_file::PolicyArgs;
 use crate::cli::{CliError, Output, compile_policy, read_policy, root_documents};
+use crate::policy::snapshot::is_dns_subdomain;
 use crate::policy::{Documents, PolicyState};
 use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
@@ -121,8 +122,10 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<bool, CliError> {
     Ok(report.refused.is_empty())
 }
 
-/// The data of the ConfigMaps in `namespace` that the policy's trusted roots name; one that
-/// does not exist is left out (its keys then verify nothing, as in the cluster).
+/// The data of the ConfigMaps in `namespace` that the policy's trusted roots name, as the
+/// operator's reflector holds them: one without data is an empty map, one that does not exist
+/// is left out (its keys then verify nothing, as in the cluster). A name that is no ConfigMap
+/// name is not asked for: compiling the policy names its field.
 async fn cluster_roots(
     client: &kube::Client,
     namespace: &str,
@@ -132,15 +135,15 @@ async fn cluster_roots(
     let mut documents = Documents::new();
     for root in &policy.spec.verification.trusted_roots {
         let name = &root.config_map_ref.name;
-        if documents.contains_key(name) {
+        if documents.contains_key(name) || !is_dns_subdomain(name) {
             continue;
         }
         let map = maps
             .get_opt(name)
             .await
             .map_err(|e| format!("reading ConfigMap {namespace}/{name}: {e}"))?;
-        if let Some(data) = map.and_then(|m| m.data) {
-            documents.insert(name.clone(), data);
+        if let Some(map) = map {
+            documents.insert(name.clone(), map.data.unwrap_or_default());
         }
     }
     Ok(documents)
@@ -173,4 +176,56 @@ fn write_refused(out: &mut impl Write, refused: &Refused) -> std::io::Result<()>
         refused.reason,
         refused.message
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An API server whose every ConfigMap exists, without data; the paths asked are kept.
+    fn api_server() -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let path = request.uri().path().to_owned();
+            let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+            seen.lock().expect("lock").push(path);
+            let map = format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"ns"}}}}"#
+            );
+            let response = http::Response::new(kube::client::Body::from(map.into_bytes()));
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        (kube::Client::new(service, "default"), asked)
+    }
+
+    #[tokio::test]
+    async fn roots_are_read_as_the_operator_holds_them_and_bad_names_are_not_asked_for() {
+        let policy: ClusterImagePolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1",
+            "kind": "ClusterImagePolicy",
+            "metadata": {"name": "image-policy"},
+            "spec": {"verification": {
+                "trustedRoots": [
+                    {"name": "a", "configMapRef": {"name": "empty"}},
+                    {"name": "b", "configMapRef": {"name": "empty"}},
+                    {"name": "c", "configMapRef": {"name": "../secrets/x"}}],
+                "keys": [], "images": []}}
+        }))
+        .expect("policy");
+        let (client, asked) = api_server();
+        let documents = cluster_roots(&client, "ns", &policy).await.expect("read");
+        // A ConfigMap without data is there, empty: "has no key", as the operator says.
+        assert_eq!(documents.get("empty"), Some(&Default::default()));
+        assert_eq!(documents.len(), 1);
+        assert_eq!(
+            *asked.lock().expect("lock"),
+            ["/api/v1/namespaces/ns/configmaps/empty"],
+            "each name once, and no request for a name that is no ConfigMap name"
+        );
+    }
 }
