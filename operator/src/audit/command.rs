@@ -23,7 +23,7 @@ use super::{Pace, Refused, Report, check, workloads};
 use crate::cli::decision::DecisionArgs;
 use crate::cli::policy_file::PolicyArgs;
 use crate::cli::{CliError, Output, compile_policy, read_policy, root_documents};
-use crate::policy::snapshot::is_dns_subdomain;
+use crate::policy::dns::is_dns_subdomain;
 use crate::policy::{Documents, PolicyState};
 use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
