@@ -149,7 +149,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     );
     let mut unchecked = args.scope.namespaces.clone();
     unchecked.push(args.namespace.clone());
-    let running_settings = crate::controller::running::Settings {
+    let running_settings = crate::controller::running::RunningSettings {
         resync: args.resync_period,
         rate: args.running_check_rate,
         unchecked,

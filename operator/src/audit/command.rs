@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use tokio::sync::watch;
 
-use super::{Pace, Refused, Report, check, workloads};
+use super::{Pace, Report, WorkloadRefusal, check, workloads};
 use crate::cli::decision::DecisionArgs;
 use crate::cli::policy_file::PolicyArgs;
 use crate::cli::{CliError, Output, compile_policy, read_policy, root_documents};
@@ -160,7 +160,7 @@ fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     )
 }
 
-fn write_refused(out: &mut impl Write, refused: &Refused) -> std::io::Result<()> {
+fn write_refused(out: &mut impl Write, refused: &WorkloadRefusal) -> std::io::Result<()> {
     let mode = if refused.warn_mode {
         " (Warn mode: admitted with a warning)"
     } else {
