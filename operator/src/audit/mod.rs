@@ -1,7 +1,7 @@
 //! What already runs: the workloads of the cluster checked against a policy, as the webhook
 //! would decide them now (docs/contract.md §7). The controller does it after each policy
 //! change and every resync period ([`crate::controller::running`]); `image-policy audit`
-//! does it once for a policy file ([`command`]).
+//! does it once for a policy file ([`crate::cli::audit`]).
 //!
 //! Pods are grouped by the workload that owns them ([`workloads`]): a Deployment's hundred
 //! Pods with one image are one workload, decided once. Each image is decided through
@@ -11,7 +11,6 @@
 //! sources, and the images that are decided are paced ([`Pace`]), so that a cluster of
 //! 10,000 Pods does not become a burst of registry requests.
 
-pub mod command;
 pub mod workloads;
 
 use std::collections::HashMap;
