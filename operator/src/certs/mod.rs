@@ -78,9 +78,9 @@ pub struct CertArgs {
 pub struct CertSettings {
     /// The Secret's namespace (the operator's).
     pub namespace: String,
-    /// The Secret.
+    /// The name of the Secret that keeps the CA and the serving certificate.
     pub secret: String,
-    /// The ValidatingWebhookConfiguration.
+    /// The name of the ValidatingWebhookConfiguration whose caBundle follows the CA.
     pub webhook_configuration: String,
     /// The MutatingWebhookConfiguration, when there is one.
     pub mutating_webhook_configuration: Option<String>,

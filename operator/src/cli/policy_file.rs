@@ -66,7 +66,7 @@ impl fmt::Display for UnknownField {
     list(.fields)
 )]
 pub struct Refusal {
-    /// The file.
+    /// The policy file refused.
     pub path: PathBuf,
     /// Every unknown field, in the order of the file.
     pub fields: Vec<UnknownField>,

@@ -24,6 +24,15 @@ fn run(args: &[&str]) -> (Result<(), CliError>, String) {
     (result, String::from_utf8(out).expect("utf8"))
 }
 
+/// What `match --policy tests/data/policies/<file> <flags> <images>` prints; it must answer.
+fn matched(file: &str, flags: &[&str], images: &[&str]) -> String {
+    let policy = data(&format!("policies/{file}"));
+    let policy = policy.to_str().expect("path");
+    let (result, out) = run(&[&["match", "--policy", policy][..], flags, images].concat());
+    result.expect("answers");
+    out
+}
+
 #[test]
 fn the_checked_in_crd_is_the_generated_one() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,17 +48,8 @@ fn the_checked_in_crd_is_the_generated_one() {
 
 #[test]
 fn match_answers_the_seed_quickstart() {
-    let policy = data("policies/seed-quickstart.yaml");
-    let policy = policy.to_str().expect("path");
-    let (result, out) = run(&[
-        "match",
-        "--policy",
-        policy,
-        "gcr.io/projectsigstore/cosign:v1.2.1",
-        "busybox",
-        "Bad@@",
-    ]);
-    result.expect("answers");
+    let images = ["gcr.io/projectsigstore/cosign:v1.2.1", "busybox", "Bad@@"];
+    let out = matched("seed-quickstart.yaml", &[], &images);
     let expected = "\
 gcr.io/projectsigstore/cosign:v1.2.1
   images[0] gcr.io/projectsigstore/cosign* keys: cosign-key
@@ -66,19 +66,11 @@ Bad@@
 
 #[test]
 fn match_json_names_entries_keys_and_secrets() {
-    let policy = data("policies/seed-table.yaml");
-    let policy = policy.to_str().expect("path");
-    let (result, out) = run(&[
-        "match",
-        "--policy",
-        policy,
-        "-o",
-        "json",
-        "--namespace",
-        "kube-system",
-        "my-registry.example.org/myproject/my-image:mytag",
-    ]);
-    result.expect("answers");
+    let out = matched(
+        "seed-table.yaml",
+        &["-o", "json", "--namespace", "kube-system"],
+        &["my-registry.example.org/myproject/my-image:mytag"],
+    );
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         json,
@@ -99,16 +91,13 @@ fn match_json_names_entries_keys_and_secrets() {
 
 #[test]
 fn match_says_which_images_are_in_warn_mode() {
-    let policy = data("policies/warn.yaml");
-    let policy = policy.to_str().expect("path");
     let images = [
         "registry.example.org/web:v1",
         "registry.example.org/payments/api:v2",
         "busybox",
         "Bad@@",
     ];
-    let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
-    result.expect("answers");
+    let out = matched("warn.yaml", &[], &images);
     let expected = "\
 registry.example.org/web:v1
   images[0] registry.example.org/* keys: broad-key
@@ -127,11 +116,7 @@ Bad@@
             .is_some_and(|l| l.ends_with(": admitted with a warning (Warn mode)")),
         "{out}"
     );
-    let (_, json) = run(&[
-        &["match", "--policy", policy, "-o", "json"][..],
-        &images[..2],
-    ]
-    .concat());
+    let json = matched("warn.yaml", &["-o", "json"], &images[..2]);
     let json: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(json[0]["mode"], "Warn", "{json}");
     assert_eq!(
@@ -142,15 +127,12 @@ Bad@@
 
 #[test]
 fn a_broad_entry_beside_a_narrow_one_is_said() {
-    let policy = data("policies/broad-and-narrow.yaml");
-    let policy = policy.to_str().expect("path");
     let images = [
         "registry.example.org/payments/api:v2",
         "registry.example.org/payments/ledger:v1",
         "registry.example.org/web:v1",
     ];
-    let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
-    result.expect("answers");
+    let out = matched("broad-and-narrow.yaml", &[], &images);
     let expected = "\
 registry.example.org/payments/api:v2
   images[0] registry.example.org/* keys: broad-key
@@ -165,8 +147,7 @@ registry.example.org/web:v1
   images[0] registry.example.org/* keys: broad-key
 ";
     assert_eq!(out, expected);
-    let (result, out) = run(&[&["match", "--policy", policy, "-o", "json"][..], &images].concat());
-    result.expect("answers");
+    let out = matched("broad-and-narrow.yaml", &["-o", "json"], &images);
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         json[0]["anyOf"],

@@ -183,8 +183,8 @@ fn the_test_policies_have_no_unknown_field() {
 
 #[test]
 fn the_seed_documentation_examples_have_no_unknown_field() {
-    // The original documentation's third example (its first is the README's, its second
-    // tests/data/policies/seed-quickstart.yaml), as written there.
+    // The third example of VMware Tanzu's Image Policy Webhook documentation (its first is
+    // the README's, its second tests/data/policies/seed-quickstart.yaml), as written there.
     let with_secret = format!(
         "{HEADER}\
 spec:
