@@ -4,7 +4,7 @@
 //! - The kinds with a pod spec and where each keeps it ([`KINDS`], [`pod_spec_path`],
 //!   docs/contract.md §2).
 //! - The places of a pod spec that hold images ([`ContainerList`]: the field, the order
-//!   images are reported in, the JSON pointer of each image), read by [`Object::read_field`]
+//!   images are reported in, the JSON pointer of each image), read by `Object::read_field`
 //!   and listed by [`Object::pod_spec_images`]. A new place for an image is a variant there,
 //!   its reading in `read_field`, and its items in `pod_spec_images`.
 //! - What a request changes ([`Change`]): the images it must have checked (those it adds),

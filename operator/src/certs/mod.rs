@@ -4,11 +4,11 @@
 //!
 //! Every replica runs the same loop ([`manage`]): read the Secret and serve its certificate;
 //! then, on the holder of the controller's lease only, read the webhook configuration and take
-//! the steps [`plan`] decides. One writer keeps a replica that read the Secret a moment before
-//! a renewal from publishing the bundle of before it; writes are also optimistic (the
-//! `resourceVersion` read), so a lease changing hands mid-pass cannot undo a newer write. See
-//! [`plan`] for the steps of a rotation and the Secret's keys, [`issue`] for the certificates
-//! themselves.
+//! the steps [`plan`](mod@plan) decides. One writer keeps a replica that read the Secret a
+//! moment before a renewal from publishing the bundle of before it; writes are also
+//! optimistic (the `resourceVersion` read), so a lease changing hands mid-pass cannot undo a
+//! newer write. See [`plan`](mod@plan) for the steps of a rotation and the Secret's keys,
+//! [`issue`] for the certificates themselves.
 //!
 //! The certificate's names follow the webhook configuration: `<service>.<namespace>.svc`
 //! (and `.svc.cluster.local`) for a `service` client config, the host of a `url`, plus the

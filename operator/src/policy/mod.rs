@@ -1,11 +1,11 @@
 //! The policy engine: pure functions from a `ClusterImagePolicy` to decisions about names.
 //!
-//! Nothing here does I/O. [`reference`] parses image references, [`hosts`] knows which
-//! registry names are one registry, [`pattern`] matches `namePattern`s against every spelling
-//! of an image, [`keys`] turns PEM into verifiers, [`snapshot`] compiles a whole policy into
-//! the immutable [`Snapshot`] that every admission request reads, and [`state`] is what the
-//! controller publishes of it. At the bottom, importing nothing from the others, [`problem`]
-//! is what compiling a field can report and [`dns`] the names Kubernetes gives its objects.
+//! Nothing here does I/O. [`reference`](mod@reference) parses image references, [`hosts`] knows
+//! which registry names are one registry, [`pattern`] matches `namePattern`s against every spelling
+//! of an image, [`keys`] turns PEM into verifiers, [`snapshot`] compiles a whole policy into the
+//! immutable [`Snapshot`] that every admission request reads, and [`state`] is what the controller
+//! publishes of it. At the bottom, importing nothing from the others, [`problem`] is what compiling
+//! a field can report and [`dns`] the names Kubernetes gives its objects.
 
 pub mod dns;
 pub mod hosts;
