@@ -3,8 +3,8 @@
 //! [`Webhook::handle`] takes the body of a `POST /signing-policy-check` and returns an
 //! [`Answer`]: 200 with an AdmissionReview for every well-formed review, with what was
 //! decided, or 400 with the reason for anything else; [`Webhook::pin`] answers `POST
-//! /pin-digests`, the mutating webhook, likewise. [`review`] is the wire format, [`admit`]
-//! decides, [`pin`] rewrites, [`words`] says it, [`credentials`] finds what registries need,
+//! /pin-digests`, the mutating webhook, likewise. [`review`] is the wire format (which images
+//! of a request are checked is [`crate::workload`]'s), [`admit`] decides, [`pin`] rewrites, [`words`] says it, [`credentials`] finds what registries need,
 //! and [`http`] routes requests to it and records each decision, with [`events`] publishing
 //! the Kubernetes Events of refusals and Warn-mode admissions.
 
