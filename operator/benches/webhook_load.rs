@@ -303,16 +303,16 @@ async fn run() {
         return;
     }
     let webhook = signed.webhook;
-    let handle_us = per_review(|| async { webhook.handle(&body).await.status }).await;
+    let handle_us = per_review(|| async { webhook.handle(&body).await.status() }).await;
     // The mutating webhook on the same cached 1-image Pod: the same decision, and its patch.
     let pinned = webhook.pin(&body).await;
     assert_eq!(
-        pinned.pins.len(),
+        pinned.pins().len(),
         1,
         "{}",
-        String::from_utf8_lossy(&pinned.body)
+        String::from_utf8_lossy(&pinned.body())
     );
-    let pin_us = per_review(|| async { webhook.pin(&body).await.status }).await;
+    let pin_us = per_review(|| async { webhook.pin(&body).await.status() }).await;
     let parse_us = per_review(|| async { Review::parse(&body).is_ok() }).await;
     let body_file = dir.path().join("review.json");
     std::fs::write(&body_file, &body).expect("body file");

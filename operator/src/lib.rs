@@ -5,21 +5,19 @@
 //! state that is enforced); [`verify`] finds and checks signatures in registries;
 //! [`webhook`] turns both into decisions and words (docs/contract.md §2); [`workload`] finds
 //! the images of Pods and workloads; [`controller`] publishes the policy and writes its
-//! status; [`server`] and [`telemetry`] are the infrastructure; [`cli`], [`check`] and
-//! [`run`] are the command line on top. `docs/architecture.md` maps the folders.
+//! status; [`audit`] checks what already runs; [`certs`] issues the webhook's own
+//! certificate; [`server`] and [`telemetry`] are the infrastructure; [`cli`] is the command
+//! line on top, every subcommand in it. `docs/architecture.md` maps the folders.
 
 pub mod audit;
 pub mod certs;
-pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod duration;
 pub mod lenient;
 pub mod policy;
-pub mod run;
 pub mod server;
 pub mod telemetry;
 pub mod verify;
-pub mod verify_bundle;
 pub mod webhook;
 pub mod workload;

@@ -1,4 +1,14 @@
-//! Workloads and the images they run: the pod spec of each kind docs/contract.md §2 intercepts.
+//! The image rules: which images of a Pod or workload admission checks, and where each is
+//! written. One home, used by admission, pinning, Events, `check` and the running check.
+//!
+//! - The kinds with a pod spec and where each keeps it ([`KINDS`], [`pod_spec_path`],
+//!   docs/contract.md §2).
+//! - The places of a pod spec that hold images ([`ContainerList`]: the field, the order
+//!   images are reported in, the JSON pointer of each image), read by `Object::read_field`
+//!   and listed by [`Object::pod_spec_images`]. A new place for an image is a variant there,
+//!   its reading in `read_field`, and its items in `pod_spec_images`.
+//! - What a request changes ([`Change`]): the images it must have checked (those it adds),
+//!   the pointer of each for a patch, and the pod spec whose credentials go with them.
 //!
 //! An object is read into an [`Object`]: in one pass over its JSON and without building it,
 //! the fields that decide (a pod spec's container lists, pull secrets and service account) at
@@ -8,13 +18,11 @@
 //! a clear error. Admission requests and manifest files (through [`Object::from_value`]) go
 //! through this one reading.
 
-use std::borrow::Cow;
+use std::collections::HashSet;
 
-use serde::Deserialize;
-use serde::de::{MapAccess, SeqAccess};
 use serde_json::Value;
 
-use crate::lenient::{Lenient, Read, Text, each_field, next_value};
+mod read;
 
 /// Which containers list an image came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,13 +66,20 @@ pub struct ContainerImage {
     pub image: String,
 }
 
+impl ContainerImage {
+    /// The JSON pointer (RFC 6901) of its `image` field, below its pod spec's.
+    pub fn pointer(&self) -> String {
+        format!("/{}/{}/image", self.list.field(), self.index)
+    }
+}
+
 /// Why a workload's images cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkloadError {
     /// A kind whose pod spec is not where it should be.
     #[error("{kind} has no pod spec at {path}")]
     NoPodSpec {
-        /// The kind.
+        /// The kind, such as `Deployment`.
         kind: String,
         /// Where it was looked for.
         path: &'static str,
@@ -114,6 +129,132 @@ pub fn images_of(kind: &str, object: &Value) -> Result<Option<Vec<ContainerImage
     Object::from_value(object).images_of(kind)
 }
 
+/// What an admission request changes, as the image rules read it: the object's kind, the
+/// request's subresource and operation, the object as it would be stored and, for an UPDATE,
+/// as it was.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    /// `request.kind.kind`.
+    pub kind: &'a str,
+    /// `request.subResource`, if any.
+    pub sub_resource: Option<&'a str>,
+    /// `CREATE`, `UPDATE`, ...
+    pub operation: &'a str,
+    /// The object as it would be stored.
+    pub object: &'a Object,
+    /// The object before an UPDATE, when the request has one.
+    pub old_object: Option<&'a Object>,
+}
+
+/// Where a change's images are: the pod spec at its kind's path, or, for `kubectl debug`'s
+/// subresource, the object's `spec` or the object itself.
+#[derive(Debug, Clone, Copy)]
+enum PodSpecAt {
+    /// At this path of the object.
+    Path(&'static [&'static str]),
+    /// The object's `spec` (a Pod's, on Kubernetes 1.22 and later).
+    Spec,
+    /// The object itself (an EphemeralContainers, on Kubernetes 1.20 and 1.21).
+    Itself,
+}
+
+impl PodSpecAt {
+    /// Its JSON pointer (RFC 6901) in the object.
+    fn pointer(self) -> String {
+        match self {
+            PodSpecAt::Path(path) => format!("/{}", path.join("/")),
+            PodSpecAt::Spec => "/spec".to_owned(),
+            PodSpecAt::Itself => String::new(),
+        }
+    }
+}
+
+impl<'a> Change<'a> {
+    /// The images this change must have checked: every image of the object that the object
+    /// before an UPDATE did not have, each once, in order. `None` when it is not a change
+    /// this webhook decides (another kind, another operation, another subresource).
+    pub fn images_to_check(&self) -> Result<Option<Vec<String>>, WorkloadError> {
+        if !matches!(self.operation, "CREATE" | "UPDATE") {
+            return Ok(None);
+        }
+        let Some((_, images)) = self.images_in(self.object)? else {
+            return Ok(None);
+        };
+        let before: HashSet<String> = match self.old_object {
+            Some(old) if self.operation == "UPDATE" => self.old_images(old),
+            _ => HashSet::new(),
+        };
+        let mut seen = HashSet::new();
+        let fresh = images
+            .into_iter()
+            .map(|ContainerImage { image, .. }| image)
+            .filter(|i| !before.contains(i) && seen.insert(i.clone()))
+            .collect();
+        Ok(Some(fresh))
+    }
+
+    /// Every image of the object with the JSON pointer of its field (RFC 6901), for a patch;
+    /// empty when the change has no pod spec this webhook reads, or an unreadable one.
+    pub fn image_fields(&self) -> Vec<(String, String)> {
+        let Ok(Some((at, images))) = self.images_in(self.object) else {
+            return Vec::new();
+        };
+        let base = at.pointer();
+        images
+            .into_iter()
+            .map(|c| (format!("{base}{}", c.pointer()), c.image))
+            .collect()
+    }
+
+    /// The pod spec whose pull secrets and service account go with this change's images: the
+    /// object's at its kind's path, or for a subresource its `spec` (or itself).
+    pub fn pod_spec(&self) -> Option<&'a Object> {
+        self.object.pod_spec(self.kind).or_else(|| {
+            self.sub_resource
+                .is_some()
+                .then(|| self.object.spec_or_self())
+        })
+    }
+
+    /// The images of `object` (this change's object, or the one before it) and where they
+    /// are; `Ok(None)` when this webhook reads no pod spec in such a change.
+    fn images_in(
+        &self,
+        object: &Object,
+    ) -> Result<Option<(PodSpecAt, Vec<ContainerImage>)>, WorkloadError> {
+        match self.sub_resource {
+            None => {
+                let Some(path) = pod_spec_path(self.kind) else {
+                    return Ok(None);
+                };
+                let images = object.images_of(self.kind)?.unwrap_or_default();
+                Ok(Some((PodSpecAt::Path(path), images)))
+            }
+            // `kubectl debug`: the object is a Pod (1.22+) or an EphemeralContainers (1.20-21).
+            Some("ephemeralcontainers") => {
+                let at = if object.has_spec() {
+                    PodSpecAt::Spec
+                } else {
+                    PodSpecAt::Itself
+                };
+                Ok(Some((at, object.spec_or_self().pod_spec_images()?)))
+            }
+            Some(_) => Ok(None),
+        }
+    }
+
+    /// Images already in the object before an UPDATE: admitted then, not checked again. An
+    /// old object that cannot be read counts as having none, so everything is checked.
+    fn old_images(&self, old: &Object) -> HashSet<String> {
+        let images = self.images_in(old).ok().flatten().map(|(_, images)| images);
+        images
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.image)
+            .collect()
+    }
+}
+
 /// What an object (or any JSON value) holds for admission: at each level, the fields of a pod
 /// spec, and the levels below its `spec`, `template` and `jobTemplate` fields. A field given
 /// twice counts with its last value.
@@ -155,15 +296,6 @@ struct Container {
 }
 
 impl Object {
-    /// The same reading of a JSON value already built (a manifest's document).
-    pub fn from_value(value: &Value) -> Self {
-        // Lenient reading has no error of its own, and a value is well-formed already; were
-        // it to fail, an empty object has no pod spec, which is an error, never an admission.
-        Read::<Object>::deserialize(value)
-            .map(|Read(object)| object)
-            .unwrap_or_default()
-    }
-
     /// Whether the value was a JSON object.
     pub fn is_object(&self) -> bool {
         self.is_object
@@ -258,113 +390,6 @@ impl Object {
     }
 }
 
-impl Object {
-    /// A JSON object with no field read yet: where [`Object::read_field`] starts.
-    pub(crate) fn empty_object() -> Self {
-        Object {
-            is_object: true,
-            ..Object::default()
-        }
-    }
-
-    /// Reads the value of `key` into this level when it is a field kept here, and says
-    /// whether it did; `false` leaves the value for the caller to read (or read through),
-    /// as [`each_field`] expects. For a reader of the same object that keeps more fields.
-    pub(crate) fn read_field<'de, A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> Result<bool, A::Error> {
-        let child = |map: &mut A| next_value::<_, Object>(map).map(Box::new).map(Some);
-        match key {
-            "containers" => self.containers = next_value(map)?,
-            "initContainers" => self.init_containers = next_value(map)?,
-            "ephemeralContainers" => self.ephemeral_containers = next_value(map)?,
-            "imagePullSecrets" => self.pull_secrets = next_value::<_, PullSecrets>(map)?.0,
-            "serviceAccountName" => {
-                self.service_account_name = next_value::<_, Text>(map)?.into_owned();
-            }
-            "spec" => self.spec = child(map)?,
-            "template" => self.template = child(map)?,
-            "jobTemplate" => self.job_template = child(map)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl<'de> Lenient<'de> for Object {
-    fn other() -> Self {
-        Object::default()
-    }
-
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let mut object = Object::empty_object();
-        each_field(map, |key, map| object.read_field(key, map))?;
-        Ok(object)
-    }
-}
-
-impl<'de> Lenient<'de> for Containers {
-    fn other() -> Self {
-        Containers::NotAList
-    }
-
-    fn null() -> Self {
-        Containers::Absent
-    }
-
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Read(container)) = seq.next_element::<Read<Container>>()? {
-            items.push(container);
-        }
-        Ok(Containers::Items(items))
-    }
-}
-
-impl<'de> Lenient<'de> for Container {
-    fn other() -> Self {
-        Container::default()
-    }
-
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let mut container = Container::default();
-        each_field(map, |key, map| {
-            match key {
-                "name" => container.name = next_value::<_, Text>(map)?.into_string(),
-                "image" => {
-                    let image = next_value::<_, Text>(map)?.0;
-                    container.image = image.filter(|i| !i.is_empty()).map(Cow::into_owned);
-                }
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
-        Ok(container)
-    }
-}
-
-/// The non-empty `name`s of a list of references (each read for its `name` as a container
-/// is); empty for anything but a list.
-struct PullSecrets(Vec<String>);
-
-impl<'de> Lenient<'de> for PullSecrets {
-    fn other() -> Self {
-        PullSecrets(Vec::new())
-    }
-
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut names = Vec::new();
-        while let Some(Read(reference)) = seq.next_element::<Read<Container>>()? {
-            if !reference.name.is_empty() {
-                names.push(reference.name);
-            }
-        }
-        Ok(PullSecrets(names))
-    }
-}
-
 fn dotted(path: &[&str]) -> &'static str {
     match path.len() {
         1 => "spec",
@@ -374,71 +399,4 @@ fn dotted(path: &[&str]) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn every_kind_finds_its_pod_spec() {
-        let pod = json!({"containers": [{"name": "a", "image": "busybox"}], "initContainers": [{"name": "i", "image": "init:1"}]});
-        let wrap = |path: &[&str]| {
-            path.iter()
-                .rev()
-                .fold(pod.clone(), |inner, field| json!({ *field: inner }))
-        };
-        for kind in KINDS {
-            let object = wrap(pod_spec_path(kind).expect(kind));
-            let images = images_of(kind, &object).expect(kind).expect(kind);
-            let written: Vec<_> = images.iter().map(|i| i.image.as_str()).collect();
-            assert_eq!(written, ["init:1", "busybox"], "{kind}");
-        }
-        assert_eq!(images_of("Role", &json!({})), Ok(None));
-    }
-
-    #[test]
-    fn ephemeral_containers_count() {
-        let spec = json!({"containers": [{"name": "a", "image": "a"}], "ephemeralContainers": [{"name": "debug", "image": "debugger"}]});
-        let images = Object::from_value(&spec).pod_spec_images().expect("images");
-        assert_eq!(
-            images[1],
-            ContainerImage {
-                list: ContainerList::EphemeralContainers,
-                index: 0,
-                name: "debug".into(),
-                image: "debugger".into()
-            }
-        );
-    }
-
-    #[test]
-    fn broken_objects_are_errors_not_silence() {
-        assert!(matches!(
-            images_of("Deployment", &json!({"spec": {}})),
-            Err(WorkloadError::NoPodSpec { .. })
-        ));
-        assert!(matches!(
-            images_of("Pod", &json!({"spec": {"containers": "x"}})),
-            Err(WorkloadError::NotAList("containers"))
-        ));
-        assert!(matches!(
-            images_of("Pod", &json!({"spec": {"containers": [{"name": "a"}]}})),
-            Err(WorkloadError::NoImage {
-                list: "containers",
-                index: 0
-            })
-        ));
-        assert!(matches!(
-            images_of("Pod", &json!({"spec": {"containers": [{"image": 5}]}})),
-            Err(WorkloadError::NoImage { .. })
-        ));
-    }
-
-    #[test]
-    fn pull_secrets() {
-        let spec = json!({"imagePullSecrets": [{"name": "a"}, {}, {"name": ""}, {"name": "b"}]});
-        assert_eq!(Object::from_value(&spec).pull_secret_names(), ["a", "b"]);
-        let not_a_list = Object::from_value(&json!({"imagePullSecrets": 3}));
-        assert!(not_a_list.pull_secret_names().is_empty());
-    }
-}
+mod tests;

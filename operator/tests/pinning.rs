@@ -87,12 +87,12 @@ fn pod(spec: Value) -> Value {
 /// The response of a review body.
 fn response(answer: &image_policy::webhook::Answer) -> Value {
     assert_eq!(
-        answer.status,
+        answer.status(),
         200,
         "{}",
-        String::from_utf8_lossy(&answer.body)
+        String::from_utf8_lossy(&answer.body())
     );
-    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    let review: Value = serde_json::from_slice(&answer.body()).unwrap();
     review["response"].clone()
 }
 
@@ -187,7 +187,7 @@ async fn verified_images_of_a_pod_are_pinned_and_the_rest_left_alone() {
         .pin(&serde_json::to_vec(&review("default", "Pod", None, pinned)).unwrap())
         .await;
     assert!(patch(&response(&again)).is_empty());
-    assert!(again.pins.is_empty());
+    assert!(again.pins().is_empty());
 
     // Refused as validation refuses it, with the same words, and nothing pinned.
     let unsigned = pod(json!({"containers": [

@@ -112,8 +112,8 @@ async fn every_fixture_without_a_policy() {
         let broken_workload = WORKLOADS.contains(&kind) && images_of(&entry).is_empty();
         if !is_request || broken_workload {
             // 12, 21, 25, 26 (broken) and the reference responses (no request): a 400 that says why.
-            assert_eq!(answer.status, 400, "{file}");
-            let text = String::from_utf8(answer.body).expect("utf8");
+            assert_eq!(answer.status(), 400, "{file}");
+            let text = String::from_utf8(answer.into_body()).expect("utf8");
             assert!(
                 (text.contains("not") || text.contains("no pod spec")) && text.len() < 300,
                 "{file}: {text}"
@@ -122,12 +122,12 @@ async fn every_fixture_without_a_policy() {
         }
         answered += 1;
         assert_eq!(
-            answer.status,
+            answer.status(),
             200,
             "{file}: {}",
-            String::from_utf8_lossy(&answer.body)
+            String::from_utf8_lossy(&answer.body())
         );
-        let review: Value = serde_json::from_slice(&answer.body).expect("json");
+        let review: Value = serde_json::from_slice(&answer.body()).expect("json");
         let version = entry["apiVersion"]
             .as_str()
             .unwrap_or("admission.k8s.io/v1");
@@ -137,7 +137,7 @@ async fn every_fixture_without_a_policy() {
         assert_eq!(review["response"]["allowed"], true, "{file}");
         let kind = entry["kind"].as_str().expect("kind");
         let checks_images = WORKLOADS.contains(&kind) && !images_of(&entry).is_empty();
-        let (_, decision) = answer.decision.expect("decision");
+        let (_, decision) = answer.into_decision().expect("decision");
         if checks_images && decision.reason != "NotChecked" {
             assert_eq!(
                 review["response"]["warnings"],
@@ -164,7 +164,7 @@ async fn unmatched_images_are_denied_every_one_by_name() {
             continue;
         }
         let answer = webhook.handle(&body_of(entry)).await;
-        let review: Value = serde_json::from_slice(&answer.body).expect("json");
+        let review: Value = serde_json::from_slice(&answer.body()).expect("json");
         let response = &review["response"];
         assert_eq!(response["allowed"], false, "{file}");
         let mut images = images_of(entry);
@@ -192,7 +192,7 @@ async fn unmatched_images_are_warned_with_the_flag() {
     let webhook = webhook(policy(&[]), true);
     let entry = entry("connaisseur/09_dply_multi_image.json");
     let answer = webhook.handle(&body_of(&entry)).await;
-    let review: Value = serde_json::from_slice(&answer.body).expect("json");
+    let review: Value = serde_json::from_slice(&answer.body()).expect("json");
     assert_eq!(review["response"]["allowed"], true);
     assert_eq!(
         review["response"]["warnings"],
@@ -209,7 +209,7 @@ async fn an_excluded_namespace_is_admitted_with_a_log_line() {
     let webhook = webhook(policy(&["test-connaisseur"]), false);
     let entry = entry("connaisseur/17_deny_me_pod.json");
     let answer = webhook.handle(&body_of(&entry)).await;
-    let (_, decision) = answer.decision.expect("decision");
+    let (_, decision) = answer.into_decision().expect("decision");
     assert!(decision.allowed);
     assert_eq!(
         decision.note.as_deref(),
@@ -222,7 +222,7 @@ async fn an_update_that_changes_no_image_is_not_checked() {
     let webhook = webhook(policy(&[]), false);
     let entry = entry("connaisseur/10_update.json");
     let answer = webhook.handle(&body_of(&entry)).await;
-    let (_, decision) = answer.decision.expect("decision");
+    let (_, decision) = answer.into_decision().expect("decision");
     assert!(decision.allowed, "{decision:?}");
     assert_eq!(decision.reason, "NotChecked");
     // The same body with a new image in the object is checked, and only that image.
@@ -232,7 +232,7 @@ async fn an_update_that_changes_no_image_is_not_checked() {
     let answer = webhook
         .handle(&serde_json::to_vec(&review).expect("body"))
         .await;
-    let (_, decision) = answer.decision.expect("decision");
+    let (_, decision) = answer.into_decision().expect("decision");
     assert_eq!(
         decision.message.as_deref(),
         Some("Could not verify against any image policies for container image: redis:new.")
@@ -254,7 +254,7 @@ async fn init_ephemeral_and_dry_run_are_checked_like_the_rest() {
         let (_, decision) = webhook
             .handle(&body_of(&entry))
             .await
-            .decision
+            .into_decision()
             .expect("decision");
         assert!(!decision.allowed, "{file}");
         let sentence =
@@ -277,7 +277,7 @@ async fn init_ephemeral_and_dry_run_are_checked_like_the_rest() {
     let (_, decision) = webhook
         .handle(&serde_json::to_vec(&review).unwrap())
         .await
-        .decision
+        .into_decision()
         .expect("decision");
     assert_eq!(
         decision.message.as_deref(),
@@ -301,7 +301,7 @@ async fn without_a_valid_policy_every_image_is_refused() {
         let (_, decision) = webhook
             .handle(&body_of(&entry))
             .await
-            .decision
+            .into_decision()
             .expect("decision");
         assert!(!decision.allowed, "{decision:?}");
     }
@@ -327,13 +327,13 @@ async fn a_policy_is_validated_on_its_way_in() {
     let (_, decision) = webhook
         .handle(&serde_json::to_vec(&review("image-policy", &good)).unwrap())
         .await
-        .decision
+        .into_decision()
         .unwrap();
     assert!(decision.allowed, "{decision:?}");
     let (_, decision) = webhook
         .handle(&serde_json::to_vec(&review("other", &good)).unwrap())
         .await
-        .decision
+        .into_decision()
         .unwrap();
     assert!(
         decision
@@ -345,7 +345,7 @@ async fn a_policy_is_validated_on_its_way_in() {
     let (_, decision) = webhook
         .handle(&serde_json::to_vec(&review("image-policy", "junk")).unwrap())
         .await
-        .decision
+        .into_decision()
         .unwrap();
     assert!(
         decision
@@ -384,9 +384,9 @@ async fn arbitrary_bodies_never_panic_and_never_allow_a_workload_by_accident() {
             }
         }
         let answer = webhook.handle(&body).await;
-        if answer.status == 200 {
-            let review: Value = serde_json::from_slice(&answer.body).expect("json");
-            let (request, decision) = answer.decision.expect("decision");
+        if answer.status() == 200 {
+            let review: Value = serde_json::from_slice(&answer.body()).expect("json");
+            let (request, decision) = answer.into_decision().expect("decision");
             // A Pod that still parses with its image must be denied (its image matches nothing).
             // The body read as a JSON value says whether it has one.
             let has_image = serde_json::from_slice::<Value>(&body).is_ok_and(|v| {
@@ -451,7 +451,7 @@ async fn a_stalled_credential_source_does_not_hang_the_review() {
     let answer = webhook
         .handle(&serde_json::to_vec(&review).expect("body"))
         .await;
-    let (_, decision) = answer.decision.expect("decision");
+    let (_, decision) = answer.into_decision().expect("decision");
     assert!(!decision.allowed, "{decision:?}");
     assert_eq!(decision.reason, "Unreachable", "{decision:?}");
     assert!(

@@ -67,9 +67,9 @@ pub async fn signed_webhook() -> Signed {
     let body = serde_json::to_vec(&review).expect("body");
     let warm = webhook.handle(&body).await;
     assert!(
-        String::from_utf8_lossy(&warm.body).contains("\"allowed\":true"),
+        String::from_utf8_lossy(&warm.body()).contains("\"allowed\":true"),
         "{}",
-        String::from_utf8_lossy(&warm.body)
+        String::from_utf8_lossy(&warm.body())
     );
     Signed {
         webhook,

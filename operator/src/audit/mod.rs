@@ -1,7 +1,7 @@
 //! What already runs: the workloads of the cluster checked against a policy, as the webhook
 //! would decide them now (docs/contract.md §7). The controller does it after each policy
 //! change and every resync period ([`crate::controller::running`]); `image-policy audit`
-//! does it once for a policy file ([`command`]).
+//! does it once for a policy file ([`crate::cli::audit`]).
 //!
 //! Pods are grouped by the workload that owns them ([`workloads`]): a Deployment's hundred
 //! Pods with one image are one workload, decided once. Each image is decided through
@@ -11,7 +11,6 @@
 //! sources, and the images that are decided are paced ([`Pace`]), so that a cluster of
 //! 10,000 Pods does not become a burst of registry requests.
 
-pub mod command;
 pub mod workloads;
 
 use std::collections::HashMap;
@@ -38,13 +37,13 @@ pub struct Report {
     /// How many of them run at least one image that would be refused.
     pub refused_workloads: usize,
     /// Every image refused, by workload, in the order of [`workloads::list`].
-    pub refused: Vec<Refused>,
+    pub refused: Vec<WorkloadRefusal>,
 }
 
 /// One image of one workload that the policy would refuse now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Refused {
+pub struct WorkloadRefusal {
     /// The workload's namespace.
     pub namespace: String,
     /// Its kind (the top owner of its Pods).
@@ -62,7 +61,7 @@ pub struct Refused {
     pub warn_mode: bool,
 }
 
-impl Refused {
+impl WorkloadRefusal {
     /// The status's form of it.
     pub fn to_status(&self) -> RefusedImage {
         RefusedImage {
@@ -158,13 +157,13 @@ pub async fn check(
 }
 
 /// The refusal in `outcome`, if it is one (waived in Warn mode or not).
-fn refusal(workload: &Workload, image: &str, outcome: &Outcome) -> Option<Refused> {
+fn refusal(workload: &Workload, image: &str, outcome: &Outcome) -> Option<WorkloadRefusal> {
     let (message, reason, warn_mode) = match outcome {
         Outcome::Denied { message, reason } => (message, reason, false),
         Outcome::Waived { message, reason } => (message, reason, true),
         Outcome::Admitted { .. } | Outcome::Warned(_) => return None,
     };
-    Some(Refused {
+    Some(WorkloadRefusal {
         namespace: workload.namespace.clone(),
         kind: workload.kind.clone(),
         name: workload.name.clone(),

@@ -292,7 +292,7 @@ async fn a_cluster_where_everything_is_excluded_has_nothing_refused() {
 
 #[test]
 fn the_status_lists_the_first_twenty_refusals_and_counts_them_all() {
-    let refused = Refused {
+    let refused = WorkloadRefusal {
         namespace: "ns".into(),
         kind: "Deployment".into(),
         name: "web".into(),

@@ -4,11 +4,11 @@
 //!
 //! Every replica runs the same loop ([`manage`]): read the Secret and serve its certificate;
 //! then, on the holder of the controller's lease only, read the webhook configuration and take
-//! the steps [`plan`] decides. One writer keeps a replica that read the Secret a moment before
-//! a renewal from publishing the bundle of before it; writes are also optimistic (the
-//! `resourceVersion` read), so a lease changing hands mid-pass cannot undo a newer write. See
-//! [`plan`] for the steps of a rotation and the Secret's keys, [`issue`] for the certificates
-//! themselves.
+//! the steps [`plan`](mod@plan) decides. One writer keeps a replica that read the Secret a
+//! moment before a renewal from publishing the bundle of before it; writes are also
+//! optimistic (the `resourceVersion` read), so a lease changing hands mid-pass cannot undo a
+//! newer write. See [`plan`](mod@plan) for the steps of a rotation and the Secret's keys,
+//! [`issue`] for the certificates themselves.
 //!
 //! The certificate's names follow the webhook configuration: `<service>.<namespace>.svc`
 //! (and `.svc.cluster.local`) for a `service` client config, the host of a `url`, plus the
@@ -78,9 +78,9 @@ pub struct CertArgs {
 pub struct CertSettings {
     /// The Secret's namespace (the operator's).
     pub namespace: String,
-    /// The Secret.
+    /// The name of the Secret that keeps the CA and the serving certificate.
     pub secret: String,
-    /// The ValidatingWebhookConfiguration.
+    /// The name of the ValidatingWebhookConfiguration whose caBundle follows the CA.
     pub webhook_configuration: String,
     /// The MutatingWebhookConfiguration, when there is one.
     pub mutating_webhook_configuration: Option<String>,

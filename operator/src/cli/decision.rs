@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{CliError, trusted_root_arg};
+use super::error::CliError;
 use crate::verify::Verifier;
 use crate::verify::args::VerifierArgs;
 use crate::webhook::admit::Settings;
@@ -43,5 +43,20 @@ impl DecisionArgs {
             .config()
             .map_err(|e| input_error(e.to_string()))?;
         Verifier::new(config).map_err(|e| input_error(e.to_string()))
+    }
+}
+
+/// A `--trusted-root` value that is not `NAME=FILE`; clap prints it after the flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not NAME=FILE")]
+pub struct NotNameFile(String);
+
+/// Parses `--trusted-root NAME=FILE`.
+fn trusted_root_arg(value: &str) -> Result<(String, PathBuf), NotNameFile> {
+    match value.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(NotNameFile(value.to_owned())),
     }
 }

@@ -1,4 +1,4 @@
-//! The policy file of `match` and `check` as written: the fields of it that the
+//! The policy file of `match`, `check` and `audit` as written: the fields of it that the
 //! ClusterImagePolicy CRD does not know.
 //!
 //! serde ignores a field it does not know and the API server prunes it, so a typo such as
@@ -16,8 +16,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::{CustomResourceExt, Resource};
 use serde_yaml::{Mapping, Value};
-
-use super::CliError;
 
 /// The policy file of `match` and `check`, and how strictly it is read.
 #[derive(Debug, clap::Args)]
@@ -68,7 +66,7 @@ impl fmt::Display for UnknownField {
     list(.fields)
 )]
 pub struct Refusal {
-    /// The file.
+    /// The policy file refused.
     pub path: PathBuf,
     /// Every unknown field, in the order of the file.
     pub fields: Vec<UnknownField>,
@@ -77,38 +75,6 @@ pub struct Refusal {
 fn list(fields: &[UnknownField]) -> String {
     let lines: Vec<String> = fields.iter().map(|f| format!("  {f}")).collect();
     lines.join("\n")
-}
-
-/// Looks in `text`, the contents of the policy file `file`, for fields that the CRD does not
-/// know: with `strict` refuses the file when there is any, without it warns of each on
-/// standard error.
-pub(super) fn screen(file: &Path, text: &str, strict: bool) -> Result<(), CliError> {
-    screen_with(file, text, strict, |line| eprintln!("{line}"))
-}
-
-/// [`screen`], with each warning line given to `warn`.
-fn screen_with(
-    file: &Path,
-    text: &str,
-    strict: bool,
-    mut warn: impl FnMut(String),
-) -> Result<(), CliError> {
-    let manifest: Value = serde_yaml::from_str(text).map_err(|e| CliError::Parse {
-        path: file.into(),
-        detail: e.to_string(),
-    })?;
-    let fields = unknown_fields(&manifest);
-    if strict && !fields.is_empty() {
-        return Err(Refusal {
-            path: file.into(),
-            fields,
-        }
-        .into());
-    }
-    for field in &fields {
-        warn(field.warning(file));
-    }
-    Ok(())
 }
 
 /// The fields of a ClusterImagePolicy manifest that its CRD does not know, in the order of the
@@ -267,4 +233,4 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -1,3 +1,7 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::policy_file::tests::{dropped_secret_refs, repo_file};
 use super::*;
 
 fn data(path: &str) -> PathBuf {
@@ -11,13 +15,22 @@ fn run(args: &[&str]) -> (Result<(), CliError>, String) {
         .expect("args");
     let mut out = Vec::new();
     let result = match cli.command {
-        Command::Crd => print_crd(&mut out),
-        Command::Match(a) => run_match(&a, &mut out),
+        Command::Crd => crd::run(&mut out),
+        Command::Match(a) => matching::run(&a, &mut out),
         Command::Check(_) | Command::Audit(_) | Command::VerifyBundle(_) | Command::Run(_) => {
             unreachable!("tested on their own")
         }
     };
     (result, String::from_utf8(out).expect("utf8"))
+}
+
+/// What `match --policy tests/data/policies/<file> <flags> <images>` prints; it must answer.
+fn matched(file: &str, flags: &[&str], images: &[&str]) -> String {
+    let policy = data(&format!("policies/{file}"));
+    let policy = policy.to_str().expect("path");
+    let (result, out) = run(&[&["match", "--policy", policy][..], flags, images].concat());
+    result.expect("answers");
+    out
 }
 
 #[test]
@@ -27,7 +40,7 @@ fn the_checked_in_crd_is_the_generated_one() {
     let checked_in =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(
-        checked_in == crd_yaml(),
+        checked_in == crd::crd_yaml(),
         "{} has drifted from `image-policy crd`; regenerate it with `make crd`",
         path.display()
     );
@@ -35,17 +48,8 @@ fn the_checked_in_crd_is_the_generated_one() {
 
 #[test]
 fn match_answers_the_seed_quickstart() {
-    let policy = data("policies/seed-quickstart.yaml");
-    let policy = policy.to_str().expect("path");
-    let (result, out) = run(&[
-        "match",
-        "--policy",
-        policy,
-        "gcr.io/projectsigstore/cosign:v1.2.1",
-        "busybox",
-        "Bad@@",
-    ]);
-    result.expect("answers");
+    let images = ["gcr.io/projectsigstore/cosign:v1.2.1", "busybox", "Bad@@"];
+    let out = matched("seed-quickstart.yaml", &[], &images);
     let expected = "\
 gcr.io/projectsigstore/cosign:v1.2.1
   images[0] gcr.io/projectsigstore/cosign* keys: cosign-key
@@ -62,19 +66,11 @@ Bad@@
 
 #[test]
 fn match_json_names_entries_keys_and_secrets() {
-    let policy = data("policies/seed-table.yaml");
-    let policy = policy.to_str().expect("path");
-    let (result, out) = run(&[
-        "match",
-        "--policy",
-        policy,
-        "-o",
-        "json",
-        "--namespace",
-        "kube-system",
-        "my-registry.example.org/myproject/my-image:mytag",
-    ]);
-    result.expect("answers");
+    let out = matched(
+        "seed-table.yaml",
+        &["-o", "json", "--namespace", "kube-system"],
+        &["my-registry.example.org/myproject/my-image:mytag"],
+    );
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         json,
@@ -95,16 +91,13 @@ fn match_json_names_entries_keys_and_secrets() {
 
 #[test]
 fn match_says_which_images_are_in_warn_mode() {
-    let policy = data("policies/warn.yaml");
-    let policy = policy.to_str().expect("path");
     let images = [
         "registry.example.org/web:v1",
         "registry.example.org/payments/api:v2",
         "busybox",
         "Bad@@",
     ];
-    let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
-    result.expect("answers");
+    let out = matched("warn.yaml", &[], &images);
     let expected = "\
 registry.example.org/web:v1
   images[0] registry.example.org/* keys: broad-key
@@ -123,11 +116,7 @@ Bad@@
             .is_some_and(|l| l.ends_with(": admitted with a warning (Warn mode)")),
         "{out}"
     );
-    let (_, json) = run(&[
-        &["match", "--policy", policy, "-o", "json"][..],
-        &images[..2],
-    ]
-    .concat());
+    let json = matched("warn.yaml", &["-o", "json"], &images[..2]);
     let json: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(json[0]["mode"], "Warn", "{json}");
     assert_eq!(
@@ -138,15 +127,12 @@ Bad@@
 
 #[test]
 fn a_broad_entry_beside_a_narrow_one_is_said() {
-    let policy = data("policies/broad-and-narrow.yaml");
-    let policy = policy.to_str().expect("path");
     let images = [
         "registry.example.org/payments/api:v2",
         "registry.example.org/payments/ledger:v1",
         "registry.example.org/web:v1",
     ];
-    let (result, out) = run(&[&["match", "--policy", policy][..], &images].concat());
-    result.expect("answers");
+    let out = matched("broad-and-narrow.yaml", &[], &images);
     let expected = "\
 registry.example.org/payments/api:v2
   images[0] registry.example.org/* keys: broad-key
@@ -161,8 +147,7 @@ registry.example.org/web:v1
   images[0] registry.example.org/* keys: broad-key
 ";
     assert_eq!(out, expected);
-    let (result, out) = run(&[&["match", "--policy", policy, "-o", "json"][..], &images].concat());
-    result.expect("answers");
+    let out = matched("broad-and-narrow.yaml", &["-o", "json"], &images);
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         json[0]["anyOf"],
@@ -214,4 +199,85 @@ fn unreadable_and_foreign_files_are_clear_errors() {
         ),
         "{message}"
     );
+}
+
+/// `args` parsed as the command line, and the file they name written with `policy`.
+fn command(dir: &tempfile::TempDir, policy: &str, args: &[&str]) -> Cli {
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, policy).expect("write");
+    let file = file.to_str().expect("path");
+    let args = args.iter().map(|&a| if a == "FILE" { file } else { a });
+    Cli::try_parse_from(std::iter::once("image-policy").chain(args)).expect("args")
+}
+
+#[test]
+fn match_and_check_answer_without_the_dropped_fields() {
+    let dir = tempfile::tempdir().expect("dir");
+    let policy = dropped_secret_refs();
+    let image = "gcr.io/projectsigstore/cosign:v1.2.1";
+    let cli = command(&dir, &policy, &["match", "--policy", "FILE", image]);
+    let Command::Match(args) = cli.command else {
+        unreachable!("match")
+    };
+    let mut out = Vec::new();
+    matching::run(&args, &mut out).expect("answers");
+    let out = String::from_utf8(out).expect("utf8");
+    assert!(
+        out.contains("images[0] gcr.io/projectsigstore/cosign* keys: cosign-key\n"),
+        "no secretRef, as in the cluster: {out}"
+    );
+    // An image that matches no entry is denied without asking a registry.
+    let cli = command(&dir, &policy, &["check", "--policy", "FILE", "busybox"]);
+    let Command::Check(args) = cli.command else {
+        unreachable!("check")
+    };
+    let mut out = Vec::new();
+    let admitted = check::run(&args, &mut out).expect("answers");
+    assert!(!admitted, "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+fn match_and_check_refuse_unknown_fields_with_strict_as_unusable_input() {
+    let dir = tempfile::tempdir().expect("dir");
+    let policy = dropped_secret_refs();
+    for args in [
+        &["match", "--strict", "--policy", "FILE", "busybox"][..],
+        &["check", "--policy", "FILE", "--strict", "busybox"],
+    ] {
+        let cli = command(&dir, &policy, args);
+        assert_eq!(cli.run(), ExitCode::from(2), "{args:?}");
+    }
+    let quickstart = repo_file("tests/data/policies/seed-quickstart.yaml");
+    let cli = command(
+        &dir,
+        &quickstart,
+        &["match", "--strict", "--policy", "FILE", "x"],
+    );
+    let Command::Match(args) = cli.command else {
+        unreachable!("match")
+    };
+    matching::run(&args, &mut Vec::new()).expect("a clean policy passes --strict");
+}
+
+#[test]
+fn a_trusted_root_that_is_not_name_file_is_refused_with_the_value() {
+    let parse = |value: &str| {
+        Cli::try_parse_from([
+            "image-policy",
+            "check",
+            "--policy",
+            "p.yaml",
+            "--trusted-root",
+            value,
+            "busybox",
+        ])
+    };
+    for bad in ["corp", "=root.json", "corp="] {
+        let error = parse(bad).expect_err(bad).to_string();
+        assert!(
+            error.contains(&format!("{bad:?} is not NAME=FILE")),
+            "{error}"
+        );
+    }
+    assert!(parse("corp=root.json").is_ok());
 }

@@ -54,7 +54,7 @@ pub fn identity() -> String {
 
 /// What a candidate does with the lease as it read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum LeaseAction {
     /// It holds the lease: renew it.
     Renew,
     /// Nobody holds it, or the holder let it expire: take it.
@@ -63,24 +63,29 @@ pub enum Step {
     Wait,
 }
 
-/// Decides the step for `me`, given the lease's holder and duration and how long its record
+/// Decides what `me` does, given the lease's holder and duration and how long its record
 /// has been seen unchanged.
-pub fn decide(holder: Option<&str>, duration: Duration, unchanged_for: Duration, me: &str) -> Step {
+pub fn decide(
+    holder: Option<&str>,
+    duration: Duration,
+    unchanged_for: Duration,
+    me: &str,
+) -> LeaseAction {
     match holder.filter(|h| !h.is_empty()) {
-        Some(h) if h == me => Step::Renew,
-        None => Step::Acquire,
-        Some(_) if unchanged_for >= duration => Step::Acquire,
-        Some(_) => Step::Wait,
+        Some(h) if h == me => LeaseAction::Renew,
+        None => LeaseAction::Acquire,
+        Some(_) if unchanged_for >= duration => LeaseAction::Acquire,
+        Some(_) => LeaseAction::Wait,
     }
 }
 
 /// Remembers when the lease's record last changed, by the local clock.
 #[derive(Debug, Default)]
-pub struct Observer {
+pub struct RecordAge {
     seen: Option<(LeaseSpec, Instant)>,
 }
 
-impl Observer {
+impl RecordAge {
     /// Records `spec` as read at `now`, and returns how long it has been unchanged (zero
     /// on the first sight and on every change).
     pub fn observe(&mut self, spec: &LeaseSpec, now: Instant) -> Duration {
@@ -104,7 +109,7 @@ pub async fn lead(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
-    let mut observer = Observer::default();
+    let mut record_age = RecordAge::default();
     let mut renewed: Option<Instant> = None;
     let mut ticks = tokio::time::interval(RENEW_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -126,7 +131,7 @@ pub async fn lead(
             }
         }
         let now = Instant::now();
-        match attempt(&api, &me, &mut observer, now).await {
+        match attempt(&api, &me, &mut record_age, now).await {
             Ok(true) => renewed = Some(now),
             Ok(false) => renewed = None,
             Err(e) => {
@@ -145,7 +150,7 @@ pub async fn lead(
 async fn attempt(
     api: &Api<Lease>,
     me: &str,
-    observer: &mut Observer,
+    record_age: &mut RecordAge,
     now: Instant,
 ) -> Result<bool, kube::Error> {
     let Some(mut lease) = api.get_opt(LEASE_NAME).await? else {
@@ -167,15 +172,15 @@ async fn attempt(
         .lease_duration_seconds
         .and_then(|s| u64::try_from(s).ok())
         .map_or(LEASE_DURATION, Duration::from_secs);
-    let unchanged_for = observer.observe(&spec, now);
+    let unchanged_for = record_age.observe(&spec, now);
     let next = match decide(spec.holder_identity.as_deref(), duration, unchanged_for, me) {
-        Step::Wait => return Ok(false),
-        Step::Renew => LeaseSpec {
+        LeaseAction::Wait => return Ok(false),
+        LeaseAction::Renew => LeaseSpec {
             renew_time: Some(MicroTime(Timestamp::now())),
             lease_duration_seconds: Some(duration_seconds()),
             ..spec
         },
-        Step::Acquire => taken(Some(&spec), me),
+        LeaseAction::Acquire => taken(Some(&spec), me),
     };
     lease.spec = Some(next);
     // `replace` sends the resourceVersion read above: a concurrent writer makes it conflict.
@@ -249,18 +254,18 @@ mod tests {
 
     #[test]
     fn the_holder_renews_and_others_wait_until_it_expires() {
-        assert_eq!(decide(Some("a"), S(15), S(100), "a"), Step::Renew);
-        assert_eq!(decide(None, S(15), S(0), "a"), Step::Acquire);
+        assert_eq!(decide(Some("a"), S(15), S(100), "a"), LeaseAction::Renew);
+        assert_eq!(decide(None, S(15), S(0), "a"), LeaseAction::Acquire);
         assert_eq!(
             decide(Some(""), S(15), S(0), "a"),
-            Step::Acquire,
+            LeaseAction::Acquire,
             "released"
         );
-        assert_eq!(decide(Some("b"), S(15), S(14), "a"), Step::Wait);
-        assert_eq!(decide(Some("b"), S(15), S(15), "a"), Step::Acquire);
+        assert_eq!(decide(Some("b"), S(15), S(14), "a"), LeaseAction::Wait);
+        assert_eq!(decide(Some("b"), S(15), S(15), "a"), LeaseAction::Acquire);
         assert_eq!(
             decide(Some("b"), S(30), S(20), "a"),
-            Step::Wait,
+            LeaseAction::Wait,
             "the lease's own duration"
         );
     }
@@ -273,17 +278,17 @@ mod tests {
             renew_time: Some(MicroTime(Timestamp::from_second(renewed).expect("time"))),
             ..LeaseSpec::default()
         };
-        let mut observer = Observer::default();
+        let mut record_age = RecordAge::default();
         // A record renewed long ago by the writer's clock is not expired on first sight.
-        assert_eq!(observer.observe(&held(1), t0), S(0));
-        assert_eq!(observer.observe(&held(1), t0 + S(10)), S(10));
+        assert_eq!(record_age.observe(&held(1), t0), S(0));
+        assert_eq!(record_age.observe(&held(1), t0 + S(10)), S(10));
         // A renewal restarts the count.
-        assert_eq!(observer.observe(&held(2), t0 + S(12)), S(0));
-        assert_eq!(observer.observe(&held(2), t0 + S(27)), S(15));
-        let unchanged = observer.observe(&held(2), t0 + S(27));
+        assert_eq!(record_age.observe(&held(2), t0 + S(12)), S(0));
+        assert_eq!(record_age.observe(&held(2), t0 + S(27)), S(15));
+        let unchanged = record_age.observe(&held(2), t0 + S(27));
         assert_eq!(
             decide(Some("b"), LEASE_DURATION, unchanged, "a"),
-            Step::Acquire
+            LeaseAction::Acquire
         );
     }
 
@@ -306,11 +311,11 @@ mod tests {
         assert_eq!(released.holder_identity.as_deref(), Some(""));
         assert_eq!(released.lease_transitions, held.lease_transitions);
         // A candidate that has watched it unchanged for no time at all takes it.
-        let mut observer = Observer::default();
-        let unchanged = observer.observe(&released, Instant::now());
+        let mut record_age = RecordAge::default();
+        let unchanged = record_age.observe(&released, Instant::now());
         assert_eq!(
             decide(released.holder_identity.as_deref(), S(1), unchanged, "b"),
-            Step::Acquire
+            LeaseAction::Acquire
         );
     }
 

@@ -25,7 +25,7 @@ pub const RETRY: Duration = Duration::from_secs(30);
 
 /// How the running workloads are checked.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct RunningSettings {
     /// How often, besides after each policy change.
     pub resync: Duration,
     /// At most this many images decided a second.
@@ -42,7 +42,7 @@ pub async fn run(
     webhook: Webhook,
     mut state: watch::Receiver<PolicyState>,
     mut leading: watch::Receiver<bool>,
-    settings: Settings,
+    settings: RunningSettings,
 ) {
     loop {
         if !*leading.borrow() {
@@ -81,7 +81,7 @@ async fn check_and_write(
     client: &Client,
     webhook: &Webhook,
     snapshot: &Snapshot,
-    settings: &Settings,
+    settings: &RunningSettings,
 ) -> bool {
     let workloads = match audit::workloads::list(client).await {
         Ok(workloads) => workloads,
@@ -136,7 +136,7 @@ pub fn running_status(
             .refused
             .iter()
             .take(LISTED)
-            .map(audit::Refused::to_status)
+            .map(audit::WorkloadRefusal::to_status)
             .collect(),
     }
 }

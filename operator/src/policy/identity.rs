@@ -12,7 +12,7 @@ use std::sync::Arc;
 use image_policy_crd::{Keyless, Reason};
 use regex::{Regex, RegexBuilder};
 
-use super::snapshot::Problem;
+use super::problem::Problem;
 use super::trust::TrustRoot;
 
 /// The longest regular expression accepted, in bytes.

@@ -32,7 +32,7 @@ use std::fmt;
 mod grammar;
 
 use self::grammar::{
-    Parts, Problem, check_digest, is_digest_shape, parse_as_written, parse_normalized,
+    Flaw, Parts, check_digest, is_digest_shape, parse_as_written, parse_normalized,
     push_tag_and_digest,
 };
 pub use self::grammar::{
@@ -102,7 +102,7 @@ impl Reference {
     pub fn parse_image(input: &str) -> Result<Self, ReferenceError> {
         match AnyReference::parse(input)? {
             AnyReference::Named(reference) => Ok(reference),
-            AnyReference::Digest(_) => Err(Problem::Format(IMAGE_ID_DIGEST).at(input)),
+            AnyReference::Digest(_) => Err(Flaw::Format(IMAGE_ID_DIGEST).at(input)),
         }
     }
 
@@ -120,7 +120,7 @@ impl Reference {
         let reference = Self::parse(input)?;
         let canonical = reference.to_string();
         if canonical != input {
-            return Err(Problem::NotCanonical(canonical).at(input));
+            return Err(Flaw::NotCanonical(canonical).at(input));
         }
         Ok(reference)
     }
@@ -207,7 +207,7 @@ impl Reference {
             ..self
         };
         if !is_valid_tag(tag) {
-            return Err(Problem::Format(BAD_TAG).at(&candidate.to_string()));
+            return Err(Flaw::Format(BAD_TAG).at(&candidate.to_string()));
         }
         Ok(candidate)
     }
@@ -222,7 +222,7 @@ impl Reference {
         let checked = if is_digest_shape(digest) {
             check_digest(digest)
         } else {
-            Err(Problem::Format(BAD_DIGEST))
+            Err(Flaw::Format(BAD_DIGEST))
         };
         match checked {
             Ok(()) => Ok(candidate),

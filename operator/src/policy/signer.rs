@@ -11,7 +11,7 @@ use image_policy_crd::{
 
 use super::identity::Identity;
 use super::keys::PublicKey;
-use super::snapshot::Problem;
+use super::problem::Problem;
 use super::trust::{Transparency, TrustRoot};
 
 /// A signer of the policy (`spec.verification.keys[]`) with its name.

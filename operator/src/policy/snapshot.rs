@@ -7,7 +7,6 @@
 //! match it plus those that start with a wildcard.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::Arc;
 
 use image_policy_crd::{
@@ -15,7 +14,9 @@ use image_policy_crd::{
 };
 use kube::ResourceExt;
 
+use super::dns::{is_dns_label, is_dns_subdomain};
 use super::pattern::{ImageName, NamePattern};
+use super::problem::{Problem, Problems};
 use super::signer::{NamedKey, compile_keys};
 use super::trust::{Documents, compile_roots, unavailable};
 
@@ -368,74 +369,6 @@ fn index(entries: &[Entry]) -> (HashMap<String, Vec<usize>>, Vec<usize>) {
     }
     (by_first, unindexed)
 }
-
-/// RFC 1123 label, as Kubernetes requires of namespace names.
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.last().is_some_and(u8::is_ascii_alphanumeric)
-}
-
-/// RFC 1123 subdomain, as Kubernetes requires of Secret names.
-pub(crate) fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// One thing wrong with a policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The condition reason it maps to.
-    pub reason: Reason,
-    /// The field path, such as `spec.verification.keys[0].publicKey`.
-    pub path: String,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl Problem {
-    pub(crate) fn new(reason: Reason, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            reason,
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Every problem found in a policy, in the order of its fields; never empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl Problems {
-    /// The reason a `Ready=False` condition reports: the first problem's.
-    pub fn reason(&self) -> Reason {
-        self.0.first().map_or(Reason::InvalidKey, |p| p.reason)
-    }
-}
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use image_policy_crd::ClusterImagePolicy;
 use kube::runtime::watcher::Event;
 
-use super::snapshot::{Problems, Snapshot, Version};
+use super::problem::Problems;
+use super::snapshot::{Snapshot, Version};
 use super::trust::Documents;
 
 /// What the webhook knows of the policy when a request arrives.

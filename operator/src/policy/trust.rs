@@ -15,8 +15,9 @@ use std::sync::{Arc, OnceLock};
 use image_policy_crd::{ClusterImagePolicySpec, PUBLIC_GOOD_TRUSTED_ROOT, Reason};
 use sigstore_verify::trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, TrustedRoot};
 
+use super::dns::is_dns_subdomain;
+use super::problem::Problem;
 use super::signer::NamedKey;
-use super::snapshot::{Problem, is_dns_subdomain};
 
 /// The key of a trusted root's ConfigMap that holds the document when its reference names none.
 pub const DEFAULT_DOCUMENT_KEY: &str = "trusted_root.json";

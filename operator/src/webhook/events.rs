@@ -97,8 +97,10 @@ impl Record {
             })
             .map(|(image, _)| image.clone())
             .collect();
+        // A refusal of every image (no policy loaded yet, or an invalid one) names every
+        // image the request had checked: those admission read from it, not read again.
         let images = if images.is_empty() {
-            review.images_to_check().ok().flatten().unwrap_or_default()
+            review.checked_images().to_vec()
         } else {
             images
         };

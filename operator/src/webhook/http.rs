@@ -6,10 +6,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 
-use super::Webhook;
 use super::decision::{Decision, Outcome, Reason};
 use super::events::{EventSink, Record};
 use super::review::Request as Review;
+use super::{Answer, Webhook};
 use crate::server::Handler;
 use crate::telemetry::{Decision as Verdict, Metrics};
 
@@ -62,26 +62,30 @@ impl Handler for Routes {
         } else {
             self.webhook.handle(request.body()).await
         };
-        match &answer.decision {
+        match &answer {
             // What the mutating webhook admits, the validating one decides and records again:
             // only its pins are recorded here, and what it refuses.
-            Some((review, decision)) if pinning && decision.allowed => {
-                self.record_pins(review, &answer.pins);
+            Answer::Decided {
+                review,
+                decision,
+                pins,
+                ..
+            } if pinning && decision.allowed => self.record_pins(review, pins),
+            Answer::Decided {
+                review, decision, ..
+            } => self.record(review, decision, start),
+            Answer::Rejected(error) => {
+                tracing::warn!(target: "image-policy.webhook", error = %error, "Bad admission request");
             }
-            Some((review, decision)) => self.record(review, decision, start),
-            None => {}
         }
-        if let Some(error) = &answer.rejected {
-            tracing::warn!(target: "image-policy.webhook", error = %error, "Bad admission request");
-        }
-        let content_type = if answer.status == 200 {
+        let content_type = if answer.status() == 200 {
             "application/json"
         } else {
             "text/plain; charset=utf-8"
         };
         let status =
-            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = Response::new(Bytes::from(answer.body));
+            StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = Response::new(Bytes::from(answer.into_body()));
         *response.status_mut() = status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,

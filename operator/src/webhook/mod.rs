@@ -3,8 +3,8 @@
 //! [`Webhook::handle`] takes the body of a `POST /signing-policy-check` and returns an
 //! [`Answer`]: 200 with an AdmissionReview for every well-formed review, with what was
 //! decided, or 400 with the reason for anything else; [`Webhook::pin`] answers `POST
-//! /pin-digests`, the mutating webhook, likewise. [`review`] is the wire format, [`admit`]
-//! decides, [`pin`] rewrites, [`words`] says it, [`credentials`] finds what registries need,
+//! /pin-digests`, the mutating webhook, likewise. [`review`] is the wire format (which images
+//! of a request are checked is [`crate::workload`]'s), [`admit`] decides, [`pin`] rewrites, [`words`] says it, [`credentials`] finds what registries need,
 //! and [`http`] routes requests to it and records each decision, with [`events`] publishing
 //! the Kubernetes Events of refusals and Warn-mode admissions.
 
@@ -17,6 +17,7 @@ pub mod pin;
 pub mod review;
 pub mod words;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -35,29 +36,78 @@ pub struct Webhook {
     pinning: Pinning,
 }
 
-/// An answer: the HTTP status and the body, and what led to them.
+/// An answer: what was decided and the review that says it, or why the body is not a
+/// review.
 #[derive(Debug, Clone)]
-pub struct Answer {
-    /// 200 or 400.
-    pub status: u16,
-    /// The AdmissionReview response, or an error text.
-    pub body: Vec<u8>,
-    /// What was decided, for logs and metrics; `None` for a 400.
-    pub decision: Option<(Request, Decision)>,
-    /// Why the body is not a review, for a 400.
-    pub rejected: Option<ReviewError>,
-    /// The images rewritten, for `/pin-digests`.
-    pub pins: Vec<Pin>,
+pub enum Answer {
+    /// A well-formed review, decided: 200 with the AdmissionReview response. [`http`] records
+    /// the rest (the log line, the metric, the Events).
+    Decided {
+        /// The request, as read.
+        review: Box<Request>,
+        /// What was decided.
+        decision: Decision,
+        /// The AdmissionReview response, in the request's version; for `/pin-digests`, with
+        /// the JSON patch of `pins` when there is one.
+        body: Vec<u8>,
+        /// The images rewritten, for `/pin-digests`.
+        pins: Vec<Pin>,
+    },
+    /// Not a review: 400 with this reason as text. The API server then applies the webhook's
+    /// failure policy.
+    Rejected(ReviewError),
 }
 
 impl Answer {
-    fn rejected(e: ReviewError) -> Answer {
-        Answer {
-            status: 400,
-            body: e.to_string().into_bytes(),
-            decision: None,
-            rejected: Some(e),
-            pins: Vec::new(),
+    /// The answer to a review decided.
+    fn decided(review: Request, decision: Decision, body: Vec<u8>, pins: Vec<Pin>) -> Answer {
+        Answer::Decided {
+            review: Box::new(review),
+            decision,
+            body,
+            pins,
+        }
+    }
+
+    /// The HTTP status: 200 or 400.
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Decided { .. } => 200,
+            Answer::Rejected(_) => 400,
+        }
+    }
+
+    /// The body: the AdmissionReview response, or the reason as text.
+    pub fn body(&self) -> Cow<'_, [u8]> {
+        match self {
+            Answer::Decided { body, .. } => Cow::Borrowed(body),
+            Answer::Rejected(e) => Cow::Owned(e.to_string().into_bytes()),
+        }
+    }
+
+    /// The body, owned.
+    pub fn into_body(self) -> Vec<u8> {
+        match self {
+            Answer::Decided { body, .. } => body,
+            Answer::Rejected(e) => e.to_string().into_bytes(),
+        }
+    }
+
+    /// The request and what was decided; `None` for a body that is not a review.
+    pub fn into_decision(self) -> Option<(Request, Decision)> {
+        match self {
+            Answer::Decided {
+                review, decision, ..
+            } => Some((*review, decision)),
+            Answer::Rejected(_) => None,
+        }
+    }
+
+    /// The images rewritten, for `/pin-digests`; none for anything else.
+    pub fn pins(&self) -> &[Pin] {
+        match self {
+            Answer::Decided { pins, .. } => pins,
+            Answer::Rejected(_) => &[],
         }
     }
 }
@@ -99,14 +149,11 @@ impl Webhook {
     /// Answers one request body.
     pub async fn handle(&self, body: &[u8]) -> Answer {
         match self.decide(body).await {
-            Ok((request, decision)) => Answer {
-                status: 200,
-                body: Response::of(&decision).to_body(&request),
-                decision: Some((request, decision)),
-                rejected: None,
-                pins: Vec::new(),
-            },
-            Err(e) => Answer::rejected(e),
+            Ok((review, decision)) => {
+                let body = Response::of(&decision).to_body(&review);
+                Answer::decided(review, decision, body, Vec::new())
+            }
+            Err(e) => Answer::Rejected(e),
         }
     }
 
@@ -117,12 +164,12 @@ impl Webhook {
     pub async fn pin(&self, body: &[u8]) -> Answer {
         let request = match Request::parse(body) {
             Ok(request) => request,
-            Err(e) => return Answer::rejected(e),
+            Err(e) => return Answer::Rejected(e),
         };
         let decision = if self.pinning.covers(&request) {
             match self.admission.decide(&request, body).await {
                 Ok(decision) => decision,
-                Err(e) => return Answer::rejected(e),
+                Err(e) => return Answer::Rejected(e),
             }
         } else {
             Decision::untouched()
@@ -137,13 +184,7 @@ impl Webhook {
                 .with_patch(&pin::json_patch(&pins))
                 .to_body(&request)
         };
-        Answer {
-            status: 200,
-            body,
-            decision: Some((request, decision)),
-            rejected: None,
-            pins,
-        }
+        Answer::decided(request, decision, body, pins)
     }
 
     async fn decide(&self, body: &[u8]) -> Result<(Request, Decision), ReviewError> {

@@ -66,6 +66,7 @@ pub fn pins(request: &Request, decision: &Decision) -> Vec<Pin> {
         return Vec::new();
     }
     request
+        .change()
         .image_fields()
         .into_iter()
         .filter(|(_, written)| !written.contains('@'))

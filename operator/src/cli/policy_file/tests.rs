@@ -1,13 +1,9 @@
-use std::process::ExitCode;
-
-use clap::Parser;
 use image_policy_crd::{
     ClusterImagePolicySpec, ConfigMapKeyRef, Exclude, ExcludedResources, ImageEntry, Key, KeyRef,
     Keyless, SecretRef, TransparencyLog, TrustedRoot, Verification,
 };
 
 use super::*;
-use crate::cli::{Cli, Command};
 
 /// The paths of the fields that the CRD does not know, with their suggestions.
 fn unknown(yaml: &str) -> Vec<String> {
@@ -18,7 +14,7 @@ fn unknown(yaml: &str) -> Vec<String> {
         .collect()
 }
 
-fn repo_file(path: &str) -> String {
+pub(crate) fn repo_file(path: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -187,8 +183,8 @@ fn the_test_policies_have_no_unknown_field() {
 
 #[test]
 fn the_seed_documentation_examples_have_no_unknown_field() {
-    // The original documentation's third example (its first is the README's, its second
-    // tests/data/policies/seed-quickstart.yaml), as written there.
+    // The third example of VMware Tanzu's Image Policy Webhook documentation (its first is
+    // the README's, its second tests/data/policies/seed-quickstart.yaml), as written there.
     let with_secret = format!(
         "{HEADER}\
 spec:
@@ -333,7 +329,7 @@ fn suggestions_are_near_names_only() {
 }
 
 /// A policy that `match` and `check` can use, with two fields the API server drops.
-fn dropped_secret_refs() -> String {
+pub(crate) fn dropped_secret_refs() -> String {
     let quickstart = repo_file("tests/data/policies/seed-quickstart.yaml");
     let with_typos = quickstart
         .replace(
@@ -346,105 +342,4 @@ fn dropped_secret_refs() -> String {
         );
     assert_eq!(with_typos.matches("secretref").count(), 2, "{with_typos}");
     with_typos
-}
-
-const DROPPED_WARNINGS: &str = "\
-warning: p.yaml: spec.verification.keys[0].secretref: unknown field; the API server drops it
-warning: p.yaml: spec.verification.images[0].secretref: unknown field (did you mean secretRef?); the API server drops it
-";
-
-#[test]
-fn each_unknown_field_is_warned_of_with_its_path() {
-    let mut warnings = String::new();
-    let warn = |line: String| warnings.push_str(&(line + "\n"));
-    screen_with(Path::new("p.yaml"), &dropped_secret_refs(), false, warn).expect("only warned");
-    assert_eq!(warnings, DROPPED_WARNINGS);
-}
-
-#[test]
-fn strict_refuses_the_file_and_lists_every_unknown_field() {
-    let mut warnings = Vec::new();
-    let warn = |line| warnings.push(line);
-    let error =
-        screen_with(Path::new("p.yaml"), &dropped_secret_refs(), true, warn).expect_err("refused");
-    assert!(matches!(error, CliError::Strict(_)), "{error:?}");
-    assert_eq!(
-        error.to_string(),
-        "\
-p.yaml: --strict refuses fields that the CRD does not know, which the API server drops:
-  spec.verification.keys[0].secretref: unknown field
-  spec.verification.images[0].secretref: unknown field (did you mean secretRef?)"
-    );
-    assert!(warnings.is_empty(), "the error says it all");
-}
-
-#[test]
-fn a_clean_policy_is_neither_warned_of_nor_refused() {
-    let text = repo_file("tests/data/policies/seed-table.yaml");
-    for strict in [false, true] {
-        let mut warnings = Vec::new();
-        screen_with(Path::new("p.yaml"), &text, strict, |line| {
-            warnings.push(line)
-        })
-        .expect("clean");
-        assert!(warnings.is_empty(), "{warnings:?}");
-    }
-}
-
-/// `args` parsed as the command line, and the file they name written with `policy`.
-fn command(dir: &tempfile::TempDir, policy: &str, args: &[&str]) -> Cli {
-    let file = dir.path().join("policy.yaml");
-    std::fs::write(&file, policy).expect("write");
-    let file = file.to_str().expect("path");
-    let args = args.iter().map(|&a| if a == "FILE" { file } else { a });
-    Cli::try_parse_from(std::iter::once("image-policy").chain(args)).expect("args")
-}
-
-#[test]
-fn match_and_check_answer_without_the_dropped_fields() {
-    let dir = tempfile::tempdir().expect("dir");
-    let policy = dropped_secret_refs();
-    let image = "gcr.io/projectsigstore/cosign:v1.2.1";
-    let cli = command(&dir, &policy, &["match", "--policy", "FILE", image]);
-    let Command::Match(args) = cli.command else {
-        unreachable!("match")
-    };
-    let mut out = Vec::new();
-    crate::cli::run_match(&args, &mut out).expect("answers");
-    let out = String::from_utf8(out).expect("utf8");
-    assert!(
-        out.contains("images[0] gcr.io/projectsigstore/cosign* keys: cosign-key\n"),
-        "no secretRef, as in the cluster: {out}"
-    );
-    // An image that matches no entry is denied without asking a registry.
-    let cli = command(&dir, &policy, &["check", "--policy", "FILE", "busybox"]);
-    let Command::Check(args) = cli.command else {
-        unreachable!("check")
-    };
-    let mut out = Vec::new();
-    let admitted = crate::check::run(&args, &mut out).expect("answers");
-    assert!(!admitted, "{}", String::from_utf8_lossy(&out));
-}
-
-#[test]
-fn match_and_check_refuse_unknown_fields_with_strict_as_unusable_input() {
-    let dir = tempfile::tempdir().expect("dir");
-    let policy = dropped_secret_refs();
-    for args in [
-        &["match", "--strict", "--policy", "FILE", "busybox"][..],
-        &["check", "--policy", "FILE", "--strict", "busybox"],
-    ] {
-        let cli = command(&dir, &policy, args);
-        assert_eq!(cli.run(), ExitCode::from(2), "{args:?}");
-    }
-    let quickstart = repo_file("tests/data/policies/seed-quickstart.yaml");
-    let cli = command(
-        &dir,
-        &quickstart,
-        &["match", "--strict", "--policy", "FILE", "x"],
-    );
-    let Command::Match(args) = cli.command else {
-        unreachable!("match")
-    };
-    crate::cli::run_match(&args, &mut Vec::new()).expect("a clean policy passes --strict");
 }

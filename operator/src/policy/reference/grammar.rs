@@ -75,8 +75,9 @@ pub(super) struct Parts<'a> {
     pub(super) digest: Option<&'a str>,
 }
 
-/// Why parsing failed, before the input is attached.
-pub(super) enum Problem {
+/// Why parsing failed, before the input is attached: [`Flaw::at`] makes it the
+/// [`ReferenceError`] that quotes it. (Not a [`crate::policy::Problem`], which is a policy's.)
+pub(super) enum Flaw {
     Empty,
     Format(&'static str),
     Uppercase,
@@ -91,7 +92,7 @@ pub(super) enum Problem {
     },
 }
 
-impl Problem {
+impl Flaw {
     pub(super) fn at(self, input: &str) -> ReferenceError {
         let input = excerpt(input);
         match self {
@@ -123,12 +124,12 @@ impl Problem {
 }
 
 /// distribution's `ParseNormalizedNamed`.
-pub(super) fn parse_normalized(input: &str) -> Result<Reference, Problem> {
+pub(super) fn parse_normalized(input: &str) -> Result<Reference, Flaw> {
     if input.is_empty() {
-        return Err(Problem::Empty);
+        return Err(Flaw::Empty);
     }
     if is_identifier(input) {
-        return Err(Problem::Format(IMAGE_ID));
+        return Err(Flaw::Format(IMAGE_ID));
     }
     let (domain, remainder) = split_docker_domain(input);
     // Go cuts at the first ':' only, so an upper-case digest algorithm reads as an upper-case
@@ -140,12 +141,12 @@ pub(super) fn parse_normalized(input: &str) -> Result<Reference, Problem> {
         .split_once(':')
         .map_or(name_and_tag, |(remote, _)| remote);
     if remote.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(Problem::Uppercase);
+        return Err(Flaw::Uppercase);
     }
     let reference = parse_as_written(&format!("{domain}/{remainder}"))?;
     if reference.domain_len == 0 {
         // `domain` was taken as the registry but is no valid host (`foo_bar.com/x`).
-        return Err(Problem::Format(BAD_HOST));
+        return Err(Flaw::Format(BAD_HOST));
     }
     Ok(reference)
 }
@@ -176,9 +177,9 @@ fn must_be_domain(first: &str) -> bool {
 }
 
 /// distribution's `Parse`.
-pub(super) fn parse_as_written(input: &str) -> Result<Reference, Problem> {
+pub(super) fn parse_as_written(input: &str) -> Result<Reference, Flaw> {
     if input.is_empty() {
-        return Err(Problem::Empty);
+        return Err(Flaw::Empty);
     }
     let parts = match match_reference(input) {
         Ok(parts) => parts,
@@ -187,14 +188,14 @@ pub(super) fn parse_as_written(input: &str) -> Result<Reference, Problem> {
             let only_case = input.bytes().any(|b| b.is_ascii_uppercase())
                 && match_reference(&input.to_ascii_lowercase()).is_ok();
             return Err(if only_case {
-                Problem::Uppercase
+                Flaw::Uppercase
             } else {
-                Problem::Format(reason)
+                Flaw::Format(reason)
             });
         }
     };
     if parts.path.len() > MAX_PATH_LEN {
-        return Err(Problem::TooLong(parts.path.len()));
+        return Err(Flaw::TooLong(parts.path.len()));
     }
     if let Some(digest) = parts.digest {
         check_digest(digest)?;
@@ -330,31 +331,31 @@ pub(super) fn is_digest_shape(s: &str) -> bool {
 }
 
 /// go-digest's `Digest.Validate`, with sha256, sha384 and sha512 available.
-pub(super) fn check_digest(s: &str) -> Result<(), Problem> {
+pub(super) fn check_digest(s: &str) -> Result<(), Flaw> {
     let Some((algorithm, encoded)) = s.split_once(':') else {
-        return Err(Problem::DigestFormat);
+        return Err(Flaw::DigestFormat);
     };
     if algorithm.is_empty() || encoded.is_empty() {
-        return Err(Problem::DigestFormat);
+        return Err(Flaw::DigestFormat);
     }
     let (algorithm, expected) = match algorithm {
         "sha256" => ("sha256", 64),
         "sha384" => ("sha384", 96),
         "sha512" => ("sha512", 128),
         other if is_go_digest(algorithm, encoded) => {
-            return Err(Problem::DigestUnsupported(other.to_owned()));
+            return Err(Flaw::DigestUnsupported(other.to_owned()));
         }
-        _ => return Err(Problem::DigestFormat),
+        _ => return Err(Flaw::DigestFormat),
     };
     if encoded.len() != expected {
-        return Err(Problem::DigestLength {
+        return Err(Flaw::DigestLength {
             algorithm,
             expected,
             actual: encoded.len(),
         });
     }
     if !encoded.bytes().all(is_lower_hex) {
-        return Err(Problem::DigestFormat);
+        return Err(Flaw::DigestFormat);
     }
     Ok(())
 }

@@ -96,6 +96,15 @@ fn a_keyless_identity_needs_a_log_unless_it_says_optional() {
     assert_ne!(default_identity, other_subject);
 }
 
+/// Each problem's reason and field path, in order.
+fn reasons_and_paths(problems: &Problems) -> Vec<(Reason, &str)> {
+    problems
+        .0
+        .iter()
+        .map(|p| (p.reason, p.path.as_str()))
+        .collect()
+}
+
 fn matched_indices(snapshot: &Snapshot, image: &str) -> Vec<usize> {
     let image = ImageName::parse(image).unwrap_or_else(|e| panic!("{image}: {e}"));
     snapshot.matching(&image).iter().map(|e| e.index).collect()
@@ -410,13 +419,8 @@ fn every_problem_is_reported_at_once() {
         ],
     );
     let problems = Snapshot::compile_spec(&spec).expect_err("invalid");
-    let seen: Vec<_> = problems
-        .0
-        .iter()
-        .map(|p| (p.reason, p.path.as_str()))
-        .collect();
     assert_eq!(
-        seen,
+        reasons_and_paths(&problems),
         [
             (Reason::InvalidKey, "spec.verification.keys[0].publicKey"),
             (
@@ -459,52 +463,24 @@ fn an_empty_policy_matches_nothing() {
 }
 
 fn pattern_strategy() -> impl Strategy<Value = String> {
-    let component = prop::sample::select(vec![
-        "*",
-        "docker.io",
-        "index.docker.io",
-        "registry.example.org",
-        "localhost:5000",
-        "library",
-        "busybox",
-        "my*",
-        "*.example.org",
-        "app",
-        "team",
-        "x",
-    ]);
-    (
-        prop::collection::vec(component, 1..4),
-        prop::option::of(prop::sample::select(vec!["latest", "v*", "*", "1.0"])),
-    )
-        .prop_map(|(parts, tag)| {
-            let mut p = parts.join("/");
-            if let Some(t) = tag {
-                p.push(':');
-                p.push_str(t);
-            }
-            p
-        })
+    let components = "* docker.io index.docker.io registry.example.org localhost:5000 library \
+                      busybox my* *.example.org app team x";
+    written(components, vec!["latest", "v*", "*", "1.0"])
 }
 
 fn image_strategy() -> impl Strategy<Value = String> {
-    let component = prop::sample::select(vec![
-        "docker.io",
-        "index.docker.io",
-        "registry.example.org",
-        "my.example.org",
-        "localhost:5000",
-        "library",
-        "busybox",
-        "myapp",
-        "app",
-        "team",
-        "x",
-        "Registry.Example.org",
-    ]);
+    let components = "docker.io index.docker.io registry.example.org my.example.org \
+                      localhost:5000 library busybox myapp app team x Registry.Example.org";
+    written(components, vec!["latest", "v1", "1.0"])
+}
+
+/// One to three of `components` (separated by white space) joined by `/`, with one of `tags`
+/// or none.
+fn written(components: &'static str, tags: Vec<&'static str>) -> impl Strategy<Value = String> {
+    let components: Vec<&str> = components.split_whitespace().collect();
     (
-        prop::collection::vec(component, 1..4),
-        prop::option::of(prop::sample::select(vec!["latest", "v1", "1.0"])),
+        prop::collection::vec(prop::sample::select(components), 1..4),
+        prop::option::of(prop::sample::select(tags)),
     )
         .prop_map(|(parts, tag)| {
             let mut p = parts.join("/");

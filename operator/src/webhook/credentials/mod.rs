@@ -48,7 +48,7 @@ impl<'a> Owner<'a> {
     pub fn of(request: &'a Request) -> Self {
         Owner {
             namespace: &request.namespace,
-            pod_spec: request.pod_spec(),
+            pod_spec: request.change().pod_spec(),
         }
     }
 

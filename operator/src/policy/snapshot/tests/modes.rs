@@ -119,13 +119,8 @@ fn every_unknown_mode_is_reported_with_its_path() {
     );
     spec.verification.mode = Some("Dryrun".into());
     let problems = Snapshot::compile_spec(&spec).expect_err("invalid");
-    let seen: Vec<_> = problems
-        .0
-        .iter()
-        .map(|p| (p.reason, p.path.as_str()))
-        .collect();
     assert_eq!(
-        seen,
+        reasons_and_paths(&problems),
         [
             (Reason::InvalidMode, "spec.verification.mode"),
             (Reason::InvalidMode, "spec.verification.images[0].mode"),

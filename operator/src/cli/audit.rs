@@ -19,11 +19,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use tokio::sync::watch;
 
-use super::{Pace, Refused, Report, check, workloads};
-use crate::cli::decision::DecisionArgs;
-use crate::cli::policy_file::PolicyArgs;
-use crate::cli::{CliError, Output, compile_policy, read_policy, root_documents};
-use crate::policy::snapshot::is_dns_subdomain;
+use super::decision::DecisionArgs;
+use super::error::CliError;
+use super::input::{compile_policy, read_policy, root_documents};
+use super::output::Output;
+use super::policy_file::PolicyArgs;
+use crate::audit::{Pace, Report, WorkloadRefusal, check, workloads};
+use crate::policy::dns::is_dns_subdomain;
 use crate::policy::{Documents, PolicyState};
 use crate::webhook::Webhook;
 use crate::webhook::credentials::KubeCredentials;
@@ -92,7 +94,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<bool, CliError> {
         // those given as files take their place.
         let mut documents = cluster_roots(&client, &args.namespace, &policy)
             .await
-            .map_err(cluster)?;
+            .map_err(|e| cluster(e.to_string()))?;
         documents.extend(files);
         let snapshot = Arc::new(compile_policy(&args.policy, &policy, &documents)?);
         let workloads = workloads::list(&client)
@@ -130,7 +132,7 @@ async fn cluster_roots(
     client: &kube::Client,
     namespace: &str,
     policy: &ClusterImagePolicy,
-) -> Result<Documents, String> {
+) -> Result<Documents, RootUnread> {
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let mut documents = Documents::new();
     for root in &policy.spec.verification.trusted_roots {
@@ -138,15 +140,26 @@ async fn cluster_roots(
         if documents.contains_key(name) || !is_dns_subdomain(name) {
             continue;
         }
-        let map = maps
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("reading ConfigMap {namespace}/{name}: {e}"))?;
+        let map = maps.get_opt(name).await.map_err(|source| RootUnread {
+            namespace: namespace.to_owned(),
+            name: name.clone(),
+            source,
+        })?;
         if let Some(map) = map {
             documents.insert(name.clone(), map.data.unwrap_or_default());
         }
     }
     Ok(documents)
+}
+
+/// A trusted root's ConfigMap that the cluster did not give (not for want of it: one that does
+/// not exist is no error).
+#[derive(Debug, thiserror::Error)]
+#[error("reading ConfigMap {namespace}/{name}: {source}")]
+struct RootUnread {
+    namespace: String,
+    name: String,
+    source: kube::Error,
 }
 
 fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
@@ -160,7 +173,7 @@ fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     )
 }
 
-fn write_refused(out: &mut impl Write, refused: &Refused) -> std::io::Result<()> {
+fn write_refused(out: &mut impl Write, refused: &WorkloadRefusal) -> std::io::Result<()> {
     let mode = if refused.warn_mode {
         " (Warn mode: admitted with a warning)"
     } else {

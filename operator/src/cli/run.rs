@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::certs::{CertArgs, manage};
+use crate::controller::running::RunningSettings;
 use crate::duration::parse_duration;
 use crate::policy::PolicyState;
-use crate::server::{CertObserver, CertSource, ProvidedCert, ServerConfig, serve};
+use crate::server::{CertObserver, CertSource, ProvidedCert, ServerConfig, ServerError, serve};
 use crate::telemetry::{Metrics, Readiness, init_logging, serve_health};
 use crate::verify::Verifier;
 use crate::verify::args::VerifierArgs;
@@ -81,7 +83,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     running_check_rate: u32,
     #[command(flatten)]
-    scope: crate::audit::command::Scope,
+    scope: super::audit::Scope,
     /// Log level or filter directive; RUST_LOG when empty.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -103,6 +105,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     runtime.block_on(operate(args))
 }
 
+/// Starts every part of the operator, then serves until a signal, and shuts down in order.
 async fn operate(args: RunArgs) -> anyhow::Result<()> {
     // Bad flags are refused before anything connects.
     let cert_settings = args.certificates.settings(&args.namespace)?;
@@ -122,58 +125,50 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         leading_tx,
         shutdown.stopping(),
     ));
-    let serving = serving_certificate(&args, &client, cert_settings, &metrics, leading_rx.clone())?;
+    let mut serving =
+        serving_certificate(&args, &client, cert_settings, &metrics, leading_rx.clone())?;
     let readiness_task = tokio::spawn(track_readiness(
         state_rx.clone(),
         readiness.clone(),
         metrics.clone(),
-        serving.ready,
+        serving.ready.take(),
     ));
+    let deciding = Deciding::new(&args, &client, state_rx, verifier);
+    start_running_check(&args, &client, &deciding, leading_rx, &metrics);
+    let routes = routes(&args, client, &deciding, &metrics);
 
-    // Pull secrets and service accounts read before are served at once and refreshed when 5 s
-    // old: a change applies within seconds, a frozen API server slows no admission.
-    let credentials = Arc::new(KubeCredentials::new(
-        client.clone(),
-        args.namespace.clone(),
-        Duration::from_secs(5),
-    ));
-    let settings = Settings {
-        allow_unmatched_images: args.allow_unmatched_images,
-    };
-    // The running workloads are decided as admissions are, through the same caches.
-    let running = Webhook::new(
-        state_rx.clone(),
-        verifier.clone(),
-        credentials.clone(),
-        settings,
-    );
-    let mut unchecked = args.scope.namespaces.clone();
-    unchecked.push(args.namespace.clone());
-    let running_settings = crate::controller::running::Settings {
-        resync: args.resync_period,
-        rate: args.running_check_rate,
-        unchecked,
-        metrics: metrics.clone(),
-    };
-    tokio::spawn(crate::controller::running::run(
-        client.clone(),
-        running,
-        state_rx.clone(),
-        leading_rx,
-        running_settings,
-    ));
-    let webhook =
-        Webhook::new(state_rx, verifier, credentials, settings).with_pinning(args.pin_digests);
-    let mut routes = Routes::new(webhook, metrics.clone());
-    if args.events {
-        // Admission only queues; this task alone talks to the API server about Events.
-        let (sink, records) = EventSink::new(QUEUE_CAPACITY, metrics.clone());
-        let instance = crate::controller::lease::identity();
-        let publisher = crate::webhook::events::publish(client, instance, records, metrics.clone());
-        tokio::spawn(publisher);
-        routes = routes.with_events(sink);
+    let (mut server, health) =
+        start_servers(&args, serving, routes, metrics, &readiness, &shutdown).await?;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        result = &mut server => {
+            // It only returns early when it cannot start (the address is taken, say).
+            result??;
+            return Ok(());
+        }
     }
-    let routes = Arc::new(routes);
+    let tasks = Tasks {
+        readiness: readiness_task,
+        server,
+        health,
+        controller,
+    };
+    shut_down(&args, &readiness, &shutdown, tasks).await
+}
+
+/// Starts the webhook's HTTPS server and the plain HTTP health and metrics server, both
+/// until `shutdown` drains.
+async fn start_servers(
+    args: &RunArgs,
+    serving: Serving,
+    routes: Routes,
+    metrics: Metrics,
+    readiness: &Readiness,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(
+    JoinHandle<Result<(), ServerError>>,
+    JoinHandle<std::io::Result<()>>,
+)> {
     let mut config = ServerConfig::with_certificate(serving.source);
     config.certificate_observer = Some(serving.observer);
     config.addr = args.webhook_addr;
@@ -189,31 +184,133 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         readiness.clone(),
         shutdown.draining(),
     ));
-    let mut server = tokio::spawn(serve(config, routes, shutdown.draining()));
-    tokio::select! {
-        () = shutdown_signal() => {}
-        result = &mut server => {
-            // It only returns early when it cannot start (the address is taken, say).
-            result??;
-            return Ok(());
-        }
-    }
+    let server = tokio::spawn(serve(config, Arc::new(routes), shutdown.draining()));
+    Ok((server, health))
+}
+
+/// The tasks that shutting down stops or waits for.
+struct Tasks {
+    /// Turns the policy state into `/readyz`: stopped, so that it cannot say ready again.
+    readiness: JoinHandle<()>,
+    /// The webhook's server: its in-flight admissions are waited for.
+    server: JoinHandle<Result<(), ServerError>>,
+    /// The health and metrics server.
+    health: JoinHandle<std::io::Result<()>>,
+    /// The controller, which releases the lease as it stops.
+    controller: JoinHandle<()>,
+}
+
+/// After SIGTERM: not ready at once while admissions are still served for
+/// `--shutdown-delay`, then the listeners close and in-flight admissions finish (within
+/// `--shutdown-grace`) while the controller releases the lease.
+async fn shut_down(
+    args: &RunArgs,
+    readiness: &Readiness,
+    shutdown: &Shutdown,
+    tasks: Tasks,
+) -> anyhow::Result<()> {
     let delay = format!("{:?}", args.shutdown_delay);
     tracing::info!(target: "image-policy", %delay, "Shutting down: not ready, still serving admissions");
-    readiness_task.abort();
+    tasks.readiness.abort();
     readiness.set_not_ready();
     shutdown.stop();
     tokio::time::sleep(args.shutdown_delay).await;
     shutdown.drain();
-    // In-flight admissions finish (within --shutdown-grace); the lease is released meanwhile.
     let (server, _, _) = tokio::join!(
-        server,
-        health,
-        tokio::time::timeout(Duration::from_secs(5), controller)
+        tasks.server,
+        tasks.health,
+        tokio::time::timeout(Duration::from_secs(5), tasks.controller)
     );
     server??;
     tracing::info!(target: "image-policy", "Stopped");
     Ok(())
+}
+
+/// What admissions and the running check decide with: the policy state the controller
+/// publishes, one verifier (so one set of caches) and the cluster's registry credentials.
+struct Deciding {
+    policy: watch::Receiver<PolicyState>,
+    verifier: Verifier,
+    credentials: Arc<KubeCredentials>,
+    settings: Settings,
+}
+
+impl Deciding {
+    fn new(
+        args: &RunArgs,
+        client: &kube::Client,
+        policy: watch::Receiver<PolicyState>,
+        verifier: Verifier,
+    ) -> Self {
+        // Pull secrets and service accounts read before are served at once and refreshed
+        // when 5 s old: a change applies within seconds, a frozen API server slows no
+        // admission.
+        let credentials = Arc::new(KubeCredentials::new(
+            client.clone(),
+            args.namespace.clone(),
+            Duration::from_secs(5),
+        ));
+        let settings = Settings {
+            allow_unmatched_images: args.allow_unmatched_images,
+        };
+        Deciding {
+            policy,
+            verifier,
+            credentials,
+            settings,
+        }
+    }
+
+    /// A webhook deciding with them.
+    fn webhook(&self) -> Webhook {
+        Webhook::new(
+            self.policy.clone(),
+            self.verifier.clone(),
+            self.credentials.clone(),
+            self.settings,
+        )
+    }
+}
+
+/// Starts the check of the running workloads, which acts while `leading` says this replica
+/// holds the lease. They are decided as admissions are, through the same caches.
+fn start_running_check(
+    args: &RunArgs,
+    client: &kube::Client,
+    deciding: &Deciding,
+    leading: watch::Receiver<bool>,
+    metrics: &Metrics,
+) {
+    let mut unchecked = args.scope.namespaces.clone();
+    unchecked.push(args.namespace.clone());
+    let settings = RunningSettings {
+        resync: args.resync_period,
+        rate: args.running_check_rate,
+        unchecked,
+        metrics: metrics.clone(),
+    };
+    tokio::spawn(crate::controller::running::run(
+        client.clone(),
+        deciding.webhook(),
+        deciding.policy.clone(),
+        leading,
+        settings,
+    ));
+}
+
+/// The webhook's routes; with `--events`, also starts the publisher of their Events, the
+/// only task that talks to the API server about them (admission only queues).
+fn routes(args: &RunArgs, client: kube::Client, deciding: &Deciding, metrics: &Metrics) -> Routes {
+    let webhook = deciding.webhook().with_pinning(args.pin_digests);
+    let routes = Routes::new(webhook, metrics.clone());
+    if !args.events {
+        return routes;
+    }
+    let (sink, records) = EventSink::new(QUEUE_CAPACITY, metrics.clone());
+    let instance = crate::controller::lease::identity();
+    let publisher = crate::webhook::events::publish(client, instance, records, metrics.clone());
+    tokio::spawn(publisher);
+    routes.with_events(sink)
 }
 
 /// Shutdown in two steps: `stopping` at SIGTERM (not ready, the lease released, admissions

@@ -11,11 +11,11 @@ use image_policy_crd::{Mode, SecretRef};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cli::decision::DecisionArgs;
-use crate::cli::policy_file::PolicyArgs;
-use crate::cli::{
-    CliError, Output, any_of, any_of_line, load_policy_with, read_file, write_reports,
-};
+use super::decision::DecisionArgs;
+use super::error::CliError;
+use super::input::{load_policy_with, read_file};
+use super::output::{Output, any_of, any_of_line, write_reports};
+use super::policy_file::PolicyArgs;
 use crate::policy::{ImageName, PolicyState};
 use crate::verify::DockerConfig;
 use crate::webhook::Webhook;

@@ -7,7 +7,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::{CliError, read_file, read_text};
+use super::error::CliError;
+use super::input::{read_file, read_text};
 use crate::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency, TrustRoot};
 use crate::verify::Failure;
 use crate::verify::bundle::{self, BundleVerdict, COSIGN_SIGN_PREDICATE, Predicate};

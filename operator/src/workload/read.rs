@@ -1,0 +1,133 @@
+//! The reading of an [`Object`]: each field a rule of [`super`] reads, as a JSON value would
+//! read it ([`crate::lenient`]), in one pass and without building the object.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, SeqAccess};
+use serde_json::Value;
+
+use super::{Container, Containers, Object};
+use crate::lenient::{Lenient, Read, Text, each_field, next_value};
+
+impl Object {
+    /// The same reading of a JSON value already built (a manifest's document).
+    pub fn from_value(value: &Value) -> Self {
+        // Lenient reading has no error of its own, and a value is well-formed already; were
+        // it to fail, an empty object has no pod spec, which is an error, never an admission.
+        Read::<Object>::deserialize(value)
+            .map(|Read(object)| object)
+            .unwrap_or_default()
+    }
+
+    /// Reads an object's fields into a new level, offering each key first to `other`, a
+    /// reader of the same object that keeps more fields (an admission request's `metadata`,
+    /// say): it reads the value of a key it keeps and says so, as [`each_field`] expects.
+    pub(crate) fn read_with<'de, A: MapAccess<'de>>(
+        map: A,
+        mut other: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+    ) -> Result<Object, A::Error> {
+        let mut object = Object {
+            is_object: true,
+            ..Object::default()
+        };
+        each_field(map, |key, map| {
+            Ok(other(key, map)? || object.read_field(key, map)?)
+        })?;
+        Ok(object)
+    }
+
+    /// Reads the value of `key` into this level when it is a field kept here, and says
+    /// whether it did; `false` leaves the value to be read through.
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        let child = |map: &mut A| next_value::<_, Object>(map).map(Box::new).map(Some);
+        match key {
+            "containers" => self.containers = next_value(map)?,
+            "initContainers" => self.init_containers = next_value(map)?,
+            "ephemeralContainers" => self.ephemeral_containers = next_value(map)?,
+            "imagePullSecrets" => self.pull_secrets = next_value::<_, PullSecrets>(map)?.0,
+            "serviceAccountName" => {
+                self.service_account_name = next_value::<_, Text>(map)?.into_owned();
+            }
+            "spec" => self.spec = child(map)?,
+            "template" => self.template = child(map)?,
+            "jobTemplate" => self.job_template = child(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Lenient<'de> for Object {
+    fn other() -> Self {
+        Object::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        Object::read_with(map, |_, _| Ok(false))
+    }
+}
+
+impl<'de> Lenient<'de> for Containers {
+    fn other() -> Self {
+        Containers::NotAList
+    }
+
+    fn null() -> Self {
+        Containers::Absent
+    }
+
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Read(container)) = seq.next_element::<Read<Container>>()? {
+            items.push(container);
+        }
+        Ok(Containers::Items(items))
+    }
+}
+
+impl<'de> Lenient<'de> for Container {
+    fn other() -> Self {
+        Container::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut container = Container::default();
+        each_field(map, |key, map| {
+            match key {
+                "name" => container.name = next_value::<_, Text>(map)?.into_string(),
+                "image" => {
+                    let image = next_value::<_, Text>(map)?.0;
+                    container.image = image.filter(|i| !i.is_empty()).map(Cow::into_owned);
+                }
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(container)
+    }
+}
+
+/// The non-empty `name`s of a list of references (each read for its `name` as a container
+/// is); empty for anything but a list.
+struct PullSecrets(Vec<String>);
+
+impl<'de> Lenient<'de> for PullSecrets {
+    fn other() -> Self {
+        PullSecrets(Vec::new())
+    }
+
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut names = Vec::new();
+        while let Some(Read(reference)) = seq.next_element::<Read<Container>>()? {
+            if !reference.name.is_empty() {
+                names.push(reference.name);
+            }
+        }
+        Ok(PullSecrets(names))
+    }
+}
