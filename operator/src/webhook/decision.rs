@@ -228,6 +228,8 @@ impl Decision {
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray as _;
+
     use super::*;
 
     #[test]
@@ -302,7 +304,6 @@ mod tests {
 
     #[test]
     fn reasons_are_distinct_camel_case() {
-        let kinds = FailureKind::ALL;
         let mut all = vec![
             Reason::Verified,
             Reason::Unmatched,
@@ -313,7 +314,7 @@ mod tests {
             Reason::PolicyInvalid,
             Reason::InvalidPolicy,
         ];
-        all.extend(kinds.map(Reason::Failed));
+        all.extend(FailureKind::VARIANTS.iter().copied().map(Reason::Failed));
         let names: std::collections::HashSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), all.len());
         assert!(

@@ -14,11 +14,12 @@ use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
 
 use super::Lookup;
-use crate::verify::bundle::{self, BundleVerdict, COSIGN_SIGN_PREDICATE};
+use crate::verify::bundle::{self, COSIGN_SIGN_PREDICATE};
 use crate::verify::findings::{Findings, Seen};
 use crate::verify::registry::{
     Referrers, RegistryError, Repository, is_sha256_digest, sha256_digest,
 };
+use crate::verify::verdict::Rejection;
 
 /// At most this many referrers are examined; more is a registry trying to make admission slow.
 pub const MAX_REFERRERS: usize = 32;
@@ -107,19 +108,16 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
     let mut seen = Seen::default();
     for digest in candidates {
         match candidate(lookup, &digest).await? {
-            Some(BundleVerdict::Verified { key }) => {
+            Some(Ok(key)) => {
                 return Ok(Findings::Verified {
                     fingerprint: key.into(),
                 });
             }
-            Some(verdict) => seen.bundle(verdict),
+            Some(Err(rejection)) => seen.add(rejection),
             None => {}
         }
     }
-    if !seen.found_any() {
-        return Ok(Findings::not_signed());
-    }
-    Ok(Findings::Unverified(Box::new(seen)))
+    Ok(Findings::Unverified(seen))
 }
 
 /// The manifest digests of an index's referrers worth fetching, cosign's signatures first, at
@@ -139,13 +137,13 @@ pub fn candidates(index: &[u8]) -> Result<Vec<String>, serde_json::Error> {
         .collect())
 }
 
-/// The verdict of the bundle of one referrer; `None`, with a log line, when it is not a
-/// bundle of this image (its manifest is missing, not its digest, not a manifest, of another
+/// What the bundle of one referrer says (the identity of its signer, or why it does not
+/// count); `None`, with a log line, when it is not a bundle of this image (its manifest is missing, not its digest, not a manifest, of another
 /// subject, or without exactly one bundle layer).
 async fn candidate(
     lookup: Lookup<'_>,
     manifest_digest: &str,
-) -> Result<Option<BundleVerdict>, RegistryError> {
+) -> Result<Option<Result<String, Rejection>>, RegistryError> {
     let Lookup {
         registry,
         repo,
