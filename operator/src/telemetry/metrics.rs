@@ -41,9 +41,9 @@ pub const ADMISSION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// What the webhook answered.
+/// The `decision` label of an answered admission review: what the webhook answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Decision {
+pub enum DecisionLabel {
     /// The object was admitted (with or without warnings).
     Allowed,
     /// The object was refused.
@@ -53,13 +53,13 @@ pub enum Decision {
     Warned,
 }
 
-impl Decision {
+impl DecisionLabel {
     /// The label value: `allowed`, `denied` or `warned`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Decision::Allowed => "allowed",
-            Decision::Denied => "denied",
-            Decision::Warned => "warned",
+            DecisionLabel::Allowed => "allowed",
+            DecisionLabel::Denied => "denied",
+            DecisionLabel::Warned => "warned",
         }
     }
 }
@@ -244,7 +244,7 @@ impl Metrics {
         &self,
         kind: &'static str,
         operation: &'static str,
-        decision: Decision,
+        decision: DecisionLabel,
         reason: &'static str,
         duration: Duration,
     ) {
@@ -389,7 +389,7 @@ mod tests {
         metrics.admission(
             "Pod",
             "CREATE",
-            Decision::Allowed,
+            DecisionLabel::Allowed,
             "Verified",
             Duration::ZERO,
         );
@@ -415,9 +415,15 @@ mod tests {
         let metrics = Metrics::new();
         let clone = metrics.clone();
         let ms = Duration::from_millis(3);
-        metrics.admission("Pod", "CREATE", Decision::Denied, "NotSigned", ms);
-        clone.admission("Pod", "CREATE", Decision::Denied, "NotSigned", ms);
-        metrics.admission("Deployment", "UPDATE", Decision::Allowed, "Verified", ms);
+        metrics.admission("Pod", "CREATE", DecisionLabel::Denied, "NotSigned", ms);
+        clone.admission("Pod", "CREATE", DecisionLabel::Denied, "NotSigned", ms);
+        metrics.admission(
+            "Deployment",
+            "UPDATE",
+            DecisionLabel::Allowed,
+            "Verified",
+            ms,
+        );
         let text = metrics.encode().unwrap();
         assert!(
             text.contains(
@@ -439,14 +445,14 @@ mod tests {
         metrics.admission(
             "Pod",
             "CREATE",
-            Decision::Allowed,
+            DecisionLabel::Allowed,
             "Verified",
             Duration::from_micros(300),
         );
         metrics.admission(
             "Pod",
             "CREATE",
-            Decision::Allowed,
+            DecisionLabel::Allowed,
             "Verified",
             Duration::from_millis(20),
         );
