@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 
-use super::redirect::Refused;
+use super::redirect::RedirectRefusal;
 use super::{RegistryConfig, Repository};
 use crate::verify::FailureKind;
 
@@ -145,10 +145,10 @@ pub(super) fn bad(repo: &Repository, detail: impl Into<String>) -> RegistryError
 }
 
 /// The redirect rule (or the resolver's) that stopped a request, if one did.
-fn refused(error: &reqwest::Error) -> Option<&Refused> {
+fn refused(error: &reqwest::Error) -> Option<&RedirectRefusal> {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<Refused>() {
+        if let Some(refused) = cause.downcast_ref::<RedirectRefusal>() {
             return Some(refused);
         }
         source = cause.source();
@@ -177,7 +177,7 @@ pub(super) fn transport(
     if error.is_redirect() {
         return RegistryError::Redirected {
             host,
-            detail: Refused::TooMany.to_string(),
+            detail: RedirectRefusal::TooMany.to_string(),
         };
     }
     if error.is_body() || error.is_decode() {
