@@ -107,7 +107,7 @@ fn signer(args: &VerifyBundleArgs) -> Result<(NamedKey, String), CliError> {
         let root = TrustRoot::parse(&path.display().to_string(), &read_text(path)?);
         match root.verifier() {
             Ok(_) => Ok(Arc::new(root)),
-            Err(why) => Err(input(&path.display().to_string(), why.to_owned())),
+            Err(why) => Err(input(&path.display().to_string(), why.to_string())),
         }
     };
     if let Some(path) = &args.key {

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::*;
+use crate::policy::trust::RootError;
 use crate::policy::{Identity, Matcher, PublicKey, TrustRoot};
 use crate::verify::layout::referrers::{MAX_REFERRERS, candidates};
 use crate::verify::verdict::{Format, Rejection};
@@ -81,12 +82,13 @@ fn a_required_log_needs_an_entry_of_the_keys_root() {
         check(&logged, &digest(), &[&public_good]),
         Err(Rejection::NoLogEntry { root, .. }) if root == "sigstore-public-good"
     ));
-    let gone = required(Arc::new(TrustRoot::unavailable("mock", "gone".into())));
+    let gone = RootError::NoConfigMap("gone".into());
+    let gone = required(Arc::new(TrustRoot::unavailable("mock", gone)));
     assert_eq!(
         check(&logged, &digest(), &[&gone]),
         Err(Rejection::RootUnavailable {
             root: "mock".into(),
-            why: "gone".into()
+            why: "ConfigMap gone was not found in the operator's namespace".into()
         })
     );
 }
