@@ -158,10 +158,8 @@ pub fn check_with(
         return Err(Rejection::OtherDigest);
     };
     let signed = Signed::Digest(&hash);
-    let bundle = std::str::from_utf8(bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|text| Bundle::from_json(text).map_err(|e| e.to_string()))
-        .map_err(|e| signed.unreadable(&e))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| signed.unreadable(&e.to_string()))?;
+    let bundle = Bundle::from_json(text).map_err(|e| signed.unreadable(&e.to_string()))?;
     match &bundle.content {
         SignatureContent::DsseEnvelope(envelope) => statement(envelope, &hash, predicate)?,
         SignatureContent::MessageSignature(message) => {
