@@ -126,18 +126,19 @@ impl Rejection {
 
     /// Among the signers of one signature, how much this rejection says of why none verifies
     /// it (lower says more): the signer whose check got furthest says the most, one no signer
-    /// verifies the least.
+    /// verifies the least. Spaced by ten, so that a new case takes its place without moving
+    /// the others.
     pub fn among_signers(&self) -> u8 {
         match self {
-            Rejection::RootUnavailable { .. } => 1,
-            Rejection::NoLogEntry { .. } => 2,
-            Rejection::IdentityMismatch { .. } => 3,
-            Rejection::NoSigningTime { .. } => 4,
-            Rejection::UntrustedCertificate { .. } => 5,
-            Rejection::Attestation { .. } => 6,
-            Rejection::OtherDigest => 7,
-            Rejection::Unreadable { .. } => 8,
-            Rejection::NoKeyVerifies(_) => 9,
+            Rejection::RootUnavailable { .. } => 10,
+            Rejection::NoLogEntry { .. } => 20,
+            Rejection::IdentityMismatch { .. } => 30,
+            Rejection::NoSigningTime { .. } => 40,
+            Rejection::UntrustedCertificate { .. } => 50,
+            Rejection::Attestation { .. } => 60,
+            Rejection::OtherDigest => 70,
+            Rejection::Unreadable { .. } => 80,
+            Rejection::NoKeyVerifies(_) => 90,
         }
     }
 
@@ -146,26 +147,26 @@ impl Rejection {
     /// and words), then what stops a signer (its trusted root, a keyless certificate of
     /// another identity, one that does not chain, no signing time, no log entry), a bundle no
     /// key verifies, an attestation, and signatures of other digests last. Two rejections in
-    /// one place are of one kind: [`Seen`] keeps the first.
+    /// one place are of one kind: [`Seen`] keeps the first. Spaced by ten, as above.
     pub fn among_signatures(&self) -> u8 {
         match self {
             Rejection::NoKeyVerifies(Format::Legacy)
             | Rejection::Unreadable {
                 format: Format::Legacy,
                 ..
-            } => 1,
-            Rejection::RootUnavailable { .. } => 2,
-            Rejection::IdentityMismatch { .. } => 3,
-            Rejection::UntrustedCertificate { .. } => 4,
-            Rejection::NoSigningTime { .. } => 5,
-            Rejection::NoLogEntry { .. } => 6,
+            } => 10,
+            Rejection::RootUnavailable { .. } => 20,
+            Rejection::IdentityMismatch { .. } => 30,
+            Rejection::UntrustedCertificate { .. } => 40,
+            Rejection::NoSigningTime { .. } => 50,
+            Rejection::NoLogEntry { .. } => 60,
             Rejection::NoKeyVerifies(Format::Bundle)
             | Rejection::Unreadable {
                 format: Format::Bundle,
                 ..
-            } => 7,
-            Rejection::Attestation { .. } => 8,
-            Rejection::OtherDigest => 9,
+            } => 70,
+            Rejection::Attestation { .. } => 80,
+            Rejection::OtherDigest => 90,
         }
     }
 
@@ -195,14 +196,14 @@ pub enum Failure {
     Rejected(Rejection),
     /// Every credential, anonymous access included, was refused.
     Unauthorized {
-        /// The registry's host, as the image names it.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
     },
     /// The registry could not be reached, or answered badly.
     Unreachable(RegistryError),
     /// The verification did not finish within its budget.
     TimedOut {
-        /// The budget.
+        /// The budget it was given (`--verify-timeout`).
         budget: Duration,
     },
 }
@@ -337,8 +338,8 @@ mod tests {
     }
 
     /// The denial names the first of these that was seen, whatever was seen besides: the
-    /// order of the original's own case first, then what stops a signer, then bundles,
-    /// attestations and other digests.
+    /// original Image Policy Webhook's own case first, then what stops a signer, then
+    /// bundles, attestations and other digests.
     #[test]
     fn among_signatures_the_order_is_pinned() {
         let kinds = each_kind();

@@ -75,7 +75,7 @@ pub enum Outcome {
     Denied {
         /// The message, as the user reads it.
         message: String,
-        /// Why.
+        /// Its reason label (the metric's, the log line's and the Event's).
         reason: Reason,
     },
     /// Admitted although the policy would refuse it, because its mode is Warn: the denial

@@ -13,7 +13,8 @@ use super::review::Request as Review;
 use crate::server::Handler;
 use crate::telemetry::{DecisionLabel, Metrics};
 
-/// The path the original's webhook configuration calls.
+/// The path the original Image Policy Webhook's webhook configuration calls, kept so that its
+/// configurations work unchanged (docs/contract.md §5).
 pub const ADMISSION_PATH: &str = "/signing-policy-check";
 /// The same handler under a name that says what it does for policies.
 pub const POLICY_PATH: &str = "/validate-clusterimagepolicy";

@@ -14,7 +14,7 @@ pub enum RegistryError {
     /// The registry refused the credential (or its absence): 401 or 403.
     #[error("the registry {host} refused the credentials (HTTP {status})")]
     Unauthorized {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
         /// 401 or 403.
         status: u16,
@@ -22,16 +22,16 @@ pub enum RegistryError {
     /// No answer: connection refused, TLS failure, DNS.
     #[error("the registry {host} is unreachable: {detail}")]
     Unreachable {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
-        /// What failed.
+        /// What failed, as the transport says it (never a credential).
         detail: String,
     },
     /// An answer, but a wrong one: 5xx, a body over its limit, malformed JSON, a blob
     /// whose content is not its digest.
     #[error("the registry {host} answered badly: {detail}")]
     BadResponse {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
         /// What was wrong.
         detail: String,
@@ -40,7 +40,7 @@ pub enum RegistryError {
     /// metadata or local address, or too many.
     #[error("the registry {host} sent {detail}")]
     Redirected {
-        /// The registry.
+        /// The API host, `host[:port]`, of the registry that redirected.
         host: String,
         /// Where to, and why it is refused.
         detail: String,
@@ -48,9 +48,9 @@ pub enum RegistryError {
     /// No answer within the per-request bound.
     #[error("the registry {host} did not answer within {seconds}s")]
     TimedOut {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
-        /// The bound.
+        /// The per-request bound, in whole seconds (`--registry-timeout`).
         seconds: u64,
     },
 }
