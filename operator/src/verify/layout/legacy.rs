@@ -16,7 +16,7 @@ use bytes::Bytes;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use serde::Deserialize;
 
-use super::Lookup;
+use super::{Lookup, digest_tag};
 use crate::verify::bundle;
 use crate::verify::credentials::Credential;
 use crate::verify::findings::{Findings, Seen};
@@ -51,25 +51,24 @@ struct PayloadImage {
 
 /// The tag under which cosign stores the signatures of `digest`.
 pub fn signature_tag(digest: &str) -> Option<String> {
-    let hex = digest.strip_prefix("sha256:")?;
-    Some(format!("sha256-{hex}.sig"))
+    digest_tag(digest).map(|tag| tag + ".sig")
 }
 
 /// Reads and checks the signatures of `repo@digest` against `keys`.
 pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
+    let manifest = match signature_tag(lookup.digest) {
+        Some(tag) => lookup.manifest(&tag).await?,
+        None => None,
+    };
+    let Some(manifest) = manifest else {
+        return Ok(Findings::not_signed());
+    };
     let Lookup {
         registry,
         repo,
-        digest,
         credential,
         ..
     } = lookup;
-    let Some(tag) = signature_tag(digest) else {
-        return Ok(Findings::not_signed());
-    };
-    let Some(manifest) = registry.manifest(repo, &tag, credential).await? else {
-        return Ok(Findings::not_signed());
-    };
     let manifest: OciImageManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| RegistryError::BadResponse {
             host: repo.host.clone(),

@@ -13,7 +13,7 @@
 use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
 
-use super::Lookup;
+use super::{Lookup, digest_tag};
 use crate::verify::bundle::{self, COSIGN_SIGN_PREDICATE};
 use crate::verify::findings::{Findings, Seen};
 use crate::verify::registry::{
@@ -76,14 +76,11 @@ impl Entry {
     }
 }
 
-/// The tag of the referrers tag schema for `digest`: `sha256-<hex>`.
-pub fn referrers_tag(digest: &str) -> Option<String> {
-    let hex = digest.strip_prefix("sha256:")?;
-    Some(format!("sha256-{hex}"))
-}
-
 /// Reads and checks the bundles that refer to `repo@digest`.
 pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
+    let Some(tag) = digest_tag(lookup.digest) else {
+        return Ok(Findings::not_signed());
+    };
     let Lookup {
         registry,
         repo,
@@ -91,12 +88,10 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         credential,
         ..
     } = lookup;
-    let Some(tag) = referrers_tag(digest) else {
-        return Ok(Findings::not_signed());
-    };
     let index = match registry.referrers(repo, digest, credential).await? {
         Referrers::Index(bytes) => bytes,
-        Referrers::Unsupported => match registry.manifest(repo, &tag, credential).await? {
+        // The referrers tag schema: an index at the digest's tag.
+        Referrers::Unsupported => match lookup.manifest(&tag).await? {
             Some(manifest) => manifest.bytes,
             None => return Ok(Findings::not_signed()),
         },
@@ -138,8 +133,9 @@ pub fn candidates(index: &[u8]) -> Result<Vec<String>, serde_json::Error> {
 }
 
 /// What the bundle of one referrer says (the identity of its signer, or why it does not
-/// count); `None`, with a log line, when it is not a bundle of this image (its manifest is missing, not its digest, not a manifest, of another
-/// subject, or without exactly one bundle layer).
+/// count); `None`, with a log line, when it is not a bundle of this image (its manifest is
+/// missing, not its digest, not a manifest, of another subject, or without exactly one bundle
+/// layer).
 async fn candidate(
     lookup: Lookup<'_>,
     manifest_digest: &str,
@@ -155,7 +151,7 @@ async fn candidate(
         skip(repo, manifest_digest, reason);
         Ok(None)
     };
-    let Some(manifest) = registry.manifest(repo, manifest_digest, credential).await? else {
+    let Some(manifest) = lookup.manifest(manifest_digest).await? else {
         return skipped("the manifest is missing");
     };
     if sha256_digest(&manifest.bytes) != manifest_digest {
