@@ -130,14 +130,19 @@ fn kubewarden_identity(subject: Matcher, issuer: Matcher) -> NamedKey {
     identity(subject, issuer, TrustRoot::public_good())
 }
 
+/// The identity that signed the kubewarden bundle, exactly.
+fn kubewarden_signer() -> NamedKey {
+    kubewarden_identity(
+        Matcher::exact(KUBEWARDEN_SUBJECT),
+        Matcher::exact(GITHUB_ISSUER),
+    )
+}
+
 /// The real cosign v3 keyless bundle, with the built-in public-good root and no network.
 #[test]
 fn the_kubewarden_bundle_verifies_for_its_identity_only() {
     let bundle = read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
-    let exact = kubewarden_identity(
-        Matcher::exact(KUBEWARDEN_SUBJECT),
-        Matcher::exact(GITHUB_ISSUER),
-    );
+    let exact = kubewarden_signer();
     assert_eq!(
         check(&bundle, KUBEWARDEN_DIGEST, &[&exact]),
         Ok(exact.identity())
@@ -202,10 +207,7 @@ fn the_kubewarden_bundle_verifies_for_its_identity_only() {
 #[test]
 fn a_damaged_keyless_bundle_is_refused_for_what_is_damaged() {
     let bundle = read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
-    let exact = kubewarden_identity(
-        Matcher::exact(KUBEWARDEN_SUBJECT),
-        Matcher::exact(GITHUB_ISSUER),
-    );
+    let exact = kubewarden_signer();
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut json: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
         f(&mut json);
@@ -328,14 +330,7 @@ fn mutated_bundles_never_panic() {
         read("made-with-sigstore-js/attestation-key.sigstore.json"),
         read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json"),
     ];
-    let keys = [
-        signer(),
-        required(mock_root()),
-        kubewarden_identity(
-            Matcher::exact(KUBEWARDEN_SUBJECT),
-            Matcher::exact(GITHUB_ISSUER),
-        ),
-    ];
+    let keys = [signer(), required(mock_root()), kubewarden_signer()];
     let keys: Vec<&NamedKey> = keys.iter().collect();
     let stranger = NamedKey::new(
         "p256",
