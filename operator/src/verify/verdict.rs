@@ -109,7 +109,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The reason label.
+    /// The reason label of a denial that names this rejection.
     pub fn label(&self) -> FailureKind {
         match self {
             Rejection::NoKeyVerifies(_) | Rejection::Unreadable { .. } | Rejection::OtherDigest => {

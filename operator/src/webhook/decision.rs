@@ -62,7 +62,7 @@ impl std::fmt::Display for Reason {
 /// What happened to one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Verified.
+    /// Verified, and admitted.
     Admitted {
         /// The digest verified.
         digest: String,
@@ -117,7 +117,7 @@ impl Outcome {
 /// The decision for one request, before it is written back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Admitted.
+    /// Whether the request is admitted (Warn-mode waivers included: see [`Decision::waived`]).
     pub allowed: bool,
     /// The denial message (every failing image), when denied.
     pub message: Option<String>,
