@@ -12,7 +12,9 @@
 )]
 
 use image_policy::policy::{ImageName, NamedKey, PublicKey, Transparency, TrustRoot};
-use image_policy::verify::{Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy::verify::{
+    Failure, Format, RegistryConfig, Rejection, Verdict, Verifier, VerifyConfig,
+};
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use image_policy_testsupport::sigstore_js::{self, Key, Mocks};
@@ -215,7 +217,10 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
     let digest = pusher.push_image("no/other-key", "v1").await;
     sign_and_attach(&host, "no/other-key", &digest, &Key::new(), &[]);
     let verdict = verify(&verifier, &format!("{host}/no/other-key:v1"), &[&k]).await;
-    assert_eq!(verdict, Verdict::Denied(Failure::BundleMismatch));
+    assert_eq!(
+        verdict,
+        Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Format::Bundle)))
+    );
 
     // A bundle whose subject is another image's digest, attached to this one.
     let digest = pusher.push_image("no/copied", "v1").await;
@@ -225,9 +230,7 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
     let verdict = verify(&verifier, &format!("{host}/no/copied:v1"), &[&k]).await;
     assert_eq!(
         verdict,
-        Verdict::Denied(Failure::SignatureMismatch {
-            only_other_digests: true
-        })
+        Verdict::Denied(Failure::Rejected(Rejection::OtherDigest))
     );
 
     // A payload changed after signing (the statement's name), its digest still right.
@@ -250,7 +253,10 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
         &[],
     );
     let verdict = verify(&verifier, &format!("{host}/no/tampered:v1"), &[&k]).await;
-    assert_eq!(verdict, Verdict::Denied(Failure::BundleMismatch));
+    assert_eq!(
+        verdict,
+        Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Format::Bundle)))
+    );
 
     // An attestation (SLSA provenance) signed by the very key: not a signature.
     let digest = pusher.push_image("no/attested", "v1").await;
@@ -272,9 +278,9 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
     let verdict = verify(&verifier, &format!("{host}/no/attested:v1"), &[&k]).await;
     assert_eq!(
         verdict,
-        Verdict::Denied(Failure::Attestation {
+        Verdict::Denied(Failure::Rejected(Rejection::Attestation {
             predicate_type: slsa.into()
-        })
+        }))
     );
 
     // Nothing at all.
@@ -355,7 +361,7 @@ async fn a_required_transparency_log_admits_only_with_an_entry_that_verifies() {
     sign_and_attach(&host, "tlog/unlogged", &digest, &key, &[]);
     let verdict = verify(&verifier, &format!("{host}/tlog/unlogged:v1"), &[&required]).await;
     assert!(
-        matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { root, .. }) if root == "mock"),
+        matches!(&verdict, Verdict::Denied(Failure::Rejected(Rejection::NoLogEntry { root, .. })) if root == "mock"),
         "{verdict:?}"
     );
     // ... and the key without the requirement admits it.
@@ -397,7 +403,10 @@ async fn a_required_transparency_log_admits_only_with_an_entry_that_verifies() {
         );
         let verdict = verify(&verifier, &format!("{host}/{repository}:v1"), &[&required]).await;
         assert!(
-            matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { .. })),
+            matches!(
+                &verdict,
+                Verdict::Denied(Failure::Rejected(Rejection::NoLogEntry { .. }))
+            ),
             "{field}: {verdict:?}"
         );
     }

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use image_policy::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency, TrustRoot};
-use image_policy::verify::{Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy::verify::{Failure, RegistryConfig, Rejection, Verdict, Verifier, VerifyConfig};
 use image_policy_testsupport::cosign::{Pusher, simple_signing_payload};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use image_policy_testsupport::sigstore_js::{self, Key, Layout, Mocks};
@@ -163,10 +163,10 @@ async fn keyless_signatures_are_admitted_for_their_identity_in_both_layouts() {
             for signer in [&other, &google] {
                 assert_eq!(
                     verify(&verifier, &image, &[signer]).await,
-                    Verdict::Denied(Failure::IdentityMismatch {
+                    Verdict::Denied(Failure::Rejected(Rejection::IdentityMismatch {
                         subject: WORKFLOW.into(),
                         issuer: GITHUB.into()
-                    }),
+                    })),
                     "{image}"
                 );
             }
@@ -177,7 +177,9 @@ async fn keyless_signatures_are_admitted_for_their_identity_in_both_layouts() {
         assert!(
             matches!(
                 verdict,
-                Verdict::Denied(Failure::BundleMismatch | Failure::SignatureMismatch { .. })
+                Verdict::Denied(Failure::Rejected(
+                    Rejection::NoKeyVerifies(_) | Rejection::OtherDigest
+                ))
             ),
             "{verdict:?}"
         );
@@ -249,7 +251,7 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
         )
         .await;
         assert!(
-            matches!(&verdict, Verdict::Denied(Failure::UntrustedCertificate { root, .. }) if root == "foreign-ca"),
+            matches!(&verdict, Verdict::Denied(Failure::Rejected(Rejection::UntrustedCertificate { root, .. })) if root == "foreign-ca"),
             "{name}: {verdict:?}"
         );
 
@@ -265,7 +267,7 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
         )
         .await;
         assert!(
-            matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { root, .. }) if root == "mock"),
+            matches!(&verdict, Verdict::Denied(Failure::Rejected(Rejection::NoLogEntry { root, .. })) if root == "mock"),
             "{name}: {verdict:?}"
         );
 
@@ -279,7 +281,9 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
             &[&early_signer],
         )
         .await;
-        let Verdict::Denied(Failure::UntrustedCertificate { why, .. }) = &verdict else {
+        let Verdict::Denied(Failure::Rejected(Rejection::UntrustedCertificate { why, .. })) =
+            &verdict
+        else {
             panic!("{name}: {verdict:?}");
         };
         assert!(
@@ -311,7 +315,10 @@ async fn keyless_signatures_that_do_not_verify_are_refused_for_what_fails() {
     assert!(
         matches!(
             &verdict,
-            Verdict::Denied(Failure::NoLogEntry { .. } | Failure::NoSigningTime { .. })
+            Verdict::Denied(
+                Failure::Rejected(Rejection::NoLogEntry { .. })
+                    | Failure::Rejected(Rejection::NoSigningTime { .. })
+            )
         ),
         "{verdict:?}"
     );
@@ -400,7 +407,10 @@ async fn a_legacy_key_signature_with_its_rekor_entry_meets_a_required_log() {
         .await;
     let verdict = verify(&verifier, &format!("{host}/{bare}@{digest}"), &[&required]).await;
     assert!(
-        matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { .. })),
+        matches!(
+            &verdict,
+            Verdict::Denied(Failure::Rejected(Rejection::NoLogEntry { .. }))
+        ),
         "{verdict:?}"
     );
 }

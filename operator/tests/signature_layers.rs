@@ -19,7 +19,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
 use image_policy::telemetry::{env_filter, json_layer};
-use image_policy::verify::{Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy::verify::{
+    Failure, Format, RegistryConfig, Rejection, Verdict, Verifier, VerifyConfig,
+};
 use image_policy_testsupport::cosign::{
     Pusher, public_key_pem, sha256_digest, signature_tag, simple_signing_payload,
 };
@@ -167,9 +169,7 @@ async fn layers_that_all_fail_are_signatures_that_do_not_verify() {
         .await;
     assert_eq!(
         verdict,
-        Verdict::Denied(Failure::SignatureMismatch {
-            only_other_digests: false
-        })
+        Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy)))
     );
 }
 

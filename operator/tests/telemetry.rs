@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use image_policy::telemetry::{Decision, Metrics, Readiness, serve_health};
+use image_policy::telemetry::{DecisionLabel, Metrics, Readiness, serve_health};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -104,7 +104,7 @@ async fn health_readiness_metrics_and_not_found() {
     metrics.admission(
         "Pod",
         "CREATE",
-        Decision::Denied,
+        DecisionLabel::Denied,
         "NotSigned",
         Duration::from_millis(2),
     );

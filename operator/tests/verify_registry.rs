@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
-use image_policy::verify::{Credential, Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy::verify::{
+    Credential, Failure, Format, RegistryConfig, Rejection, Verdict, Verifier, VerifyConfig,
+};
 use image_policy::webhook::words::explanation;
 use image_policy_testsupport::cosign::{
     Pusher, public_key_pem, real_signatures, simple_signing_payload,
@@ -102,9 +104,7 @@ async fn every_key_algorithm_verifies_its_signature_and_no_other() {
         let verdict = verify(&verifier, &image, &others).await;
         assert_eq!(
             failure(verdict),
-            Failure::SignatureMismatch {
-                only_other_digests: false
-            },
+            Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy)),
             "{}",
             key.name
         );
@@ -153,9 +153,7 @@ async fn real_cosign_signatures_verify_with_their_keys_only() {
         let verdict = verify(&verifier, &image, &others).await;
         assert_eq!(
             failure(verdict),
-            Failure::SignatureMismatch {
-                only_other_digests: false
-            },
+            Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy)),
             "{}",
             case.id
         );
@@ -186,12 +184,7 @@ async fn each_way_of_not_being_signed_has_its_reason() {
         .await;
     let verdict = verify(&verifier, &format!("{host}/cases/copy:v1"), &[&key]).await;
     let copied = failure(verdict);
-    assert_eq!(
-        copied,
-        Failure::SignatureMismatch {
-            only_other_digests: true
-        }
-    );
+    assert_eq!(copied, Failure::Rejected(Rejection::OtherDigest));
     assert!(explanation(&copied).is_some_and(|e| e.contains("other images")));
 
     // A corrupted signature over the right payload.
@@ -206,9 +199,7 @@ async fn each_way_of_not_being_signed_has_its_reason() {
     let verdict = verify(&verifier, &format!("{host}/cases/corrupt:v1"), &[&key]).await;
     assert_eq!(
         failure(verdict),
-        Failure::SignatureMismatch {
-            only_other_digests: false
-        }
+        Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy))
     );
 
     // A signature layer that is not base64 at all, next to a good one: the good one wins.

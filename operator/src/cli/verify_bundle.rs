@@ -10,9 +10,9 @@ use std::sync::Arc;
 use super::error::CliError;
 use super::input::{read_file, read_text};
 use crate::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency, TrustRoot};
-use crate::verify::Failure;
-use crate::verify::bundle::{self, BundleVerdict, COSIGN_SIGN_PREDICATE, Predicate};
+use crate::verify::bundle::{self, COSIGN_SIGN_PREDICATE, Predicate};
 use crate::verify::registry::is_sha256_digest;
+use crate::verify::{Failure, Rejection};
 use crate::webhook::words::explanation;
 
 /// Arguments of `image-policy verify-bundle`.
@@ -70,13 +70,13 @@ pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliErr
         other => Predicate::Exactly(other.to_owned()),
     };
     let verdict = bundle::check_with(&bundle, &args.digest, &[&signer], &predicate);
-    if let BundleVerdict::Unreadable(why) = &verdict {
+    if let Err(Rejection::Unreadable { why, .. }) = &verdict {
         return Err(CliError::Input {
             path: args.bundle.clone(),
             detail: format!("not a Sigstore bundle: {why}"),
         });
     }
-    match Failure::of_bundle(&args.digest, verdict) {
+    match Failure::of_bundle(verdict) {
         None => {
             writeln!(
                 out,
@@ -108,7 +108,7 @@ fn signer(args: &VerifyBundleArgs) -> Result<(NamedKey, String), CliError> {
         let root = TrustRoot::parse(&path.display().to_string(), &read_text(path)?);
         match root.verifier() {
             Ok(_) => Ok(Arc::new(root)),
-            Err(why) => Err(input(&path.display().to_string(), why.to_owned())),
+            Err(why) => Err(input(&path.display().to_string(), why.to_string())),
         }
     };
     if let Some(path) = &args.key {

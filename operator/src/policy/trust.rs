@@ -29,12 +29,39 @@ const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 /// key: what the controller has seen in its namespace.
 pub type Documents = BTreeMap<String, BTreeMap<String, String>>;
 
+/// Why a trusted root cannot verify anything. The words reach the denials of the images its
+/// keys sign ("The trusted root corp that its key requires cannot be used: ...") and the
+/// policy's status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RootError {
+    /// The document is over [`MAX_DOCUMENT_BYTES`].
+    #[error("it is larger than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge,
+    /// The document does not parse as a trusted_root.json.
+    #[error("it is not a trusted_root.json document: {0}")]
+    NotADocument(String),
+    /// Sigstore's verifier refuses what the document holds.
+    #[error("it cannot be used: {0}")]
+    Unusable(String),
+    /// The ConfigMap the policy names has no such key.
+    #[error("ConfigMap {config_map} has no key {key:?}")]
+    NoKey {
+        /// The ConfigMap's name.
+        config_map: String,
+        /// The key looked for.
+        key: String,
+    },
+    /// The ConfigMap the policy names is not in the operator's namespace.
+    #[error("ConfigMap {0} was not found in the operator's namespace")]
+    NoConfigMap(String),
+}
+
 /// A trusted root, ready to verify bundles, or the reason it cannot.
 pub struct TrustRoot {
     name: String,
     /// The SHA-256 of the document, hex: in the identity of every verdict that used it.
     digest: String,
-    verifier: Result<sigstore_verify::Verifier, String>,
+    verifier: Result<sigstore_verify::Verifier, RootError>,
     /// Whether it lists CT logs: a certificate's SCT is verified only then.
     ct_logs: bool,
 }
@@ -56,14 +83,14 @@ impl TrustRoot {
     pub fn parse(name: &str, document: &str) -> TrustRoot {
         let mut ct_logs = false;
         let verifier = if document.len() > MAX_DOCUMENT_BYTES {
-            Err(format!("it is larger than {MAX_DOCUMENT_BYTES} bytes"))
+            Err(RootError::TooLarge)
         } else {
             TrustedRoot::from_json(document)
-                .map_err(|e| format!("it is not a trusted_root.json document: {e}"))
+                .map_err(|e| RootError::NotADocument(e.to_string()))
                 .and_then(|root| {
                     ct_logs = !root.ctlogs.is_empty();
                     sigstore_verify::Verifier::new(&root)
-                        .map_err(|e| format!("it cannot be used: {e}"))
+                        .map_err(|e| RootError::Unusable(e.to_string()))
                 })
         };
         TrustRoot {
@@ -75,7 +102,7 @@ impl TrustRoot {
     }
 
     /// A root that cannot be used, and why.
-    pub fn unavailable(name: &str, why: String) -> TrustRoot {
+    pub fn unavailable(name: &str, why: RootError) -> TrustRoot {
         TrustRoot {
             name: name.to_owned(),
             digest: String::new(),
@@ -90,8 +117,8 @@ impl TrustRoot {
     }
 
     /// The verifier, or why there is none.
-    pub fn verifier(&self) -> Result<&sigstore_verify::Verifier, &str> {
-        self.verifier.as_ref().map_err(String::as_str)
+    pub fn verifier(&self) -> Result<&sigstore_verify::Verifier, &RootError> {
+        self.verifier.as_ref()
     }
 
     /// Whether it lists CT logs, so that certificates' SCTs are verified.
@@ -177,15 +204,12 @@ pub(super) fn compile_roots(
             Some(Some(document)) => TrustRoot::parse(name, document),
             Some(None) => TrustRoot::unavailable(
                 name,
-                format!("ConfigMap {} has no key {key:?}", reference.name),
+                RootError::NoKey {
+                    config_map: reference.name.clone(),
+                    key: key.to_owned(),
+                },
             ),
-            None => TrustRoot::unavailable(
-                name,
-                format!(
-                    "ConfigMap {} was not found in the operator's namespace",
-                    reference.name
-                ),
-            ),
+            None => TrustRoot::unavailable(name, RootError::NoConfigMap(reference.name.clone())),
         };
         roots.insert(name.clone(), Arc::new(root));
     }

@@ -39,7 +39,7 @@ pub enum CertError {
     /// A file could not be read (missing, unreadable).
     #[error("cannot read {}: {source}", path.display())]
     Read {
-        /// The file.
+        /// The certificate or key file that was read.
         path: PathBuf,
         /// What the operating system said.
         #[source]

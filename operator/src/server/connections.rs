@@ -43,8 +43,8 @@ struct State {
     close: Notify,
 }
 
-/// What to do with a connection just accepted.
-pub(super) enum Admission {
+/// Whether a connection just accepted finds room: what to do with it.
+pub(super) enum Room {
     /// Serve it; the [`Slot`] keeps its place until dropped.
     Serve(Slot),
     /// Every open connection has a request in flight: close this one.
@@ -66,7 +66,7 @@ impl Connections {
     }
 
     /// A slot for a new connection, asking the longest-idle one to close if at the limit.
-    pub(super) fn admit(self: &Arc<Self>) -> Admission {
+    pub(super) fn admit(self: &Arc<Self>) -> Room {
         let now = self.now_ms();
         let mut table = self.lock();
         if self.limit.is_some_and(|limit| table.open.len() >= limit) {
@@ -77,7 +77,7 @@ impl Connections {
                 .min_by_key(|(id, state)| (state.idle_since_ms.load(Ordering::Relaxed), **id))
                 .map(|(id, _)| *id);
             let Some(evicted) = idlest.and_then(|id| table.open.remove(&id)) else {
-                return Admission::Full;
+                return Room::Full;
             };
             // Stored if the connection is not waiting yet (still in its handshake, say).
             evicted.close.notify_one();
@@ -89,7 +89,7 @@ impl Connections {
             ..State::default()
         });
         table.open.insert(id, Arc::clone(&state));
-        Admission::Serve(Slot {
+        Room::Serve(Slot {
             id,
             state,
             connections: Arc::clone(self),
@@ -166,8 +166,8 @@ mod tests {
 
     fn slot(connections: &Arc<Connections>) -> Slot {
         match connections.admit() {
-            Admission::Serve(slot) => slot,
-            Admission::Full => panic!("no room"),
+            Room::Serve(slot) => slot,
+            Room::Full => panic!("no room"),
         }
     }
 
@@ -219,7 +219,7 @@ mod tests {
         let a = slot(&connections);
         let b = slot(&connections);
         let (_ra, _rb) = (a.request(), b.request());
-        assert!(matches!(connections.admit(), Admission::Full));
+        assert!(matches!(connections.admit(), Room::Full));
         assert_eq!(connections.open(), 2);
     }
 
@@ -228,7 +228,7 @@ mod tests {
         let connections = Connections::new(Some(1));
         let a = slot(&connections);
         let _r = a.request();
-        assert!(matches!(connections.admit(), Admission::Full));
+        assert!(matches!(connections.admit(), Room::Full));
         drop(_r);
         drop(a);
         assert_eq!(connections.open(), 0);

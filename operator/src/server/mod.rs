@@ -62,7 +62,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::certs::CertStore;
 pub use self::certs::{CHECK_INTERVAL, CertError, CertObserver, ProvidedCert, check_pair};
-use self::connections::{Admission, Connections, Slot};
+use self::connections::{Connections, Room, Slot};
 use self::request::{Limits, Shared};
 
 /// The `logger` of this module's log lines; each names its port with a `server` field.
@@ -294,10 +294,10 @@ pub async fn serve_on<H: Handler>(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => match slots.admit() {
-                    Admission::Serve(slot) => {
+                    Room::Serve(slot) => {
                         connections.spawn(serve_connection(tcp, peer, slot, Arc::clone(&context), closed.clone()));
                     }
-                    Admission::Full => {
+                    Room::Full => {
                         drop(tcp);
                         full.closed(server, slots.open());
                     }

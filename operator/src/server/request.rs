@@ -234,6 +234,19 @@ mod tests {
         response.into_body().collect().await.unwrap().to_bytes()
     }
 
+    /// Sends a request that holds its permit for `sleep_ms` before it is answered; the task
+    /// ends with its status.
+    fn occupy(
+        shared: &Arc<Shared<Echo>>,
+        sleep_ms: &'static str,
+    ) -> tokio::task::JoinHandle<StatusCode> {
+        let mut slow = request("slow");
+        slow.headers_mut()
+            .insert("sleep-ms", HeaderValue::from_static(sleep_ms));
+        let shared = shared.clone();
+        tokio::spawn(async move { shared.respond(slow).await.status() })
+    }
+
     #[tokio::test]
     async fn a_body_at_the_limit_reaches_the_handler() {
         let response = shared(4, Duration::ZERO)
@@ -262,13 +275,7 @@ mod tests {
     #[tokio::test]
     async fn past_the_concurrency_limit_a_request_waits_briefly_then_gets_503() {
         let shared = shared(1, Duration::from_millis(100));
-        let mut slow = request("slow");
-        slow.headers_mut()
-            .insert("sleep-ms", HeaderValue::from_static("1000"));
-        let busy = tokio::spawn({
-            let shared = shared.clone();
-            async move { shared.respond(slow).await.status() }
-        });
+        let busy = occupy(&shared, "1000");
         tokio::time::sleep(Duration::from_millis(50)).await;
 
         let started = std::time::Instant::now();
@@ -292,13 +299,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_request_gets_the_permit_when_it_frees_up_in_time() {
         let shared = shared(1, Duration::from_millis(1000));
-        let mut slow = request("slow");
-        slow.headers_mut()
-            .insert("sleep-ms", HeaderValue::from_static("100"));
-        let busy = tokio::spawn({
-            let shared = shared.clone();
-            async move { shared.respond(slow).await.status() }
-        });
+        let busy = occupy(&shared, "100");
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
             shared.respond(request("next")).await.status(),
@@ -315,15 +316,25 @@ mod tests {
         Request::new(http_body_util::StreamBody::new(frames))
     }
 
+    /// Sends `count` requests whose bodies send `sent` and never end; each task ends with its
+    /// status.
+    fn stuck(
+        shared: &Arc<Shared<Echo>>,
+        count: usize,
+        sent: &'static str,
+    ) -> Vec<tokio::task::JoinHandle<StatusCode>> {
+        (0..count)
+            .map(|_| {
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.respond(endless(sent)).await.status() })
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn bodies_that_never_end_hold_no_handler_slot() {
         let shared = shared(1, Duration::ZERO);
-        let stuck: Vec<_> = (0..3)
-            .map(|_| {
-                let shared = shared.clone();
-                tokio::spawn(async move { shared.respond(endless("0123")).await.status() })
-            })
-            .collect();
+        let stuck = stuck(&shared, 3, "0123");
         tokio::time::sleep(Duration::from_millis(50)).await;
         // The one handler slot is free: a whole request is answered at once.
         let response = shared.respond(request("next")).await;
@@ -337,12 +348,7 @@ mod tests {
     async fn the_bytes_held_for_bodies_are_bounded_and_freed() {
         // A budget of 64 bytes: four bodies of 16 that never end hold all of it.
         let shared = shared(8, Duration::ZERO);
-        let stuck: Vec<_> = (0..4)
-            .map(|_| {
-                let shared = shared.clone();
-                tokio::spawn(async move { shared.respond(endless("0123456789abcdef")).await })
-            })
-            .collect();
+        let stuck = stuck(&shared, 4, "0123456789abcdef");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(shared.body_bytes.available_permits(), 0);
         // The next body waits for bytes: read once the stuck ones time out (408) and free

@@ -180,26 +180,18 @@ mod tests {
             metrics: Metrics::new(),
             readiness: Readiness::new(),
         };
+        let status = |method, path| get(&routes, method, path).status();
+        assert_eq!(status(Method::GET, "/healthz"), StatusCode::OK);
+        assert_eq!(status(Method::HEAD, "/healthz"), StatusCode::OK);
         assert_eq!(
-            get(&routes, Method::GET, "/healthz").status(),
-            StatusCode::OK
-        );
-        assert_eq!(
-            get(&routes, Method::HEAD, "/healthz").status(),
-            StatusCode::OK
-        );
-        assert_eq!(
-            get(&routes, Method::GET, "/readyz").status(),
+            status(Method::GET, "/readyz"),
             StatusCode::SERVICE_UNAVAILABLE
         );
         routes.readiness.set_ready();
-        assert_eq!(
-            get(&routes, Method::GET, "/readyz").status(),
-            StatusCode::OK
-        );
+        assert_eq!(status(Method::GET, "/readyz"), StatusCode::OK);
         routes.readiness.set_not_ready();
         assert_eq!(
-            get(&routes, Method::GET, "/readyz").status(),
+            status(Method::GET, "/readyz"),
             StatusCode::SERVICE_UNAVAILABLE
         );
         let metrics = get(&routes, Method::GET, "/metrics?x=1");
@@ -208,13 +200,7 @@ mod tests {
         let post = get(&routes, Method::POST, "/metrics");
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(post.headers()[ALLOW], "GET, HEAD");
-        assert_eq!(
-            get(&routes, Method::GET, "/").status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            get(&routes, Method::GET, "/healthz/").status(),
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(status(Method::GET, "/"), StatusCode::NOT_FOUND);
+        assert_eq!(status(Method::GET, "/healthz/"), StatusCode::NOT_FOUND);
     }
 }

@@ -313,15 +313,23 @@ mod tests {
         }
     }
 
-    /// Checks `ts` is RFC 3339 in UTC with milliseconds, then removes it.
-    fn take_ts(map: &mut Map<String, Value>) {
+    /// The line's object, its `ts` checked and removed.
+    fn object_without_ts(line: &str) -> Value {
+        let mut map = parse(line);
+        take_ts(&mut map);
+        Value::Object(map)
+    }
+
+    /// Checks `ts` is RFC 3339 in UTC with milliseconds, then removes it and returns it.
+    fn take_ts(map: &mut Map<String, Value>) -> String {
         let ts = map.remove("ts").unwrap();
-        let ts = ts.as_str().unwrap();
+        let ts = ts.as_str().unwrap().to_owned();
         assert_eq!(ts.len(), "2025-01-01T00:00:00.000Z".len(), "{ts}");
         assert!(ts.ends_with('Z'), "{ts}");
-        let parsed = DateTime::parse_from_rfc3339(ts).unwrap();
+        let parsed = DateTime::parse_from_rfc3339(&ts).unwrap();
         let age = Utc::now().signed_duration_since(parsed);
         assert!(age.num_seconds().abs() < 60, "{ts}");
+        ts
     }
 
     #[test]
@@ -332,10 +340,8 @@ mod tests {
         assert_eq!(lines.len(), 1);
         let line = &lines[0];
         assert!(line.starts_with(r#"{"level":"info","ts":""#), "{line}");
-        let mut map = parse(line);
-        take_ts(&mut map);
         assert_eq!(
-            Value::Object(map),
+            object_without_ts(line),
             serde_json::json!({
                 "level": "info",
                 "logger": "image-policy.webhook",
@@ -355,10 +361,8 @@ mod tests {
         let lines = capture(|| {
             tracing::error!(target: "image-policy.controller", error = %error, object = "image-policy", "Reconcile failed");
         });
-        let mut map = parse(&lines[0]);
-        take_ts(&mut map);
         assert_eq!(
-            Value::Object(map),
+            object_without_ts(&lines[0]),
             serde_json::json!({
                 "level": "error",
                 "logger": "image-policy.controller",
@@ -431,10 +435,8 @@ mod tests {
             let _inner = inner.enter();
             tracing::info!(target: "image-policy.webhook", verdict = "allowed", image = "reg/app@sha256:00", "Admitted");
         });
-        let mut map = parse(&lines[0]);
-        take_ts(&mut map);
         assert_eq!(
-            Value::Object(map),
+            object_without_ts(&lines[0]),
             serde_json::json!({
                 "level": "info",
                 "logger": "image-policy.webhook",
@@ -462,9 +464,7 @@ mod tests {
 
     /// The line with its `ts` value replaced by `TS`, after checking it.
     fn without_ts(line: &str) -> String {
-        let mut map = parse(line);
-        let ts = map["ts"].as_str().unwrap().to_owned();
-        take_ts(&mut map);
+        let ts = take_ts(&mut parse(line));
         line.replacen(&ts, "TS", 1)
     }
 

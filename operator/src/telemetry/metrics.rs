@@ -25,7 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::TelemetryError;
 pub use crate::verify::Cache;
@@ -41,9 +41,9 @@ pub const ADMISSION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// What the webhook answered.
+/// The `decision` label of an answered admission review: what the webhook answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Decision {
+pub enum DecisionLabel {
     /// The object was admitted (with or without warnings).
     Allowed,
     /// The object was refused.
@@ -53,13 +53,13 @@ pub enum Decision {
     Warned,
 }
 
-impl Decision {
+impl DecisionLabel {
     /// The label value: `allowed`, `denied` or `warned`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Decision::Allowed => "allowed",
-            Decision::Denied => "denied",
-            Decision::Warned => "warned",
+            DecisionLabel::Allowed => "allowed",
+            DecisionLabel::Denied => "denied",
+            DecisionLabel::Warned => "warned",
         }
     }
 }
@@ -142,12 +142,6 @@ impl Metrics {
     /// A registry with every metric registered and no sample recorded yet.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
-        let admission_requests = Family::<AdmissionLabels, Counter>::default();
-        registry.register(
-            "admission_requests",
-            "Admission reviews answered, by object kind, operation, decision and reason",
-            admission_requests.clone(),
-        );
         let admission_duration: HistogramFamily<KindLabels> =
             Family::new_with_constructor(|| Histogram::new(ADMISSION_BUCKETS));
         registry.register_with_unit(
@@ -156,68 +150,59 @@ impl Metrics {
             Unit::Seconds,
             admission_duration.clone(),
         );
-        let verification_cache = Family::<CacheLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let admission_requests = registered(
+            r,
+            "admission_requests",
+            "Admission reviews answered, by object kind, operation, decision and reason",
+        );
+        let verification_cache = registered(
+            r,
             "verification_cache",
             "Lookups in the digest and verdict caches, by result",
-            verification_cache.clone(),
         );
-        let registry_requests = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        let registry_requests = registered(
+            r,
             "registry_requests",
             "Requests to container registries, by outcome",
-            registry_requests.clone(),
         );
-        let pinned_images = Family::<KindLabels, Counter>::default();
-        registry.register(
+        let pinned_images = registered(
+            r,
             "pinned_images",
             "Images rewritten to the digest their verification accepted, by object kind",
-            pinned_images.clone(),
         );
-        let events_dropped = Family::<CauseLabels, Counter>::default();
-        registry.register(
+        let events_dropped = registered(
+            r,
             "events_dropped",
             "Kubernetes Events of admissions not published, by cause",
-            events_dropped.clone(),
         );
-        let policy_ready = Gauge::default();
-        registry.register(
-            "policy_ready",
-            "1 while a valid policy snapshot is enforced, else 0",
-            policy_ready.clone(),
-        );
-        let policy_keys = Gauge::default();
-        registry.register(
-            "policy_keys",
-            "Public keys in the enforced policy snapshot",
-            policy_keys.clone(),
-        );
-        let policy_patterns = Gauge::default();
-        registry.register(
-            "policy_patterns",
-            "Image name patterns in the enforced policy snapshot",
-            policy_patterns.clone(),
-        );
-        let running_workloads = Gauge::default();
-        running_workloads.set(-1);
-        registry.register(
-            "running_workloads",
-            "Workloads checked by the last check of what already runs (-1: none on this replica)",
-            running_workloads.clone(),
-        );
-        let running_refused_workloads = Gauge::default();
-        running_refused_workloads.set(-1);
-        registry.register(
-            "running_refused_workloads",
-            "Of those, the workloads running an image the policy would refuse now (-1: no check on this replica)",
-            running_refused_workloads.clone(),
-        );
-        let serving_certificate_expiry = Gauge::default();
-        registry.register(
-            "serving_certificate_expiry_timestamp_seconds",
-            "When the webhook's serving certificate expires (Unix time); alert well before it",
-            serving_certificate_expiry.clone(),
-        );
+        // Gauges: the name, what it says, and its value until something is recorded.
+        let gauges = [
+            ("policy_ready", "1 while a valid policy snapshot is enforced, else 0", 0),
+            ("policy_keys", "Public keys in the enforced policy snapshot", 0),
+            ("policy_patterns", "Image name patterns in the enforced policy snapshot", 0),
+            (
+                "running_workloads",
+                "Workloads checked by the last check of what already runs (-1: none on this replica)",
+                -1,
+            ),
+            (
+                "running_refused_workloads",
+                "Of those, the workloads running an image the policy would refuse now (-1: no check on this replica)",
+                -1,
+            ),
+            (
+                "serving_certificate_expiry_timestamp_seconds",
+                "When the webhook's serving certificate expires (Unix time); alert well before it",
+                0,
+            ),
+        ]
+        .map(|(name, help, initial)| {
+            let gauge: Gauge = registered(r, name, help);
+            gauge.set(initial);
+            gauge
+        });
+        let [ready, keys, patterns, running, refused, certificate_expiry] = gauges;
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -227,12 +212,12 @@ impl Metrics {
                 registry_requests,
                 pinned_images,
                 events_dropped,
-                policy_ready,
-                policy_keys,
-                policy_patterns,
-                running_workloads,
-                running_refused_workloads,
-                serving_certificate_expiry,
+                policy_ready: ready,
+                policy_keys: keys,
+                policy_patterns: patterns,
+                running_workloads: running,
+                running_refused_workloads: refused,
+                serving_certificate_expiry: certificate_expiry,
             }),
         }
     }
@@ -244,7 +229,7 @@ impl Metrics {
         &self,
         kind: &'static str,
         operation: &'static str,
-        decision: Decision,
+        decision: DecisionLabel,
         reason: &'static str,
         duration: Duration,
     ) {
@@ -349,6 +334,14 @@ impl fmt::Debug for Metrics {
     }
 }
 
+/// A new metric of type `M`, registered in `registry` as `name` with `help`. The registry
+/// keeps a clone: a metric is a handle on values that every clone shares.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn saturating_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -383,31 +376,35 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
+    /// Records a Pod created and admitted as verified, answered in `took`.
+    fn pod_verified(metrics: &Metrics, took: Duration) {
+        metrics.admission("Pod", "CREATE", DecisionLabel::Allowed, "Verified", took);
+    }
+
     #[test]
     fn every_metric_is_described() {
         let metrics = Metrics::new();
-        metrics.admission(
-            "Pod",
-            "CREATE",
-            Decision::Allowed,
-            "Verified",
-            Duration::ZERO,
-        );
+        pod_verified(&metrics, Duration::ZERO);
         metrics.cache(Cache::Digest, true);
         metrics.registry_request("ok");
         let text = metrics.encode().unwrap();
-        for name in [
-            "# TYPE image_policy_admission_requests counter",
-            "# TYPE image_policy_admission_duration_seconds histogram",
-            "# UNIT image_policy_admission_duration_seconds seconds",
-            "# TYPE image_policy_verification_cache counter",
-            "# TYPE image_policy_registry_requests counter",
-            "# TYPE image_policy_policy_ready gauge",
-            "# TYPE image_policy_policy_keys gauge",
-            "# TYPE image_policy_policy_patterns gauge",
+        for (name, kind) in [
+            ("admission_requests", "counter"),
+            ("admission_duration_seconds", "histogram"),
+            ("verification_cache", "counter"),
+            ("registry_requests", "counter"),
+            ("policy_ready", "gauge"),
+            ("policy_keys", "gauge"),
+            ("policy_patterns", "gauge"),
+            ("running_workloads", "gauge"),
+            ("running_refused_workloads", "gauge"),
+            ("serving_certificate_expiry_timestamp_seconds", "gauge"),
         ] {
-            assert!(text.contains(name), "missing {name:?} in\n{text}");
+            let line = format!("# TYPE image_policy_{name} {kind}");
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
         }
+        let unit = "# UNIT image_policy_admission_duration_seconds seconds";
+        assert!(text.contains(unit), "{text}");
     }
 
     #[test]
@@ -415,9 +412,15 @@ mod tests {
         let metrics = Metrics::new();
         let clone = metrics.clone();
         let ms = Duration::from_millis(3);
-        metrics.admission("Pod", "CREATE", Decision::Denied, "NotSigned", ms);
-        clone.admission("Pod", "CREATE", Decision::Denied, "NotSigned", ms);
-        metrics.admission("Deployment", "UPDATE", Decision::Allowed, "Verified", ms);
+        metrics.admission("Pod", "CREATE", DecisionLabel::Denied, "NotSigned", ms);
+        clone.admission("Pod", "CREATE", DecisionLabel::Denied, "NotSigned", ms);
+        metrics.admission(
+            "Deployment",
+            "UPDATE",
+            DecisionLabel::Allowed,
+            "Verified",
+            ms,
+        );
         let text = metrics.encode().unwrap();
         assert!(
             text.contains(
@@ -436,20 +439,8 @@ mod tests {
     #[test]
     fn histogram_has_the_buckets_and_counts_observations() {
         let metrics = Metrics::new();
-        metrics.admission(
-            "Pod",
-            "CREATE",
-            Decision::Allowed,
-            "Verified",
-            Duration::from_micros(300),
-        );
-        metrics.admission(
-            "Pod",
-            "CREATE",
-            Decision::Allowed,
-            "Verified",
-            Duration::from_millis(20),
-        );
+        pod_verified(&metrics, Duration::from_micros(300));
+        pod_verified(&metrics, Duration::from_millis(20));
         let text = metrics.encode().unwrap();
         let buckets = lines_starting(&text, "image_policy_admission_duration_seconds_bucket{");
         let bounds: Vec<String> = buckets

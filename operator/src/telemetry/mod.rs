@@ -13,7 +13,7 @@ mod json;
 
 pub use health::{Readiness, serve_health};
 pub use logs::{JsonFields, JsonFormat, env_filter, init_logging, json_layer};
-pub use metrics::{Cache, Decision, EventDropped, Metrics};
+pub use metrics::{Cache, DecisionLabel, EventDropped, Metrics};
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]

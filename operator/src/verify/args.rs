@@ -13,9 +13,9 @@ pub enum ArgsError {
     /// A `--ca-file` could not be read.
     #[error("{}: {source}", path.display())]
     CaFile {
-        /// The file.
+        /// The CA file given.
         path: PathBuf,
-        /// Why.
+        /// What the operating system said when it was read.
         source: std::io::Error,
     },
 }

@@ -38,6 +38,8 @@ use sigstore_verify::types::{
     SignatureContent,
 };
 
+use self::legacy::AnnotationError;
+use super::verdict::{Format, Rejection};
 use crate::policy::{NamedKey, PublicKey, Signer, Transparency};
 
 /// The DSSE payload type of an in-toto statement.
@@ -45,86 +47,6 @@ pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
 /// The predicate type of the statement `cosign sign` (v3) signs.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
-
-/// What a signature (a bundle, or a legacy layer) says of a digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BundleVerdict {
-    /// A signature of the digest that the signer with this identity
-    /// ([`NamedKey::identity`]) verifies, with its log entry when it requires one.
-    Verified {
-        /// The signer's identity.
-        key: String,
-    },
-    /// A signature of another digest.
-    OtherDigest,
-    /// A statement about the digest with another predicate: an attestation.
-    Attestation {
-        /// Its predicate type, cut to 200 characters.
-        predicate_type: String,
-    },
-    /// A signature of the digest that no signer verifies.
-    NoKeyVerifies,
-    /// A signer verifies the signature, but its log entry does not verify against the
-    /// signer's trusted root (or it has none).
-    NoLogEntry {
-        /// The root's name.
-        root: String,
-        /// Why, as Sigstore's verifier says it.
-        why: String,
-    },
-    /// A signer verifies the signature, but its trusted root cannot be used.
-    RootUnavailable {
-        /// The root's name.
-        root: String,
-        /// Why.
-        why: String,
-    },
-    /// A keyless signature whose certificate does not chain to a certificate authority of
-    /// the trusted root that was valid at the signing time (or the certificate itself was not
-    /// valid then, or its SCT does not verify).
-    UntrustedCertificate {
-        /// The root's name.
-        root: String,
-        /// Why, as Sigstore's verifier says it.
-        why: String,
-    },
-    /// A keyless signature whose certificate, valid, names an identity of no signer.
-    IdentityMismatch {
-        /// The certificate's subject (URI or email SAN), cut to 200 characters.
-        subject: String,
-        /// The certificate's OIDC issuer, cut to 200 characters.
-        issuer: String,
-    },
-    /// A keyless signature with no verified signing time: no log entry or timestamp that
-    /// verifies against the trusted root.
-    NoSigningTime {
-        /// The root's name.
-        root: String,
-        /// Why, as Sigstore's verifier says it.
-        why: String,
-    },
-    /// Not a bundle this verifier can read.
-    Unreadable(String),
-}
-
-impl BundleVerdict {
-    /// How much a verdict says of why nothing verified, when signers disagree: a signer whose
-    /// check got furthest says the most; `NoKeyVerifies` least.
-    fn rank(&self) -> u8 {
-        match self {
-            BundleVerdict::Verified { .. } => 0,
-            BundleVerdict::RootUnavailable { .. } => 1,
-            BundleVerdict::NoLogEntry { .. } => 2,
-            BundleVerdict::IdentityMismatch { .. } => 3,
-            BundleVerdict::NoSigningTime { .. } => 4,
-            BundleVerdict::UntrustedCertificate { .. } => 5,
-            BundleVerdict::Attestation { .. } => 6,
-            BundleVerdict::OtherDigest => 7,
-            BundleVerdict::Unreadable(_) => 8,
-            BundleVerdict::NoKeyVerifies => 9,
-        }
-    }
-}
 
 /// What a signature is over.
 #[derive(Clone, Copy)]
@@ -138,19 +60,42 @@ enum Signed<'a> {
     },
 }
 
+impl Signed<'_> {
+    /// The format of a signature over this.
+    fn format(self) -> Format {
+        match self {
+            Signed::Digest(_) => Format::Bundle,
+            Signed::Payload { .. } => Format::Legacy,
+        }
+    }
+
+    /// A signature of this that no signer verifies.
+    fn no_key_verifies(self) -> Rejection {
+        Rejection::NoKeyVerifies(self.format())
+    }
+
+    /// A signature of this that cannot be read, and why.
+    fn unreadable(self, why: &str) -> Rejection {
+        Rejection::Unreadable {
+            format: self.format(),
+            why: cut(why),
+        }
+    }
+}
+
 /// The bundle of a signature: given (the referrers), or made from a legacy layer's
 /// annotations the first time a signer needs it, so that a key without a log requirement
 /// never reads them, as before bundles were read.
 struct Evidence<'a> {
     given: Option<&'a Bundle>,
     annotations: Option<&'a BTreeMap<String, String>>,
-    made: OnceCell<Result<Option<Bundle>, String>>,
+    made: OnceCell<Result<Option<Bundle>, AnnotationError>>,
 }
 
 impl Evidence<'_> {
     /// The bundle, `None` when the signature carries no evidence beyond itself, or why its
     /// annotations cannot be read.
-    fn bundle(&self, signed: Signed<'_>) -> Result<Option<&Bundle>, &str> {
+    fn bundle(&self, signed: Signed<'_>) -> Result<Option<&Bundle>, &AnnotationError> {
         if let Some(bundle) = self.given {
             return Ok(Some(bundle));
         }
@@ -168,7 +113,6 @@ impl Evidence<'_> {
             .get_or_init(|| legacy::bundle(bytes, signature_b64, annotations))
             .as_ref()
             .map(Option::as_ref)
-            .map_err(String::as_str)
     }
 }
 
@@ -193,8 +137,9 @@ impl Predicate {
     }
 }
 
-/// Checks the bundle `bytes` against `digest` (`sha256:<hex>`) and `keys`, as admission does.
-pub fn check(bytes: &[u8], digest: &str, keys: &[&NamedKey]) -> BundleVerdict {
+/// Checks the bundle `bytes` against `digest` (`sha256:<hex>`) and `keys`, as admission does:
+/// the identity ([`NamedKey::identity`]) of a signer that verifies it, or why none does.
+pub fn check(bytes: &[u8], digest: &str, keys: &[&NamedKey]) -> Result<String, Rejection> {
     check_with(bytes, digest, keys, &Predicate::Signature)
 }
 
@@ -205,49 +150,42 @@ pub fn check_with(
     digest: &str,
     keys: &[&NamedKey],
     predicate: &Predicate,
-) -> BundleVerdict {
+) -> Result<String, Rejection> {
     let Some(hash) = digest
         .strip_prefix("sha256:")
         .and_then(|hex| Sha256Hash::from_hex(hex).ok())
     else {
-        return BundleVerdict::OtherDigest;
+        return Err(Rejection::OtherDigest);
     };
-    let bundle = match std::str::from_utf8(bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|text| Bundle::from_json(text).map_err(|e| e.to_string()))
-    {
-        Ok(bundle) => bundle,
-        Err(e) => return BundleVerdict::Unreadable(cut(&e)),
-    };
+    let signed = Signed::Digest(&hash);
+    let text = std::str::from_utf8(bytes).map_err(|e| signed.unreadable(&e.to_string()))?;
+    let bundle = Bundle::from_json(text).map_err(|e| signed.unreadable(&e.to_string()))?;
     match &bundle.content {
-        SignatureContent::DsseEnvelope(envelope) => {
-            if let Err(verdict) = statement(envelope, &hash, predicate) {
-                return verdict;
-            }
-        }
+        SignatureContent::DsseEnvelope(envelope) => statement(envelope, &hash, predicate)?,
         SignatureContent::MessageSignature(message) => {
             if !names_digest(message, &hash) {
-                return BundleVerdict::OtherDigest;
+                return Err(Rejection::OtherDigest);
             }
         }
-        _ => return BundleVerdict::Unreadable("a bundle of an unknown content".to_owned()),
+        _ => return Err(signed.unreadable("a bundle of an unknown content")),
     }
     let evidence = Evidence {
         given: Some(&bundle),
         annotations: None,
         made: OnceCell::new(),
     };
-    judge(&evidence, Signed::Digest(&hash), keys)
+    judge(&evidence, signed, keys)
 }
 
 /// Checks one legacy signature layer whose payload (`payload`, already checked to name the
-/// image's digest) carries `signature_b64` and `annotations`, against `keys`.
+/// image's digest) carries `signature_b64` and `annotations`, against `keys`: the identity of
+/// a signer that verifies it, or why none does.
 pub fn check_legacy(
     payload: &[u8],
     signature_b64: &str,
     annotations: &BTreeMap<String, String>,
     keys: &[&NamedKey],
-) -> BundleVerdict {
+) -> Result<String, Rejection> {
     let evidence = Evidence {
         given: None,
         annotations: Some(annotations),
@@ -260,9 +198,14 @@ pub fn check_legacy(
     judge(&evidence, signed, keys)
 }
 
-/// The verdict of the first signer that verifies `signed`, or the most telling failure.
-fn judge(evidence: &Evidence<'_>, signed: Signed<'_>, keys: &[&NamedKey]) -> BundleVerdict {
-    let mut best = BundleVerdict::NoKeyVerifies;
+/// The identity of the first signer that verifies `signed`, or the rejection that says most
+/// ([`Rejection::among_signers`]).
+fn judge(
+    evidence: &Evidence<'_>,
+    signed: Signed<'_>,
+    keys: &[&NamedKey],
+) -> Result<String, Rejection> {
+    let mut best = signed.no_key_verifies();
     let mut keyless = keyless::Results::default();
     for key in keys {
         let verdict = match &key.signer {
@@ -270,29 +213,28 @@ fn judge(evidence: &Evidence<'_>, signed: Signed<'_>, keys: &[&NamedKey]) -> Bun
             Signer::Keyless(identity) => match evidence.bundle(signed) {
                 Ok(Some(bundle)) => keyless.judge(identity, &key.transparency, bundle, signed),
                 // No certificate: not a keyless signature.
-                Ok(None) => BundleVerdict::NoKeyVerifies,
-                Err(why) => BundleVerdict::Unreadable(cut(why)),
+                Ok(None) => Err(signed.no_key_verifies()),
+                Err(why) => Err(signed.unreadable(&why.to_string())),
             },
         };
-        if let BundleVerdict::Verified { .. } = verdict {
-            return BundleVerdict::Verified {
-                key: key.identity(),
-            };
-        }
-        if verdict.rank() < best.rank() {
-            best = verdict;
+        match verdict {
+            Ok(()) => return Ok(key.identity()),
+            Err(rejection) if rejection.among_signers() < best.among_signers() => {
+                best = rejection;
+            }
+            Err(_) => {}
         }
     }
-    best
+    Err(best)
 }
 
-/// The verdict of one key.
+/// Whether one key verifies `signed`, with its log entry when it requires one.
 fn by_key(
     key: &NamedKey,
     public: &PublicKey,
     evidence: &Evidence<'_>,
     signed: Signed<'_>,
-) -> BundleVerdict {
+) -> Result<(), Rejection> {
     let verifies = match (signed, evidence.given.map(|b| &b.content)) {
         (
             Signed::Payload {
@@ -310,42 +252,38 @@ fn by_key(
         _ => false,
     };
     if !verifies {
-        return BundleVerdict::NoKeyVerifies;
+        return Err(signed.no_key_verifies());
     }
     let Transparency::Required(root) = &key.transparency else {
-        return BundleVerdict::Verified {
-            key: key.identity(),
-        };
+        return Ok(());
     };
-    let verifier = match root.verifier() {
-        Ok(verifier) => verifier,
-        Err(why) => {
-            return BundleVerdict::RootUnavailable {
-                root: root.name().to_owned(),
-                why: why.to_owned(),
-            };
-        }
-    };
-    let no_entry = |why: String| BundleVerdict::NoLogEntry {
+    let verifier = root.verifier().map_err(|why| Rejection::RootUnavailable {
+        root: root.name().to_owned(),
+        why: why.to_string(),
+    })?;
+    let no_entry = |why: String| Rejection::NoLogEntry {
         root: root.name().to_owned(),
         why: cut(&why),
     };
     let bundle = match evidence.bundle(signed) {
         Ok(Some(bundle)) => bundle,
-        Ok(None) => return no_entry("the signature carries no transparency log entry".into()),
-        Err(why) => return no_entry(format!("its log annotations cannot be read: {why}")),
+        Ok(None) => {
+            return Err(no_entry(
+                "the signature carries no transparency log entry".into(),
+            ));
+        }
+        Err(why) => {
+            return Err(no_entry(format!(
+                "its log annotations cannot be read: {why}"
+            )));
+        }
     };
     let policy = PublicKeyVerificationPolicy::new(der(public));
     let verified = match signed {
         Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
         Signed::Payload { bytes, .. } => verifier.verify(bytes, bundle, &policy),
     };
-    match verified {
-        Ok(_) => BundleVerdict::Verified {
-            key: key.identity(),
-        },
-        Err(e) => no_entry(e.to_string()),
-    }
+    verified.map(drop).map_err(|e| no_entry(e.to_string()))
 }
 
 /// The few fields of an in-toto statement that decide.
@@ -368,17 +306,19 @@ fn statement(
     envelope: &DsseEnvelope,
     hash: &Sha256Hash,
     predicate: &Predicate,
-) -> Result<(), BundleVerdict> {
+) -> Result<(), Rejection> {
+    let unreadable = |why: String| Rejection::Unreadable {
+        format: Format::Bundle,
+        why,
+    };
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
-        return Err(BundleVerdict::Unreadable(format!(
+        return Err(unreadable(format!(
             "a DSSE payload of type {:?}, not an in-toto statement",
             cut(&envelope.payload_type)
         )));
     }
-    let statement: Statement =
-        serde_json::from_slice(envelope.payload.as_bytes()).map_err(|e| {
-            BundleVerdict::Unreadable(format!("an in-toto statement that is not one ({e})"))
-        })?;
+    let statement: Statement = serde_json::from_slice(envelope.payload.as_bytes())
+        .map_err(|e| unreadable(format!("an in-toto statement that is not one ({e})")))?;
     let hex = hash.to_hex();
     let about = statement.subject.iter().any(|s| {
         s.digest
@@ -386,10 +326,10 @@ fn statement(
             .is_some_and(|d| d.eq_ignore_ascii_case(&hex))
     });
     if !about {
-        return Err(BundleVerdict::OtherDigest);
+        return Err(Rejection::OtherDigest);
     }
     if !predicate.accepts(&statement.predicate_type) {
-        return Err(BundleVerdict::Attestation {
+        return Err(Rejection::Attestation {
             predicate_type: cut(&statement.predicate_type),
         });
     }

@@ -331,7 +331,7 @@ pub enum CredentialError {
     AuthNotBase64 {
         /// `.dockerconfigjson`, `.dockercfg` or `docker config.json`.
         document: &'static str,
-        /// The registry key.
+        /// The entry's key in `auths` (a registry host, maybe with a path), as written.
         registry: String,
     },
     /// An entry's `auth` decodes to bytes that are not UTF-8.
@@ -339,7 +339,7 @@ pub enum CredentialError {
     AuthNotUtf8 {
         /// `.dockerconfigjson`, `.dockercfg` or `docker config.json`.
         document: &'static str,
-        /// The registry key.
+        /// The entry's key in `auths` (a registry host, maybe with a path), as written.
         registry: String,
     },
     /// An entry's `auth` decodes to text without the `:` between username and password.
@@ -350,7 +350,7 @@ pub enum CredentialError {
     AuthWithoutColon {
         /// `.dockerconfigjson`, `.dockercfg` or `docker config.json`.
         document: &'static str,
-        /// The registry key.
+        /// The entry's key in `auths` (a registry host, maybe with a path), as written.
         registry: String,
     },
 }

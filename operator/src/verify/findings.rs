@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::bundle::BundleVerdict;
+use super::verdict::Rejection;
 
 /// What the signatures of one digest say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,99 +15,84 @@ pub enum Findings {
         /// The key's identity.
         fingerprint: Arc<str>,
     },
-    /// Nothing verifies: where it was looked for, and what was found.
-    Unverified(Box<Seen>),
+    /// Nothing verifies: what was found.
+    Unverified(Seen),
 }
 
-/// What was found of a digest's signatures when none verifies.
+/// What was found of a digest's signatures when none counts: the first rejection of each
+/// kind and how many of that kind, the one the denial names first
+/// ([`Rejection::among_signatures`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seen {
-    /// Signatures (legacy or bundles) of another digest: copied from another image.
-    pub other_digest: usize,
-    /// Legacy signature layers no key verifies, or that cannot be read.
-    pub bad_signature: usize,
-    /// Bundles of this digest whose signature no key verifies, or that cannot be read.
-    pub bad_bundle: usize,
-    /// The predicate type of an attestation of this digest, when one was found.
-    pub attestation: Option<String>,
-    /// A bundle a key verifies whose required log entry does not: the root and why.
-    pub no_log_entry: Option<(String, String)>,
-    /// A bundle a key verifies whose required trusted root cannot be used: the root and why.
-    pub root_unavailable: Option<(String, String)>,
-    /// A keyless signature whose certificate does not chain to its root: the root and why.
-    pub untrusted_certificate: Option<(String, String)>,
-    /// A keyless signature of a valid certificate of another identity: its subject and issuer.
-    pub identity_mismatch: Option<(String, String)>,
-    /// A keyless signature with no verified signing time: the root and why.
-    pub no_signing_time: Option<(String, String)>,
+    /// One entry per kind, in the denial's order.
+    kinds: Vec<(Rejection, usize)>,
 }
 
 impl Seen {
+    /// Counts one signature that does not count, kept when it is the first of its kind.
+    pub fn add(&mut self, rejection: Rejection) {
+        self.add_many(rejection, 1);
+    }
+
+    fn add_many(&mut self, rejection: Rejection, count: usize) {
+        let rejection = rejection.counted();
+        let place = rejection.among_signatures();
+        match self
+            .kinds
+            .binary_search_by_key(&place, |(kept, _)| kept.among_signatures())
+        {
+            Ok(i) => {
+                if let Some((_, kept)) = self.kinds.get_mut(i) {
+                    *kept += count;
+                }
+            }
+            Err(i) => self.kinds.insert(i, (rejection, count)),
+        }
+    }
+
     /// Whether anything was found.
     pub fn found_any(&self) -> bool {
-        self.other_digest > 0
-            || self.bad_signature > 0
-            || self.bad_bundle > 0
-            || self.attestation.is_some()
-            || self.no_log_entry.is_some()
-            || self.root_unavailable.is_some()
-            || self.untrusted_certificate.is_some()
-            || self.identity_mismatch.is_some()
-            || self.no_signing_time.is_some()
+        !self.kinds.is_empty()
     }
 
-    /// Counts one bundle that did not verify.
-    pub fn bundle(&mut self, verdict: BundleVerdict) {
-        if let BundleVerdict::NoKeyVerifies | BundleVerdict::Unreadable(_) = verdict {
-            self.bad_bundle += 1;
-        } else {
-            self.specific(verdict);
-        }
+    /// How many signatures of the kind of `rejection` were seen.
+    pub fn count(&self, rejection: &Rejection) -> usize {
+        let place = rejection.among_signatures();
+        self.kinds
+            .iter()
+            .find(|(kept, _)| kept.among_signatures() == place)
+            .map_or(0, |(_, count)| *count)
     }
 
-    /// Counts one legacy signature layer that did not verify: one no signer verifies (or
-    /// whose annotations cannot be read) is a bad signature, the original's case.
-    pub fn legacy(&mut self, verdict: BundleVerdict) {
-        if let BundleVerdict::NoKeyVerifies | BundleVerdict::Unreadable(_) = verdict {
-            self.bad_signature += 1;
-        } else {
-            self.specific(verdict);
-        }
+    /// The first rejection of each kind seen, with how many, the one the denial names first.
+    pub fn kinds(&self) -> impl Iterator<Item = (&Rejection, usize)> {
+        self.kinds
+            .iter()
+            .map(|(rejection, count)| (rejection, *count))
     }
 
-    /// Keeps the first of each telling verdict.
-    fn specific(&mut self, verdict: BundleVerdict) {
-        match verdict {
-            BundleVerdict::Verified { .. }
-            | BundleVerdict::NoKeyVerifies
-            | BundleVerdict::Unreadable(_) => {}
-            BundleVerdict::OtherDigest => self.other_digest += 1,
-            BundleVerdict::Attestation { predicate_type } => {
-                self.attestation.get_or_insert(predicate_type);
-            }
-            BundleVerdict::NoLogEntry { root, why } => {
-                self.no_log_entry.get_or_insert((root, why));
-            }
-            BundleVerdict::RootUnavailable { root, why } => {
-                self.root_unavailable.get_or_insert((root, why));
-            }
-            BundleVerdict::UntrustedCertificate { root, why } => {
-                self.untrusted_certificate.get_or_insert((root, why));
-            }
-            BundleVerdict::IdentityMismatch { subject, issuer } => {
-                self.identity_mismatch.get_or_insert((subject, issuer));
-            }
-            BundleVerdict::NoSigningTime { root, why } => {
-                self.no_signing_time.get_or_insert((root, why));
-            }
+    /// The rejection that says most of why nothing verified; `None` when nothing was found.
+    pub fn most_telling(self) -> Option<Rejection> {
+        self.kinds
+            .into_iter()
+            .next()
+            .map(|(rejection, _)| rejection)
+    }
+
+    /// What two places looked in found together: the first of each kind stays first, the
+    /// counts add up.
+    pub fn and(mut self, other: Seen) -> Seen {
+        for (rejection, count) in other.kinds {
+            self.add_many(rejection, count);
         }
+        self
     }
 }
 
 impl Findings {
     /// No signature at all.
     pub fn not_signed() -> Self {
-        Findings::Unverified(Box::default())
+        Findings::Unverified(Seen::default())
     }
 
     /// The findings of two places looked in, for one digest: a verified signature wins, and
@@ -116,19 +101,7 @@ impl Findings {
         match (self, other) {
             (verified @ Findings::Verified { .. }, _)
             | (_, verified @ Findings::Verified { .. }) => verified,
-            (Findings::Unverified(a), Findings::Unverified(b)) => {
-                Findings::Unverified(Box::new(Seen {
-                    other_digest: a.other_digest + b.other_digest,
-                    bad_signature: a.bad_signature + b.bad_signature,
-                    bad_bundle: a.bad_bundle + b.bad_bundle,
-                    attestation: a.attestation.or(b.attestation),
-                    no_log_entry: a.no_log_entry.or(b.no_log_entry),
-                    root_unavailable: a.root_unavailable.or(b.root_unavailable),
-                    untrusted_certificate: a.untrusted_certificate.or(b.untrusted_certificate),
-                    identity_mismatch: a.identity_mismatch.or(b.identity_mismatch),
-                    no_signing_time: a.no_signing_time.or(b.no_signing_time),
-                }))
-            }
+            (Findings::Unverified(a), Findings::Unverified(b)) => Findings::Unverified(a.and(b)),
         }
     }
 
@@ -141,18 +114,22 @@ impl Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::verdict::Format;
 
     #[test]
     fn a_verified_signature_wins_and_failures_add_up() {
         let verified = || Findings::Verified {
             fingerprint: Arc::from("k"),
         };
-        let none = |o, b| {
-            Findings::Unverified(Box::new(Seen {
-                other_digest: o,
-                bad_signature: b,
-                ..Seen::default()
-            }))
+        let none = |other_digest, bad_signature| {
+            let mut seen = Seen::default();
+            for _ in 0..other_digest {
+                seen.add(Rejection::OtherDigest);
+            }
+            for _ in 0..bad_signature {
+                seen.add(Rejection::NoKeyVerifies(Format::Legacy));
+            }
+            Findings::Unverified(seen)
         };
         assert_eq!(Findings::not_signed().and(verified()), verified());
         assert_eq!(none(1, 0).and(verified()), verified());
@@ -162,16 +139,51 @@ mod tests {
         let Findings::Unverified(sum) = none(1, 2).and(none(3, 4)) else {
             panic!("unverified")
         };
-        assert_eq!((sum.other_digest, sum.bad_signature), (4, 6));
+        assert_eq!(
+            (
+                sum.count(&Rejection::OtherDigest),
+                sum.count(&Rejection::NoKeyVerifies(Format::Legacy))
+            ),
+            (4, 6)
+        );
         let mut seen = Seen::default();
-        seen.bundle(BundleVerdict::Attestation {
+        seen.add(Rejection::Attestation {
             predicate_type: "https://slsa.dev/provenance/v1".into(),
         });
-        seen.bundle(BundleVerdict::NoKeyVerifies);
-        assert!(seen.found_any() && seen.bad_bundle == 1);
+        seen.add(Rejection::NoKeyVerifies(Format::Bundle));
+        assert!(seen.found_any() && seen.count(&Rejection::NoKeyVerifies(Format::Bundle)) == 1);
+        let attestation = Rejection::Attestation {
+            predicate_type: "https://slsa.dev/provenance/v1".into(),
+        };
         assert_eq!(
-            seen.attestation.as_deref(),
-            Some("https://slsa.dev/provenance/v1")
+            seen.kinds().collect::<Vec<_>>(),
+            [
+                (&Rejection::NoKeyVerifies(Format::Bundle), 1),
+                (&attestation, 1)
+            ]
         );
+    }
+
+    /// The first of each kind is kept, across the places looked in too; one that cannot be
+    /// read is counted with those no signer verifies, in its format.
+    #[test]
+    fn the_first_of_each_kind_is_kept() {
+        let mismatch = |subject: &str| Rejection::IdentityMismatch {
+            subject: subject.into(),
+            issuer: "i".into(),
+        };
+        let mut a = Seen::default();
+        a.add(mismatch("first"));
+        a.add(Rejection::Unreadable {
+            format: Format::Bundle,
+            why: "w".into(),
+        });
+        let mut b = Seen::default();
+        b.add(mismatch("second"));
+        b.add(Rejection::NoKeyVerifies(Format::Bundle));
+        let both = a.and(b);
+        assert_eq!(both.count(&mismatch("any")), 2);
+        assert_eq!(both.count(&Rejection::NoKeyVerifies(Format::Bundle)), 2);
+        assert_eq!(both.most_telling(), Some(mismatch("first")));
     }
 }

@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod findings;
 pub mod layout;
 pub mod registry;
+pub mod verdict;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ pub use self::layout::{Layout, Lookup};
 pub use self::registry::{
     ClientError, Observer, Registry, RegistryConfig, RegistryError, RegistryOutcome, Repository,
 };
+pub use self::verdict::{Failure, FailureKind, Format, Rejection, Verdict};
 use crate::policy::{ImageName, NamedKey};
 
 /// Tuning of the verifier; the defaults are documented in the README.
@@ -58,255 +60,6 @@ impl Default for VerifyConfig {
             rejected_ttl: Duration::from_secs(30),
             cache_capacity: 10_000,
         }
-    }
-}
-
-/// The answer for one image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// A signature of `digest` verifies with `key`.
-    Verified {
-        /// The digest verified.
-        digest: String,
-        /// The policy key that verified it.
-        key: String,
-    },
-    /// Not admitted, and why.
-    Denied(Failure),
-}
-
-/// Why an image is not admitted. Each kind has its own label ([`Failure::label`]) and its own
-/// second sentence (`crate::webhook::words`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The registry has no such tag or repository.
-    ImageNotFound,
-    /// No signature is stored for the image's digest.
-    NotSigned {
-        /// The digest looked up.
-        digest: String,
-    },
-    /// Signatures exist, none verifies with the keys.
-    SignatureMismatch {
-        /// Whether every signature found was for another digest (copied from another image).
-        only_other_digests: bool,
-    },
-    /// A Sigstore bundle of the digest exists, but no key verifies its signature.
-    BundleMismatch,
-    /// Only attestations of the digest exist (in-toto statements with another predicate
-    /// than cosign's signature one): no signature.
-    Attestation {
-        /// The predicate type of one of them.
-        predicate_type: String,
-    },
-    /// A key verifies a bundle's signature, but not the transparency log entry it requires.
-    NoLogEntry {
-        /// The trusted root's name.
-        root: String,
-        /// Why, as Sigstore's verifier says it.
-        why: String,
-    },
-    /// A key verifies a bundle's signature, but the trusted root it requires cannot be used.
-    RootUnavailable {
-        /// The trusted root's name.
-        root: String,
-        /// Why.
-        why: String,
-    },
-    /// A keyless signature's certificate does not chain to a certificate authority of the
-    /// trusted root valid at the signing time (or was not valid itself then).
-    UntrustedCertificate {
-        /// The trusted root's name.
-        root: String,
-        /// Why, as Sigstore's verifier says it.
-        why: String,
-    },
-    /// A keyless signature's valid certificate names an identity of no signer.
-    IdentityMismatch {
-        /// The certificate's subject.
-        subject: String,
-        /// The certificate's OIDC issuer.
-        issuer: String,
-    },
-    /// A keyless signature with no verified signing time.
-    NoSigningTime {
-        /// The trusted root's name.
-        root: String,
-        /// Why, as Sigstore's verifier says it.
-        why: String,
-    },
-    /// Every credential, anonymous access included, was refused.
-    Unauthorized {
-        /// The registry.
-        host: String,
-    },
-    /// The registry could not be reached, or answered badly.
-    Unreachable(RegistryError),
-    /// The verification did not finish within its budget.
-    TimedOut {
-        /// The budget.
-        budget: Duration,
-    },
-}
-
-impl Failure {
-    /// The fixed label, for metrics and logs.
-    pub fn label(&self) -> FailureKind {
-        match self {
-            Failure::ImageNotFound => FailureKind::ImageNotFound,
-            Failure::NotSigned { .. } => FailureKind::NotSigned,
-            Failure::SignatureMismatch { .. } | Failure::BundleMismatch => {
-                FailureKind::SignatureMismatch
-            }
-            Failure::Attestation { .. } => FailureKind::AttestationOnly,
-            Failure::NoLogEntry { .. } => FailureKind::NoTransparencyLog,
-            Failure::RootUnavailable { .. } => FailureKind::TrustedRootUnavailable,
-            Failure::UntrustedCertificate { .. } => FailureKind::UntrustedCertificate,
-            Failure::IdentityMismatch { .. } => FailureKind::IdentityMismatch,
-            Failure::NoSigningTime { .. } => FailureKind::NoSigningTime,
-            Failure::Unauthorized { .. } => FailureKind::Unauthorized,
-            Failure::Unreachable(e) => e.kind(),
-            Failure::TimedOut { .. } => FailureKind::Timeout,
-        }
-    }
-
-    /// Why nothing verified, from what was seen: a legacy signature no key verifies first
-    /// (the original's own case and words), then what stops a signer (its trusted root, a
-    /// keyless certificate of another identity, one that does not chain, no signing time,
-    /// no log entry), a bundle no key verifies, an attestation, and signatures of other
-    /// digests last.
-    fn of_seen(digest: String, seen: Seen) -> Failure {
-        if !seen.found_any() {
-            return Failure::NotSigned { digest };
-        }
-        if seen.bad_signature > 0 {
-            return Failure::SignatureMismatch {
-                only_other_digests: false,
-            };
-        }
-        if let Some((root, why)) = seen.root_unavailable {
-            return Failure::RootUnavailable { root, why };
-        }
-        if let Some((subject, issuer)) = seen.identity_mismatch {
-            return Failure::IdentityMismatch { subject, issuer };
-        }
-        if let Some((root, why)) = seen.untrusted_certificate {
-            return Failure::UntrustedCertificate { root, why };
-        }
-        if let Some((root, why)) = seen.no_signing_time {
-            return Failure::NoSigningTime { root, why };
-        }
-        if let Some((root, why)) = seen.no_log_entry {
-            return Failure::NoLogEntry { root, why };
-        }
-        if seen.bad_bundle > 0 {
-            return Failure::BundleMismatch;
-        }
-        if let Some(predicate_type) = seen.attestation {
-            return Failure::Attestation { predicate_type };
-        }
-        Failure::SignatureMismatch {
-            only_other_digests: true,
-        }
-    }
-
-    /// Why one bundle does not admit `digest`; `None` when it does.
-    pub fn of_bundle(digest: &str, verdict: bundle::BundleVerdict) -> Option<Failure> {
-        if let bundle::BundleVerdict::Verified { .. } = verdict {
-            return None;
-        }
-        let mut seen = Seen::default();
-        seen.bundle(verdict);
-        Some(Failure::of_seen(digest.to_owned(), seen))
-    }
-
-    fn of(error: &RegistryError) -> Failure {
-        match error {
-            RegistryError::Unauthorized { host, .. } => {
-                Failure::Unauthorized { host: host.clone() }
-            }
-            other => Failure::Unreachable(other.clone()),
-        }
-    }
-}
-
-/// The closed set of [`Failure`] labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// An image string that is no reference to an image in a registry (decided before any
-    /// lookup).
-    InvalidReference,
-    /// [`Failure::ImageNotFound`].
-    ImageNotFound,
-    /// [`Failure::NotSigned`].
-    NotSigned,
-    /// [`Failure::SignatureMismatch`] and [`Failure::BundleMismatch`].
-    SignatureMismatch,
-    /// [`Failure::Attestation`].
-    AttestationOnly,
-    /// [`Failure::NoLogEntry`].
-    NoTransparencyLog,
-    /// [`Failure::RootUnavailable`].
-    TrustedRootUnavailable,
-    /// [`Failure::UntrustedCertificate`].
-    UntrustedCertificate,
-    /// [`Failure::IdentityMismatch`].
-    IdentityMismatch,
-    /// [`Failure::NoSigningTime`].
-    NoSigningTime,
-    /// [`Failure::Unauthorized`].
-    Unauthorized,
-    /// No answer from the registry.
-    Unreachable,
-    /// A wrong answer from the registry.
-    BadResponse,
-    /// [`Failure::TimedOut`], or one exchange past its bound.
-    Timeout,
-}
-
-impl FailureKind {
-    /// Every label, in declaration order.
-    pub const ALL: [FailureKind; 14] = [
-        FailureKind::InvalidReference,
-        FailureKind::ImageNotFound,
-        FailureKind::NotSigned,
-        FailureKind::SignatureMismatch,
-        FailureKind::AttestationOnly,
-        FailureKind::NoTransparencyLog,
-        FailureKind::TrustedRootUnavailable,
-        FailureKind::UntrustedCertificate,
-        FailureKind::IdentityMismatch,
-        FailureKind::NoSigningTime,
-        FailureKind::Unauthorized,
-        FailureKind::Unreachable,
-        FailureKind::BadResponse,
-        FailureKind::Timeout,
-    ];
-
-    /// The label: CamelCase, stable.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::InvalidReference => "InvalidReference",
-            FailureKind::ImageNotFound => "ImageNotFound",
-            FailureKind::NotSigned => "NotSigned",
-            FailureKind::SignatureMismatch => "SignatureMismatch",
-            FailureKind::AttestationOnly => "AttestationOnly",
-            FailureKind::NoTransparencyLog => "NoTransparencyLog",
-            FailureKind::TrustedRootUnavailable => "TrustedRootUnavailable",
-            FailureKind::UntrustedCertificate => "UntrustedCertificate",
-            FailureKind::IdentityMismatch => "IdentityMismatch",
-            FailureKind::NoSigningTime => "NoSigningTime",
-            FailureKind::Unauthorized => "Unauthorized",
-            FailureKind::Unreachable => "Unreachable",
-            FailureKind::BadResponse => "BadResponse",
-            FailureKind::Timeout => "Timeout",
-        }
-    }
-}
-
-impl PartialEq<&str> for FailureKind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
     }
 }
 
@@ -467,8 +220,8 @@ impl Verifier {
                     .unwrap_or_default();
                 Verdict::Verified { digest, key }
             }
-            Ok(Findings::Unverified(seen)) => Verdict::Denied(Failure::of_seen(digest, *seen)),
-            Err(e) => Verdict::Denied(Failure::of(&e)),
+            Ok(Findings::Unverified(seen)) => Verdict::Denied(Failure::of_seen(digest, seen)),
+            Err(e) => Verdict::Denied(Failure::of_registry(&e)),
         }
     }
 
@@ -502,7 +255,7 @@ impl Verifier {
         match resolved {
             Ok(Some(digest)) => Ok(Some((key.0, digest))),
             Ok(None) => Err(Failure::ImageNotFound),
-            Err(e) => Err(Failure::of(&e)),
+            Err(e) => Err(Failure::of_registry(&e)),
         }
     }
 

@@ -277,22 +277,28 @@ fn validate_policy(request: &Request, body: &[u8]) -> Decision {
     if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
         return Decision::untouched();
     }
-    let policy = Request::object_value(body)
-        .map_err(|e| e.to_string())
-        .and_then(|object| {
-            serde_json::from_value::<ClusterImagePolicy>(object).map_err(|e| e.to_string())
-        });
-    let problems = match policy {
-        Ok(policy) => match Snapshot::compile(&policy) {
-            Ok(_) => return Decision::untouched(),
-            Err(problems) => problems.to_string(),
-        },
-        Err(e) => e,
+    match policy_problems(body) {
+        None => Decision::untouched(),
+        Some(problems) => Decision::denied(
+            Reason::InvalidPolicy,
+            words::invalid_policy(&request.name, &problems),
+        ),
+    }
+}
+
+/// What is wrong with the policy in `body`, as its refusal says it; `None` when it compiles.
+fn policy_problems(body: &[u8]) -> Option<String> {
+    let object = match Request::object_value(body) {
+        Ok(object) => object,
+        Err(e) => return Some(e.to_string()),
     };
-    Decision::denied(
-        Reason::InvalidPolicy,
-        words::invalid_policy(&request.name, &problems),
-    )
+    let policy = match serde_json::from_value::<ClusterImagePolicy>(object) {
+        Ok(policy) => policy,
+        Err(e) => return Some(e.to_string()),
+    };
+    Snapshot::compile(&policy)
+        .err()
+        .map(|problems| problems.to_string())
 }
 
 #[cfg(test)]

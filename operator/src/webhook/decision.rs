@@ -62,7 +62,7 @@ impl std::fmt::Display for Reason {
 /// What happened to one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Verified.
+    /// Verified, and admitted.
     Admitted {
         /// The digest verified.
         digest: String,
@@ -75,7 +75,7 @@ pub enum Outcome {
     Denied {
         /// The message, as the user reads it.
         message: String,
-        /// Why.
+        /// Its reason label (the metric's, the log line's and the Event's).
         reason: Reason,
     },
     /// Admitted although the policy would refuse it, because its mode is Warn: the denial
@@ -117,7 +117,7 @@ impl Outcome {
 /// The decision for one request, before it is written back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Admitted.
+    /// Whether the request is admitted (Warn-mode waivers included: see [`Decision::waived`]).
     pub allowed: bool,
     /// The denial message (every failing image), when denied.
     pub message: Option<String>,
@@ -228,6 +228,8 @@ impl Decision {
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray as _;
+
     use super::*;
 
     #[test]
@@ -302,7 +304,6 @@ mod tests {
 
     #[test]
     fn reasons_are_distinct_camel_case() {
-        let kinds = FailureKind::ALL;
         let mut all = vec![
             Reason::Verified,
             Reason::Unmatched,
@@ -313,7 +314,7 @@ mod tests {
             Reason::PolicyInvalid,
             Reason::InvalidPolicy,
         ];
-        all.extend(kinds.map(Reason::Failed));
+        all.extend(FailureKind::VARIANTS.iter().copied().map(Reason::Failed));
         let names: std::collections::HashSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), all.len());
         assert!(

@@ -11,9 +11,10 @@ use super::events::{EventSink, Record};
 use super::review::Request as Review;
 use super::{Answer, Webhook};
 use crate::server::Handler;
-use crate::telemetry::{Decision as Verdict, Metrics};
+use crate::telemetry::{DecisionLabel, Metrics};
 
-/// The path the original's webhook configuration calls.
+/// The path the original Image Policy Webhook's webhook configuration calls, kept so that its
+/// configurations work unchanged (docs/contract.md §5).
 pub const ADMISSION_PATH: &str = "/signing-policy-check";
 /// The same handler under a name that says what it does for policies.
 pub const POLICY_PATH: &str = "/validate-clusterimagepolicy";
@@ -116,17 +117,17 @@ impl Routes {
 
     fn record(&self, review: &Review, decision: &Decision, start: Instant) {
         let elapsed = start.elapsed();
-        let verdict = if decision.waived() {
-            Verdict::Warned
+        let label = if decision.waived() {
+            DecisionLabel::Warned
         } else if decision.allowed {
-            Verdict::Allowed
+            DecisionLabel::Allowed
         } else {
-            Verdict::Denied
+            DecisionLabel::Denied
         };
         self.metrics.admission(
             kind_label(&review.kind),
             operation_label(&review.operation),
-            verdict,
+            label,
             decision.reason.as_str(),
             elapsed,
         );
@@ -137,10 +138,10 @@ impl Routes {
         // Written only when the line is: `namespace/kind/name` and the images as a list.
         let object = format_args!("{}/{}/{}", review.namespace, review.kind, review.name);
         let images = Images(&decision.outcomes);
-        let msg = match verdict {
-            Verdict::Allowed => "Admitted",
-            Verdict::Denied => "Denied",
-            Verdict::Warned => "Admitted in Warn mode",
+        let msg = match label {
+            DecisionLabel::Allowed => "Admitted",
+            DecisionLabel::Denied => "Denied",
+            DecisionLabel::Warned => "Admitted in Warn mode",
         };
         // The denial, or in Warn mode the one it would have been, word for word.
         let waived = decision.waived_denial();

@@ -1,17 +1,18 @@
 //! Every sentence a user reads from an admission: denials, warnings and their second
-//! sentences, and the log line of an excluded namespace. The original's messages are
-//! matched byte for byte (docs/contract.md §2); the tests below pin them.
+//! sentences, and the log line of an excluded namespace. The messages of the original, VMware
+//! Tanzu's Image Policy Webhook, are matched byte for byte (docs/contract.md §2); the tests
+//! below pin them.
 
 use crate::policy::Problems;
-use crate::verify::Failure;
+use crate::verify::{Failure, Format, Rejection};
 
-/// The warning when no policy exists (exact, from the original).
+/// The warning when no policy exists (exact: the original Image Policy Webhook's).
 pub const NO_POLICY_WARNING: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com \"image-policy\" not found. Image policy enforcement was not applied.";
 
 /// The denial of every image while the policy is not loaded yet.
 pub const POLICY_LOADING: &str = "The image policy is not loaded yet; try again in a moment.";
 
-/// The log line for an excluded namespace (exact, from the original).
+/// The log line for an excluded namespace (exact: the original Image Policy Webhook's).
 pub fn excluded(namespace: &str) -> String {
     format!("{namespace} is excluded. The ImagePolicy will not be applied.")
 }
@@ -24,8 +25,9 @@ pub fn unmatched_warning(image: &str) -> String {
 }
 
 /// The warning for an image admitted in Warn mode although the policy would refuse it: the
-/// denial word for word, then why it is admitted all the same (in the original's manner of
-/// [`unmatched_warning`]), so that a search for the denial finds its warning too.
+/// denial word for word, then why it is admitted all the same (in the manner of the original
+/// Image Policy Webhook's [`unmatched_warning`]), so that a search for the denial finds its
+/// warning too.
 pub fn waived(denial: &str) -> String {
     format!("{denial} Container will be created as the image policy is in Warn mode.")
 }
@@ -40,8 +42,8 @@ pub fn invalid_reference_denial(image: &str, error: &str) -> String {
     format!("The image: {image} is not a valid image reference: {error}.")
 }
 
-/// The denial of an image that did not verify (docs/contract.md §2): the original's
-/// sentence, and the second sentence that says why when there is one.
+/// The denial of an image that did not verify (docs/contract.md §2): the original Image
+/// Policy Webhook's sentence, and the second sentence that says why when there is one.
 pub fn not_signed(image: &str, failure: &Failure) -> String {
     match explanation(failure) {
         Some(why) => format!("The image: {image} is not signed. {why}"),
@@ -50,9 +52,6 @@ pub fn not_signed(image: &str, failure: &Failure) -> String {
 }
 
 /// The sentence that follows `The image: <image> is not signed.`, if any.
-///
-/// A signature that does not verify with the keys has none: that is the original's case in
-/// its documentation, whose words users match exactly.
 pub fn explanation(failure: &Failure) -> Option<String> {
     Some(match failure {
         Failure::ImageNotFound => "The image was not found in its registry.".into(),
@@ -62,37 +61,7 @@ pub fn explanation(failure: &Failure) -> Option<String> {
                 "No signature was found for {digest}: none at its cosign signature tag sha256-{hex}.sig, nor among its OCI referrers (the referrers API or the tag sha256-{hex})."
             )
         }
-        Failure::SignatureMismatch {
-            only_other_digests: true,
-        } => "Its signatures are for other images, not for its digest.".into(),
-        Failure::SignatureMismatch {
-            only_other_digests: false,
-        } => return None,
-        Failure::BundleMismatch => {
-            "Its Sigstore bundle is signed by none of the keys of the policy.".into()
-        }
-        Failure::Attestation { predicate_type } => format!(
-            "It carries only attestations ({predicate_type}), and an attestation is not a signature."
-        ),
-        Failure::NoLogEntry { root, why } => format!(
-            "Its signature has no transparency log entry that verifies against the trusted root {root}: {}.",
-            why.trim_end_matches('.')
-        ),
-        Failure::RootUnavailable { root, why } => format!(
-            "The trusted root {root} that its key requires cannot be used: {}.",
-            why.trim_end_matches('.')
-        ),
-        Failure::UntrustedCertificate { root, why } => format!(
-            "Its signature's certificate does not chain to a certificate authority of the trusted root {root} valid at the signing time: {}.",
-            why.trim_end_matches('.')
-        ),
-        Failure::IdentityMismatch { subject, issuer } => format!(
-            "Its signature's certificate names the subject {subject} of the issuer {issuer}, which no identity of the policy matches."
-        ),
-        Failure::NoSigningTime { root, why } => format!(
-            "Its signature has no proof of its signing time (a transparency log entry or a timestamp) that verifies against the trusted root {root}: {}.",
-            why.trim_end_matches('.')
-        ),
+        Failure::Rejected(rejection) => return rejected(rejection),
         Failure::Unauthorized { host } => {
             format!("The registry {host} refused the credentials.")
         }
@@ -100,6 +69,49 @@ pub fn explanation(failure: &Failure) -> Option<String> {
         Failure::TimedOut { budget } => {
             format!("Verification timed out after {}s.", budget.as_secs_f32())
         }
+    })
+}
+
+/// The sentence that says why the signatures found do not count, if any.
+///
+/// A legacy signature that no key verifies has none: that is the case the original Image
+/// Policy Webhook's documentation shows, whose words users match exactly (docs/contract.md
+/// §2). One that cannot be read is said as one no key verifies.
+fn rejected(rejection: &Rejection) -> Option<String> {
+    Some(match rejection {
+        Rejection::NoKeyVerifies(Format::Legacy)
+        | Rejection::Unreadable {
+            format: Format::Legacy,
+            ..
+        } => return None,
+        Rejection::NoKeyVerifies(Format::Bundle)
+        | Rejection::Unreadable {
+            format: Format::Bundle,
+            ..
+        } => "Its Sigstore bundle is signed by none of the keys of the policy.".into(),
+        Rejection::OtherDigest => "Its signatures are for other images, not for its digest.".into(),
+        Rejection::Attestation { predicate_type } => format!(
+            "It carries only attestations ({predicate_type}), and an attestation is not a signature."
+        ),
+        Rejection::NoLogEntry { root, why } => format!(
+            "Its signature has no transparency log entry that verifies against the trusted root {root}: {}.",
+            why.trim_end_matches('.')
+        ),
+        Rejection::RootUnavailable { root, why } => format!(
+            "The trusted root {root} that its key requires cannot be used: {}.",
+            why.trim_end_matches('.')
+        ),
+        Rejection::UntrustedCertificate { root, why } => format!(
+            "Its signature's certificate does not chain to a certificate authority of the trusted root {root} valid at the signing time: {}.",
+            why.trim_end_matches('.')
+        ),
+        Rejection::IdentityMismatch { subject, issuer } => format!(
+            "Its signature's certificate names the subject {subject} of the issuer {issuer}, which no identity of the policy matches."
+        ),
+        Rejection::NoSigningTime { root, why } => format!(
+            "Its signature has no proof of its signing time (a transparency log entry or a timestamp) that verifies against the trusted root {root}: {}.",
+            why.trim_end_matches('.')
+        ),
     })
 }
 
@@ -193,9 +205,7 @@ mod tests {
             excluded("kube-system"),
             "kube-system is excluded. The ImagePolicy will not be applied."
         );
-        let mismatch = Failure::SignatureMismatch {
-            only_other_digests: false,
-        };
+        let mismatch = Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy));
         assert_eq!(
             not_signed("gcr.io/projectsigstore/cosign:v0.3.0", &mismatch),
             "The image: gcr.io/projectsigstore/cosign:v0.3.0 is not signed."
@@ -206,9 +216,7 @@ mod tests {
     fn a_waived_denial_keeps_its_words_and_says_why_it_is_admitted() {
         let denial = not_signed(
             "r/a:1",
-            &Failure::SignatureMismatch {
-                only_other_digests: false,
-            },
+            &Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy)),
         );
         assert_eq!(
             waived(&denial),
@@ -239,52 +247,60 @@ mod tests {
         );
     }
 
-    /// Every failure of a signature lookup, in the words a user reads. The match has no
+    /// Every failure of a signature lookup, in the words a user reads. The matches have no
     /// wildcard, so that a new failure cannot be added without its sentence here.
     #[test]
     fn every_failure_has_its_words() {
         let digest = format!("sha256:{}", "ab".repeat(32));
         let hex = "ab".repeat(32);
+        let rejections = [
+            Rejection::OtherDigest,
+            Rejection::NoKeyVerifies(Format::Legacy),
+            Rejection::Unreadable {
+                format: Format::Legacy,
+                why: "w".into(),
+            },
+            Rejection::NoKeyVerifies(Format::Bundle),
+            Rejection::Unreadable {
+                format: Format::Bundle,
+                why: "w".into(),
+            },
+            Rejection::Attestation {
+                predicate_type: "https://slsa.dev/provenance/v1".into(),
+            },
+            Rejection::NoLogEntry {
+                root: "sigstore-public-good".into(),
+                why: "the bundle has no transparency log entry.".into(),
+            },
+            Rejection::RootUnavailable {
+                root: "corp".into(),
+                why: "ConfigMap corp-root has no key \"trusted_root.json\"".into(),
+            },
+            Rejection::UntrustedCertificate {
+                root: "corp".into(),
+                why: "no trusted certificate authority is valid at 2026-01-01T00:00:00Z".into(),
+            },
+            Rejection::IdentityMismatch {
+                subject: "https://github.com/o/r/.github/workflows/x.yml@refs/heads/main".into(),
+                issuer: "https://token.actions.githubusercontent.com".into(),
+            },
+            Rejection::NoSigningTime {
+                root: "corp".into(),
+                why: "no verified timestamp: none".into(),
+            },
+        ];
         let cases = [
             Failure::ImageNotFound,
             Failure::NotSigned {
                 digest: digest.clone(),
             },
-            Failure::SignatureMismatch {
-                only_other_digests: true,
-            },
-            Failure::SignatureMismatch {
-                only_other_digests: false,
-            },
-            Failure::BundleMismatch,
-            Failure::Attestation {
-                predicate_type: "https://slsa.dev/provenance/v1".into(),
-            },
-            Failure::NoLogEntry {
-                root: "sigstore-public-good".into(),
-                why: "the bundle has no transparency log entry.".into(),
-            },
-            Failure::RootUnavailable {
-                root: "corp".into(),
-                why: "ConfigMap corp-root has no key \"trusted_root.json\"".into(),
-            },
-            Failure::UntrustedCertificate {
-                root: "corp".into(),
-                why: "no trusted certificate authority is valid at 2026-01-01T00:00:00Z".into(),
-            },
-            Failure::IdentityMismatch {
-                subject: "https://github.com/o/r/.github/workflows/x.yml@refs/heads/main".into(),
-                issuer: "https://token.actions.githubusercontent.com".into(),
-            },
-            Failure::NoSigningTime {
-                root: "corp".into(),
-                why: "no verified timestamp: none".into(),
-            },
             Failure::Unauthorized { host: "r".into() },
             Failure::TimedOut {
                 budget: Duration::from_secs(8),
             },
-        ];
+        ]
+        .into_iter()
+        .chain(rejections.into_iter().map(Failure::Rejected));
         for failure in cases {
             let expected: Option<String> = match &failure {
                 Failure::ImageNotFound => Some("The image was not found in its registry.".into()),
@@ -293,50 +309,59 @@ mod tests {
                      sha256-{hex}.sig, nor among its OCI referrers (the referrers API or the tag \
                      sha256-{hex})."
                 )),
-                Failure::SignatureMismatch {
-                    only_other_digests: true,
-                } => Some("Its signatures are for other images, not for its digest.".into()),
-                // The original's case: its sentence alone.
-                Failure::SignatureMismatch {
-                    only_other_digests: false,
-                } => None,
-                Failure::BundleMismatch => {
-                    Some("Its Sigstore bundle is signed by none of the keys of the policy.".into())
-                }
-                Failure::Attestation { .. } => Some(
-                    "It carries only attestations (https://slsa.dev/provenance/v1), and an \
-                     attestation is not a signature."
-                        .into(),
-                ),
-                Failure::NoLogEntry { .. } => Some(
-                    "Its signature has no transparency log entry that verifies against the \
-                     trusted root sigstore-public-good: the bundle has no transparency log entry."
-                        .into(),
-                ),
-                Failure::RootUnavailable { .. } => Some(
-                    "The trusted root corp that its key requires cannot be used: ConfigMap \
-                     corp-root has no key \"trusted_root.json\"."
-                        .into(),
-                ),
-                Failure::UntrustedCertificate { .. } => Some(
-                    "Its signature's certificate does not chain to a certificate authority of \
-                     the trusted root corp valid at the signing time: no trusted certificate \
-                     authority is valid at 2026-01-01T00:00:00Z."
-                        .into(),
-                ),
-                Failure::IdentityMismatch { .. } => Some(
-                    "Its signature's certificate names the subject \
-                     https://github.com/o/r/.github/workflows/x.yml@refs/heads/main of the \
-                     issuer https://token.actions.githubusercontent.com, which no identity of \
-                     the policy matches."
-                        .into(),
-                ),
-                Failure::NoSigningTime { .. } => Some(
-                    "Its signature has no proof of its signing time (a transparency log entry \
-                     or a timestamp) that verifies against the trusted root corp: no verified \
-                     timestamp: none."
-                        .into(),
-                ),
+                Failure::Rejected(rejection) => match rejection {
+                    Rejection::OtherDigest => {
+                        Some("Its signatures are for other images, not for its digest.".into())
+                    }
+                    // The original Image Policy Webhook's case: its sentence alone.
+                    Rejection::NoKeyVerifies(Format::Legacy)
+                    | Rejection::Unreadable {
+                        format: Format::Legacy,
+                        ..
+                    } => None,
+                    Rejection::NoKeyVerifies(Format::Bundle)
+                    | Rejection::Unreadable {
+                        format: Format::Bundle,
+                        ..
+                    } => Some(
+                        "Its Sigstore bundle is signed by none of the keys of the policy.".into(),
+                    ),
+                    Rejection::Attestation { .. } => Some(
+                        "It carries only attestations (https://slsa.dev/provenance/v1), and an \
+                         attestation is not a signature."
+                            .into(),
+                    ),
+                    Rejection::NoLogEntry { .. } => Some(
+                        "Its signature has no transparency log entry that verifies against the \
+                         trusted root sigstore-public-good: the bundle has no transparency log \
+                         entry."
+                            .into(),
+                    ),
+                    Rejection::RootUnavailable { .. } => Some(
+                        "The trusted root corp that its key requires cannot be used: ConfigMap \
+                         corp-root has no key \"trusted_root.json\"."
+                            .into(),
+                    ),
+                    Rejection::UntrustedCertificate { .. } => Some(
+                        "Its signature's certificate does not chain to a certificate authority \
+                         of the trusted root corp valid at the signing time: no trusted \
+                         certificate authority is valid at 2026-01-01T00:00:00Z."
+                            .into(),
+                    ),
+                    Rejection::IdentityMismatch { .. } => Some(
+                        "Its signature's certificate names the subject \
+                         https://github.com/o/r/.github/workflows/x.yml@refs/heads/main of the \
+                         issuer https://token.actions.githubusercontent.com, which no identity \
+                         of the policy matches."
+                            .into(),
+                    ),
+                    Rejection::NoSigningTime { .. } => Some(
+                        "Its signature has no proof of its signing time (a transparency log \
+                         entry or a timestamp) that verifies against the trusted root corp: no \
+                         verified timestamp: none."
+                            .into(),
+                    ),
+                },
                 Failure::Unauthorized { .. } => {
                     Some("The registry r refused the credentials.".into())
                 }

@@ -17,8 +17,9 @@ use sigstore_verify::bundle::Error as BundleError;
 use sigstore_verify::types::Bundle;
 use sigstore_verify::{CertificateError, Error, VerificationPolicy};
 
-use super::{BundleVerdict, Signed, cut};
+use super::{Signed, cut};
 use crate::policy::{Identity, Transparency, TrustRoot};
+use crate::verify::verdict::Rejection;
 
 /// A verified certificate's identity.
 #[derive(Clone)]
@@ -31,19 +32,18 @@ struct Certified {
 /// same root share one.
 #[derive(Default)]
 pub(super) struct Results {
-    done: Vec<(Arc<TrustRoot>, bool, Result<Certified, BundleVerdict>)>,
+    done: Vec<(Arc<TrustRoot>, bool, Result<Certified, Rejection>)>,
 }
 
 impl Results {
-    /// The verdict of `identity` on `bundle` (the signer's identity string is put in by the
-    /// caller).
+    /// Whether `identity` signed `bundle`, or why not.
     pub(super) fn judge(
         &mut self,
         identity: &Identity,
         transparency: &Transparency,
         bundle: &Bundle,
         signed: Signed<'_>,
-    ) -> BundleVerdict {
+    ) -> Result<(), Rejection> {
         let log = matches!(transparency, Transparency::Required(_));
         let root = identity.root();
         let position = self
@@ -59,33 +59,29 @@ impl Results {
             }
         };
         match result {
-            Ok(certified) if identity.matches(&certified.subject, &certified.issuer) => {
-                BundleVerdict::Verified { key: String::new() }
-            }
-            Ok(certified) => BundleVerdict::IdentityMismatch {
+            Ok(certified) if identity.matches(&certified.subject, &certified.issuer) => Ok(()),
+            Ok(certified) => Err(Rejection::IdentityMismatch {
                 subject: cut(&certified.subject),
                 issuer: cut(&certified.issuer),
-            },
-            Err(verdict) => verdict,
+            }),
+            Err(rejection) => Err(rejection),
         }
     }
 }
 
 /// Verifies `bundle` in full against `root`, with a log entry when `log`; the certificate's
-/// identity, or the verdict of why not.
+/// identity, or why not.
 fn certify(
     root: &TrustRoot,
     log: bool,
     bundle: &Bundle,
     signed: Signed<'_>,
-) -> Result<Certified, BundleVerdict> {
+) -> Result<Certified, Rejection> {
     let name = root.name();
-    let verifier = root
-        .verifier()
-        .map_err(|why| BundleVerdict::RootUnavailable {
-            root: name.to_owned(),
-            why: why.to_owned(),
-        })?;
+    let verifier = root.verifier().map_err(|why| Rejection::RootUnavailable {
+        root: name.to_owned(),
+        why: why.to_string(),
+    })?;
     let mut policy = VerificationPolicy::any_identity();
     if !root.has_ct_logs() {
         policy = policy.skip_sct();
@@ -98,8 +94,8 @@ fn certify(
         Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
         Signed::Payload { bytes, .. } => verifier.verify(bytes, bundle, &policy),
     }
-    .map_err(|e| classify(e, name))?;
-    let untrusted = |why: &str| BundleVerdict::UntrustedCertificate {
+    .map_err(|e| classify(e, name, signed))?;
+    let untrusted = |why: &str| Rejection::UntrustedCertificate {
         root: name.to_owned(),
         why: why.to_owned(),
     };
@@ -117,17 +113,18 @@ fn certify(
     Ok(Certified { subject, issuer })
 }
 
-/// What an error of Sigstore's verifier means for admission.
-fn classify(error: Error, root: &str) -> BundleVerdict {
-    let why = cut(&error.to_string());
+/// What an error of Sigstore's verifier about `signed` means for admission.
+fn classify(error: Error, root: &str, signed: Signed<'_>) -> Rejection {
+    let text = error.to_string();
+    let why = cut(&text);
     let root = root.to_owned();
     match error {
-        Error::Certificate(CertificateError::Malformed(_)) => BundleVerdict::Unreadable(why),
+        Error::Certificate(CertificateError::Malformed(_)) => signed.unreadable(&text),
         Error::Certificate(_) | Error::TrustedCertificate(_) => {
-            BundleVerdict::UntrustedCertificate { root, why }
+            Rejection::UntrustedCertificate { root, why }
         }
         Error::Timestamp(_) | Error::Bundle(BundleError::MissingSigningTimeEvidence) => {
-            BundleVerdict::NoSigningTime { root, why }
+            Rejection::NoSigningTime { root, why }
         }
         Error::TransparencyLog(_)
         | Error::Bundle(
@@ -136,13 +133,11 @@ fn classify(error: Error, root: &str) -> BundleVerdict {
             | BundleError::MissingCheckpoint
             | BundleError::LogIndexOutOfRange { .. }
             | BundleError::CheckpointRootMismatch,
-        ) => BundleVerdict::NoLogEntry { root, why },
-        Error::Bundle(_) | Error::InvalidBundle(_) | Error::Types(_) => {
-            BundleVerdict::Unreadable(why)
-        }
-        Error::ArtifactMismatch(_) => BundleVerdict::OtherDigest,
+        ) => Rejection::NoLogEntry { root, why },
+        Error::Bundle(_) | Error::InvalidBundle(_) | Error::Types(_) => signed.unreadable(&text),
+        Error::ArtifactMismatch(_) => Rejection::OtherDigest,
         // A signature the certificate's key does not verify; a bundle with a public key, not
         // a certificate (a key's signature); anything else the verifier refuses.
-        _ => BundleVerdict::NoKeyVerifies,
+        _ => signed.no_key_verifies(),
     }
 }

@@ -16,8 +16,6 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use sigstore_verify::types::Bundle;
 
-use crate::verify::registry::sha256_digest;
-
 /// The annotation holding the signing certificate (PEM).
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 /// The annotation holding the certificate's chain (PEM, intermediates then root).
@@ -67,6 +65,35 @@ struct Timestamp {
     signed: String,
 }
 
+/// Why a layer's annotations do not make a bundle. The words end up in a denial's second
+/// sentence ("its log annotations cannot be read: ..."), so each names the annotation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    /// The certificate or its chain is not PEM.
+    #[error("its {annotation} annotation is not PEM ({detail})")]
+    NotPem {
+        /// [`CERTIFICATE_ANNOTATION`] or [`CHAIN_ANNOTATION`].
+        annotation: &'static str,
+        /// The PEM parser's complaint.
+        detail: String,
+    },
+    /// No certificate, or more than eight (with the chain).
+    #[error(
+        "its {CERTIFICATE_ANNOTATION} and {CHAIN_ANNOTATION} annotations hold {0} certificates"
+    )]
+    Certificates(usize),
+    /// The Rekor entry is not JSON of cosign's shape, its body not base64 JSON, or its log ID
+    /// not hex.
+    #[error("its {REKOR_ANNOTATION} annotation is not one ({0})")]
+    RekorEntry(String),
+    /// The timestamp is not JSON of cosign's shape.
+    #[error("its {TIMESTAMP_ANNOTATION} annotation is not one ({0})")]
+    Timestamp(String),
+    /// Sigstore's parser refuses the bundle the annotations make.
+    #[error("its annotations do not make a Sigstore bundle ({0})")]
+    NotABundle(String),
+}
+
 /// The bundle of the layer whose `payload` carries `signature_b64` and `annotations`; `None`
 /// when it carries neither a certificate, a log entry nor a timestamp (a key's signature
 /// alone), or why the annotations cannot be read.
@@ -74,7 +101,7 @@ pub fn bundle(
     payload: &[u8],
     signature_b64: &str,
     annotations: &BTreeMap<String, String>,
-) -> Result<Option<Bundle>, String> {
+) -> Result<Option<Bundle>, AnnotationError> {
     let certificate = annotations.get(CERTIFICATE_ANNOTATION);
     let rekor = annotations.get(REKOR_ANNOTATION);
     let timestamp = annotations.get(TIMESTAMP_ANNOTATION);
@@ -102,58 +129,56 @@ pub fn bundle(
     verification.insert("tlogEntries".into(), entries.into());
     if let Some(timestamp) = timestamp {
         let timestamp: Timestamp = serde_json::from_str(timestamp)
-            .map_err(|e| format!("its {TIMESTAMP_ANNOTATION} annotation is not one ({e})"))?;
+            .map_err(|e| AnnotationError::Timestamp(e.to_string()))?;
         verification.insert(
             "timestampVerificationData".into(),
             serde_json::json!({ "rfc3161Timestamps": [{ "signedTimestamp": timestamp.signed }] }),
         );
     }
-    let digest = sha256_digest(payload);
-    let hex = digest.trim_start_matches("sha256:");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
     let json = serde_json::json!({
         "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
         "verificationMaterial": verification,
         "messageSignature": {
-            "messageDigest": { "algorithm": "SHA2_256", "digest": STANDARD.encode(from_hex(hex)?) },
+            "messageDigest": { "algorithm": "SHA2_256", "digest": STANDARD.encode(digest) },
             "signature": signature_b64,
         },
     });
     Bundle::from_json(&json.to_string())
         .map(Some)
-        .map_err(|e| format!("its annotations do not make a Sigstore bundle ({e})"))
+        .map_err(|e| AnnotationError::NotABundle(e.to_string()))
 }
 
 /// The DER certificates of `leaf` and `chain` (PEM), leaf first, as bundle JSON.
-fn certificates(leaf: &str, chain: &str) -> Result<Vec<serde_json::Value>, String> {
+fn certificates(leaf: &str, chain: &str) -> Result<Vec<serde_json::Value>, AnnotationError> {
     let mut out = Vec::new();
-    for (name, text) in [(CERTIFICATE_ANNOTATION, leaf), (CHAIN_ANNOTATION, chain)] {
-        let blocks =
-            pem::parse_many(text).map_err(|e| format!("its {name} annotation is not PEM ({e})"))?;
+    for (annotation, text) in [(CERTIFICATE_ANNOTATION, leaf), (CHAIN_ANNOTATION, chain)] {
+        let blocks = pem::parse_many(text).map_err(|e| AnnotationError::NotPem {
+            annotation,
+            detail: e.to_string(),
+        })?;
         for block in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
             out.push(serde_json::json!({ "rawBytes": STANDARD.encode(block.contents()) }));
         }
     }
     if out.is_empty() || out.len() > MAX_CERTIFICATES {
-        return Err(format!(
-            "its {CERTIFICATE_ANNOTATION} and {CHAIN_ANNOTATION} annotations hold {} certificates",
-            out.len()
-        ));
+        return Err(AnnotationError::Certificates(out.len()));
     }
     Ok(out)
 }
 
 /// The tlog entry of cosign's Rekor annotation, as bundle JSON.
-fn tlog_entry(annotation: &str) -> Result<serde_json::Value, String> {
-    let unreadable = |e: String| format!("its {REKOR_ANNOTATION} annotation is not one ({e})");
-    let entry: RekorEntry =
-        serde_json::from_str(annotation).map_err(|e| unreadable(e.to_string()))?;
+fn tlog_entry(annotation: &str) -> Result<serde_json::Value, AnnotationError> {
+    let unreadable = |e: &dyn std::fmt::Display| AnnotationError::RekorEntry(e.to_string());
+    let entry: RekorEntry = serde_json::from_str(annotation).map_err(|e| unreadable(&e))?;
     let body = STANDARD
         .decode(&entry.payload.body)
-        .map_err(|e| unreadable(e.to_string()))?;
-    let kind: Body = serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()))?;
+        .map_err(|e| unreadable(&e))?;
+    let kind: Body = serde_json::from_slice(&body).map_err(|e| unreadable(&e))?;
+    let log_id = from_hex(&entry.payload.log_id).ok_or_else(|| unreadable(&"not hex"))?;
     Ok(serde_json::json!({
         "logIndex": entry.payload.log_index.to_string(),
-        "logId": { "keyId": STANDARD.encode(from_hex(&entry.payload.log_id).map_err(unreadable)?) },
+        "logId": { "keyId": STANDARD.encode(log_id) },
         "kindVersion": { "kind": kind.kind, "version": kind.api_version },
         "integratedTime": entry.payload.integrated_time.to_string(),
         "inclusionPromise": { "signedEntryTimestamp": entry.signed_entry_timestamp },
@@ -161,17 +186,16 @@ fn tlog_entry(annotation: &str) -> Result<serde_json::Value, String> {
     }))
 }
 
-/// The bytes of lower- or upper-case hex.
-fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
+/// The bytes of lower- or upper-case hex; `None` when it is not hex.
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("not hex".to_owned());
+        return None;
     }
     (0..hex.len())
         .step_by(2)
         .map(|i| {
             hex.get(i..i + 2)
                 .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| "not hex".to_owned())
         })
         .collect()
 }
@@ -191,6 +215,7 @@ mod tests {
             let annotations = BTreeMap::from([(name.to_owned(), value.to_owned())]);
             bundle(b"{}", "c2ln", &annotations)
                 .err()
+                .map(|e| e.to_string())
                 .unwrap_or_default()
         };
         assert!(with(CERTIFICATE_ANNOTATION, "nope").contains(CERTIFICATE_ANNOTATION));
@@ -202,7 +227,7 @@ mod tests {
 
     #[test]
     fn hex() {
-        assert_eq!(from_hex("00ffA0"), Ok(vec![0, 255, 160]));
-        assert!(from_hex("0").is_err() && from_hex("zz").is_err() && from_hex("é0").is_err());
+        assert_eq!(from_hex("00ffA0"), Some(vec![0, 255, 160]));
+        assert!(from_hex("0").is_none() && from_hex("zz").is_none() && from_hex("é0").is_none());
     }
 }

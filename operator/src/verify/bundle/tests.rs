@@ -3,8 +3,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::*;
+use crate::policy::trust::RootError;
 use crate::policy::{Identity, Matcher, PublicKey, TrustRoot};
 use crate::verify::layout::referrers::{MAX_REFERRERS, candidates};
+use crate::verify::verdict::{Format, Rejection};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bundles");
 
@@ -40,35 +42,28 @@ fn required(root: Arc<TrustRoot>) -> NamedKey {
 fn bundles_made_by_sigstore_js_verify_with_their_key_only() {
     let plain = read("made-with-sigstore-js/dsse-key.sigstore.json");
     let key = signer();
-    assert_eq!(
-        check(&plain, &digest(), &[&key]),
-        BundleVerdict::Verified {
-            key: key.identity()
-        }
-    );
+    assert_eq!(check(&plain, &digest(), &[&key]), Ok(key.identity()));
     let other = format!("sha256:{}", "0".repeat(64));
-    assert_eq!(check(&plain, &other, &[&key]), BundleVerdict::OtherDigest);
+    assert_eq!(check(&plain, &other, &[&key]), Err(Rejection::OtherDigest));
     let stranger = NamedKey::new(
         "p256",
         PublicKey::from_pem(include_str!("../../../tests/data/keys/p256.pub")).unwrap(),
     );
     assert_eq!(
         check(&plain, &digest(), &[&stranger]),
-        BundleVerdict::NoKeyVerifies
+        Err(Rejection::NoKeyVerifies(Format::Bundle))
     );
     assert_eq!(
         check(&plain, &digest(), &[&stranger, &key]),
-        BundleVerdict::Verified {
-            key: key.identity()
-        },
+        Ok(key.identity()),
         "any of the keys"
     );
     let attestation = read("made-with-sigstore-js/attestation-key.sigstore.json");
     assert_eq!(
         check(&attestation, &digest(), &[&key]),
-        BundleVerdict::Attestation {
+        Err(Rejection::Attestation {
             predicate_type: "https://slsa.dev/provenance/v1".into()
-        }
+        })
     );
 }
 
@@ -77,26 +72,24 @@ fn a_required_log_needs_an_entry_of_the_keys_root() {
     let plain = read("made-with-sigstore-js/dsse-key.sigstore.json");
     let logged = read("made-with-sigstore-js/dsse-key-rekor.sigstore.json");
     let key = required(mock_root());
-    assert!(matches!(
-        check(&logged, &digest(), &[&key]),
-        BundleVerdict::Verified { .. }
-    ));
+    assert!(check(&logged, &digest(), &[&key]).is_ok());
     assert!(matches!(
         check(&plain, &digest(), &[&key]),
-        BundleVerdict::NoLogEntry { root, .. } if root == "mock"
+        Err(Rejection::NoLogEntry { root, .. }) if root == "mock"
     ));
     let public_good = required(TrustRoot::public_good());
     assert!(matches!(
         check(&logged, &digest(), &[&public_good]),
-        BundleVerdict::NoLogEntry { root, .. } if root == "sigstore-public-good"
+        Err(Rejection::NoLogEntry { root, .. }) if root == "sigstore-public-good"
     ));
-    let gone = required(Arc::new(TrustRoot::unavailable("mock", "gone".into())));
+    let gone = RootError::NoConfigMap("gone".into());
+    let gone = required(Arc::new(TrustRoot::unavailable("mock", gone)));
     assert_eq!(
         check(&logged, &digest(), &[&gone]),
-        BundleVerdict::RootUnavailable {
+        Err(Rejection::RootUnavailable {
             root: "mock".into(),
-            why: "gone".into()
-        }
+            why: "ConfigMap gone was not found in the operator's namespace".into()
+        })
     );
 }
 
@@ -106,15 +99,21 @@ fn a_keyless_bundle_is_no_keys_signature() {
     let digest = "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
     assert_eq!(
         check(&kubewarden, digest, &[&signer()]),
-        BundleVerdict::NoKeyVerifies
+        Err(Rejection::NoKeyVerifies(Format::Bundle))
     );
     assert!(matches!(
         check(b"{}", digest, &[&signer()]),
-        BundleVerdict::Unreadable(_)
+        Err(Rejection::Unreadable {
+            format: Format::Bundle,
+            ..
+        })
     ));
     assert!(matches!(
         check(&[0xff, 0xfe], digest, &[&signer()]),
-        BundleVerdict::Unreadable(_)
+        Err(Rejection::Unreadable {
+            format: Format::Bundle,
+            ..
+        })
     ));
 }
 
@@ -131,19 +130,22 @@ fn kubewarden_identity(subject: Matcher, issuer: Matcher) -> NamedKey {
     identity(subject, issuer, TrustRoot::public_good())
 }
 
+/// The identity that signed the kubewarden bundle, exactly.
+fn kubewarden_signer() -> NamedKey {
+    kubewarden_identity(
+        Matcher::exact(KUBEWARDEN_SUBJECT),
+        Matcher::exact(GITHUB_ISSUER),
+    )
+}
+
 /// The real cosign v3 keyless bundle, with the built-in public-good root and no network.
 #[test]
 fn the_kubewarden_bundle_verifies_for_its_identity_only() {
     let bundle = read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
-    let exact = kubewarden_identity(
-        Matcher::exact(KUBEWARDEN_SUBJECT),
-        Matcher::exact(GITHUB_ISSUER),
-    );
+    let exact = kubewarden_signer();
     assert_eq!(
         check(&bundle, KUBEWARDEN_DIGEST, &[&exact]),
-        BundleVerdict::Verified {
-            key: exact.identity()
-        }
+        Ok(exact.identity())
     );
     let release_workflows = kubewarden_identity(
         Matcher::pattern(
@@ -152,14 +154,11 @@ fn the_kubewarden_bundle_verifies_for_its_identity_only() {
         .unwrap(),
         Matcher::exact(GITHUB_ISSUER),
     );
-    assert!(matches!(
-        check(&bundle, KUBEWARDEN_DIGEST, &[&release_workflows]),
-        BundleVerdict::Verified { .. }
-    ));
-    let mismatch = BundleVerdict::IdentityMismatch {
+    assert!(check(&bundle, KUBEWARDEN_DIGEST, &[&release_workflows]).is_ok());
+    let mismatch = Err(Rejection::IdentityMismatch {
         subject: KUBEWARDEN_SUBJECT.into(),
         issuer: GITHUB_ISSUER.into(),
-    };
+    });
     let older_tag = kubewarden_identity(
         Matcher::exact(KUBEWARDEN_SUBJECT.replace("v1.34.0", "v1.33.0")),
         Matcher::exact(GITHUB_ISSUER),
@@ -179,13 +178,13 @@ fn the_kubewarden_bundle_verifies_for_its_identity_only() {
     // Any of: the identity after a key that does not verify.
     assert!(matches!(
         check(&bundle, KUBEWARDEN_DIGEST, &[&signer(), &google, &exact]),
-        BundleVerdict::Verified { key } if key == exact.identity()
+        Ok(key) if key == exact.identity()
     ));
     // Another digest, and another root.
     let other = format!("sha256:{}", "0".repeat(64));
     assert_eq!(
         check(&bundle, &other, &[&exact]),
-        BundleVerdict::OtherDigest
+        Err(Rejection::OtherDigest)
     );
     let mock = identity(
         Matcher::exact(KUBEWARDEN_SUBJECT),
@@ -195,9 +194,9 @@ fn the_kubewarden_bundle_verifies_for_its_identity_only() {
     assert!(
         matches!(
             check(&bundle, KUBEWARDEN_DIGEST, &[&mock]),
-            BundleVerdict::UntrustedCertificate { ref root, .. }
-                | BundleVerdict::NoLogEntry { ref root, .. }
-                | BundleVerdict::NoSigningTime { ref root, .. } if root == "mock"
+            Err(Rejection::UntrustedCertificate { ref root, .. }
+                | Rejection::NoLogEntry { ref root, .. }
+                | Rejection::NoSigningTime { ref root, .. }) if root == "mock"
         ),
         "{:?}",
         check(&bundle, KUBEWARDEN_DIGEST, &[&mock])
@@ -208,10 +207,7 @@ fn the_kubewarden_bundle_verifies_for_its_identity_only() {
 #[test]
 fn a_damaged_keyless_bundle_is_refused_for_what_is_damaged() {
     let bundle = read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json");
-    let exact = kubewarden_identity(
-        Matcher::exact(KUBEWARDEN_SUBJECT),
-        Matcher::exact(GITHUB_ISSUER),
-    );
+    let exact = kubewarden_signer();
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut json: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
         f(&mut json);
@@ -230,12 +226,12 @@ fn a_damaged_keyless_bundle_is_refused_for_what_is_damaged() {
     };
     let no_entry = edit(&|j| flip(j, &format!("{entry}/inclusionPromise/signedEntryTimestamp")));
     assert!(
-        matches!(no_entry, BundleVerdict::NoLogEntry { .. }),
+        matches!(no_entry, Err(Rejection::NoLogEntry { .. })),
         "{no_entry:?}"
     );
     let no_proof = edit(&|j| flip(j, &format!("{entry}/inclusionProof/rootHash")));
     assert!(
-        matches!(no_proof, BundleVerdict::NoLogEntry { .. }),
+        matches!(no_proof, Err(Rejection::NoLogEntry { .. })),
         "{no_proof:?}"
     );
     // No log entry and no timestamp: no signing time at all.
@@ -246,15 +242,12 @@ fn a_damaged_keyless_bundle_is_refused_for_what_is_damaged() {
     assert!(
         matches!(
             timeless,
-            BundleVerdict::NoLogEntry { .. } | BundleVerdict::NoSigningTime { .. }
+            Err(Rejection::NoLogEntry { .. } | Rejection::NoSigningTime { .. })
         ),
         "{timeless:?}"
     );
     let certificate = edit(&|j| flip(j, "/verificationMaterial/certificate/rawBytes"));
-    assert!(
-        !matches!(certificate, BundleVerdict::Verified { .. }),
-        "{certificate:?}"
-    );
+    assert!(certificate.is_err(), "{certificate:?}");
 }
 
 fn xorshift(state: &mut u64) -> u64 {
@@ -337,14 +330,7 @@ fn mutated_bundles_never_panic() {
         read("made-with-sigstore-js/attestation-key.sigstore.json"),
         read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json"),
     ];
-    let keys = [
-        signer(),
-        required(mock_root()),
-        kubewarden_identity(
-            Matcher::exact(KUBEWARDEN_SUBJECT),
-            Matcher::exact(GITHUB_ISSUER),
-        ),
-    ];
+    let keys = [signer(), required(mock_root()), kubewarden_signer()];
     let keys: Vec<&NamedKey> = keys.iter().collect();
     let stranger = NamedKey::new(
         "p256",
@@ -361,18 +347,12 @@ fn mutated_bundles_never_panic() {
             };
             let _ = check(&mutated, &digest(), &keys);
             assert!(
-                !matches!(
-                    check(&mutated, &digest(), &[&stranger]),
-                    BundleVerdict::Verified { .. }
-                ),
+                check(&mutated, &digest(), &[&stranger]).is_err(),
                 "round {round}: a stranger's key verified {}",
                 String::from_utf8_lossy(&mutated)
             );
             assert!(
-                !matches!(
-                    check(&mutated, &other, &keys),
-                    BundleVerdict::Verified { .. }
-                ),
+                check(&mutated, &other, &keys).is_err(),
                 "round {round}: another digest verified"
             );
         }

@@ -16,11 +16,12 @@ use bytes::Bytes;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use serde::Deserialize;
 
-use super::Lookup;
-use crate::verify::bundle::{self, BundleVerdict};
+use super::{Lookup, digest_tag};
+use crate::verify::bundle;
 use crate::verify::credentials::Credential;
 use crate::verify::findings::{Findings, Seen};
 use crate::verify::registry::{Registry, RegistryError, Repository, is_sha256_digest};
+use crate::verify::verdict::{Format, Rejection};
 
 /// The media type of a cosign simple-signing layer.
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -50,25 +51,24 @@ struct PayloadImage {
 
 /// The tag under which cosign stores the signatures of `digest`.
 pub fn signature_tag(digest: &str) -> Option<String> {
-    let hex = digest.strip_prefix("sha256:")?;
-    Some(format!("sha256-{hex}.sig"))
+    digest_tag(digest).map(|tag| tag + ".sig")
 }
 
 /// Reads and checks the signatures of `repo@digest` against `keys`.
 pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
+    let manifest = match signature_tag(lookup.digest) {
+        Some(tag) => lookup.manifest(&tag).await?,
+        None => None,
+    };
+    let Some(manifest) = manifest else {
+        return Ok(Findings::not_signed());
+    };
     let Lookup {
         registry,
         repo,
-        digest,
         credential,
         ..
     } = lookup;
-    let Some(tag) = signature_tag(digest) else {
-        return Ok(Findings::not_signed());
-    };
-    let Some(manifest) = registry.manifest(repo, &tag, credential).await? else {
-        return Ok(Findings::not_signed());
-    };
     let manifest: OciImageManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| RegistryError::BadResponse {
             host: repo.host.clone(),
@@ -83,12 +83,10 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             let signature = annotations.get(SIGNATURE_ANNOTATION)?;
             Some((l, signature.as_str(), annotations))
         });
-    let mut seen = 0;
-    let mut found = Seen::default();
+    let mut seen = Seen::default();
     // Each blob is read once, however many layers name it.
     let mut read: HashMap<&str, Option<Bytes>> = HashMap::new();
     for (layer, signature, annotations) in layers.take(MAX_SIGNATURE_LAYERS) {
-        seen += 1;
         let payload = match read.get(layer.digest.as_str()) {
             Some(payload) => payload.clone(),
             None => {
@@ -98,35 +96,34 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             }
         };
         match judge(lookup, payload.as_deref(), signature, annotations) {
-            BundleVerdict::Verified { key } => {
+            Ok(key) => {
                 return Ok(Findings::Verified {
                     fingerprint: Arc::from(key),
                 });
             }
-            verdict => found.legacy(verdict),
+            Err(rejection) => seen.add(rejection),
         }
     }
-    if seen == 0 {
-        return Ok(Findings::not_signed());
-    }
-    Ok(Findings::Unverified(Box::new(found)))
+    Ok(Findings::Unverified(seen))
 }
 
-/// The verdict of one layer: its payload (`None` when it could not be read: one bad
-/// signature, and the next one may verify) must name the digest, and its signature verify.
+/// The identity of the signer of one layer, or why it does not count: its payload (`None`
+/// when it could not be read: one bad signature, and the next one may verify) must name the
+/// digest, and its signature verify.
 fn judge(
     lookup: Lookup<'_>,
     payload: Option<&[u8]>,
     signature: &str,
     annotations: &BTreeMap<String, String>,
-) -> BundleVerdict {
+) -> Result<String, Rejection> {
+    let no_key_verifies = Rejection::NoKeyVerifies(Format::Legacy);
     let Some(payload) = payload else {
-        return BundleVerdict::NoKeyVerifies;
+        return Err(no_key_verifies);
     };
     match names_digest(payload, lookup.digest) {
         Some(true) => bundle::check_legacy(payload, signature, annotations, lookup.keys),
-        Some(false) => BundleVerdict::OtherDigest,
-        None => BundleVerdict::NoKeyVerifies,
+        Some(false) => Err(Rejection::OtherDigest),
+        None => Err(no_key_verifies),
     }
 }
 

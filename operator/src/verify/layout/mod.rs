@@ -10,7 +10,7 @@ pub mod referrers;
 
 use super::credentials::Credential;
 use super::findings::Findings;
-use super::registry::{Registry, RegistryError, Repository};
+use super::registry::{Manifest, Registry, RegistryError, Repository};
 use crate::policy::NamedKey;
 
 /// What a layout is asked about: the signatures of `repo@digest`, checked with `keys`, read
@@ -27,6 +27,24 @@ pub struct Lookup<'a> {
     pub keys: &'a [&'a NamedKey],
     /// The credential to read with.
     pub credential: Option<&'a Credential>,
+}
+
+impl Lookup<'_> {
+    /// The manifest of the image's repository at `reference` (a tag or a digest), read with
+    /// the lookup's credential; `None` when absent.
+    async fn manifest(&self, reference: &str) -> Result<Option<Manifest>, RegistryError> {
+        self.registry
+            .manifest(self.repo, reference, self.credential)
+            .await
+    }
+}
+
+/// `sha256-<hex>` of a digest `sha256:<hex>`: the tag of its referrers in the referrers tag
+/// schema, and the stem of cosign's signature tag; `None` for a digest of another algorithm,
+/// which neither layout names.
+pub fn digest_tag(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    Some(format!("sha256-{hex}"))
 }
 
 /// A place where signatures of an image are stored.

@@ -13,12 +13,13 @@
 use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
 
-use super::Lookup;
-use crate::verify::bundle::{self, BundleVerdict, COSIGN_SIGN_PREDICATE};
+use super::{Lookup, digest_tag};
+use crate::verify::bundle::{self, COSIGN_SIGN_PREDICATE};
 use crate::verify::findings::{Findings, Seen};
 use crate::verify::registry::{
     Referrers, RegistryError, Repository, is_sha256_digest, sha256_digest,
 };
+use crate::verify::verdict::Rejection;
 
 /// At most this many referrers are examined; more is a registry trying to make admission slow.
 pub const MAX_REFERRERS: usize = 32;
@@ -75,14 +76,11 @@ impl Entry {
     }
 }
 
-/// The tag of the referrers tag schema for `digest`: `sha256-<hex>`.
-pub fn referrers_tag(digest: &str) -> Option<String> {
-    let hex = digest.strip_prefix("sha256:")?;
-    Some(format!("sha256-{hex}"))
-}
-
 /// Reads and checks the bundles that refer to `repo@digest`.
 pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
+    let Some(tag) = digest_tag(lookup.digest) else {
+        return Ok(Findings::not_signed());
+    };
     let Lookup {
         registry,
         repo,
@@ -90,12 +88,10 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         credential,
         ..
     } = lookup;
-    let Some(tag) = referrers_tag(digest) else {
-        return Ok(Findings::not_signed());
-    };
     let index = match registry.referrers(repo, digest, credential).await? {
         Referrers::Index(bytes) => bytes,
-        Referrers::Unsupported => match registry.manifest(repo, &tag, credential).await? {
+        // The referrers tag schema: an index at the digest's tag.
+        Referrers::Unsupported => match lookup.manifest(&tag).await? {
             Some(manifest) => manifest.bytes,
             None => return Ok(Findings::not_signed()),
         },
@@ -107,19 +103,16 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
     let mut seen = Seen::default();
     for digest in candidates {
         match candidate(lookup, &digest).await? {
-            Some(BundleVerdict::Verified { key }) => {
+            Some(Ok(key)) => {
                 return Ok(Findings::Verified {
                     fingerprint: key.into(),
                 });
             }
-            Some(verdict) => seen.bundle(verdict),
+            Some(Err(rejection)) => seen.add(rejection),
             None => {}
         }
     }
-    if !seen.found_any() {
-        return Ok(Findings::not_signed());
-    }
-    Ok(Findings::Unverified(Box::new(seen)))
+    Ok(Findings::Unverified(seen))
 }
 
 /// The manifest digests of an index's referrers worth fetching, cosign's signatures first, at
@@ -139,13 +132,14 @@ pub fn candidates(index: &[u8]) -> Result<Vec<String>, serde_json::Error> {
         .collect())
 }
 
-/// The verdict of the bundle of one referrer; `None`, with a log line, when it is not a
-/// bundle of this image (its manifest is missing, not its digest, not a manifest, of another
-/// subject, or without exactly one bundle layer).
+/// What the bundle of one referrer says (the identity of its signer, or why it does not
+/// count); `None`, with a log line, when it is not a bundle of this image (its manifest is
+/// missing, not its digest, not a manifest, of another subject, or without exactly one bundle
+/// layer).
 async fn candidate(
     lookup: Lookup<'_>,
     manifest_digest: &str,
-) -> Result<Option<BundleVerdict>, RegistryError> {
+) -> Result<Option<Result<String, Rejection>>, RegistryError> {
     let Lookup {
         registry,
         repo,
@@ -157,7 +151,7 @@ async fn candidate(
         skip(repo, manifest_digest, reason);
         Ok(None)
     };
-    let Some(manifest) = registry.manifest(repo, manifest_digest, credential).await? else {
+    let Some(manifest) = lookup.manifest(manifest_digest).await? else {
         return skipped("the manifest is missing");
     };
     if sha256_digest(&manifest.bytes) != manifest_digest {

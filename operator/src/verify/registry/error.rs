@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 
-use super::redirect::Refused;
+use super::redirect::RedirectRefusal;
 use super::{RegistryConfig, Repository};
 use crate::verify::FailureKind;
 
@@ -14,7 +14,7 @@ pub enum RegistryError {
     /// The registry refused the credential (or its absence): 401 or 403.
     #[error("the registry {host} refused the credentials (HTTP {status})")]
     Unauthorized {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
         /// 401 or 403.
         status: u16,
@@ -22,16 +22,16 @@ pub enum RegistryError {
     /// No answer: connection refused, TLS failure, DNS.
     #[error("the registry {host} is unreachable: {detail}")]
     Unreachable {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
-        /// What failed.
+        /// What failed, as the transport says it (never a credential).
         detail: String,
     },
     /// An answer, but a wrong one: 5xx, a body over its limit, malformed JSON, a blob
     /// whose content is not its digest.
     #[error("the registry {host} answered badly: {detail}")]
     BadResponse {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
         /// What was wrong.
         detail: String,
@@ -40,7 +40,7 @@ pub enum RegistryError {
     /// metadata or local address, or too many.
     #[error("the registry {host} sent {detail}")]
     Redirected {
-        /// The registry.
+        /// The API host, `host[:port]`, of the registry that redirected.
         host: String,
         /// Where to, and why it is refused.
         detail: String,
@@ -48,9 +48,9 @@ pub enum RegistryError {
     /// No answer within the per-request bound.
     #[error("the registry {host} did not answer within {seconds}s")]
     TimedOut {
-        /// The registry.
+        /// The registry's API host, `host[:port]` (Docker Hub's is `registry-1.docker.io`).
         host: String,
-        /// The bound.
+        /// The per-request bound, in whole seconds (`--registry-timeout`).
         seconds: u64,
     },
 }
@@ -145,10 +145,10 @@ pub(super) fn bad(repo: &Repository, detail: impl Into<String>) -> RegistryError
 }
 
 /// The redirect rule (or the resolver's) that stopped a request, if one did.
-fn refused(error: &reqwest::Error) -> Option<&Refused> {
+fn refused(error: &reqwest::Error) -> Option<&RedirectRefusal> {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<Refused>() {
+        if let Some(refused) = cause.downcast_ref::<RedirectRefusal>() {
             return Some(refused);
         }
         source = cause.source();
@@ -177,7 +177,7 @@ pub(super) fn transport(
     if error.is_redirect() {
         return RegistryError::Redirected {
             host,
-            detail: Refused::TooMany.to_string(),
+            detail: RedirectRefusal::TooMany.to_string(),
         };
     }
     if error.is_body() || error.is_decode() {

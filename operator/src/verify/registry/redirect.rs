@@ -41,7 +41,7 @@ pub struct RedirectRules {
 
 /// Why a redirect was not followed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub enum RedirectRefusal {
     /// More than [`MAX_REDIRECTS`].
     #[error("more than {MAX_REDIRECTS} redirects")]
     TooMany,
@@ -63,22 +63,22 @@ pub enum Refused {
 
 impl RedirectRules {
     /// Whether a redirect from `from` to `to` may be followed.
-    pub fn check(&self, from: Option<&Url>, to: &Url) -> Result<(), Refused> {
+    pub fn check(&self, from: Option<&Url>, to: &Url) -> Result<(), RedirectRefusal> {
         let shown = || shorten(to);
         let host_port = match (to.host_str(), to.port()) {
             (Some(host), Some(port)) => format!("{host}:{port}"),
             (Some(host), None) => host.to_owned(),
-            (None, _) => return Err(Refused::Scheme(shown())),
+            (None, _) => return Err(RedirectRefusal::Scheme(shown())),
         };
         match to.scheme() {
             "https" => {}
             "http" => {
                 let from_https = from.is_none_or(|f| f.scheme() == "https");
                 if from_https && !self.plain_http.contains(&host_port) {
-                    return Err(Refused::PlainHttp(shown()));
+                    return Err(RedirectRefusal::PlainHttp(shown()));
                 }
             }
-            _ => return Err(Refused::Scheme(shown())),
+            _ => return Err(RedirectRefusal::Scheme(shown())),
         }
         let host = to.host_str().unwrap_or_default();
         if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
@@ -86,23 +86,23 @@ impl RedirectRules {
         }
         let name = host.trim_end_matches('.').to_ascii_lowercase();
         if METADATA_NAMES.contains(&name.as_str()) {
-            return Err(Refused::LinkLocal(shown()));
+            return Err(RedirectRefusal::LinkLocal(shown()));
         }
         let local = name == "localhost" || name.ends_with(".localhost");
         if local && !self.allow_loopback {
-            return Err(Refused::Local(shown()));
+            return Err(RedirectRefusal::Local(shown()));
         }
         Ok(())
     }
 
-    fn address(&self, ip: IpAddr, shown: impl Fn() -> String) -> Result<(), Refused> {
+    fn address(&self, ip: IpAddr, shown: impl Fn() -> String) -> Result<(), RedirectRefusal> {
         let ip = canonical(ip);
         if is_link_local_or_metadata(ip) {
-            return Err(Refused::LinkLocal(shown()));
+            return Err(RedirectRefusal::LinkLocal(shown()));
         }
         let local = ip.is_loopback() || ip.is_unspecified() || self.own_addresses.contains(&ip);
         if local && !self.allow_loopback {
-            return Err(Refused::Local(shown()));
+            return Err(RedirectRefusal::Local(shown()));
         }
         Ok(())
     }
@@ -111,7 +111,7 @@ impl RedirectRules {
     pub fn policy(self) -> reqwest::redirect::Policy {
         reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > MAX_REDIRECTS {
-                return attempt.error(Refused::TooMany);
+                return attempt.error(RedirectRefusal::TooMany);
             }
             match self.check(attempt.previous().last(), attempt.url()) {
                 Ok(()) => attempt.follow(),
@@ -169,9 +169,10 @@ impl Resolve for Resolver {
                 .filter(|a| !is_link_local_or_metadata(a.ip()))
                 .collect();
             if usable.is_empty() && !found.is_empty() {
-                let refused: Box<dyn std::error::Error + Send + Sync> = Box::new(
-                    Refused::LinkLocal(format!("{host} (resolves only to link-local addresses)")),
-                );
+                let refused: Box<dyn std::error::Error + Send + Sync> =
+                    Box::new(RedirectRefusal::LinkLocal(format!(
+                        "{host} (resolves only to link-local addresses)"
+                    )));
                 return Err(refused);
             }
             let addrs: Addrs = Box::new(usable.into_iter());
@@ -205,7 +206,7 @@ mod tests {
         assert_eq!(ok("http://registry.local:5000/v2/x"), Ok(()));
         assert!(matches!(
             ok("http://cdn.example.net/x"),
-            Err(Refused::PlainHttp(_))
+            Err(RedirectRefusal::PlainHttp(_))
         ));
         for link_local in [
             "https://169.254.169.254/latest/meta-data/",
@@ -221,7 +222,7 @@ mod tests {
             assert!(
                 matches!(
                     refused,
-                    Err(Refused::LinkLocal(_)) | Err(Refused::PlainHttp(_))
+                    Err(RedirectRefusal::LinkLocal(_)) | Err(RedirectRefusal::PlainHttp(_))
                 ),
                 "{link_local}: {refused:?}"
             );
@@ -240,7 +241,7 @@ mod tests {
             }
             .check(Some(&from), &url(local));
             assert!(
-                matches!(refused, Err(Refused::Local(_))),
+                matches!(refused, Err(RedirectRefusal::Local(_))),
                 "{local}: {refused:?}"
             );
         }
@@ -254,12 +255,15 @@ mod tests {
         );
         assert!(matches!(
             allowed.check(Some(&from), &url("https://169.254.169.254/")),
-            Err(Refused::LinkLocal(_))
+            Err(RedirectRefusal::LinkLocal(_))
         ));
-        assert!(matches!(ok("file:///etc/passwd"), Err(Refused::Scheme(_))));
+        assert!(matches!(
+            ok("file:///etc/passwd"),
+            Err(RedirectRefusal::Scheme(_))
+        ));
         assert!(matches!(
             ok("ftp://cdn.example.net/x"),
-            Err(Refused::Scheme(_))
+            Err(RedirectRefusal::Scheme(_))
         ));
         // What is said never carries the query, which may hold a signed token.
         let Err(refused) = ok("http://cdn.example.net/x?token=secret") else {
