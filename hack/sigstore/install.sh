@@ -5,7 +5,9 @@
 #   cosign          github.com/sigstore/cosign/v3/cmd/cosign
 #   rekor-server    github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix (Rekor v2 on
 #                   Tessera's POSIX storage; the cloud drivers are other mains, not linked)
-#   timestamp-server github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server
+#   timestamp-server ./cmd/timestamp-server: the timestamp authority of
+#                   github.com/sigstore/timestamp-authority/v2 behind a main of ours that
+#                   listens on loopback only (see its comment for why)
 #   olareg          github.com/olareg/olareg/cmd/olareg (an OCI registry with the OCI 1.1
 #                   referrers API, artifactType filtering and OCI-Filters-Applied)
 #
@@ -27,7 +29,7 @@ source "$here/../go/env.sh"
 TOOLS=(
   "cosign github.com/sigstore/cosign/v3 github.com/sigstore/cosign/v3/cmd/cosign"
   "rekor-server github.com/sigstore/rekor-tiles/v2 github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix"
-  "timestamp-server github.com/sigstore/timestamp-authority/v2 github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server"
+  "timestamp-server github.com/sigstore/timestamp-authority/v2 ./cmd/timestamp-server"
   "olareg github.com/olareg/olareg github.com/olareg/olareg/cmd/olareg"
 )
 
