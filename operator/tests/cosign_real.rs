@@ -295,3 +295,182 @@ async fn a_referrers_api_answering_null_manifests_means_no_referrers() {
         "{verdict:?}"
     );
 }
+
+/// An SLSA provenance v1 predicate, as a CI would attest it.
+fn provenance() -> serde_json::Value {
+    serde_json::json!({
+        "buildDefinition": {
+            "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+            "externalParameters": {"workflow": {"repository": "https://github.com/acme/app"}},
+        },
+        "runDetails": {"builder": {"id": "https://github.com/actions/runner"}},
+    })
+}
+
+#[tokio::test]
+async fn cosign_attestations_are_never_taken_for_signatures() {
+    // `cosign attest` in its legacy layout (the `sha256-<hex>.att` tag, DSSE layers) and as a
+    // bundle referrer: signed by the very key the policy trusts, and still no signature.
+    let cases = [
+        ("legacy .att", Format::Legacy, Mode::Legacy),
+        ("bundle", Format::Bundle, Mode::Legacy),
+    ];
+    for kind in KINDS {
+        let registry = registry(kind);
+        let pusher = Pusher::new(&registry);
+        let cosign = Cosign::new(&registry);
+        let host = registry.host();
+        let key = cosign.generate_key();
+        let trusted = named("release", &key);
+        for (i, (layout, format, mode)) in cases.into_iter().enumerate() {
+            let repository = format!("attested{i}");
+            let digest = pusher.push_image(&repository, "v1").await;
+            let image = format!("{host}/{repository}@{digest}");
+            cosign.attest(
+                &image,
+                &key,
+                "slsaprovenance1",
+                &provenance(),
+                Signing::new(format, mode),
+            );
+            let verdict = verify(&verifier(&registry), &image, &[&trusted]).await;
+            match (format, kind) {
+                // The bundle is found, verified, and read as what it is.
+                (Format::Bundle, _) => assert_eq!(
+                    verdict,
+                    Verdict::Denied(Failure::Attestation {
+                        predicate_type: "https://slsa.dev/provenance/v1".into()
+                    }),
+                    "{kind:?}, {layout}"
+                ),
+                // The `.att` tag is not a place signatures are looked for.
+                (Format::Legacy, RegistryKind::Distribution) => assert_eq!(
+                    verdict,
+                    Verdict::Denied(Failure::NotSigned {
+                        digest: digest.clone()
+                    }),
+                    "{kind:?}, {layout}"
+                ),
+                // Refused; the reason waits for the verifier to read `"manifests": null`
+                // (see `a_referrers_api_answering_null_manifests_means_no_referrers`).
+                (Format::Legacy, RegistryKind::Olareg) => assert!(
+                    matches!(verdict, Verdict::Denied(_)),
+                    "{kind:?}, {layout}: {verdict:?}"
+                ),
+            }
+
+            // Signed as well: admitted by the signature.
+            cosign.sign(&image, &key, Signing::new(format, mode));
+            requests(&registry);
+            let verdict = verify(&verifier(&registry), &image, &[&trusted]).await;
+            assert!(
+                matches!(verdict, Verdict::Verified { .. }),
+                "{kind:?}, {layout}: {verdict:?}"
+            );
+            // The cost: a signature's alone where the referrers index carries the entries'
+            // annotations (olareg pulls them up from the manifests, so cosign's signature is
+            // read first). The tag schema's index that cosign writes on distribution carries
+            // none, so the two bundles come in index order: the attestation's manifest and
+            // bundle are read first about half the time (7 instead of 5).
+            let expected: &[usize] = match (format, kind) {
+                (Format::Legacy, _) => &[2],
+                (Format::Bundle, RegistryKind::Olareg) => &[4],
+                (Format::Bundle, RegistryKind::Distribution) => &[5, 7],
+            };
+            let cold = requests(&registry);
+            assert!(
+                expected.contains(&cold.len()),
+                "{kind:?}, {layout}: {cold:#?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_multi_platform_image_is_admitted_by_the_signature_of_the_digest_it_is_run_by() {
+    // docs/contract.md §3: an image is verified by the digest it names or its tag resolves
+    // to. A tag of a multi-platform image resolves to the index, which `cosign sign` signs; a
+    // platform's own digest needs its own signature (`cosign sign --recursive` makes both),
+    // and platforms signed one by one do not sign their index.
+    for kind in KINDS {
+        let registry = registry(kind);
+        let pusher = Pusher::new(&registry);
+        let cosign = Cosign::new(&registry);
+        let host = registry.host();
+        let key = cosign.generate_key();
+        let trusted = named("release", &key);
+        let admitted = |verdict: &Verdict| matches!(verdict, Verdict::Verified { .. });
+        for format in [Format::Legacy, Format::Bundle] {
+            let mode = Mode::Legacy;
+            let tag = |name: &str| format!("{host}/{name}-{format:?}:v1").to_lowercase();
+            let at = |name: &str, digest: &str| {
+                format!("{host}/{name}-{format:?}@{digest}").to_lowercase()
+            };
+
+            // Signed at the index digest only.
+            let (index, platforms) = pusher
+                .push_index(&format!("index-{format:?}").to_lowercase(), "v1")
+                .await;
+            cosign.sign(&at("index", &index), &key, Signing::new(format, mode));
+            let verdict = verify(&verifier(&registry), &tag("index"), &[&trusted]).await;
+            assert_eq!(
+                verdict,
+                Verdict::Verified {
+                    digest: index.clone(),
+                    key: "release".into()
+                },
+                "{kind:?}, {format:?}"
+            );
+            for platform in &platforms {
+                let verdict =
+                    verify(&verifier(&registry), &at("index", platform), &[&trusted]).await;
+                assert!(!admitted(&verdict), "{kind:?}, {format:?}: {verdict:?}");
+            }
+
+            // --recursive: the index and each platform.
+            let (index, platforms) = pusher
+                .push_index(&format!("recursive-{format:?}").to_lowercase(), "v1")
+                .await;
+            cosign.sign(
+                &at("recursive", &index),
+                &key,
+                Signing {
+                    recursive: true,
+                    ..Signing::new(format, mode)
+                },
+            );
+            for digest in std::iter::once(&index).chain(&platforms) {
+                let verdict =
+                    verify(&verifier(&registry), &at("recursive", digest), &[&trusted]).await;
+                assert!(
+                    admitted(&verdict),
+                    "{kind:?}, {format:?}, {digest}: {verdict:?}"
+                );
+            }
+
+            // Each platform signed, not the index: the tag (the index) is refused, the
+            // platforms by digest are admitted.
+            let (index, platforms) = pusher
+                .push_index(&format!("platforms-{format:?}").to_lowercase(), "v1")
+                .await;
+            for platform in &platforms {
+                cosign.sign(&at("platforms", platform), &key, Signing::new(format, mode));
+                let verdict = verify(
+                    &verifier(&registry),
+                    &at("platforms", platform),
+                    &[&trusted],
+                )
+                .await;
+                assert!(admitted(&verdict), "{kind:?}, {format:?}: {verdict:?}");
+            }
+            let verdict = verify(&verifier(&registry), &tag("platforms"), &[&trusted]).await;
+            assert!(!admitted(&verdict), "{kind:?}, {format:?}: {verdict:?}");
+            if kind == RegistryKind::Distribution {
+                assert_eq!(
+                    verdict,
+                    Verdict::Denied(Failure::NotSigned { digest: index })
+                );
+            }
+        }
+    }
+}

@@ -245,11 +245,15 @@ impl Cosign {
             sigstore: Some(sigstore),
             recursive: false,
         };
+        // A file: cosign reads a token given inline only when it parses it as it expects.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, token).expect("write the token");
         let mut args = vec![
             "sign".to_owned(),
             "--yes".to_owned(),
             "--identity-token".to_owned(),
-            token.to_owned(),
+            file.display().to_string(),
         ];
         args.extend(self.common(how));
         args.push(image.to_owned());
@@ -257,7 +261,8 @@ impl Cosign {
         self.run(&args, Some(sigstore))
     }
 
-    /// `cosign attest --key KEY --type TYPE --predicate FILE IMAGE`; cosign's output.
+    /// `cosign attest --key KEY --type TYPE --predicate FILE IMAGE` (`how.mode` is not
+    /// passed: attest has no such flag); cosign's output.
     pub fn attest(
         &self,
         image: &str,
@@ -279,7 +284,11 @@ impl Cosign {
             "--predicate".to_owned(),
             file.display().to_string(),
         ];
-        args.extend(self.common(how));
+        // `attest` has no --registry-referrers-mode: the format alone says where it goes
+        // (the `.att` tag, or a bundle referrer).
+        let mut common = self.common(how);
+        common.retain(|arg| arg != how.mode.flag());
+        args.extend(common);
         args.push(image.to_owned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(&args, how.sigstore)
