@@ -21,8 +21,13 @@
     clippy::panic
 )]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
-use image_policy::verify::{Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy::verify::{
+    Cache, Failure, Observer, RegistryConfig, RegistryOutcome, Verdict, Verifier, VerifyConfig,
+};
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::producers::{Cosign, CosignKey, Format, Mode, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryKind, RegistryOptions};
@@ -56,6 +61,17 @@ async fn verify(verifier: &Verifier, image: &str, keys: &[&NamedKey]) -> Verdict
     verifier
         .verify(&ImageName::parse(image).expect("image"), keys, &[])
         .await
+}
+
+/// The registry exchanges a verifier reports (`Observer`, what its metrics count).
+#[derive(Default)]
+struct Exchanges(AtomicUsize);
+
+impl Observer for Exchanges {
+    fn cache(&self, _: Cache, _: bool) {}
+    fn registry_request(&self, _: RegistryOutcome) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The requests the registry answered since the last look, as `METHOD path status`.
@@ -100,7 +116,9 @@ async fn real_cosign_signatures_admit_with_their_key_only_at_the_least_cost_on_b
             let by_digest = format!("{host}/{repository}@{digest}");
 
             requests(&registry);
-            let verdict = verify(&verifier(&registry), &by_digest, &[&right]).await;
+            let exchanges = Arc::new(Exchanges::default());
+            let observed = verifier(&registry).with_observer(exchanges.clone());
+            let verdict = verify(&observed, &by_digest, &[&right]).await;
             assert_eq!(
                 verdict,
                 Verdict::Verified {
@@ -115,6 +133,8 @@ async fn real_cosign_signatures_admit_with_their_key_only_at_the_least_cost_on_b
                 RegistryKind::Distribution => distribution,
             };
             assert_eq!(cold.len(), expected, "{kind:?}, {layout}: {cold:#?}");
+            // The verifier counts what the registry logged: nothing is hidden in either.
+            assert_eq!(exchanges.0.load(Ordering::SeqCst), expected);
             eprintln!(
                 "cold requests, {kind:?}, {layout}, by digest: {}",
                 cold.len()
@@ -472,5 +492,38 @@ async fn a_multi_platform_image_is_admitted_by_the_signature_of_the_digest_it_is
                 );
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn a_registry_without_the_referrers_api_is_asked_once_per_verifier() {
+    // On olareg the referrers API is the listing itself: one request per image, never a
+    // probe. On distribution its 404 is remembered: the second image goes straight to the
+    // tag schema.
+    for kind in KINDS {
+        let registry = registry(kind);
+        let pusher = Pusher::new(&registry);
+        let cosign = Cosign::new(&registry);
+        let host = registry.host();
+        let key = cosign.generate_key();
+        let trusted = named("release", &key);
+        let verifier = verifier(&registry);
+        let mut costs = Vec::new();
+        for repository in ["first", "second"] {
+            let digest = pusher.push_image(repository, "v1").await;
+            let image = format!("{host}/{repository}@{digest}");
+            cosign.sign(&image, &key, Signing::new(Format::Bundle, Mode::Oci11));
+            requests(&registry);
+            let verdict = verify(&verifier, &image, &[&trusted]).await;
+            assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+            let cold = requests(&registry);
+            let asked = cold.iter().filter(|r| r.contains("/referrers/")).count();
+            costs.push((cold.len(), asked));
+        }
+        let expected = match kind {
+            RegistryKind::Olareg => [(4, 1), (4, 1)],
+            RegistryKind::Distribution => [(5, 1), (4, 0)],
+        };
+        assert_eq!(costs, expected, "{kind:?}");
     }
 }
