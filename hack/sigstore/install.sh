@@ -45,18 +45,18 @@ version_of() {
 
 sum_hash() { sha256sum "$here/go.sum" | cut -c1-64; }
 
-# NAME -> "dir module package"
+# NAME -> "dir module package"; nothing (and status 1) for a name that is not a tool.
 lookup() {
-  local entry name module package
+  local entry name module package version
   for entry in "${TOOLS[@]}"; do
     read -r name module package <<<"$entry"
     if [[ "$name" == "$1" ]]; then
-      echo "$(go_tool_dir "$name" "$(version_of "$module")") $module $package"
+      version="$(version_of "$module")"
+      echo "$(go_tool_dir "$name" "$version") $module $package"
       return 0
     fi
   done
-  log "ERROR: no tool named $1 (one of: cosign rekor-server timestamp-server olareg)"
-  exit 2
+  return 1
 }
 
 is_current() { # DIR NAME
@@ -64,10 +64,11 @@ is_current() { # DIR NAME
 }
 
 install() {
-  local entry name module package dir missing=() packages=()
+  local entry name module package dir version missing=() packages=()
   for entry in "${TOOLS[@]}"; do
     read -r name module package <<<"$entry"
-    dir="$(go_tool_dir "$name" "$(version_of "$module")")"
+    version="$(version_of "$module")"
+    dir="$(go_tool_dir "$name" "$version")"
     is_current "$dir" "$name" && continue
     missing+=("$name")
     packages+=("$package")
@@ -99,7 +100,11 @@ case "${1:-}" in
   "") mkdir -p "$IMAGE_POLICY_CACHE"; install ;;
   bin)
     [[ -n "${2:-}" ]] || { sed -n '2,21p' "$0"; exit 2; }
-    read -r dir _ _ <<<"$(lookup "$2")"
+    found="$(lookup "$2")" || {
+      log "ERROR: no tool named $2 (one of: cosign rekor-server timestamp-server olareg)"
+      exit 2
+    }
+    read -r dir _ _ <<<"$found"
     if ! is_current "$dir" "$2"; then
       mkdir -p "$IMAGE_POLICY_CACHE"
       install
