@@ -203,6 +203,10 @@ impl Pusher {
     /// Signs `digest` as `cosign sign --key` does: a simple-signing payload naming
     /// `HOST/repository` and `digest`, signed by `signer`, appended as one more layer to the
     /// manifest at tag `sha256-<hex>.sig`. Returns the payload bytes.
+    ///
+    /// An imitation of cosign, kept for what the real one cannot do in a test: sign in-process
+    /// in microseconds with any key algorithm, as the base of the faults below; the real
+    /// layout is [`crate::producers::Cosign::sign`]'s (`operator/tests/cosign_real.rs`).
     pub async fn sign(&self, repository: &str, digest: &str, signer: &SigStoreSigner) -> Vec<u8> {
         let docker_reference = format!("{}/{repository}", self.host);
         let payload = simple_signing_payload(&docker_reference, digest);
@@ -216,7 +220,8 @@ impl Pusher {
     /// signatures) to the `.sig` manifest of `digest`, creating it when missing.
     ///
     /// Unlike cosign, an identical layer already there is not skipped: a test gets exactly
-    /// the layers it pushed.
+    /// the layers it pushed. An imitation kept for faults cosign never writes: forged,
+    /// corrupted, copied or replayed layers.
     pub async fn push_signature_layer(
         &self,
         repository: &str,
@@ -231,7 +236,8 @@ impl Pusher {
     }
 
     /// Appends a signature layer with `annotations` (the signature, and for keyless cosign
-    /// its certificate, chain and Rekor entry) to the `.sig` manifest of `digest`.
+    /// its certificate, chain and Rekor entry) to the `.sig` manifest of `digest`. An
+    /// imitation kept for faults cosign never writes: a tampered certificate, chain or entry.
     pub async fn push_annotated_layer(
         &self,
         repository: &str,
@@ -264,6 +270,8 @@ impl Pusher {
     /// a registry without the referrers API: an untagged referrer manifest whose one layer is
     /// the bundle, listed in the index tagged `sha256-<hex>`. The subject's manifest need not
     /// be in the registry (a bundle made elsewhere, for an image whose bytes are not here).
+    /// An imitation kept for what cosign refuses to write: look-alike and replayed referrers,
+    /// referrers of a subject the registry does not hold.
     pub async fn attach_referrer(&self, repository: &str, subject: &str, bundle: &[u8]) {
         const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
         const EMPTY: &str = "application/vnd.oci.empty.v1+json";

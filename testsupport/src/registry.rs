@@ -1,5 +1,8 @@
-//! A real registry (Debian's `docker-registry`, CNCF distribution 2.8) for one test: its own
-//! process, port, CA and storage, killed and removed on drop.
+//! A real registry for one test: its own process, port, CA and storage, killed and removed on
+//! drop. Two kinds: Debian's `docker-registry` (CNCF distribution 2.8, no OCI 1.1 referrers
+//! API: referrers live in the tag schema), and olareg (the OCI 1.1 referrers API, with
+//! `artifactType` filtering, as GHCR, ECR, ACR, Harbor and Quay answer it), built by
+//! `hack/sigstore/install.sh`.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -16,6 +19,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+/// The marker of olareg's request log lines (`-v trace`): one per request, once answered.
+const OLAREG_REQUEST: &str = "msg=ServeHTTP ";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Starts that lose the race for a free port to another process are retried this many times.
 const START_ATTEMPTS: usize = 5;
@@ -28,6 +33,7 @@ pub struct Registry {
     port: u16,
     basic_auth: Option<(String, String)>,
     plain_http: bool,
+    kind: RegistryKind,
     /// Bytes of the access log that `requests()` skips (see `clear_requests`).
     log_offset: AtomicUsize,
 }
@@ -40,6 +46,19 @@ pub struct RegistryOptions {
     /// Plain HTTP instead of TLS: what `@sigstore/oci` speaks to 127.0.0.1. The verifier
     /// reaches it with `--insecure-registry`.
     pub plain_http: bool,
+    /// Which registry runs.
+    pub kind: RegistryKind,
+}
+
+/// Which registry a [`Registry`] runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RegistryKind {
+    /// CNCF distribution 2.8 (Debian's `docker-registry`): no referrers API, so cosign and the
+    /// verifier use the referrers tag schema (`sha256-<hex>`).
+    #[default]
+    Distribution,
+    /// olareg (`hack/sigstore`): the OCI 1.1 referrers API. No basic auth.
+    Olareg,
 }
 
 /// One HTTP request the registry answered, from its access log.
@@ -59,10 +78,22 @@ impl Registry {
     /// Starts a registry and waits until it answers HTTPS. Panics with the registry's log
     /// when it cannot start.
     pub fn start(options: RegistryOptions) -> Registry {
-        assert!(
-            Path::new(REGISTRY_BIN).exists(),
-            "{REGISTRY_BIN} is missing: run hack/registry.sh install"
-        );
+        let olareg = match options.kind {
+            RegistryKind::Distribution => {
+                assert!(
+                    Path::new(REGISTRY_BIN).exists(),
+                    "{REGISTRY_BIN} is missing: run hack/registry.sh install"
+                );
+                None
+            }
+            RegistryKind::Olareg => {
+                assert!(
+                    options.basic_auth.is_none(),
+                    "olareg has no basic auth: test credentials on distribution"
+                );
+                Some(crate::producers::tool("olareg"))
+            }
+        };
         let dir = tempfile::Builder::new()
             .prefix("image-policy-registry-")
             .tempdir()
@@ -80,7 +111,10 @@ impl Registry {
                 options.basic_auth.is_some(),
                 options.plain_http,
             );
-            let mut child = spawn(dir.path());
+            let mut child = match &olareg {
+                None => spawn(dir.path()),
+                Some(bin) => spawn_olareg(bin, dir.path(), port, options.plain_http),
+            };
             match wait_ready(&mut child, dir.path(), port, tls.as_ref()) {
                 Ok(()) => {
                     let registry = Registry {
@@ -89,6 +123,7 @@ impl Registry {
                         port,
                         basic_auth: options.basic_auth,
                         plain_http: options.plain_http,
+                        kind: options.kind,
                         log_offset: AtomicUsize::new(0),
                     };
                     registry.wait_for_probe_log();
@@ -119,6 +154,11 @@ impl Registry {
     pub fn url(&self, path: &str) -> String {
         let scheme = if self.plain_http { "http" } else { "https" };
         format!("{scheme}://{}{path}", self.host())
+    }
+
+    /// Which registry runs.
+    pub fn kind(&self) -> RegistryKind {
+        self.kind
     }
 
     /// Whether it serves plain HTTP ([`RegistryOptions::plain_http`]).
@@ -157,7 +197,14 @@ impl Registry {
         let new = log
             .get(self.log_offset.load(Ordering::SeqCst)..)
             .unwrap_or_default();
-        new.lines().map(parse_access_line).collect()
+        match self.kind {
+            RegistryKind::Distribution => new.lines().map(parse_access_line).collect(),
+            RegistryKind::Olareg => new
+                .lines()
+                .filter(|line| line.contains(OLAREG_REQUEST))
+                .map(parse_olareg_line)
+                .collect(),
+        }
     }
 
     /// Forgets the requests answered so far: `requests()` then lists only later ones.
@@ -192,7 +239,11 @@ impl Registry {
     fn wait_for_probe_log(&self) {
         let path = self.dir.path().join("access.log");
         let deadline = Instant::now() + READY_TIMEOUT;
-        while !fs::read_to_string(&path).unwrap_or_default().contains('\n') {
+        let logged = |log: &str| match self.kind {
+            RegistryKind::Distribution => log.contains('\n'),
+            RegistryKind::Olareg => log.contains(OLAREG_REQUEST),
+        };
+        while !logged(&fs::read_to_string(&path).unwrap_or_default()) {
             assert!(
                 Instant::now() < deadline,
                 "registry logged no request\n{}",
@@ -223,7 +274,7 @@ enum StartError {
 ///
 /// The extensions are given explicitly: the system openssl.cnf would make the server
 /// certificate a CA too, which rustls refuses as a server's certificate.
-fn generate_certs(dir: &Path) {
+pub(crate) fn generate_certs(dir: &Path) {
     let p256 = "-algorithm EC -pkeyopt ec_paramgen_curve:P-256";
     openssl(dir, &format!("genpkey {p256} -out ca.key"));
     openssl(dir, &format!("genpkey {p256} -out server.key"));
@@ -252,7 +303,7 @@ fn generate_certs(dir: &Path) {
 }
 
 /// Runs `openssl` in `dir` with whitespace-separated `args` (file names relative to `dir`).
-fn openssl(dir: &Path, args: &str) {
+pub(crate) fn openssl(dir: &Path, args: &str) {
     let output = Command::new("openssl")
         .args(args.split_whitespace())
         .current_dir(dir)
@@ -314,7 +365,7 @@ fn write_config(dir: &Path, port: u16, basic_auth: bool, plain_http: bool) {
 
 /// Asks the kernel for a free port. Another process may take it before the registry binds
 /// it: `start` then sees "address already in use" and tries another.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
@@ -333,6 +384,34 @@ fn spawn(dir: &Path) -> Child {
         .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"))
 }
 
+/// olareg serving `dir/data` on `127.0.0.1:port`: its request log (`-v trace`, one line per
+/// request once answered) goes to stderr, so to `access.log` as distribution's does; deletes
+/// allowed as on distribution; no garbage collection during a test.
+fn spawn_olareg(bin: &Path, dir: &Path, port: u16, plain_http: bool) -> Child {
+    let access = File::create(dir.join("access.log")).expect("create access.log");
+    let server = File::create(dir.join("registry.log")).expect("create registry.log");
+    let mut command = Command::new(bin);
+    command
+        .args(["-v", "trace", "serve", "--addr", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--dir")
+        .arg(dir.join("data"))
+        .args(["--api-delete", "--gc-frequency=-1s"]);
+    if !plain_http {
+        command
+            .arg("--tls-cert")
+            .arg(dir.join("server.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("server.key"));
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(server)
+        .stderr(access)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()))
+}
+
 /// Polls `GET /v2/` (over TLS, unless `tls` is `None`) until any HTTP status comes back.
 fn wait_ready(
     child: &mut Child,
@@ -343,7 +422,9 @@ fn wait_ready(
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("poll the registry process") {
-            let log = fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
+            // distribution says it in registry.log, olareg on stderr (access.log).
+            let log = fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+                + &fs::read_to_string(dir.join("access.log")).unwrap_or_default();
             return Err(if log.contains("address already in use") {
                 StartError::PortTaken
             } else {
@@ -434,6 +515,34 @@ fn parse_access_line(line: &str) -> LoggedRequest {
         })
     })();
     parsed.unwrap_or_else(|| panic!("not an access log line: {line:?}"))
+}
+
+/// Parses one olareg request line (log/slog's text format):
+/// `time=… level=DEBUG-4 msg=ServeHTTP duration=… method=GET url=/v2/app/manifests/v1
+/// status=200 req-headers=… resp-headers=…`; a value with `=` or spaces is quoted.
+fn parse_olareg_line(line: &str) -> LoggedRequest {
+    let field = |name: &str| -> Option<String> {
+        let start = line.find(&format!(" {name}="))? + name.len() + 2;
+        let rest = line.get(start..)?;
+        Some(match rest.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next()?.to_owned(),
+            None => rest.split(' ').next()?.to_owned(),
+        })
+    };
+    let parsed = (|| {
+        let target = field("url")?;
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+            None => (target, None),
+        };
+        Some(LoggedRequest {
+            method: field("method")?,
+            path,
+            query,
+            status: field("status")?.parse().ok()?,
+        })
+    })();
+    parsed.unwrap_or_else(|| panic!("not an olareg request line: {line:?}"))
 }
 
 /// The last lines of the registry's logs, for a failure message.

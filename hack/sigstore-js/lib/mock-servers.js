@@ -143,7 +143,7 @@ function serve(host, port, routes, name, log) {
         res.writeHead(404, { 'Content-Type': 'text/plain' }).end(`not found: ${key}\n`);
         return;
       }
-      const { statusCode, response, contentType } = await route(body);
+      const { statusCode, response, contentType } = await route(body, req);
       const payload = typeof response === 'string' ? response : toBuf(response);
       res.writeHead(statusCode, { 'Content-Type': contentType || 'text/plain' }).end(payload);
       log(`${name}: ${key} -> ${statusCode}`);
@@ -213,7 +213,18 @@ async function startMocks(opts = {}) {
   const rh = rekorHandler(tlog, { strict: true });
   const th = tsaHandler(tsa, { strict: true });
 
-  routes.fulcio[`POST ${fh.path}`] = fh.fn; // /api/v2/signingCert
+  // /api/v2/signingCert. The real Fulcio also takes the identity token as a bearer
+  // token, which is where sigstore-go (so cosign) sends it, and answers 200, which is what
+  // sigstore-go accepts; the mock reads only the body's credentials and answers 201. For such
+  // a request the header's token is moved into the body and the answer is the real one's.
+  routes.fulcio[`POST ${fh.path}`] = async (body, req) => {
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization || '');
+    if (!bearer) return fh.fn(body);
+    const json = JSON.parse(body);
+    if (!json.credentials) json.credentials = { oidcIdentityToken: bearer[1] };
+    const out = await fh.fn(JSON.stringify(json));
+    return out.statusCode === 201 ? { ...out, statusCode: 200 } : out;
+  };
   routes.rekor[`POST ${rh.path}`] = (body) => // /api/v1/log/entries
     rh.fn(rawRekor ? body : JSON.stringify(canonicalizeProposedEntry(JSON.parse(body))));
   // Not served: rekorV2Handler (/api/v2/log/entries). Its "canonicalizedBody"

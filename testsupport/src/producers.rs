@@ -1,0 +1,347 @@
+//! The real cosign CLI (v3, built from Go modules by `hack/sigstore/install.sh`), run by the
+//! tests the way a release pipeline runs it: `cosign sign`, `cosign attest`, `cosign
+//! generate-key-pair`, `cosign trusted-root create`, `cosign signing-config create`.
+//!
+//! cosign never reaches the network here: signing with a key and no log passes
+//! `--use-signing-config=false --tlog-upload=false` (no TUF signing config), and every other
+//! signature names a local signing config and trusted root ([`crate::local_sigstore`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tempfile::TempDir;
+
+use crate::local_sigstore::LocalSigstore;
+use crate::registry::Registry;
+
+/// `hack/sigstore` of the repository.
+fn hack_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/sigstore")
+}
+
+/// The binary of one tool `hack/sigstore/install.sh` builds (`cosign`, `rekor-server`,
+/// `timestamp-server`, `olareg`), built first if missing; asked once per process and tool.
+pub fn tool(name: &str) -> PathBuf {
+    static PATHS: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let mut paths = PATHS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = paths.get(name) {
+        return path.clone();
+    }
+    let out = Command::new(hack_dir().join("install.sh"))
+        .args(["bin", name])
+        .output()
+        .expect("run hack/sigstore/install.sh");
+    assert!(
+        out.status.success(),
+        "hack/sigstore/install.sh bin {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim());
+    assert!(path.exists(), "{} is missing", path.display());
+    paths.insert(name.to_owned(), path.clone());
+    path
+}
+
+/// Where cosign writes a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `--new-bundle-format=false`: simple-signing layers, cosign 2's default layout.
+    Legacy,
+    /// cosign v3's default: a Sigstore bundle (DSSE in-toto statement) as an OCI referrer.
+    Bundle,
+}
+
+/// `--registry-referrers-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `legacy`: the `sha256-<hex>.sig` (`.att`) tag for the legacy format.
+    Legacy,
+    /// `oci-1-1`: an OCI 1.1 referrer (the referrers API, or the tag schema where the
+    /// registry has none); cosign requires `COSIGN_EXPERIMENTAL=1` for it.
+    Oci11,
+}
+
+impl Mode {
+    fn flag(self) -> &'static str {
+        match self {
+            Mode::Legacy => "--registry-referrers-mode=legacy",
+            Mode::Oci11 => "--registry-referrers-mode=oci-1-1",
+        }
+    }
+}
+
+/// A cosign key pair (`cosign generate-key-pair`, empty password), kept in a temp dir.
+pub struct CosignKey {
+    _dir: TempDir,
+    /// `cosign.key`: what `--key` takes.
+    pub private: PathBuf,
+    /// The public key, PEM.
+    pub public_pem: String,
+}
+
+/// The real cosign for one registry: trusts its CA (and, through `SSL_CERT_FILE`, the CAs of
+/// the local Sigstore services), with its own `HOME`.
+pub struct Cosign {
+    home: TempDir,
+    registry_ca: PathBuf,
+}
+
+/// What is signed and how: see [`Cosign::sign`].
+#[derive(Clone, Copy)]
+pub struct Signing<'a> {
+    /// The signature's format.
+    pub format: Format,
+    /// The referrers mode.
+    pub mode: Mode,
+    /// Logged in (and timestamped by) these local services; `None`: no log, no timestamp.
+    pub sigstore: Option<&'a LocalSigstore>,
+    /// `--recursive`: an index and each of its platform images.
+    pub recursive: bool,
+}
+
+impl Signing<'static> {
+    /// Unlogged, in `format` with `mode`.
+    pub fn new(format: Format, mode: Mode) -> Self {
+        Signing {
+            format,
+            mode,
+            sigstore: None,
+            recursive: false,
+        }
+    }
+}
+
+impl Cosign {
+    /// cosign trusting `registry`'s CA.
+    pub fn new(registry: &Registry) -> Cosign {
+        let home = tempfile::Builder::new()
+            .prefix("image-policy-cosign-")
+            .tempdir()
+            .expect("temp dir");
+        Cosign {
+            home,
+            registry_ca: registry.ca_path(),
+        }
+    }
+
+    /// Runs `cosign ARGS` with `sigstore`'s CA trusted for its HTTPS services; its output,
+    /// or the failure with cosign's words.
+    pub fn try_run(
+        &self,
+        args: &[&str],
+        sigstore: Option<&LocalSigstore>,
+    ) -> Result<String, String> {
+        let mut command = Command::new(tool("cosign"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            // Keys are made with an empty password; oci-1-1 is "experimental" to cosign.
+            .env("COSIGN_PASSWORD", "")
+            .env("COSIGN_EXPERIMENTAL", "1")
+            .env("TUF_ROOT", self.home.path().join("tuf"));
+        if let Some(sigstore) = sigstore {
+            // Go reads the roots of its HTTPS clients from SSL_CERT_FILE.
+            command.env("SSL_CERT_FILE", sigstore.ca_path());
+        }
+        let out = command.output().expect("run cosign");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("cosign {args:?} failed ({}):\n{text}", out.status))
+        }
+    }
+
+    /// Runs `cosign ARGS`, which must succeed.
+    pub fn run(&self, args: &[&str], sigstore: Option<&LocalSigstore>) -> String {
+        self.try_run(args, sigstore)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A new key pair.
+    pub fn generate_key(&self) -> CosignKey {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let prefix = dir.path().join("cosign");
+        self.run(
+            &[
+                "generate-key-pair",
+                "--output-key-prefix",
+                prefix.to_str().expect("path"),
+            ],
+            None,
+        );
+        let public_pem =
+            std::fs::read_to_string(dir.path().join("cosign.pub")).expect("read cosign.pub");
+        CosignKey {
+            private: dir.path().join("cosign.key"),
+            public_pem,
+            _dir: dir,
+        }
+    }
+
+    fn registry_args(&self) -> Vec<String> {
+        vec![
+            "--registry-cacert".to_owned(),
+            self.registry_ca.display().to_string(),
+        ]
+    }
+
+    /// Where signatures are logged: the local services' signing config and trusted root, or
+    /// nothing at all (no TUF, no log, no timestamp).
+    fn service_args(sigstore: Option<&LocalSigstore>) -> Vec<String> {
+        match sigstore {
+            Some(sigstore) => vec![
+                "--signing-config".to_owned(),
+                sigstore.signing_config_path().display().to_string(),
+                "--trusted-root".to_owned(),
+                sigstore.trusted_root_path().display().to_string(),
+            ],
+            None => vec![
+                "--use-signing-config=false".to_owned(),
+                "--tlog-upload=false".to_owned(),
+            ],
+        }
+    }
+
+    /// `cosign sign --key KEY IMAGE` as `how` says; cosign's output.
+    pub fn sign(&self, image: &str, key: &CosignKey, how: Signing<'_>) -> String {
+        let mut args = vec![
+            "sign".to_owned(),
+            "--yes".to_owned(),
+            "--key".to_owned(),
+            key.private.display().to_string(),
+        ];
+        args.extend(self.common(how));
+        args.push(image.to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args, how.sigstore)
+    }
+
+    /// `cosign sign --identity-token TOKEN IMAGE`: keyless, with a certificate of the local
+    /// Fulcio for the token's identity, logged and timestamped by `sigstore`.
+    pub fn sign_keyless(
+        &self,
+        image: &str,
+        token: &str,
+        format: Format,
+        sigstore: &LocalSigstore,
+    ) -> String {
+        let how = Signing {
+            format,
+            mode: Mode::Legacy,
+            sigstore: Some(sigstore),
+            recursive: false,
+        };
+        // A file: cosign reads a token given inline only when it parses it as it expects.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, token).expect("write the token");
+        let mut args = vec![
+            "sign".to_owned(),
+            "--yes".to_owned(),
+            "--identity-token".to_owned(),
+            file.display().to_string(),
+        ];
+        args.extend(self.common(how));
+        args.push(image.to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args, Some(sigstore))
+    }
+
+    /// `cosign attest --key KEY --type TYPE --predicate FILE IMAGE` (`how.mode` is not
+    /// passed: attest has no such flag); cosign's output.
+    pub fn attest(
+        &self,
+        image: &str,
+        key: &CosignKey,
+        predicate_type: &str,
+        predicate: &serde_json::Value,
+        how: Signing<'_>,
+    ) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("predicate.json");
+        std::fs::write(&file, predicate.to_string()).expect("write the predicate");
+        let mut args = vec![
+            "attest".to_owned(),
+            "--yes".to_owned(),
+            "--key".to_owned(),
+            key.private.display().to_string(),
+            "--type".to_owned(),
+            predicate_type.to_owned(),
+            "--predicate".to_owned(),
+            file.display().to_string(),
+        ];
+        // `attest` has no --registry-referrers-mode: the format alone says where it goes
+        // (the `.att` tag, or a bundle referrer).
+        let mut common = self.common(how);
+        common.retain(|arg| arg != how.mode.flag());
+        args.extend(common);
+        args.push(image.to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args, how.sigstore)
+    }
+
+    fn common(&self, how: Signing<'_>) -> Vec<String> {
+        let mut args = self.registry_args();
+        args.extend(Self::service_args(how.sigstore));
+        args.push(
+            match how.format {
+                Format::Legacy => "--new-bundle-format=false",
+                Format::Bundle => "--new-bundle-format=true",
+            }
+            .to_owned(),
+        );
+        args.push(how.mode.flag().to_owned());
+        if how.recursive {
+            args.push("--recursive".to_owned());
+        }
+        args
+    }
+}
+
+/// An OIDC identity token for the local Fulcio: a JWT signed ES256 by a throwaway key. cosign
+/// parses it (and signs its subject as the proof of possession) without verifying it; the
+/// mock Fulcio takes `sub` as the certificate's URI SAN and `iss` as its issuer extension.
+pub fn identity_token(subject: &str, issuer: &str) -> String {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "sub": subject,
+        "aud": "sigstore",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("ES256 key");
+    let signature = key
+        .sign(&SystemRandom::new(), signing_input.as_bytes())
+        .expect("sign the token");
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.as_ref())
+    )
+}
