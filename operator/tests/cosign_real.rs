@@ -25,8 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image_policy::policy::{ImageName, NamedKey, PublicKey};
+use image_policy::verify::Format as Stored;
 use image_policy::verify::{
-    Cache, Failure, Observer, RegistryConfig, RegistryOutcome, Verdict, Verifier, VerifyConfig,
+    Cache, Failure, Observer, RegistryConfig, RegistryOutcome, Rejection, Verdict, Verifier,
+    VerifyConfig,
 };
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::producers::{Cosign, CosignKey, Format, Mode, Signing};
@@ -165,12 +167,15 @@ async fn real_cosign_signatures_admit_with_their_key_only_at_the_least_cost_on_b
                     "{kind:?}, {layout}: {verdict:?}"
                 ),
                 (Format::Legacy, RegistryKind::Distribution) => assert!(
-                    matches!(verdict, Verdict::Denied(Failure::SignatureMismatch { .. })),
+                    verdict
+                        == Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(
+                            Stored::Legacy
+                        ))),
                     "{kind:?}, {layout}: {verdict:?}"
                 ),
                 (Format::Bundle, _) => assert_eq!(
                     verdict,
-                    Verdict::Denied(Failure::BundleMismatch),
+                    Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Stored::Bundle))),
                     "{kind:?}, {layout}"
                 ),
             }
@@ -311,7 +316,7 @@ async fn a_referrers_api_answering_null_manifests_means_no_referrers() {
     );
     let verdict = verify(&verifier(&registry), &image, &[&named("k", &key)]).await;
     assert!(
-        matches!(verdict, Verdict::Denied(Failure::SignatureMismatch { .. })),
+        verdict == Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Stored::Legacy))),
         "{verdict:?}"
     );
 }
@@ -358,9 +363,9 @@ async fn cosign_attestations_are_never_taken_for_signatures() {
                 // The bundle is found, verified, and read as what it is.
                 (Format::Bundle, _) => assert_eq!(
                     verdict,
-                    Verdict::Denied(Failure::Attestation {
+                    Verdict::Denied(Failure::Rejected(Rejection::Attestation {
                         predicate_type: "https://slsa.dev/provenance/v1".into()
-                    }),
+                    })),
                     "{kind:?}, {layout}"
                 ),
                 // The `.att` tag is not a place signatures are looked for.

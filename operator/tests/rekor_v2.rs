@@ -19,7 +19,8 @@ use std::sync::Arc;
 use image_policy::policy::{
     Identity, ImageName, Matcher, NamedKey, PublicKey, Transparency, TrustRoot,
 };
-use image_policy::verify::{Failure, RegistryConfig, Verdict, Verifier, VerifyConfig};
+use image_policy::verify::Format as Stored;
+use image_policy::verify::{Failure, RegistryConfig, Rejection, Verdict, Verifier, VerifyConfig};
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::local_sigstore::LocalSigstore;
 use image_policy_testsupport::producers::{
@@ -155,7 +156,7 @@ async fn key_signatures_logged_in_a_real_rekor_v2_verify_offline_when_the_log_is
     );
     let verdict = verify(&registry, &format!("{host}/unlogged:v1"), &[&required]).await;
     assert!(
-        matches!(&verdict, Verdict::Denied(Failure::NoLogEntry { root, .. }) if root == "local"),
+        matches!(&verdict, Verdict::Denied(Failure::Rejected(Rejection::NoLogEntry { root, .. })) if root == "local"),
         "{verdict:?}"
     );
     let verdict = verify(
@@ -171,7 +172,10 @@ async fn key_signatures_logged_in_a_real_rekor_v2_verify_offline_when_the_log_is
         ..named("other", &cosign.generate_key())
     };
     let verdict = verify(&registry, &format!("{host}/logged:v1"), &[&other]).await;
-    assert_eq!(verdict, Verdict::Denied(Failure::BundleMismatch));
+    assert_eq!(
+        verdict,
+        Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Stored::Bundle)))
+    );
 }
 
 #[tokio::test]
@@ -238,7 +242,10 @@ async fn keyless_signatures_through_fulcio_logged_in_rekor_v2_and_timestamped_ad
     for key in [&other_subject, &other_issuer] {
         let verdict = verify(&registry, &image, &[key]).await;
         assert!(
-            matches!(verdict, Verdict::Denied(Failure::IdentityMismatch { .. })),
+            matches!(
+                verdict,
+                Verdict::Denied(Failure::Rejected(Rejection::IdentityMismatch { .. }))
+            ),
             "{verdict:?}"
         );
     }
