@@ -6,9 +6,12 @@
 //! - The places of a pod spec that hold images ([`ContainerList`]: the field, the order
 //!   images are reported in, the JSON pointer of each image), read by `Object::read_field`
 //!   and listed by [`Object::pod_spec_images`]. A new place for an image is a variant there,
-//!   its reading in `read_field`, and its items in `pod_spec_images`.
+//!   its reading in `read_field`, and its items in `pod_spec_images`. The containers lists
+//!   and the image volumes are all of them (docs/contract.md §2 lists every field of the Pod
+//!   API that names an image, and why the others are not read).
 //! - What a request changes ([`Change`]): the images it must have checked (those it adds),
-//!   the pointer of each for a patch, and the pod spec whose credentials go with them.
+//!   the pointer of each for a patch, the pod spec whose credentials go with them, and the
+//!   image volumes that mount each ([`ImageVolumes`]), for a refusal to say so.
 //!
 //! An object is read into an [`Object`]: in one pass over its JSON and without building it,
 //! the fields that decide (a pod spec's container lists, pull secrets and service account) at
@@ -18,13 +21,13 @@
 //! a clear error. Admission requests and manifest files (through [`Object::from_value`]) go
 //! through this one reading.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
 mod read;
 
-/// Which containers list an image came from.
+/// Which list of a pod spec an image came from: a containers list, or the image volumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContainerList {
     /// `containers`.
@@ -33,14 +36,20 @@ pub enum ContainerList {
     InitContainers,
     /// `ephemeralContainers`.
     EphemeralContainers,
+    /// The image volumes among `volumes` (`volumes[].image.reference`, KEP-4639): the kubelet
+    /// pulls such an image as it pulls a container's, and mounts its files into the Pod,
+    /// where a container can run them.
+    ImageVolumes,
 }
 
 impl ContainerList {
-    /// Every list, in the order images are reported.
-    pub const ALL: [ContainerList; 3] = [
+    /// Every list, in the order images are reported: the containers first, as before image
+    /// volumes existed, so that a refusal of a Pod without them reads as it did.
+    pub const ALL: [ContainerList; 4] = [
         ContainerList::InitContainers,
         ContainerList::Containers,
         ContainerList::EphemeralContainers,
+        ContainerList::ImageVolumes,
     ];
 
     /// The field name in a pod spec.
@@ -49,27 +58,76 @@ impl ContainerList {
             ContainerList::Containers => "containers",
             ContainerList::InitContainers => "initContainers",
             ContainerList::EphemeralContainers => "ephemeralContainers",
+            ContainerList::ImageVolumes => "volumes",
+        }
+    }
+
+    /// The JSON pointer of the image within an item of the list.
+    fn image_pointer(self) -> &'static str {
+        match self {
+            ContainerList::ImageVolumes => "/image/reference",
+            _ => "/image",
         }
     }
 }
 
-/// One container's image.
+/// One image of a pod spec: a container's, or an image volume's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerImage {
     /// The list it is in.
     pub list: ContainerList,
-    /// Its position in that list.
+    /// Its position in that list (for an image volume, in `volumes`).
     pub index: usize,
-    /// The container's name.
+    /// The container's name, or the volume's.
     pub name: String,
     /// The image, exactly as written.
     pub image: String,
 }
 
 impl ContainerImage {
-    /// The JSON pointer (RFC 6901) of its `image` field, below its pod spec's.
+    /// The JSON pointer (RFC 6901) of its image field, below its pod spec's: a container's
+    /// `image`, an image volume's `image/reference`.
     pub fn pointer(&self) -> String {
-        format!("/{}/{}/image", self.list.field(), self.index)
+        format!(
+            "/{}/{}{}",
+            self.list.field(),
+            self.index,
+            self.list.image_pointer()
+        )
+    }
+}
+
+/// The image volumes of a pod spec by the image each mounts, so that a refusal of an image
+/// can say which volumes mount it (docs/contract.md §2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageVolumes(HashMap<String, Vec<String>>);
+
+impl ImageVolumes {
+    /// The image volumes among `images`.
+    pub fn of(images: &[ContainerImage]) -> Self {
+        let mut volumes = ImageVolumes::default();
+        volumes.add(images);
+        volumes
+    }
+
+    /// Adds the image volumes among `images` (another Pod's of the same workload, say), each
+    /// name once per image.
+    pub fn add(&mut self, images: &[ContainerImage]) {
+        let mounts = images
+            .iter()
+            .filter(|i| i.list == ContainerList::ImageVolumes);
+        for mount in mounts {
+            let names = self.0.entry(mount.image.clone()).or_default();
+            if !names.contains(&mount.name) {
+                names.push(mount.name.clone());
+            }
+        }
+    }
+
+    /// The names of the image volumes that mount `image`, in order; none when only
+    /// containers run it.
+    pub fn mounting(&self, image: &str) -> &[String] {
+        self.0.get(image).map(Vec::as_slice).unwrap_or_default()
     }
 }
 
@@ -92,7 +150,14 @@ pub enum WorkloadError {
         /// The container's index.
         index: usize,
     },
-    /// A containers field that is not a list.
+    /// An image volume without a string `reference`: fail closed, as for a container
+    /// without an image, since the kubelet would pull whatever it is defaulted to.
+    #[error("volumes[{index}].image has no reference")]
+    NoReference {
+        /// The volume's index in `volumes`.
+        index: usize,
+    },
+    /// A containers or volumes field that is not a list.
     #[error("{0} is not a list")]
     NotAList(&'static str),
 }
@@ -206,6 +271,15 @@ impl<'a> Change<'a> {
             .collect()
     }
 
+    /// The image volumes of the object by the image each mounts; none when the change has no
+    /// pod spec this webhook reads, or an unreadable one.
+    pub fn image_volumes(&self) -> ImageVolumes {
+        match self.images_in(self.object) {
+            Ok(Some((_, images))) => ImageVolumes::of(&images),
+            Ok(None) | Err(_) => ImageVolumes::default(),
+        }
+    }
+
     /// The pod spec whose pull secrets and service account go with this change's images: the
     /// object's at its kind's path, or for a subresource its `spec` (or itself).
     pub fn pod_spec(&self) -> Option<&'a Object> {
@@ -265,6 +339,8 @@ pub struct Object {
     init_containers: Containers,
     containers: Containers,
     ephemeral_containers: Containers,
+    /// The image volumes of `volumes`.
+    volumes: Volumes,
     /// The non-empty `name`s of `imagePullSecrets`.
     pull_secrets: Vec<String>,
     /// `serviceAccountName`, when a string.
@@ -284,6 +360,29 @@ enum Containers {
     NotAList,
     /// A list.
     Items(Vec<Container>),
+}
+
+/// A `volumes` field: only its image volumes are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Volumes {
+    /// Missing or `null`.
+    #[default]
+    Absent,
+    /// Anything but a list.
+    NotAList,
+    /// A list, of which these items are image volumes.
+    Items(Vec<ImageVolume>),
+}
+
+/// An item of `volumes` with an `image` (of any type but `null`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ImageVolume {
+    /// Its position in `volumes`.
+    index: usize,
+    /// `name`, or empty.
+    name: String,
+    /// `image.reference`, when a non-empty string.
+    reference: Option<String>,
 }
 
 /// One item of a containers list.
@@ -346,11 +445,21 @@ impl Object {
         spec.pod_spec_images().map(Some)
     }
 
-    /// The images of this value read as a pod spec, init containers first.
+    /// The images of this value read as a pod spec, in the order of [`ContainerList::ALL`]:
+    /// init containers first, image volumes last.
     pub fn pod_spec_images(&self) -> Result<Vec<ContainerImage>, WorkloadError> {
         let mut out = Vec::new();
         for list in ContainerList::ALL {
-            let containers = match self.list(list) {
+            let containers = match list {
+                ContainerList::InitContainers => &self.init_containers,
+                ContainerList::Containers => &self.containers,
+                ContainerList::EphemeralContainers => &self.ephemeral_containers,
+                ContainerList::ImageVolumes => {
+                    self.image_volume_images(&mut out)?;
+                    continue;
+                }
+            };
+            let containers = match containers {
                 Containers::Absent => continue,
                 Containers::Items(items) => items,
                 Containers::NotAList => return Err(WorkloadError::NotAList(list.field())),
@@ -371,6 +480,29 @@ impl Object {
         Ok(out)
     }
 
+    /// Adds the images of the image volumes of this value read as a pod spec to `out`.
+    fn image_volume_images(&self, out: &mut Vec<ContainerImage>) -> Result<(), WorkloadError> {
+        let volumes = match &self.volumes {
+            Volumes::Absent => return Ok(()),
+            Volumes::Items(items) => items,
+            Volumes::NotAList => return Err(WorkloadError::NotAList("volumes")),
+        };
+        for volume in volumes {
+            let index = volume.index;
+            let reference = volume
+                .reference
+                .as_ref()
+                .ok_or(WorkloadError::NoReference { index })?;
+            out.push(ContainerImage {
+                list: ContainerList::ImageVolumes,
+                index,
+                name: volume.name.clone(),
+                image: reference.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// The `imagePullSecrets` names of this value read as a pod spec.
     pub fn pull_secret_names(&self) -> &[String] {
         &self.pull_secrets
@@ -379,14 +511,6 @@ impl Object {
     /// The `serviceAccountName` of this value read as a pod spec, when it is a string.
     pub fn service_account_name(&self) -> Option<&str> {
         self.service_account_name.as_deref()
-    }
-
-    fn list(&self, list: ContainerList) -> &Containers {
-        match list {
-            ContainerList::Containers => &self.containers,
-            ContainerList::InitContainers => &self.init_containers,
-            ContainerList::EphemeralContainers => &self.ephemeral_containers,
-        }
     }
 }
 

@@ -20,7 +20,7 @@ use image_policy_crd::RefusedImage;
 use serde::Serialize;
 
 use crate::policy::Snapshot;
-use crate::webhook::admit::Admission;
+use crate::webhook::admit::{Admission, mounted_as};
 use crate::webhook::credentials::Owner;
 use crate::webhook::decision::Outcome;
 pub use workloads::Workload;
@@ -156,8 +156,10 @@ pub async fn check(
     report
 }
 
-/// The refusal in `outcome`, if it is one (waived in Warn mode or not).
+/// The refusal in `outcome`, if it is one (waived in Warn mode or not), in the words a review
+/// of the workload would have: naming the image volumes of this workload that mount it.
 fn refusal(workload: &Workload, image: &str, outcome: &Outcome) -> Option<WorkloadRefusal> {
+    let outcome = mounted_as(outcome.clone(), workload.volumes.mounting(image));
     let (message, reason, warn_mode) = match outcome {
         Outcome::Denied { message, reason } => (message, reason, false),
         Outcome::Waived { message, reason } => (message, reason, true),
@@ -169,7 +171,7 @@ fn refusal(workload: &Workload, image: &str, outcome: &Outcome) -> Option<Worklo
         name: workload.name.clone(),
         image: image.to_owned(),
         reason: reason.as_str(),
-        message: message.clone(),
+        message,
         warn_mode,
     })
 }

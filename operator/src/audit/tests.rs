@@ -275,6 +275,43 @@ async fn each_image_is_decided_once_per_credential_sources_and_every_refusal_is_
 }
 
 #[tokio::test]
+async fn an_image_volume_is_checked_and_its_refusal_names_the_volume_of_its_workload() {
+    // The running check reads a Pod as the API server serves it (k8s-openapi's Pod).
+    let mut mounting = pod("a", "mounting", None, &["docker.io/app:1"]);
+    let volumes = serde_json::json!([
+        {"name": "config", "configMap": {"name": "c"}},
+        {"name": "models", "image": {"reference": "127.0.0.1:1/models:1", "pullPolicy": "Always"}},
+    ]);
+    mounting.spec.as_mut().expect("spec").volumes =
+        Some(serde_json::from_value(volumes).expect("volumes"));
+    // The same image run as a container elsewhere: decided once, said for each workload.
+    let running = pod("a", "running", None, &["127.0.0.1:1/models:1"]);
+    let (report, _) = audit(snapshot("Enforce"), &[mounting, running]).await;
+    let rows: Vec<_> = report
+        .refused
+        .iter()
+        .map(|r| (r.name.as_str(), r.image.as_str(), r.reason))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("mounting", "docker.io/app:1", "Unmatched"),
+            ("mounting", "127.0.0.1:1/models:1", "Unreachable"),
+            ("running", "127.0.0.1:1/models:1", "Unreachable"),
+        ]
+    );
+    let mounted = &report.refused[1].message;
+    assert!(
+        mounted.starts_with("The image: 127.0.0.1:1/models:1 is not signed. ")
+            && mounted.ends_with(" It is mounted as the image volume \"models\"."),
+        "{mounted}"
+    );
+    let run = &report.refused[2].message;
+    assert!(!run.contains("image volume"), "{run}");
+    assert!(!report.refused[0].message.contains("image volume"));
+}
+
+#[tokio::test]
 async fn in_warn_mode_what_would_be_refused_is_reported_as_such() {
     let pods = [pod("a", "one", None, &["docker.io/other:1"])];
     let (report, _) = audit(snapshot("Warn"), &pods).await;

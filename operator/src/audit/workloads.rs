@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{ListParams, ObjectList};
 use kube::{Api, Client};
 
-use crate::workload::Object;
+use crate::workload::{ImageVolumes, Object};
 
 /// How many objects one list request asks for: a page of Pods is held whole while it is read,
 /// so a small one keeps the peak of memory low (a Pod made by a controller is a few KiB).
@@ -42,6 +42,8 @@ pub struct Workload {
     pub name: String,
     /// The images of its Pods, each once, in the order first seen.
     pub images: Vec<String>,
+    /// The image volumes of its Pods by the image each mounts.
+    pub volumes: ImageVolumes,
     /// How many of its Pods run.
     pub pods: usize,
     /// The first Pod, read as the webhook reads one: its pod spec gives the credential
@@ -209,27 +211,26 @@ pub fn group(pods: Vec<RunningPod>, owners: &Owners) -> Vec<Workload> {
                 .unwrap_or((kind, name)),
             None => ("Pod".to_owned(), pod.name),
         };
-        let images: Vec<String> = pod
+        let images = pod
             .object
             .pod_spec("Pod")
             .and_then(|spec| spec.pod_spec_images().ok())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.image)
-            .collect();
+            .unwrap_or_default();
         let key = (pod.namespace.clone(), kind.clone(), name.clone());
         let workload = workloads.entry(key).or_insert_with(|| Workload {
             namespace: pod.namespace,
             kind,
             name,
             images: Vec::new(),
+            volumes: ImageVolumes::default(),
             pods: 0,
             pod: pod.object,
         });
         workload.pods += 1;
+        workload.volumes.add(&images);
         for image in images {
-            if !workload.images.contains(&image) {
-                workload.images.push(image);
+            if !workload.images.contains(&image.image) {
+                workload.images.push(image.image);
             }
         }
     }

@@ -19,10 +19,11 @@ use super::policy_file::PolicyArgs;
 use crate::policy::{ImageName, PolicyState};
 use crate::verify::DockerConfig;
 use crate::webhook::Webhook;
+use crate::webhook::admit::mounted_as;
 use crate::webhook::credentials::{CredentialSource, Owner, Sources};
 use crate::webhook::decision::Outcome;
 use crate::webhook::words;
-use crate::workload::images_of;
+use crate::workload::{ContainerImage, ImageVolumes, images_of};
 
 /// Arguments of `image-policy check`.
 #[derive(Debug, clap::Args)]
@@ -57,6 +58,9 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     workload: Option<String>,
     image: String,
+    /// The image volumes of its workload that mount it, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    image_volumes: Vec<String>,
     admitted: bool,
     reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,8 +81,16 @@ struct Report {
 pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
     let snapshot = load_policy_with(&args.policy, &args.decision.trusted_root)?;
     let subjects = match &args.manifest {
-        Some(path) => manifest_images(path)?,
-        None => args.images.iter().map(|i| (None, i.clone())).collect(),
+        Some(path) => manifest_subjects(path)?,
+        None => args
+            .images
+            .iter()
+            .map(|image| Subject {
+                workload: None,
+                image: image.clone(),
+                volumes: Vec::new(),
+            })
+            .collect(),
     };
     let verifier = args.decision.verifier()?;
     let plain = verifier.registry().plain_http().clone();
@@ -102,7 +114,7 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
         })?;
     let settings = args.decision.settings();
     let snapshot = Arc::new(snapshot);
-    let images = subjects.iter().map(|(_, image)| image.clone()).collect();
+    let images = subjects.iter().map(|s| s.image.clone()).collect();
     let outcomes = runtime.block_on(async {
         // Built in the runtime: the watch channel's receiver is only read by `judge`'s caller.
         let (_policy, rx) = watch::channel(PolicyState::Active(snapshot.clone()));
@@ -116,7 +128,12 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
     let reports: Vec<Report> = subjects
         .into_iter()
         .zip(outcomes)
-        .map(|((workload, image), (_, o))| {
+        .map(|(subject, (_, o))| {
+            let Subject {
+                workload,
+                image,
+                volumes,
+            } = subject;
             let (any_of, mode) = match ImageName::parse_with(&image, &plain) {
                 Ok(parsed) => {
                     let entries = snapshot.matching(&parsed);
@@ -124,9 +141,11 @@ pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
                 }
                 Err(_) => (None, snapshot.mode()),
             };
+            let o = mounted_as(o, &volumes);
             Report {
                 any_of,
                 mode: mode.as_str(),
+                image_volumes: volumes,
                 ..report(workload, image, o)
             }
         })
@@ -145,8 +164,40 @@ impl CredentialSource for ConfigFile {
     }
 }
 
-/// `(workload, image)` for every container of every workload in a multi-document manifest.
-fn manifest_images(path: &Path) -> Result<Vec<(Option<String>, String)>, CliError> {
+/// One image to decide: the workload of the manifest it is in (`Kind/name`), and the image
+/// volumes of that workload that mount it.
+struct Subject {
+    workload: Option<String>,
+    image: String,
+    volumes: Vec<String>,
+}
+
+/// The images of every workload in a multi-document manifest, each once per workload in the
+/// order a review of it decides them, with the image volumes that mount it: what the webhook
+/// would decide for each, in its words.
+fn manifest_subjects(path: &Path) -> Result<Vec<Subject>, CliError> {
+    let mut out = Vec::new();
+    for (workload, images) in manifest_workloads(path)? {
+        let volumes = ImageVolumes::of(&images);
+        let mut seen = std::collections::HashSet::new();
+        for ContainerImage { image, .. } in images {
+            if seen.insert(image.clone()) {
+                out.push(Subject {
+                    workload: Some(workload.clone()),
+                    volumes: volumes.mounting(&image).to_vec(),
+                    image,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every Pod and workload of a multi-document manifest (`Kind/name`) with its images
+/// (containers' and image volumes'), as the webhook reads them; an error when there is none.
+pub(super) fn manifest_workloads(
+    path: &Path,
+) -> Result<Vec<(String, Vec<ContainerImage>)>, CliError> {
     let text = read_file(path)?;
     let input_error = |detail: String| CliError::Input {
         path: path.into(),
@@ -170,8 +221,9 @@ fn manifest_images(path: &Path) -> Result<Vec<(Option<String>, String)>, CliErro
         let workload = format!("{kind}/{name}");
         let images =
             images_of(kind, &value).map_err(|e| input_error(format!("{workload}: {e}")))?;
-        for image in images.unwrap_or_default() {
-            out.push((Some(workload.clone()), image.image));
+        match images {
+            Some(images) if !images.is_empty() => out.push((workload, images)),
+            _ => {}
         }
     }
     if out.is_empty() {
@@ -189,6 +241,7 @@ fn report(workload: Option<String>, image: String, outcome: Outcome) -> Report {
     let mut report = Report {
         workload,
         image,
+        image_volumes: Vec::new(),
         admitted,
         reason,
         message: None,

@@ -1,8 +1,10 @@
 //! `image-policy match`: which entries of a policy match each image, with which keys it
 //! would be checked and in which mode, without asking a registry. For a policy's author: it
-//! answers from the policy file alone.
+//! answers from the policy file alone. With `-f`, for each image of each Pod and workload of a
+//! manifest, and where it is written: which container, or which image volume.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use image_policy_crd::Mode;
 use serde::Serialize;
@@ -12,6 +14,7 @@ use super::input::load_policy;
 use super::output::{Output, any_of, any_of_line, write_reports};
 use super::policy_file::PolicyArgs;
 use crate::policy::{ImageName, Snapshot};
+use crate::workload::{ContainerImage, ContainerList};
 
 /// Arguments of `image-policy match`.
 #[derive(Debug, clap::Args)]
@@ -24,8 +27,17 @@ pub struct MatchArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Read the images of the Pods and workloads of this manifest (multi-document YAML),
+    /// containers' and image volumes', instead of images.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "MANIFEST.yaml",
+        conflicts_with = "images"
+    )]
+    manifest: Option<PathBuf>,
     /// Images as written in a pod spec.
-    #[arg(required = true, value_name = "IMAGE")]
+    #[arg(value_name = "IMAGE", required_unless_present = "manifest")]
     images: Vec<String>,
 }
 
@@ -33,6 +45,15 @@ pub struct MatchArgs {
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 struct ImageReport {
+    /// The manifest's workload it is in (`Kind/name`), with `-f`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<String>,
+    /// The container it is the image of, with `-f`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
+    /// The image volume that mounts it, with `-f`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_volume: Option<String>,
     image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     canonical: Option<String>,
@@ -67,17 +88,48 @@ pub fn run(args: &MatchArgs, out: &mut impl Write) -> Result<(), CliError> {
         .namespace
         .as_deref()
         .filter(|ns| snapshot.is_excluded(ns));
-    let reports: Vec<ImageReport> = args
-        .images
-        .iter()
-        .map(|i| report(&snapshot, i, excluded))
-        .collect();
+    let reports: Vec<ImageReport> = match &args.manifest {
+        Some(path) => super::check::manifest_workloads(path)?
+            .into_iter()
+            .flat_map(|(workload, images)| {
+                images
+                    .into_iter()
+                    .map(move |place| (workload.clone(), place))
+            })
+            .map(|(workload, place)| {
+                let report = report(&snapshot, &place.image, excluded);
+                placed(report, workload, place)
+            })
+            .collect(),
+        None => args
+            .images
+            .iter()
+            .map(|i| report(&snapshot, i, excluded))
+            .collect(),
+    };
     write_reports(out, args.output, &reports, write_text)?;
     Ok(())
 }
 
+/// `report` of an image of a manifest's `workload`, written at `place`.
+fn placed(report: ImageReport, workload: String, place: ContainerImage) -> ImageReport {
+    let (container, image_volume) = match place.list {
+        ContainerList::ImageVolumes => (None, Some(place.name)),
+        _ => (Some(place.name), None),
+    };
+    ImageReport {
+        workload: Some(workload),
+        container,
+        image_volume,
+        ..report
+    }
+}
+
 fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageReport {
     let mut report = ImageReport {
+        workload: None,
+        container: None,
+        image_volume: None,
         image: written.to_owned(),
         canonical: None,
         error: None,
@@ -111,6 +163,14 @@ fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageRe
 }
 
 fn write_text(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()> {
+    if let Some(workload) = &report.workload {
+        write!(out, "{workload} ")?;
+    }
+    match (&report.container, &report.image_volume) {
+        (Some(container), _) => write!(out, "container {container:?}: ")?,
+        (None, Some(volume)) => write!(out, "image volume {volume:?}: ")?,
+        (None, None) => {}
+    }
     match &report.canonical {
         Some(canonical) if canonical != &report.image => {
             writeln!(out, "{} ({canonical})", report.image)?

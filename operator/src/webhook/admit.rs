@@ -135,7 +135,19 @@ impl Admission {
             return Ok(Decision::untouched());
         }
         let owner = Owner::of(request);
-        Ok(Decision::of(self.judge(snapshot, owner, images).await))
+        let mut outcomes = self.judge(snapshot, owner, images).await;
+        // Image volumes are looked up for a refusal only: an admission says nothing of them.
+        if outcomes.iter().any(|(_, o)| refuses(o)) {
+            let volumes = request.change().image_volumes();
+            outcomes = outcomes
+                .into_iter()
+                .map(|(image, o)| {
+                    let o = mounted_as(o, volumes.mounting(&image));
+                    (image, o)
+                })
+                .collect();
+        }
+        Ok(Decision::of(outcomes))
     }
 
     /// The outcome of each image of one object under `snapshot`, in order.
@@ -247,6 +259,33 @@ pub fn classify<'a>(
         };
         denied.under(snapshot.mode())
     })
+}
+
+/// The outcome of an image that the image volumes `volumes` mount: a denial, waived in Warn
+/// mode or not, says which after its own words (docs/contract.md §2), so that a user knows
+/// where to look. Anything else, and an image that no volume mounts, is as it was. Applied
+/// to each object's images after they are decided, since the same image is mounted by other
+/// volumes in another object (the running check decides it once for both).
+pub fn mounted_as(outcome: Outcome, volumes: &[String]) -> Outcome {
+    if volumes.is_empty() {
+        return outcome;
+    }
+    match outcome {
+        Outcome::Denied { message, reason } => Outcome::Denied {
+            message: words::mounted_as(&message, volumes),
+            reason,
+        },
+        Outcome::Waived { message, reason } => Outcome::Waived {
+            message: words::mounted_as(&message, volumes),
+            reason,
+        },
+        other @ (Outcome::Admitted { .. } | Outcome::Warned(_)) => other,
+    }
+}
+
+/// Whether an outcome is a denial, waived in Warn mode or not.
+fn refuses(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Denied { .. } | Outcome::Waived { .. })
 }
 
 /// The keys of all matched entries, each once ("any key of any matched entry").

@@ -2,7 +2,8 @@
 //! policy covers and that is written with a tag is rewritten `name:tag@sha256:<digest>`, the
 //! digest its verification accepted, so that what a node pulls is content-addressed: a tag
 //! moved after admission, or a registry that answers a tag's HEAD with one digest and serves
-//! other bytes, cannot change what runs.
+//! other bytes, cannot change what runs. The images are those of [`crate::workload`]: the
+//! containers' `image` and the image volumes' `image.reference` (whose `pullPolicy` stays).
 //!
 //! The mutation decides exactly as validation does ([`super::admit`]) and refuses what it
 //! would refuse, with the same words: it never admits on its own. An image written with a
@@ -45,7 +46,8 @@ impl Pinning {
 /// One image rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
-    /// The JSON pointer of its `image` field.
+    /// The JSON pointer of its field: a container's `image`, an image volume's
+    /// `image/reference`.
     pub pointer: String,
     /// The image as written.
     pub written: String,

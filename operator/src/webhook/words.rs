@@ -115,6 +115,22 @@ fn rejected(rejection: &Rejection) -> Option<String> {
     })
 }
 
+/// A denial of an image that image volumes mount (`volumes[].image.reference`), and the
+/// sentence that says which, after the denial's own words: the original's sentence about the
+/// image is kept, and a user is told where to look, since a volume's image is written nowhere
+/// near a container's (docs/contract.md §2).
+pub fn mounted_as(denial: &str, volumes: &[String]) -> String {
+    let quoted: Vec<String> = volumes.iter().map(|v| format!("{v:?}")).collect();
+    match quoted.as_slice() {
+        [] => denial.to_owned(),
+        [one] => format!("{denial} It is mounted as the image volume {one}."),
+        several => format!(
+            "{denial} It is mounted as the image volumes {}.",
+            several.join(", ")
+        ),
+    }
+}
+
 /// The denial of every image while the policy does not compile and nothing valid is in force.
 pub fn policy_invalid(problems: &Problems) -> String {
     format!(
@@ -225,6 +241,33 @@ mod tests {
         assert_eq!(
             waived(&unmatched_denial("busybox")),
             "Could not verify against any image policies for container image: busybox. Container will be created as the image policy is in Warn mode."
+        );
+    }
+
+    #[test]
+    fn an_image_volumes_denial_keeps_the_originals_words_and_names_the_volumes() {
+        let denial = not_signed(
+            "r/models:1",
+            &Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy)),
+        );
+        assert_eq!(
+            mounted_as(&denial, &["models".into()]),
+            "The image: r/models:1 is not signed. It is mounted as the image volume \"models\"."
+        );
+        assert_eq!(
+            mounted_as(&unmatched_denial("busybox"), &["a".into(), "b".into()]),
+            "Could not verify against any image policies for container image: busybox. It is mounted as the image volumes \"a\", \"b\"."
+        );
+        assert_eq!(mounted_as(&denial, &[]), denial);
+        // In Warn mode, the denial with its volume, word for word, then why it is admitted.
+        assert_eq!(
+            waived(&mounted_as(&denial, &["models".into()])),
+            "The image: r/models:1 is not signed. It is mounted as the image volume \"models\". Container will be created as the image policy is in Warn mode."
+        );
+        // A name is quoted with its escapes: it cannot end the sentence early.
+        assert_eq!(
+            mounted_as("D.", &["a\". Fine".into()]),
+            "D. It is mounted as the image volume \"a\\\". Fine\"."
         );
     }
 

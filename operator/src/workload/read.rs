@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{MapAccess, SeqAccess};
 use serde_json::Value;
 
-use super::{Container, Containers, Object};
+use super::{Container, Containers, ImageVolume, Object, Volumes};
 use crate::lenient::{Lenient, Read, Text, each_field, next_value};
 
 impl Object {
@@ -49,6 +49,7 @@ impl Object {
             "containers" => self.containers = next_value(map)?,
             "initContainers" => self.init_containers = next_value(map)?,
             "ephemeralContainers" => self.ephemeral_containers = next_value(map)?,
+            "volumes" => self.volumes = next_value(map)?,
             "imagePullSecrets" => self.pull_secrets = next_value::<_, PullSecrets>(map)?.0,
             "serviceAccountName" => {
                 self.service_account_name = next_value::<_, Text>(map)?.into_owned();
@@ -109,6 +110,87 @@ impl<'de> Lenient<'de> for Container {
             Ok(true)
         })?;
         Ok(container)
+    }
+}
+
+impl<'de> Lenient<'de> for Volumes {
+    fn other() -> Self {
+        Volumes::NotAList
+    }
+
+    fn null() -> Self {
+        Volumes::Absent
+    }
+
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::new();
+        let mut index = 0;
+        while let Some(Read(Volume { name, image })) = seq.next_element::<Read<Volume>>()? {
+            if let Some(VolumeImage(reference)) = image {
+                items.push(ImageVolume {
+                    index,
+                    name,
+                    reference,
+                });
+            }
+            index += 1;
+        }
+        Ok(Volumes::Items(items))
+    }
+}
+
+/// One item of `volumes`: its `name`, and its `image` unless missing or `null` (a volume of
+/// another type).
+#[derive(Default)]
+struct Volume {
+    name: String,
+    image: Option<VolumeImage>,
+}
+
+/// A volume's `image`: its `reference` when a non-empty string. Anything but an object is
+/// an image volume without one (an error for the caller), never a volume of another type:
+/// what is not `null` there is read as the API server would pull it, or refused.
+struct VolumeImage(Option<String>);
+
+impl<'de> Lenient<'de> for Volume {
+    fn other() -> Self {
+        Volume::default()
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut volume = Volume::default();
+        each_field(map, |key, map| {
+            match key {
+                "name" => volume.name = next_value::<_, Text>(map)?.into_string(),
+                "image" => volume.image = next_value::<_, Option<VolumeImage>>(map)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(volume)
+    }
+}
+
+impl<'de> Lenient<'de> for Option<VolumeImage> {
+    fn other() -> Self {
+        Some(VolumeImage(None))
+    }
+
+    fn null() -> Self {
+        None
+    }
+
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let mut reference = None;
+        each_field(map, |key, map| {
+            if key != "reference" {
+                return Ok(false);
+            }
+            let text = next_value::<_, Text>(map)?.0;
+            reference = text.filter(|r| !r.is_empty()).map(Cow::into_owned);
+            Ok(true)
+        })?;
+        Ok(Some(VolumeImage(reference)))
     }
 }
 

@@ -139,3 +139,157 @@ fn an_update_checks_only_the_images_it_adds() {
     };
     assert_eq!(delete.images_to_check(), Ok(None));
 }
+
+/// A pod spec with a container and the volumes `volumes`.
+fn with_volumes(volumes: serde_json::Value) -> serde_json::Value {
+    json!({"containers": [{"name": "app", "image": "r/app:1"}], "volumes": volumes})
+}
+
+#[test]
+fn image_volumes_are_images_after_the_containers() {
+    let spec = with_volumes(json!([
+        {"name": "config", "configMap": {"name": "c"}},
+        {"name": "models", "image": {"reference": "r/models:1", "pullPolicy": "IfNotPresent"}},
+        {"name": "scratch", "emptyDir": {}, "image": null},
+        {"name": "tools", "image": {"reference": "r/tools:2"}},
+    ]));
+    let images = Object::from_value(&spec).pod_spec_images().expect("images");
+    let volume = |index, name: &str, image: &str| ContainerImage {
+        list: ContainerList::ImageVolumes,
+        index,
+        name: name.into(),
+        image: image.into(),
+    };
+    assert_eq!(
+        images[1..],
+        [
+            volume(1, "models", "r/models:1"),
+            volume(3, "tools", "r/tools:2")
+        ]
+    );
+    assert_eq!(images[1].pointer(), "/volumes/1/image/reference");
+    assert_eq!(images[0].pointer(), "/containers/0/image");
+    let volumes = ImageVolumes::of(&images);
+    assert_eq!(volumes.mounting("r/models:1"), ["models"]);
+    assert!(volumes.mounting("r/app:1").is_empty(), "a container's");
+}
+
+#[test]
+fn an_image_volume_without_a_reference_is_an_error_as_a_container_without_an_image() {
+    for image in [
+        json!({}),
+        json!({"reference": ""}),
+        json!({"reference": 5}),
+        json!({"pullPolicy": "Always"}),
+        json!("r/models:1"),
+        json!(["r/models:1"]),
+    ] {
+        let spec = with_volumes(
+            json!([{"name": "ok", "emptyDir": {}}, {"name": "models", "image": image}]),
+        );
+        assert_eq!(
+            Object::from_value(&spec).pod_spec_images(),
+            Err(WorkloadError::NoReference { index: 1 }),
+            "{image}"
+        );
+    }
+    assert_eq!(
+        WorkloadError::NoReference { index: 1 }.to_string(),
+        "volumes[1].image has no reference"
+    );
+    assert_eq!(
+        Object::from_value(&with_volumes(json!({"models": {}}))).pod_spec_images(),
+        Err(WorkloadError::NotAList("volumes"))
+    );
+    // No volumes, or none of them an image volume: the containers only.
+    for volumes in [json!(null), json!([]), json!([3, "x", {"name": "n"}])] {
+        let images = Object::from_value(&with_volumes(volumes)).pod_spec_images();
+        assert_eq!(images.expect("images").len(), 1);
+    }
+}
+
+#[test]
+fn every_kind_finds_its_image_volumes_where_a_patch_can_reach_them() {
+    let spec = with_volumes(json!([{"name": "models", "image": {"reference": "r/models:1"}}]));
+    for kind in KINDS {
+        let path = pod_spec_path(kind).expect(kind);
+        let object = path
+            .iter()
+            .rev()
+            .fold(spec.clone(), |inner, field| json!({ *field: inner }));
+        let object = Object::from_value(&object);
+        let change = Change {
+            kind,
+            sub_resource: None,
+            operation: "CREATE",
+            object: &object,
+            old_object: None,
+        };
+        let pointer = format!("/{}/volumes/0/image/reference", path.join("/"));
+        assert_eq!(
+            change.image_fields()[1],
+            (pointer, "r/models:1".to_owned()),
+            "{kind}"
+        );
+        assert_eq!(
+            change.images_to_check(),
+            Ok(Some(vec!["r/app:1".to_owned(), "r/models:1".to_owned()])),
+            "{kind}"
+        );
+        assert_eq!(change.image_volumes().mounting("r/models:1"), ["models"]);
+    }
+}
+
+#[test]
+fn an_update_checks_the_image_volumes_it_adds_or_changes_and_only_those() {
+    let spec = |volumes| {
+        Object::from_value(&json!({"spec": {"template": {"spec": with_volumes(volumes)}}}))
+    };
+    let old = spec(json!([{"name": "models", "image": {"reference": "r/models:1"}}]));
+    let update = |new: &Object| {
+        Change {
+            kind: "Deployment",
+            sub_resource: None,
+            operation: "UPDATE",
+            object: new,
+            old_object: Some(&old),
+        }
+        .images_to_check()
+    };
+    let same = spec(
+        json!([{"name": "models", "image": {"reference": "r/models:1", "pullPolicy": "Always"}}]),
+    );
+    assert_eq!(update(&same), Ok(Some(Vec::new())));
+    let changed = spec(json!([{"name": "models", "image": {"reference": "r/models:2"}}]));
+    assert_eq!(update(&changed), Ok(Some(vec!["r/models:2".to_owned()])));
+    let added = spec(json!([
+        {"name": "models", "image": {"reference": "r/models:1"}},
+        {"name": "more", "image": {"reference": "r/more:1"}},
+    ]));
+    assert_eq!(update(&added), Ok(Some(vec!["r/more:1".to_owned()])));
+    // An image the object ran already, now mounted as well, is not checked again: as for a
+    // container's image moved to another container.
+    let mounted = spec(json!([{"name": "app", "image": {"reference": "r/app:1"}}]));
+    assert_eq!(update(&mounted), Ok(Some(Vec::new())));
+}
+
+#[test]
+fn image_volumes_are_named_once_per_image() {
+    let images = Object::from_value(&with_volumes(json!([
+        {"name": "a", "image": {"reference": "r/m:1"}},
+        {"name": "b", "image": {"reference": "r/m:1"}},
+        {"name": "c", "image": {"reference": "r/app:1"}},
+    ])))
+    .pod_spec_images()
+    .expect("images");
+    let mut volumes = ImageVolumes::of(&images);
+    assert_eq!(volumes.mounting("r/m:1"), ["a", "b"]);
+    // Another Pod of the same workload adds nothing twice.
+    volumes.add(&images);
+    assert_eq!(volumes.mounting("r/m:1"), ["a", "b"]);
+    assert_eq!(
+        volumes.mounting("r/app:1"),
+        ["c"],
+        "a container's image, mounted too"
+    );
+}
