@@ -32,7 +32,7 @@ use image_policy::verify::{
     VerifyConfig,
 };
 use image_policy_testsupport::cosign::Pusher;
-use image_policy_testsupport::producers::{Cosign, CosignKey, Format, Mode, Signing};
+use image_policy_testsupport::producers::{Cosign, CosignKey, Format, KeyAlgorithm, Mode, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryKind, RegistryOptions};
 
 const KINDS: [RegistryKind; 2] = [RegistryKind::Olareg, RegistryKind::Distribution];
@@ -350,6 +350,61 @@ async fn a_referrers_api_answering_null_manifests_means_no_referrers() {
         verdict,
         Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Stored::Legacy)))
     );
+}
+
+#[tokio::test]
+async fn cosign_v3_ed25519_signatures_are_refused_as_cosign_verify_refuses_them() {
+    // cosign v3.1.3 signs with an Ed25519 key as Ed25519ph (a SHA-512 prehash, its default
+    // for hashedrekord entries: cosign/v3 pkg/cosign/keys.go, GetDefaultLoadOptions), and its
+    // own `cosign verify --key` checks pure Ed25519: it refuses what it signed, in both
+    // formats. The verifier agrees with it (NoKeyVerifies); the pure Ed25519 signatures older
+    // cosign wrote verify (verify_registry.rs, `every_key_algorithm_...`).
+    let registry = registry(RegistryKind::Olareg);
+    let pusher = Pusher::new(&registry);
+    let cosign = Cosign::new(&registry);
+    let key = cosign.import_key(KeyAlgorithm::Ed25519);
+    let public = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(public.path(), &key.public_pem).unwrap();
+    let ca = registry.ca_path();
+    for (i, how) in [Signing::LEGACY_TAG, Signing::BUNDLE]
+        .into_iter()
+        .enumerate()
+    {
+        let repository = format!("ed25519-{i}");
+        let digest = pusher.push_image(&repository, "v1").await;
+        let image = format!("{}/{repository}@{digest}", registry.host());
+        cosign.sign(&image, &key, how);
+        let mut args = vec![
+            "verify",
+            "--key",
+            public.path().to_str().unwrap(),
+            "--registry-cacert",
+            ca.to_str().unwrap(),
+            "--insecure-ignore-tlog=true",
+            "--use-signed-timestamps=false",
+        ];
+        if how.format == Format::Legacy {
+            args.push("--new-bundle-format=false");
+        }
+        args.push(&image);
+        let refused = cosign.try_run(&args, None).unwrap_err();
+        assert!(
+            refused.contains("failed to verify signature"),
+            "{:?}: {refused}",
+            how.format
+        );
+        let verdict = verify(&verifier(&registry), &image, &[&named("ed25519", &key)]).await;
+        let stored = match how.format {
+            Format::Legacy => Stored::Legacy,
+            Format::Bundle => Stored::Bundle,
+        };
+        assert_eq!(
+            verdict,
+            Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(stored))),
+            "{:?}",
+            how.format
+        );
+    }
 }
 
 /// An SLSA provenance v1 predicate, as a CI would attest it.
