@@ -110,6 +110,29 @@ async fn real_cosign_signatures_admit_with_their_key_only_at_the_least_cost_on_b
         let host = registry.host();
         let (signer, other) = (cosign.generate_key(), cosign.generate_key());
         let (right, wrong) = (named("release", &signer), named("other", &other));
+
+        // Unsigned, for the record: the `.sig` 404 and the referrers API's empty list
+        // (olareg), or its 404 and the tag schema's 404 (distribution).
+        let unsigned = pusher.push_image("unsigned", "v1").await;
+        requests(&registry);
+        let verdict = verify(
+            &verifier(&registry),
+            &format!("{host}/unsigned@{unsigned}"),
+            &[&right],
+        )
+        .await;
+        assert_eq!(
+            verdict,
+            Verdict::Denied(Failure::NotSigned { digest: unsigned })
+        );
+        let cold = requests(&registry);
+        let expected = if kind == RegistryKind::Olareg { 2 } else { 3 };
+        assert_eq!(cold.len(), expected, "{kind:?}, unsigned: {cold:#?}");
+        eprintln!(
+            "cold requests, {kind:?}, unsigned, by digest: {}",
+            cold.len()
+        );
+
         for (i, (layout, format, mode, olareg, distribution)) in LAYOUTS.into_iter().enumerate() {
             let repository = format!("app{i}");
             let digest = pusher.push_image(&repository, "v1").await;
