@@ -166,17 +166,19 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         host: repo.host.clone(),
         detail: format!("a referrers index that is not one ({e})"),
     })?;
+    in_order(lookup, entries).await
+}
+
+/// What the referrers say, read until one verifies: the signatures the index names, then the
+/// entries it says nothing of (all their manifests first, so that the signatures among them
+/// go first), then the attestations.
+async fn in_order(lookup: Lookup<'_>, entries: Vec<Entry>) -> Result<Findings, RegistryError> {
     let (said, unsaid): (Vec<Entry>, Vec<Entry>) =
         entries.into_iter().partition(|e| e.kind().is_said());
-    let mut findings = Findings::not_signed();
-    let of_kind = |kind| said.iter().filter(move |e| e.kind() == kind);
-    for entry in of_kind(Kind::Signature) {
-        if let Some(referrer) = read(lookup, &entry.digest).await? {
-            findings = findings.and(judge(lookup, &referrer).await?);
-            if findings.is_verified() {
-                return Ok(findings);
-            }
-        }
+    let signatures = said.iter().filter(|e| e.kind() == Kind::Signature);
+    let mut findings = judge_each(lookup, signatures, Findings::not_signed()).await?;
+    if findings.is_verified() {
+        return Ok(findings);
     }
     // The futures are made before the stream: a closure in it would not be `Send` for every
     // lifetime, which the webhook's spawned futures need.
@@ -196,11 +198,21 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             return Ok(findings);
         }
     }
-    for entry in of_kind(Kind::Attestation) {
+    let attestations = said.iter().filter(|e| e.kind() == Kind::Attestation);
+    judge_each(lookup, attestations, findings).await
+}
+
+/// `findings` and what `entries` say, read one by one until one verifies.
+async fn judge_each(
+    lookup: Lookup<'_>,
+    entries: impl Iterator<Item = &Entry>,
+    mut findings: Findings,
+) -> Result<Findings, RegistryError> {
+    for entry in entries {
         if let Some(referrer) = read(lookup, &entry.digest).await? {
             findings = findings.and(judge(lookup, &referrer).await?);
             if findings.is_verified() {
-                return Ok(findings);
+                break;
             }
         }
     }
