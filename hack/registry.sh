@@ -7,9 +7,9 @@
 #   hack/registry.sh start     start a TLS registry on 127.0.0.1 for manual use; prints the CA path
 #   hack/registry.sh stop      stop the registry that `start` started
 #
-# The Rust tests (operator/tests/support/registry.rs) do not use start/stop: each test spawns
-# its own registry on a free port with its own CA. They never apt-get themselves, so the
-# Makefile runs `install` first.
+# The Rust tests (testsupport/src/registry.rs) do not use start/stop: each test spawns its own
+# registry (this one, or olareg from hack/sigstore/install.sh) on a free port with its own CA.
+# They never apt-get themselves, so the Makefile runs `install` first.
 #
 # Environment for start/stop (all optional):
 #   IMAGE_POLICY_REGISTRY_STATE  state dir: certs, config, data, logs, pid (/tmp/image-policy-registry)

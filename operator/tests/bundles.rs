@@ -1,7 +1,9 @@
-//! cosign v3's signatures, made and attached by Sigstore's own producers (npm's
-//! @sigstore/sign and @sigstore/oci) to images in the real registry (Debian's docker-registry
-//! 2.8, which has no referrers API: the referrers tag schema is read), and the referrers API
-//! through a stub registry, since no registry packaged here implements it.
+//! cosign v3's signatures (Sigstore bundles attached as OCI referrers) of images in real
+//! registries: Debian's docker-registry 2.8, which has no referrers API (the referrers tag
+//! schema is read), and olareg, which has it. Signed by the real cosign (v3.1.3,
+//! `hack/sigstore`) where it writes the case; by Sigstore's own npm producers (@sigstore/sign
+//! and @sigstore/oci) for what cosign does not write (message signatures, bundles of another
+//! digest, tampered bundles, entries in @sigstore/mock's Rekor v1), each said where.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -16,7 +18,8 @@ use image_policy::verify::{
     Failure, Format, RegistryConfig, Rejection, Verdict, Verifier, VerifyConfig,
 };
 use image_policy_testsupport::cosign::Pusher;
-use image_policy_testsupport::registry::{Registry, RegistryOptions};
+use image_policy_testsupport::producers::{Cosign, CosignKey, Signing};
+use image_policy_testsupport::registry::{Registry, RegistryKind, RegistryOptions};
 use image_policy_testsupport::sigstore_js::{self, Key, Mocks};
 
 fn plain_registry() -> Registry {
@@ -41,13 +44,18 @@ fn named(name: &str, key: &Key) -> NamedKey {
     NamedKey::new(name, PublicKey::from_pem(&key.public_pem).expect("key"))
 }
 
+fn named_cosign(name: &str, key: &CosignKey) -> NamedKey {
+    NamedKey::new(name, PublicKey::from_pem(&key.public_pem).expect("key"))
+}
+
 async fn verify(verifier: &Verifier, image: &str, keys: &[&NamedKey]) -> Verdict {
     verifier
         .verify(&ImageName::parse(image).expect("image"), keys, &[])
         .await
 }
 
-/// A bundle of `digest` signed with `key`, attached to `host/repository` as cosign v3 does.
+/// A bundle of `digest` signed with `key` by @sigstore/sign, attached to `host/repository` as
+/// cosign v3 does, by @sigstore/oci.
 fn sign_and_attach(host: &str, repository: &str, digest: &str, key: &Key, extra: &[&str]) {
     let bundle = sigstore_js::sign(&["--digest", digest, "--key", key.path()]);
     sigstore_js::attach(&format!("{host}/{repository}"), digest, &bundle, extra);
@@ -83,9 +91,10 @@ async fn a_cosign_v3_signature_is_found_by_tag_and_by_digest_at_the_least_cost()
     let pusher = Pusher::new(&registry);
     let host = registry.host();
     let digest = pusher.push_image("v3/app", "v1").await;
-    let key = Key::new();
-    sign_and_attach(&host, "v3/app", &digest, &key, &[]);
-    let k = named("v3-key", &key);
+    let cosign = Cosign::new(&registry);
+    let key = cosign.generate_key();
+    cosign.sign(&format!("{host}/v3/app@{digest}"), &key, Signing::BUNDLE);
+    let k = named_cosign("v3-key", &key);
     let verifier = verifier(&registry);
 
     registry.clear_requests();
@@ -136,8 +145,9 @@ async fn index_entries_typed_oci_empty_are_read_too() {
     let pusher = Pusher::new(&registry);
     let host = registry.host();
     let digest = pusher.push_image("v3/empty", "v1").await;
-    let key = Key::new();
-    sign_and_attach(&host, "v3/empty", &digest, &key, &[]);
+    let cosign = Cosign::new(&registry);
+    let key = cosign.generate_key();
+    cosign.sign(&format!("{host}/v3/empty@{digest}"), &key, Signing::BUNDLE);
     // The referrers tag's entry as cosign up to v3.0.6 wrote it; the referrer itself is the
     // same bundle manifest.
     let path = format!(
@@ -163,7 +173,7 @@ async fn index_entries_typed_oci_empty_are_read_too() {
         stored["manifests"][0]["artifactType"],
         "application/vnd.oci.empty.v1+json"
     );
-    let k = named("k", &key);
+    let k = named_cosign("k", &key);
     let verdict = verify(&verifier(&registry), &format!("{host}/v3/empty:v1"), &[&k]).await;
     assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
 }
@@ -174,17 +184,13 @@ async fn a_legacy_signature_and_a_bundle_of_other_keys_each_admit() {
     let pusher = Pusher::new(&registry);
     let host = registry.host();
     let digest = pusher.push_image("both/app", "v1").await;
-    let legacy = sigstore::crypto::SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .unwrap();
-    pusher.sign("both/app", &digest, &legacy).await;
-    let bundle_key = Key::new();
-    sign_and_attach(&host, "both/app", &digest, &bundle_key, &[]);
-    let legacy_key = NamedKey::new(
-        "legacy",
-        PublicKey::from_pem(&image_policy_testsupport::cosign::public_key_pem(&legacy)).unwrap(),
-    );
-    let v3_key = named("v3", &bundle_key);
+    let cosign = Cosign::new(&registry);
+    let (legacy, bundle_key) = (cosign.generate_key(), cosign.generate_key());
+    let signed = format!("{host}/both/app@{digest}");
+    cosign.sign(&signed, &legacy, Signing::LEGACY_TAG);
+    cosign.sign(&signed, &bundle_key, Signing::BUNDLE);
+    let legacy_key = named_cosign("legacy", &legacy);
+    let v3_key = named_cosign("v3", &bundle_key);
     let verifier = verifier(&registry);
     let image = format!("{host}/both/app:v1");
     for (key, name) in [(&legacy_key, "legacy"), (&v3_key, "v3")] {
@@ -209,20 +215,25 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
     let registry = plain_registry();
     let pusher = Pusher::new(&registry);
     let host = registry.host();
-    let key = Key::new();
-    let k = named("k", &key);
+    let cosign = Cosign::new(&registry);
+    let trusted = cosign.generate_key();
+    let k = named_cosign("k", &trusted);
     let verifier = verifier(&registry);
 
     // Signed, but by another key.
     let digest = pusher.push_image("no/other-key", "v1").await;
-    sign_and_attach(&host, "no/other-key", &digest, &Key::new(), &[]);
+    let image = format!("{host}/no/other-key@{digest}");
+    cosign.sign(&image, &cosign.generate_key(), Signing::BUNDLE);
     let verdict = verify(&verifier, &format!("{host}/no/other-key:v1"), &[&k]).await;
     assert_eq!(
         verdict,
         Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Format::Bundle)))
     );
 
-    // A bundle whose subject is another image's digest, attached to this one.
+    // A bundle whose subject is another image's digest, attached to this one, by a key the
+    // policy trusts (@sigstore/*: cosign attaches a bundle to its own subject only).
+    let key = Key::new();
+    let k = named("k", &key);
     let digest = pusher.push_image("no/copied", "v1").await;
     let elsewhere = pusher.push_image("no/elsewhere", "v1").await;
     let bundle = sigstore_js::sign(&["--digest", &elsewhere, "--key", key.path()]);
@@ -233,7 +244,8 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
         Verdict::Denied(Failure::Rejected(Rejection::OtherDigest))
     );
 
-    // A payload changed after signing (the statement's name), its digest still right.
+    // A payload changed after signing (the statement's name), its digest still right
+    // (@sigstore/*, then tampered: cosign never writes one).
     let digest = pusher.push_image("no/tampered", "v1").await;
     let bundle = sigstore_js::sign(&["--digest", &digest, "--key", key.path()]);
     let mut json: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
@@ -258,23 +270,19 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
         Verdict::Denied(Failure::Rejected(Rejection::NoKeyVerifies(Format::Bundle)))
     );
 
-    // An attestation (SLSA provenance) signed by the very key: not a signature.
+    // An attestation (`cosign attest`, SLSA provenance) signed by the very key: not a
+    // signature.
     let digest = pusher.push_image("no/attested", "v1").await;
     let slsa = "https://slsa.dev/provenance/v1";
-    let bundle = sigstore_js::sign(&[
-        "--digest",
-        &digest,
-        "--key",
-        key.path(),
-        "--predicate-type",
-        slsa,
-    ]);
-    sigstore_js::attach(
-        &format!("{host}/no/attested"),
-        &digest,
-        &bundle,
-        &["--predicate-type", slsa],
+    let predicate = serde_json::json!({"buildDefinition": {"buildType": "https://example.com/ci"}});
+    cosign.attest(
+        &format!("{host}/no/attested@{digest}"),
+        &trusted,
+        "slsaprovenance1",
+        &predicate,
+        Signing::BUNDLE,
     );
+    let k = named_cosign("k", &trusted);
     let verdict = verify(&verifier, &format!("{host}/no/attested:v1"), &[&k]).await;
     assert_eq!(
         verdict,
@@ -291,6 +299,7 @@ async fn what_is_not_a_signature_of_this_image_by_these_keys_is_refused_with_its
 
 #[tokio::test]
 async fn a_message_signature_over_the_manifest_counts() {
+    // @sigstore/sign: cosign signs images with DSSE statements only.
     let registry = plain_registry();
     let pusher = Pusher::new(&registry);
     let host = registry.host();
@@ -327,6 +336,8 @@ async fn a_message_signature_over_the_manifest_counts() {
 
 #[tokio::test]
 async fn a_required_transparency_log_admits_only_with_an_entry_that_verifies() {
+    // @sigstore/sign with @sigstore/mock's Rekor v1, whose entries are then tampered with: the
+    // real cosign logs in the real Rekor v2 (rekor_v2.rs).
     let mocks = Mocks::start();
     let registry = plain_registry();
     let pusher = Pusher::new(&registry);
@@ -414,75 +425,58 @@ async fn a_required_transparency_log_admits_only_with_an_entry_that_verifies() {
 
 #[tokio::test]
 async fn the_referrers_api_is_used_where_a_registry_has_it() {
-    use image_policy_testsupport::cosign::sha256_digest;
-    use image_policy_testsupport::stub::{Reply, Stub};
-    let stub = Stub::start().await;
-    let host = stub.host();
-    let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
-    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
-    let digest = stub.manifest("api/app", "v1", manifest_type, image);
-    let key = Key::new();
-    let bundle = sigstore_js::sign(&["--digest", &digest, "--key", key.path()]);
-    let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
-    let bundle_digest = sha256_digest(&bundle);
-    stub.blob("api/app", &bundle_digest, &bundle);
-    let referrer = serde_json::json!({
-        "schemaVersion": 2, "mediaType": manifest_type, "artifactType": bundle_type,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(b"{}"), "size": 2},
-        "layers": [{"mediaType": bundle_type, "digest": bundle_digest, "size": bundle.len()}],
-        "subject": {"mediaType": manifest_type, "digest": digest, "size": image.len()},
+    let registry = Registry::start(RegistryOptions {
+        kind: RegistryKind::Olareg,
+        ..RegistryOptions::default()
     });
-    let referrer = serde_json::to_vec(&referrer).unwrap();
-    let referrer_digest = stub.manifest(
-        "api/app",
-        &sha256_digest(&referrer),
-        manifest_type,
-        &referrer,
-    );
-    // An SBOM referrer first, and a referrer of another image: neither is a signature.
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            {"mediaType": manifest_type, "digest": format!("sha256:{}", "5".repeat(64)), "size": 9,
-             "artifactType": "application/spdx+json"},
-            {"mediaType": manifest_type, "digest": referrer_digest, "size": referrer.len(),
-             "artifactType": bundle_type,
-             "annotations": {"dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1"}},
-        ],
-    });
-    stub.route(
-        "GET",
-        &format!("/v2/api/app/referrers/{digest}"),
-        Reply::ok(
-            "application/vnd.oci.image.index.v1+json",
-            serde_json::to_vec(&index).unwrap(),
-        ),
+    let pusher = Pusher::new(&registry);
+    let host = registry.host();
+    let digest = pusher.push_image("api/app", "v1").await;
+    // An SBOM referrer first (the imitation of `oras attach`: cosign writes none), then the
+    // real cosign's bundle.
+    let sbom = pusher
+        .attach_artifact("api/app", &digest, "application/spdx+json", b"{}")
+        .await;
+    let cosign = Cosign::new(&registry);
+    let key = cosign.generate_key();
+    cosign.sign(&format!("{host}/api/app@{digest}"), &key, Signing::BUNDLE);
+    let listed: serde_json::Value = registry
+        .https_client()
+        .get(registry.url(&format!("/v2/api/app/referrers/{digest}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["manifests"].as_array().unwrap().len(),
+        2,
+        "{listed:#}"
     );
     let verifier = Verifier::new(VerifyConfig {
         registry: RegistryConfig {
-            insecure_registries: [host.clone()].into(),
+            extra_roots_pem: vec![registry.ca_pem()],
             ..RegistryConfig::default()
         },
         ..VerifyConfig::default()
     })
     .unwrap();
-    let k = named("k", &key);
+    let k = named_cosign("k", &key);
+    registry.clear_requests();
     let verdict = verify(&verifier, &format!("{host}/api/app@{digest}"), &[&k]).await;
     assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
     // The legacy tag, the referrers API, the signature's referrer (cosign's first) and its
     // bundle: no referrers tag, and the SBOM is never fetched.
-    let requests: Vec<String> = stub
-        .requests()
-        .into_iter()
-        .map(|(method, path)| format!("{method} {path}"))
-        .collect();
+    let requests = requests(&registry);
     assert_eq!(requests.len(), 4, "{requests:#?}");
-    assert!(
-        requests[1].ends_with(&format!("/referrers/{digest}")),
-        "{requests:#?}"
+    assert_eq!(
+        requests[1],
+        format!("GET /v2/api/app/referrers/{digest} 200")
     );
-    assert!(requests[2].ends_with(&referrer_digest), "{requests:#?}");
-    assert!(requests[3].ends_with(&bundle_digest), "{requests:#?}");
+    assert!(requests[2].contains("/manifests/sha256:"), "{requests:#?}");
+    assert!(requests[3].contains("/blobs/sha256:"), "{requests:#?}");
+    assert!(!requests.iter().any(|r| r.contains(&sbom)), "{requests:#?}");
 }
 
 #[test]

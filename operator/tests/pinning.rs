@@ -1,4 +1,5 @@
-//! The mutating webhook (`/pin-digests`, #13) against the real registry: which images are
+//! The mutating webhook (`/pin-digests`, #13) against the real registry, with images signed
+//! by the real cosign (its `.sig` tag): which images are
 //! rewritten to their verified digest, what is left alone (and costs no request), that it
 //! refuses what validation refuses with the same words, and that validation after it is a
 //! cache hit. A registry that answers a tag's HEAD with one digest and serves other bytes by
@@ -26,6 +27,7 @@ use image_policy_crd::ClusterImagePolicy;
 use image_policy_testsupport::cosign::{
     OCI_MANIFEST, Pusher, public_key_pem, sha256_digest, signature_tag, simple_signing_payload,
 };
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use image_policy_testsupport::stub::Stub;
 use serde_json::{Value, json};
@@ -122,11 +124,20 @@ async fn verified_images_of_a_pod_are_pinned_and_the_rest_left_alone() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let host = registry.host();
-    let key = signer();
+    let cosign = Cosign::new(&registry);
+    let key = cosign.generate_key();
     let signed = pusher.push_image("app/signed", "v1").await;
-    pusher.sign("app/signed", &signed, &key).await;
+    cosign.sign(
+        &format!("{host}/app/signed@{signed}"),
+        &key,
+        Signing::LEGACY_TAG,
+    );
     let tools = pusher.push_image("app/tools", "v2").await;
-    pusher.sign("app/tools", &tools, &key).await;
+    cosign.sign(
+        &format!("{host}/app/tools@{tools}"),
+        &key,
+        Signing::LEGACY_TAG,
+    );
     pusher.push_image("app/unsigned", "v1").await;
     let config = RegistryConfig {
         extra_roots_pem: vec![registry.ca_pem()],
@@ -134,7 +145,7 @@ async fn verified_images_of_a_pod_are_pinned_and_the_rest_left_alone() {
     };
     let pinning = webhook(
         config.clone(),
-        policy(&host, &public_key_pem(&key)),
+        policy(&host, &key.public_pem),
         Pinning::Pods,
     );
 
@@ -235,7 +246,7 @@ async fn verified_images_of_a_pod_are_pinned_and_the_rest_left_alone() {
     );
     let workloads = webhook(
         config.clone(),
-        policy(&host, &public_key_pem(&key)),
+        policy(&host, &key.public_pem),
         Pinning::Workloads,
     );
     let r = response(&workloads.pin(&body).await);
@@ -246,7 +257,7 @@ async fn verified_images_of_a_pod_are_pinned_and_the_rest_left_alone() {
         ]
     );
     // Off: nothing.
-    let off = webhook(config, policy(&host, &public_key_pem(&key)), Pinning::Off);
+    let off = webhook(config, policy(&host, &key.public_pem), Pinning::Off);
     assert!(patch(&response(&off.pin(&body).await)).is_empty());
 
     // kubectl debug on Kubernetes 1.20: the EphemeralContainers object of the subresource.
@@ -271,6 +282,7 @@ async fn verified_images_of_a_pod_are_pinned_and_the_rest_left_alone() {
 #[tokio::test]
 async fn a_registry_that_serves_other_bytes_by_tag_gets_the_signed_digest_pinned() {
     let stub = Stub::start().await;
+    // Imitation: the stub lies about a tag, and the real cosign cannot push to it.
     let key = signer();
     let host = stub.host();
     // HEAD app:v1 says the signed manifest's digest ...

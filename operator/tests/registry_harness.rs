@@ -1,5 +1,6 @@
-//! Proves the registry harness in `support/`: a real registry over TLS, images, indexes and
-//! cosign signatures pushed to it, and every request visible in its access log.
+//! Proves the registry harness in `testsupport/`: a real registry over TLS, images, indexes and
+//! cosign signatures pushed to it, every request visible in its access log, and the
+//! imitation of cosign laying out a signature byte for byte as the real cosign does.
 
 use std::net::TcpStream;
 
@@ -12,6 +13,7 @@ use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
 use image_policy_testsupport::cosign::{
     self, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Pusher, SIGNATURE_ANNOTATION, SIMPLE_SIGNING,
 };
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{LoggedRequest, Registry, RegistryOptions};
 
 fn logged(method: &str, path: &str, status: u16) -> LoggedRequest {
@@ -223,6 +225,79 @@ async fn signing_twice_extends_the_sig_manifest_and_retag_moves_a_tag() {
         .await
         .unwrap();
     assert_eq!(head.headers()["docker-content-digest"], second.as_str());
+}
+
+#[tokio::test]
+async fn the_imitation_lays_out_a_signature_as_the_real_cosign_does() {
+    // What makes the imitation's faults faithful: for one digest, the real cosign's `.sig`
+    // manifest, its config and its payload, and the imitation's, are the same bytes but for
+    // the signature itself.
+    let registry = Registry::start(RegistryOptions::default());
+    let pusher = Pusher::new(&registry);
+    let cosign = Cosign::new(&registry);
+    let digest = pusher.push_image("same/app", "v1").await;
+    let http = registry.https_client();
+    let tag = format!("/v2/same/app/manifests/{}", cosign::signature_tag(&digest));
+    let get = |path: String, accept: &'static str| {
+        let request = http.get(registry.url(&path)).header(ACCEPT, accept);
+        async move {
+            let response = request.send().await.unwrap().error_for_status().unwrap();
+            response.bytes().await.unwrap().to_vec()
+        }
+    };
+    // The `.sig` manifest, its config and its one payload, then the manifest is deleted.
+    let read = || async {
+        let manifest = get(tag.clone(), OCI_MANIFEST).await;
+        let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let blob = |descriptor: &serde_json::Value| {
+            let digest = descriptor["digest"].as_str().unwrap().to_owned();
+            get(format!("/v2/same/app/blobs/{digest}"), "*/*")
+        };
+        let config = blob(&parsed["config"]).await;
+        let payload = blob(&parsed["layers"][0]).await;
+        let deleted = http
+            .delete(registry.url(&format!(
+                "/v2/same/app/manifests/{}",
+                cosign::sha256_digest(&manifest)
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+        (parsed, config, payload)
+    };
+
+    let key = cosign.generate_key();
+    cosign.sign(
+        &format!("{}/same/app@{digest}", registry.host()),
+        &key,
+        Signing::LEGACY_TAG,
+    );
+    let (mut real, real_config, real_payload) = read().await;
+    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .unwrap();
+    pusher.sign("same/app", &digest, &signer).await;
+    let (mut imitated, imitated_config, imitated_payload) = read().await;
+
+    assert_eq!(
+        String::from_utf8_lossy(&imitated_payload),
+        String::from_utf8_lossy(&real_payload)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&imitated_config),
+        String::from_utf8_lossy(&real_config)
+    );
+    for manifest in [&mut real, &mut imitated] {
+        let annotations = manifest["layers"][0]["annotations"]
+            .as_object_mut()
+            .unwrap();
+        assert!(
+            annotations.remove(SIGNATURE_ANNOTATION).is_some(),
+            "{annotations:?}"
+        );
+    }
+    assert_eq!(imitated, real);
 }
 
 #[test]

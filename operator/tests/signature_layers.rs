@@ -1,8 +1,9 @@
 //! One bad signature layer never hides a good one: a layer that is too large, missing, not
 //! its digest or not a payload counts as one signature that does not verify, is named in the
 //! log, and the next layer is tried (#16). The real registry cannot list a missing blob or
-//! serve bytes that are not their digest, so those go through a stub registry; the oversized
-//! payload goes through the real one.
+//! serve bytes that are not their digest, so those go through a stub registry, with layers
+//! the imitation signs in-process (the real cosign cannot push to the stub); the oversized
+//! payload goes through the real one, beside the real cosign's signature.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -25,6 +26,7 @@ use image_policy::verify::{
 use image_policy_testsupport::cosign::{
     Pusher, public_key_pem, sha256_digest, signature_tag, simple_signing_payload,
 };
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use image_policy_testsupport::stub::Stub;
 use sigstore::crypto::{SigStoreSigner, SigningScheme};
@@ -33,6 +35,8 @@ use tracing_subscriber::layer::SubscriberExt as _;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
+/// An in-process key for the stub's layers: imitation, since the real cosign cannot push to a
+/// stub that serves missing and lying blobs.
 fn signer() -> (SigStoreSigner, NamedKey) {
     let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
         .create_signer()
@@ -177,14 +181,26 @@ async fn layers_that_all_fail_are_signatures_that_do_not_verify() {
 async fn an_oversized_payload_layer_in_the_real_registry_does_not_hide_a_good_signature() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let (signer, key) = signer();
+    let cosign = Cosign::new(&registry);
+    let signer = cosign.generate_key();
+    let key = NamedKey::new("k", PublicKey::from_pem(&signer.public_pem).expect("key"));
     let digest = pusher.push_image("big/app", "v1").await;
-    // 1.5 MiB, over the 1 MiB payload limit: pushed first, then the real signature.
+    // 1.5 MiB, over the 1 MiB payload limit: pushed first by the imitation (cosign never
+    // writes one), then the real cosign appends its signature to the same `.sig` manifest.
     let oversized = vec![b'x'; 3 << 19];
     pusher
         .push_signature_layer("big/app", &digest, &oversized, "c2ln")
         .await;
-    pusher.sign("big/app", &digest, &signer).await;
+    let image = format!("{}/big/app@{digest}", registry.host());
+    cosign.sign(&image, &signer, Signing::LEGACY_TAG);
+    let layers = pusher
+        .signature_manifest("big/app", &digest)
+        .await
+        .unwrap()
+        .layers;
+    assert_eq!(layers.len(), 2, "{layers:#?}");
+    // cosign read the oversized layer to append to it: only the verifier's requests count.
+    registry.clear_requests();
     let verifier = Verifier::new(VerifyConfig {
         registry: RegistryConfig {
             extra_roots_pem: vec![registry.ca_pem()],

@@ -1,7 +1,9 @@
 //! The verifier against a real registry (Debian's docker-registry on 127.0.0.1, TLS with a CA
-//! made per run): signatures made with sigstore's signers and the real cosign signatures of
-//! the conformance data, every way of failing, request counts read from the registry's own
-//! access log, caching, credentials.
+//! made per run): signatures made by the real cosign (v3.1.3, `hack/sigstore`) in cosign 2's
+//! `.sig` layout, and the real cosign signatures of the conformance data, every way of
+//! failing, request counts read from the registry's own access log, caching, credentials.
+//! The imitation of cosign (`Pusher`) only lays out what the real one never writes: replayed
+//! and tampered signatures, and signatures whose image is not in the registry.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -23,14 +25,20 @@ use image_policy::webhook::words::explanation;
 use image_policy_testsupport::cosign::{
     Pusher, public_key_pem, real_signatures, simple_signing_payload,
 };
+use image_policy_testsupport::producers::{Cosign, CosignKey, KeyAlgorithm, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use sigstore::crypto::{SigStoreSigner, SigningScheme};
 
-fn signer(scheme: SigningScheme) -> (SigStoreSigner, NamedKey) {
-    let signer = scheme.create_signer().expect("signer");
-    let pem = public_key_pem(&signer);
-    let key = NamedKey::new(format!("{scheme}"), PublicKey::from_pem(&pem).expect("key"));
-    (signer, key)
+fn named(name: &str, key: &CosignKey) -> NamedKey {
+    NamedKey::new(name, PublicKey::from_pem(&key.public_pem).expect("key"))
+}
+
+/// The real cosign, with a new key, and the policy key of that key (named `k`).
+fn cosign(registry: &Registry) -> (Cosign, CosignKey, NamedKey) {
+    let cosign = Cosign::new(registry);
+    let key = cosign.generate_key();
+    let named = named("k", &key);
+    (cosign, key, named)
 }
 
 fn config(registry: &Registry) -> VerifyConfig {
@@ -69,23 +77,58 @@ fn requests(registry: &Registry) -> Vec<String> {
         .collect()
 }
 
+/// Who signs with a key of one algorithm.
+enum Producer {
+    /// The real cosign, with a key it generated or imported.
+    Cosign(CosignKey),
+    /// The imitation, in-process: pure Ed25519, as older cosign signed. cosign v3.1.3 signs
+    /// Ed25519 keys as Ed25519ph, which its own `cosign verify` refuses, and so does the
+    /// verifier (cosign_real.rs, `cosign_v3_ed25519_signatures_are_refused_as_...`).
+    Imitation(SigStoreSigner),
+}
+
 #[tokio::test]
 async fn every_key_algorithm_verifies_its_signature_and_no_other() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
+    let cosign = Cosign::new(&registry);
     let verifier = verifier(&registry);
-    let schemes = [
-        SigningScheme::ECDSA_P256_SHA256_ASN1,
-        SigningScheme::ECDSA_P384_SHA384_ASN1,
-        SigningScheme::RSA_PKCS1_SHA256(2048),
-        SigningScheme::ED25519,
+    let host = registry.host();
+    let algorithms = [
+        ("ecdsa-p256", KeyAlgorithm::EcdsaP256),
+        ("ecdsa-p384", KeyAlgorithm::EcdsaP384),
+        ("rsa-2048", KeyAlgorithm::Rsa2048),
     ];
-    let signers: Vec<_> = schemes.into_iter().map(signer).collect();
+    let mut signers: Vec<(Producer, NamedKey)> = algorithms
+        .into_iter()
+        .map(|(name, algorithm)| {
+            let key = cosign.import_key(algorithm);
+            let named = named(name, &key);
+            (Producer::Cosign(key), named)
+        })
+        .collect();
+    let ed25519 = SigningScheme::ED25519.create_signer().expect("signer");
+    let named_ed25519 = NamedKey::new(
+        "ed25519",
+        PublicKey::from_pem(&public_key_pem(&ed25519)).expect("key"),
+    );
+    signers.push((Producer::Imitation(ed25519), named_ed25519));
     for (i, (signer, key)) in signers.iter().enumerate() {
         let repo = format!("algo/{i}");
         let digest = pusher.push_image(&repo, "v1").await;
-        pusher.sign(&repo, &digest, signer).await;
-        let image = format!("{}/{repo}:v1", registry.host());
+        match signer {
+            Producer::Cosign(signer) => {
+                cosign.sign(
+                    &format!("{host}/{repo}@{digest}"),
+                    signer,
+                    Signing::LEGACY_TAG,
+                );
+            }
+            Producer::Imitation(signer) => {
+                pusher.sign(&repo, &digest, signer).await;
+            }
+        }
+        let image = format!("{host}/{repo}:v1");
         let verdict = verify(&verifier, &image, &[key]).await;
         assert_eq!(
             verdict,
@@ -165,7 +208,7 @@ async fn each_way_of_not_being_signed_has_its_reason() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let verifier = verifier(&registry);
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (cosign, cosign_key, key) = cosign(&registry);
     let host = registry.host();
 
     // Unsigned.
@@ -173,44 +216,91 @@ async fn each_way_of_not_being_signed_has_its_reason() {
     let verdict = verify(&verifier, &format!("{host}/cases/unsigned:v1"), &[&key]).await;
     assert_eq!(failure(verdict), Failure::NotSigned { digest: unsigned });
 
-    // A signature copied from another image: its payload names the other digest.
+    // A signature copied from another image: the real cosign's layer of the original, its
+    // payload naming the original's digest, replayed under the copy's `.sig` tag (imitation:
+    // cosign never writes a replay).
     let original = pusher.push_image("cases/original", "v1").await;
-    let payload = pusher.sign("cases/original", &original, &signer).await;
+    cosign.sign(
+        &format!("{host}/cases/original@{original}"),
+        &cosign_key,
+        Signing::LEGACY_TAG,
+    );
+    let layer = pusher
+        .signature_manifest("cases/original", &original)
+        .await
+        .expect("cosign's .sig manifest")
+        .layers
+        .remove(0);
+    let payload = registry
+        .https_client()
+        .get(registry.url(&format!("/v2/cases/original/blobs/{}", layer.digest)))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        payload,
+        simple_signing_payload(&format!("{host}/cases/original"), &original)
+    );
+    let signature = &layer.annotations.as_ref().unwrap()["dev.cosignproject.cosign/signature"];
     let copy = pusher.push_image("cases/copy", "v1").await;
-    let signature =
-        base64::engine::general_purpose::STANDARD.encode(signer.sign(&payload).expect("sign"));
     pusher
-        .push_signature_layer("cases/copy", &copy, &payload, &signature)
+        .push_signature_layer("cases/copy", &copy, &payload, signature)
         .await;
     let verdict = verify(&verifier, &format!("{host}/cases/copy:v1"), &[&key]).await;
     let copied = failure(verdict);
     assert_eq!(copied, Failure::Rejected(Rejection::OtherDigest));
     assert!(explanation(&copied).is_some_and(|e| e.contains("other images")));
 
-    // A corrupted signature over the right payload.
+    // A corrupted signature over the right payload, by a key the policy trusts (imitation:
+    // cosign never writes a tampered signature, and signs in-process only here).
+    let tamperer = SigningScheme::ECDSA_P256_SHA256_ASN1
+        .create_signer()
+        .expect("signer");
+    let trusted = NamedKey::new(
+        "tamperer",
+        PublicKey::from_pem(&public_key_pem(&tamperer)).expect("key"),
+    );
+    let keys = [&key, &trusted];
     let corrupt = pusher.push_image("cases/corrupt", "v1").await;
     let payload = simple_signing_payload(&format!("{host}/cases/corrupt"), &corrupt);
-    let mut raw = signer.sign(&payload).expect("sign");
+    let mut raw = tamperer.sign(&payload).expect("sign");
     raw[10] ^= 0xff;
     let bad = base64::engine::general_purpose::STANDARD.encode(raw);
     pusher
         .push_signature_layer("cases/corrupt", &corrupt, &payload, &bad)
         .await;
-    let verdict = verify(&verifier, &format!("{host}/cases/corrupt:v1"), &[&key]).await;
+    let verdict = verify(&verifier, &format!("{host}/cases/corrupt:v1"), &keys).await;
     assert_eq!(
         failure(verdict),
         Failure::Rejected(Rejection::NoKeyVerifies(Format::Legacy))
     );
 
-    // A signature layer that is not base64 at all, next to a good one: the good one wins.
+    // A signature layer that is not base64 at all, then the real cosign's signature, which
+    // it appends to the same `.sig` manifest: the good one wins.
     // (A fresh verifier: the rejection above is cached for its TTL, as it should be.)
     pusher
         .push_signature_layer("cases/corrupt", &corrupt, &payload, "!!not base64!!")
         .await;
-    pusher.sign("cases/corrupt", &corrupt, &signer).await;
+    let image = format!("{host}/cases/corrupt@{corrupt}");
+    cosign.sign(&image, &cosign_key, Signing::LEGACY_TAG);
+    let layers = pusher
+        .signature_manifest("cases/corrupt", &corrupt)
+        .await
+        .unwrap()
+        .layers;
+    assert_eq!(layers.len(), 3, "cosign appended its layer: {layers:#?}");
     let fresh = Verifier::new(config(&registry)).expect("verifier");
-    let verdict = verify(&fresh, &format!("{host}/cases/corrupt@{corrupt}"), &[&key]).await;
-    assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
+    let verdict = verify(&fresh, &image, &keys).await;
+    assert_eq!(
+        verdict,
+        Verdict::Verified {
+            digest: corrupt.clone(),
+            key: "k".into()
+        }
+    );
 
     // No such image.
     let verdict = verify(&verifier, &format!("{host}/cases/absent:v1"), &[&key]).await;
@@ -222,11 +312,15 @@ async fn requests_are_the_minimum_and_a_cached_digest_costs_none() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let verifier = verifier(&registry);
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
-    let digest = pusher.push_image("count/app", "v1").await;
-    pusher.sign("count/app", &digest, &signer).await;
-    let hex = digest.trim_start_matches("sha256:");
+    let (cosign, signer, key) = cosign(&registry);
     let host = registry.host();
+    let digest = pusher.push_image("count/app", "v1").await;
+    cosign.sign(
+        &format!("{host}/count/app@{digest}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
+    let hex = digest.trim_start_matches("sha256:");
 
     registry.clear_requests();
     let verdict = verify(&verifier, &format!("{host}/count/app:v1"), &[&key]).await;
@@ -265,9 +359,14 @@ async fn a_hundred_concurrent_checks_make_one_round() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let verifier = verifier(&registry);
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (cosign, signer, key) = cosign(&registry);
     let digest = pusher.push_image("burst/app", "v1").await;
-    pusher.sign("burst/app", &digest, &signer).await;
+    let host = registry.host();
+    cosign.sign(
+        &format!("{host}/burst/app@{digest}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
     let image =
         Arc::new(ImageName::parse(&format!("{}/burst/app:v1", registry.host())).expect("image"));
     let key = Arc::new(key);
@@ -291,9 +390,14 @@ async fn a_moved_tag_is_seen_once_its_digest_expires() {
         ..config(&registry)
     };
     let verifier = Verifier::new(short).expect("verifier");
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (cosign, signer, key) = cosign(&registry);
     let signed = pusher.push_image("moving/app", "v1").await;
-    pusher.sign("moving/app", &signed, &signer).await;
+    let host = registry.host();
+    cosign.sign(
+        &format!("{host}/moving/app@{signed}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
     let unsigned = pusher.push_image("moving/app", "unsigned").await;
     let image = format!("{}/moving/app:v1", registry.host());
     assert!(matches!(
@@ -313,10 +417,14 @@ async fn an_index_is_verified_by_its_own_digest_and_a_platform_by_its() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let verifier = verifier(&registry);
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (cosign, signer, key) = cosign(&registry);
     let (index, platforms) = pusher.push_index("multi/app", "v1").await;
-    pusher.sign("multi/app", &index, &signer).await;
     let host = registry.host();
+    cosign.sign(
+        &format!("{host}/multi/app@{index}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
     let verdict = verify(&verifier, &format!("{host}/multi/app:v1"), &[&key]).await;
     assert_eq!(
         verdict,
@@ -334,7 +442,11 @@ async fn an_index_is_verified_by_its_own_digest_and_a_platform_by_its() {
             digest: platform.clone()
         }
     );
-    pusher.sign("multi/app", platform, &signer).await;
+    cosign.sign(
+        &format!("{host}/multi/app@{platform}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
     let fresh = Verifier::new(config(&registry)).expect("verifier");
     let verdict = verify(&fresh, &format!("{host}/multi/app@{platform}"), &[&key]).await;
     assert!(matches!(verdict, Verdict::Verified { .. }), "{verdict:?}");
@@ -347,11 +459,16 @@ async fn credentials_fall_through_to_one_that_works() {
         ..RegistryOptions::default()
     });
     let pusher = Pusher::new(&registry);
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
-    let digest = pusher.push_image("private/app", "v1").await;
-    pusher.sign("private/app", &digest, &signer).await;
-    let image = ImageName::parse(&format!("{}/private/app:v1", registry.host())).expect("image");
+    // cosign logs in with the registry's basic auth.
+    let (cosign, signer, key) = cosign(&registry);
     let host = registry.host();
+    let digest = pusher.push_image("private/app", "v1").await;
+    cosign.sign(
+        &format!("{host}/private/app@{digest}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
+    let image = ImageName::parse(&format!("{host}/private/app:v1")).expect("image");
     let wrong = Credential::new(&host, "alice", "wrong-password");
     let right = Credential::new(&host, "alice", "right-password");
 
@@ -390,7 +507,7 @@ async fn a_registry_with_an_unknown_ca_is_unreachable() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     pusher.push_image("tls/app", "v1").await;
-    let (_, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (_, _, key) = cosign(&registry);
     let untrusting = Verifier::new(VerifyConfig::default()).expect("verifier");
     let verdict = verify(
         &untrusting,
@@ -410,16 +527,16 @@ async fn a_registry_with_an_unknown_ca_is_unreachable() {
 async fn the_check_command_prints_the_decisions_and_exits_by_them() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (cosign, signer, key) = cosign(&registry);
     let host = registry.host();
     let signed = pusher.push_image("cli/signed", "v1").await;
-    pusher.sign("cli/signed", &signed, &signer).await;
+    cosign.sign(
+        &format!("{host}/cli/signed@{signed}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
     pusher.push_image("cli/unsigned", "v1").await;
-    let pem = signer
-        .to_sigstore_keypair()
-        .expect("pair")
-        .public_key_to_pem()
-        .expect("pem");
+    let pem = signer.public_pem.clone();
     let dir = tempfile::tempdir().expect("dir");
     let policy = dir.path().join("policy.yaml");
     let indented: String = pem.lines().map(|l| format!("        {l}\n")).collect();
@@ -513,10 +630,9 @@ async fn the_check_command_prints_the_decisions_and_exits_by_them() {
 
     // A broad entry beside a narrow one with another key: the broad key admits the narrow
     // entry's images too ("any of"), and check says so.
-    let strict = SigningScheme::ECDSA_P384_SHA384_ASN1
-        .create_signer()
-        .expect("signer");
-    let strict_pem: String = public_key_pem(&strict)
+    let strict = cosign.import_key(KeyAlgorithm::EcdsaP384);
+    let strict_pem: String = strict
+        .public_pem
         .lines()
         .map(|l| format!("        {l}\n"))
         .collect();
@@ -577,9 +693,14 @@ impl image_policy::verify::Observer for Recorder {
 async fn cache_lookups_and_registry_exchanges_are_reported() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let (signer, key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (cosign, signer, key) = cosign(&registry);
     let digest = pusher.push_image("observed/app", "v1").await;
-    pusher.sign("observed/app", &digest, &signer).await;
+    let host = registry.host();
+    cosign.sign(
+        &format!("{host}/observed/app@{digest}"),
+        &signer,
+        Signing::LEGACY_TAG,
+    );
     let recorder = Arc::new(Recorder::default());
     let verifier = verifier(&registry).with_observer(recorder.clone());
     let image = format!("{}/observed/app:v1", registry.host());
@@ -620,11 +741,12 @@ async fn cache_lookups_and_registry_exchanges_are_reported() {
 async fn every_spelling_of_a_covered_registry_is_checked() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let (signer, _key) = signer(SigningScheme::ECDSA_P256_SHA256_ASN1);
+    let (_, signer, _) = cosign(&registry);
     pusher.push_image("app/unsigned", "v1").await;
     let host = registry.host();
     let port = host.rsplit(':').next().expect("port");
-    let indented: String = public_key_pem(&signer)
+    let indented: String = signer
+        .public_pem
         .lines()
         .map(|l| format!("        {l}\n"))
         .collect();

@@ -1,5 +1,5 @@
 //! Warn mode (docs/contract.md §2) through the webhook's routes, with the real registry
-//! behind: what Enforce refuses is admitted with a warning that carries the denial word for
+//! behind and images signed by the real cosign: what Enforce refuses is admitted with a warning that carries the denial word for
 //! word, and recorded as such in the metric and the log line; what Enforce admits is admitted
 //! as it was; an entry in Enforce keeps enforcing; nothing that failed is pinned; and
 //! `image-policy check` says the same offline.
@@ -27,10 +27,10 @@ use image_policy::webhook::credentials::Anonymous;
 use image_policy::webhook::http::{ADMISSION_PATH, Routes};
 use image_policy::webhook::pin::Pinning;
 use image_policy_crd::ClusterImagePolicy;
-use image_policy_testsupport::cosign::{Pusher, public_key_pem};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::{Value, json};
-use sigstore::crypto::{SigStoreSigner, SigningScheme};
 use tokio::sync::watch;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -38,12 +38,6 @@ use tracing_subscriber::layer::SubscriberExt as _;
 /// What kubectl prints after `Warning: ` for an image admitted in Warn mode.
 fn waived(denial: &str) -> String {
     format!("{denial} Container will be created as the image policy is in Warn mode.")
-}
-
-fn signer() -> SigStoreSigner {
-    SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer")
 }
 
 fn policy(verification: Value) -> PolicyState {
@@ -140,19 +134,24 @@ struct Images {
     new: String,
 }
 
+/// Images signed by the real cosign (its `.sig` tag): `app/signed` with the policy's key,
+/// `app/other` with a stranger's.
 async fn push(registry: &Registry) -> Images {
     let pusher = Pusher::new(registry);
-    let (key, stranger) = (signer(), signer());
+    let cosign = Cosign::new(registry);
+    let (key, stranger) = (cosign.generate_key(), cosign.generate_key());
     let host = registry.host();
     let signed_digest = pusher.push_image("app/signed", "v1").await;
-    pusher.sign("app/signed", &signed_digest, &key).await;
+    let signed = format!("{host}/app/signed@{signed_digest}");
+    cosign.sign(&signed, &key, Signing::LEGACY_TAG);
     let other_digest = pusher.push_image("app/other", "v1").await;
-    pusher.sign("app/other", &other_digest, &stranger).await;
+    let other = format!("{host}/app/other@{other_digest}");
+    cosign.sign(&other, &stranger, Signing::LEGACY_TAG);
     pusher.push_image("app/unsigned", "v1").await;
     pusher.push_image("app/strict/unsigned", "v1").await;
     pusher.push_image("new/unsigned", "v1").await;
     Images {
-        pem: public_key_pem(&key),
+        pem: key.public_pem.clone(),
         signed: format!("{host}/app/signed:v1"),
         signed_digest,
         other: format!("{host}/app/other:v1"),

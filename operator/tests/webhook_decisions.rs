@@ -1,4 +1,5 @@
-//! The webhook over a real TLS connection (a rustls client), with the real registry behind it:
+//! The webhook over a real TLS connection (a rustls client), with the real registry behind it
+//! and images signed by the real cosign:
 //! each decision docs/contract.md §2 lists, as the API server would receive it.
 
 // A test crate: its helpers fail the test loudly by design.
@@ -22,9 +23,9 @@ use image_policy::webhook::credentials::Anonymous;
 use image_policy::webhook::http::Routes;
 use image_policy_crd::ClusterImagePolicy;
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::{Value, json};
-use sigstore::crypto::SigningScheme;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -126,22 +127,16 @@ fn policy(host: &str, pem: &str) -> PolicyState {
 async fn each_decision_over_tls_with_the_registry_behind() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let stranger = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
-    let pem = signer
-        .to_sigstore_keypair()
-        .unwrap()
-        .public_key_to_pem()
-        .unwrap();
+    let cosign = Cosign::new(&registry);
+    let (signer, stranger) = (cosign.generate_key(), cosign.generate_key());
+    let pem = signer.public_pem.clone();
     let host = registry.host();
     let signed_digest = pusher.push_image("app/signed", "v1").await;
-    pusher.sign("app/signed", &signed_digest, &signer).await;
+    let by_digest = format!("{host}/app/signed@{signed_digest}");
+    cosign.sign(&by_digest, &signer, Signing::LEGACY_TAG);
     let other_digest = pusher.push_image("app/other", "v1").await;
-    pusher.sign("app/other", &other_digest, &stranger).await;
+    let by_digest = format!("{host}/app/other@{other_digest}");
+    cosign.sign(&by_digest, &stranger, Signing::LEGACY_TAG);
     pusher.push_image("app/unsigned", "v1").await;
     let (signed, other, unsigned) = (
         format!("{host}/app/signed:v1"),

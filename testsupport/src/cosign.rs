@@ -308,6 +308,39 @@ impl Pusher {
             .await;
     }
 
+    /// Attaches `content` to `repository@subject` as an OCI 1.1 artifact of `artifact_type`
+    /// (`oras attach` does so for an SBOM): an untagged manifest whose one layer is the
+    /// content, with an empty config and the subject. No referrers tag schema index is
+    /// written: for a registry with the referrers API, which lists it. An imitation of
+    /// another tool, for referrers cosign does not write. Returns the manifest's digest.
+    pub async fn attach_artifact(
+        &self,
+        repository: &str,
+        subject: &str,
+        artifact_type: &str,
+        content: &[u8],
+    ) -> String {
+        const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+        let layer = self.push_blob(repository, artifact_type, content).await;
+        let config = self.push_blob(repository, EMPTY, b"{}").await;
+        let size = self
+            .fetch_manifest(repository, subject)
+            .await
+            .map_or(0, |body| body.len());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": config,
+            "layers": [layer],
+            "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": size },
+        });
+        let body = to_json(&manifest);
+        let digest = sha256_digest(&body);
+        self.push_manifest(repository, &digest, OCI_MANIFEST, &body)
+            .await
+    }
+
     /// The `.sig` manifest of `digest` in `repository`, if one was pushed.
     pub async fn signature_manifest(&self, repository: &str, digest: &str) -> Option<Manifest> {
         let body = self

@@ -86,11 +86,38 @@ pub struct CosignKey {
     pub public_pem: String,
 }
 
+/// A key algorithm for [`Cosign::import_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256, what `cosign generate-key-pair` makes.
+    EcdsaP256,
+    /// ECDSA P-384.
+    EcdsaP384,
+    /// RSA 2048 (PKCS#1 v1.5 signatures).
+    Rsa2048,
+    /// Ed25519.
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    /// `openssl genpkey` arguments that make such a key.
+    fn genpkey(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "-algorithm EC -pkeyopt ec_paramgen_curve:P-256",
+            KeyAlgorithm::EcdsaP384 => "-algorithm EC -pkeyopt ec_paramgen_curve:P-384",
+            KeyAlgorithm::Rsa2048 => "-algorithm RSA -pkeyopt rsa_keygen_bits:2048",
+            KeyAlgorithm::Ed25519 => "-algorithm ED25519",
+        }
+    }
+}
+
 /// The real cosign for one registry: trusts its CA (and, through `SSL_CERT_FILE`, the CAs of
-/// the local Sigstore services), with its own `HOME`.
+/// the local Sigstore services), logs in with its basic auth if it has one, speaks plain HTTP
+/// to it if it does, with its own `HOME`.
 pub struct Cosign {
     home: TempDir,
     registry_ca: PathBuf,
+    plain_http: bool,
 }
 
 /// What is signed and how: see [`Cosign::sign`].
@@ -108,7 +135,7 @@ pub struct Signing<'a> {
 
 impl Signing<'static> {
     /// Unlogged, in `format` with `mode`.
-    pub fn new(format: Format, mode: Mode) -> Self {
+    pub const fn new(format: Format, mode: Mode) -> Self {
         Signing {
             format,
             mode,
@@ -116,18 +143,34 @@ impl Signing<'static> {
             recursive: false,
         }
     }
+
+    /// cosign 2's default: simple-signing layers at the `sha256-<hex>.sig` tag, unlogged.
+    pub const LEGACY_TAG: Signing<'static> = Signing::new(Format::Legacy, Mode::Legacy);
+
+    /// cosign v3's default: a Sigstore bundle as an OCI referrer, unlogged.
+    pub const BUNDLE: Signing<'static> = Signing::new(Format::Bundle, Mode::Oci11);
 }
 
 impl Cosign {
-    /// cosign trusting `registry`'s CA.
+    /// cosign trusting `registry`'s CA, with its credentials.
     pub fn new(registry: &Registry) -> Cosign {
         let home = tempfile::Builder::new()
             .prefix("image-policy-cosign-")
             .tempdir()
             .expect("temp dir");
+        if let Some((user, password)) = registry.basic_auth() {
+            // What `docker login` leaves: cosign's keychain reads it from $HOME.
+            let auth =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let config = serde_json::json!({"auths": {registry.host(): {"auth": auth}}});
+            let dir = home.path().join(".docker");
+            std::fs::create_dir_all(&dir).expect("create .docker");
+            std::fs::write(dir.join("config.json"), config.to_string()).expect("write config.json");
+        }
         Cosign {
             home,
             registry_ca: registry.ca_path(),
+            plain_http: registry.is_plain_http(),
         }
     }
 
@@ -192,11 +235,43 @@ impl Cosign {
         }
     }
 
+    /// A key pair of `algorithm`, made by openssl and imported with `cosign import-key-pair`:
+    /// cosign signs with any of them, but generates only ECDSA P-256.
+    pub fn import_key(&self, algorithm: KeyAlgorithm) -> CosignKey {
+        let dir = tempfile::tempdir().expect("temp dir");
+        crate::registry::openssl(
+            dir.path(),
+            &format!("genpkey {} -out openssl.pem", algorithm.genpkey()),
+        );
+        let prefix = dir.path().join("cosign");
+        self.run(
+            &[
+                "import-key-pair",
+                "--key",
+                dir.path().join("openssl.pem").to_str().expect("path"),
+                "--output-key-prefix",
+                prefix.to_str().expect("path"),
+            ],
+            None,
+        );
+        let public_pem =
+            std::fs::read_to_string(dir.path().join("cosign.pub")).expect("read cosign.pub");
+        CosignKey {
+            private: dir.path().join("cosign.key"),
+            public_pem,
+            _dir: dir,
+        }
+    }
+
     fn registry_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--registry-cacert".to_owned(),
             self.registry_ca.display().to_string(),
-        ]
+        ];
+        if self.plain_http {
+            args.push("--allow-http-registry".to_owned());
+        }
+        args
     }
 
     /// Where signatures are logged: the local services' signing config and trusted root, or

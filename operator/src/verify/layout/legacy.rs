@@ -4,7 +4,9 @@
 //! `sha256-<hex>.sig` in the same repository. A layer counts when its simple-signing payload
 //! names exactly that digest and its `dev.cosignproject.cosign/signature` annotation verifies
 //! over the exact payload bytes with one of the keys, or, keyless, with the certificate its
-//! annotations carry ([`crate::verify::bundle::legacy`]). Key parsing and the signature check
+//! annotations carry ([`crate::verify::bundle::legacy`]). The same layers in a referrer
+//! (cosign's legacy format with `--registry-referrers-mode=oci-1-1`) are found by
+//! [`super::referrers`] and checked here ([`check_layers`]). Key parsing and the signature check
 //! are sigstore's; the payload is read here with the few fields that decide, since sigstore's
 //! payload type sits behind its `cosign` feature, which brings Fulcio, Rekor and OAuth clients
 //! (some 360 crates) that verification never uses.
@@ -63,19 +65,31 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
     let Some(manifest) = manifest else {
         return Ok(Findings::not_signed());
     };
+    let manifest: OciImageManifest =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| RegistryError::BadResponse {
+            host: lookup.repo.host.clone(),
+            detail: format!("a signature manifest that is not one ({e})"),
+        })?;
+    check_layers(lookup, &manifest.layers).await
+}
+
+/// Checks cosign's simple-signing layers against `keys`, wherever cosign put them: the
+/// layers of the `.sig` manifest, or of a signature it attached as an OCI referrer (the
+/// legacy format in `--registry-referrers-mode=oci-1-1`, [`super::referrers`]). The one
+/// home of the per-layer rule: a layer counts when it is a simple-signing layer with a
+/// signature annotation, its payload names `repo@digest` and the signature verifies; at
+/// most [`MAX_SIGNATURE_LAYERS`] are read, each blob once however many layers name it.
+pub(super) async fn check_layers(
+    lookup: Lookup<'_>,
+    layers: &[OciDescriptor],
+) -> Result<Findings, RegistryError> {
     let Lookup {
         registry,
         repo,
         credential,
         ..
     } = lookup;
-    let manifest: OciImageManifest =
-        serde_json::from_slice(&manifest.bytes).map_err(|e| RegistryError::BadResponse {
-            host: repo.host.clone(),
-            detail: format!("a signature manifest that is not one ({e})"),
-        })?;
-    let layers = manifest
-        .layers
+    let layers = layers
         .iter()
         .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
         .filter_map(|l| {
@@ -84,7 +98,6 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             Some((l, signature.as_str(), annotations))
         });
     let mut seen = Seen::default();
-    // Each blob is read once, however many layers name it.
     let mut read: HashMap<&str, Option<Bytes>> = HashMap::new();
     for (layer, signature, annotations) in layers.take(MAX_SIGNATURE_LAYERS) {
         let payload = match read.get(layer.digest.as_str()) {

@@ -1,25 +1,41 @@
-//! Sigstore bundles attached as OCI 1.1 referrers of the image, as cosign v3 and GitHub's
-//! attestations write them.
+//! Signatures attached as OCI 1.1 referrers of the image: cosign v3's Sigstore bundles,
+//! GitHub's attestations, and cosign's legacy signatures when it attaches them as referrers
+//! (`--new-bundle-format=false --registry-referrers-mode=oci-1-1`).
 //!
 //! The referrers of `repo@digest` are listed by the registry's referrers API where it has one
-//! (only a 200 with an OCI index counts), else by the referrers tag schema: an OCI index at tag
-//! `sha256-<hex>`. Entries are taken whatever their `artifactType` says (cosign up to v3.0.6
-//! typed them `application/vnd.oci.empty.v1+json`), cosign's signatures first. An entry counts
-//! only when its manifest's `subject` is the image digest and it has exactly one layer, a
-//! bundle; the bundle is then checked by [`crate::verify::bundle`]. Bounded as the legacy
-//! layout is: at most [`MAX_REFERRERS`] entries, manifests and bundles under their limits,
-//! and an entry that cannot be read counts as one bundle that does not verify.
+//! (only a 200 with an OCI index counts; `"manifests": null`, which olareg answers for a digest
+//! without referrers, lists none), else by the referrers tag schema: an OCI index at tag
+//! `sha256-<hex>`. The listing is asked for whole, without an `artifactType` filter
+//! (docs/contract.md §3 says why). Entries are taken whatever their `artifactType` says
+//! (cosign up to v3.0.6 typed its bundles `application/vnd.oci.empty.v1+json`).
+//!
+//! Signatures are read before attestations, whatever the order of the index, without a request
+//! more than it takes: an entry the index says is a signature ([`Kind`]) is read first; then
+//! the manifests of the entries the index says nothing of (the tag schema's index that cosign
+//! writes carries no annotations) are all read, a few at a time, before any of their content,
+//! so that the signatures among them go first and an image costs the same requests whatever
+//! order the index lists them in; attestations come last, read only to say so when nothing
+//! verifies.
+//!
+//! An entry counts only when its manifest's `subject` is the image digest and it holds either
+//! exactly one Sigstore bundle layer, checked by [`crate::verify::bundle`], or, typed as
+//! cosign's signature artifact, simple-signing layers checked one by one as the `.sig` tag's
+//! are ([`super::legacy::check_layers`]). Bounded as the legacy layout is: at most
+//! [`MAX_REFERRERS`] entries, manifests and bundles under their limits, and an entry that
+//! cannot be read is skipped with a log line.
 
+use std::collections::BTreeMap;
+
+use futures::{StreamExt as _, TryStreamExt as _};
 use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
 
-use super::{Lookup, digest_tag};
+use super::{Lookup, digest_tag, legacy};
 use crate::verify::bundle::{self, COSIGN_SIGN_PREDICATE};
 use crate::verify::findings::{Findings, Seen};
 use crate::verify::registry::{
     Referrers, RegistryError, Repository, is_sha256_digest, sha256_digest,
 };
-use crate::verify::verdict::Rejection;
 
 /// At most this many referrers are examined; more is a registry trying to make admission slow.
 pub const MAX_REFERRERS: usize = 32;
@@ -35,14 +51,22 @@ pub const BUNDLE_MEDIA_TYPES: [&str; 4] = [
 /// The annotation cosign puts on a bundle's referrer: the statement's predicate type.
 const PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 
-/// The media type of an OCI image manifest, which every bundle referrer is.
+/// The `artifactType` (and config media type) of the referrer cosign writes for a signature
+/// in its legacy format: simple-signing layers, as in the `.sig` tag.
+pub const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// The media type of an OCI image manifest, which every referrer read is.
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The manifests of the entries an index says nothing of are read this many at a time.
+const CONCURRENT_MANIFESTS: usize = 4;
 
 /// An OCI index, as far as referrers go.
 #[derive(Deserialize)]
 struct Index {
+    /// `null` (olareg's answer for a digest without referrers) lists none, as absent does.
     #[serde(default)]
-    manifests: Vec<Entry>,
+    manifests: Option<Vec<Entry>>,
 }
 
 #[derive(Deserialize)]
@@ -53,42 +77,84 @@ struct Entry {
     #[serde(rename = "artifactType", default)]
     artifact_type: Option<String>,
     #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 impl Entry {
-    /// Cosign's signatures first, then other bundles, then anything else.
-    fn rank(&self) -> u8 {
-        let bundle = self
-            .artifact_type
-            .as_deref()
-            .is_some_and(|t| BUNDLE_MEDIA_TYPES.contains(&t));
-        match self
-            .annotations
-            .get(PREDICATE_ANNOTATION)
-            .map(String::as_str)
-        {
-            Some(COSIGN_SIGN_PREDICATE) => 0,
-            None if bundle => 1,
-            None => 2,
-            Some(_) => 3,
-        }
+    fn kind(&self) -> Kind {
+        Kind::of(self.artifact_type.as_deref(), self.annotations.as_ref())
     }
 }
 
-/// Reads and checks the bundles that refer to `repo@digest`.
+/// What a referrer says it is, by its `artifactType` and cosign's predicate annotation: in its
+/// index entry (registries with the referrers API copy the manifest's annotations there) or
+/// its manifest. In the order referrers are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// cosign's signature artifact, or a bundle of cosign's signing predicate.
+    Signature,
+    /// A Sigstore bundle that does not say what it holds.
+    Bundle,
+    /// Anything else that does not say.
+    Unsaid,
+    /// A bundle of another predicate: an attestation, never a signature.
+    Attestation,
+}
+
+impl Kind {
+    fn of(artifact_type: Option<&str>, annotations: Option<&BTreeMap<String, String>>) -> Kind {
+        if artifact_type == Some(COSIGN_SIGNATURE_ARTIFACT) {
+            return Kind::Signature;
+        }
+        let predicate = annotations.and_then(|a| a.get(PREDICATE_ANNOTATION));
+        match predicate.map(String::as_str) {
+            Some(COSIGN_SIGN_PREDICATE) => Kind::Signature,
+            Some(_) => Kind::Attestation,
+            None if artifact_type.is_some_and(|t| BUNDLE_MEDIA_TYPES.contains(&t)) => Kind::Bundle,
+            None => Kind::Unsaid,
+        }
+    }
+
+    /// Whether the kind is known without reading the manifest.
+    fn is_said(self) -> bool {
+        matches!(self, Kind::Signature | Kind::Attestation)
+    }
+}
+
+/// A referrer's manifest, read and found to be about the image.
+struct Referrer {
+    digest: String,
+    manifest: OciImageManifest,
+}
+
+impl Referrer {
+    /// The manifest's artifact type: its `artifactType`, else its config's media type (as the
+    /// referrers API reports it).
+    fn artifact_type(&self) -> &str {
+        self.manifest
+            .artifact_type
+            .as_deref()
+            .unwrap_or(&self.manifest.config.media_type)
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::of(
+            Some(self.artifact_type()),
+            self.manifest.annotations.as_ref(),
+        )
+    }
+}
+
+/// Reads and checks the signatures that refer to `repo@digest`.
 pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
     let Some(tag) = digest_tag(lookup.digest) else {
         return Ok(Findings::not_signed());
     };
-    let Lookup {
-        registry,
-        repo,
-        digest,
-        credential,
-        ..
-    } = lookup;
-    let index = match registry.referrers(repo, digest, credential).await? {
+    let Lookup { registry, repo, .. } = lookup;
+    let index = match registry
+        .referrers(repo, lookup.digest, lookup.credential)
+        .await?
+    {
         Referrers::Index(bytes) => bytes,
         // The referrers tag schema: an index at the digest's tag.
         Referrers::Unsupported => match lookup.manifest(&tag).await? {
@@ -96,59 +162,92 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
             None => return Ok(Findings::not_signed()),
         },
     };
-    let candidates = candidates(&index).map_err(|e| RegistryError::BadResponse {
+    let entries = entries(&index).map_err(|e| RegistryError::BadResponse {
         host: repo.host.clone(),
         detail: format!("a referrers index that is not one ({e})"),
     })?;
-    let mut seen = Seen::default();
-    for digest in candidates {
-        match candidate(lookup, &digest).await? {
-            Some(Ok(key)) => {
-                return Ok(Findings::Verified {
-                    fingerprint: key.into(),
-                });
-            }
-            Some(Err(rejection)) => seen.add(rejection),
-            None => {}
-        }
-    }
-    Ok(Findings::Unverified(seen))
+    in_order(lookup, entries).await
 }
 
-/// The manifest digests of an index's referrers worth fetching, cosign's signatures first, at
-/// most [`MAX_REFERRERS`]: image manifests with a digest that is safe to put in a URL.
+/// What the referrers say, read until one verifies: the signatures the index names, then the
+/// entries it says nothing of (all their manifests first, so that the signatures among them
+/// go first), then the attestations.
+async fn in_order(lookup: Lookup<'_>, entries: Vec<Entry>) -> Result<Findings, RegistryError> {
+    let (said, unsaid): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.kind().is_said());
+    let signatures = said.iter().filter(|e| e.kind() == Kind::Signature);
+    let mut findings = judge_each(lookup, signatures, Findings::not_signed()).await?;
+    if findings.is_verified() {
+        return Ok(findings);
+    }
+    // The futures are made before the stream: a closure in it would not be `Send` for every
+    // lifetime, which the webhook's spawned futures need.
+    let reads: Vec<_> = unsaid.iter().map(|e| read(lookup, &e.digest)).collect();
+    let mut read_unsaid: Vec<Referrer> = futures::stream::iter(reads)
+        .buffered(CONCURRENT_MANIFESTS)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    // Stable: entries of one kind keep the index's order.
+    read_unsaid.sort_by_key(Referrer::kind);
+    for referrer in &read_unsaid {
+        findings = findings.and(judge(lookup, referrer).await?);
+        if findings.is_verified() {
+            return Ok(findings);
+        }
+    }
+    let attestations = said.iter().filter(|e| e.kind() == Kind::Attestation);
+    judge_each(lookup, attestations, findings).await
+}
+
+/// `findings` and what `entries` say, read one by one until one verifies.
+async fn judge_each(
+    lookup: Lookup<'_>,
+    entries: impl Iterator<Item = &Entry>,
+    mut findings: Findings,
+) -> Result<Findings, RegistryError> {
+    for entry in entries {
+        if let Some(referrer) = read(lookup, &entry.digest).await? {
+            findings = findings.and(judge(lookup, &referrer).await?);
+            if findings.is_verified() {
+                break;
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// The manifest digests of an index's referrers worth fetching, in the order the index alone
+/// ranks them (signatures first, attestations last), at most [`MAX_REFERRERS`]: image
+/// manifests with a digest that is safe to put in a URL.
 pub fn candidates(index: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    Ok(entries(index)?.into_iter().map(|e| e.digest).collect())
+}
+
+/// The entries of [`candidates`].
+fn entries(index: &[u8]) -> Result<Vec<Entry>, serde_json::Error> {
     let index: Index = serde_json::from_slice(index)?;
     let mut entries: Vec<Entry> = index
         .manifests
+        .unwrap_or_default()
         .into_iter()
         .filter(|e| e.media_type == OCI_MANIFEST && is_sha256_digest(&e.digest))
         .collect();
-    entries.sort_by_key(Entry::rank);
-    Ok(entries
-        .into_iter()
-        .take(MAX_REFERRERS)
-        .map(|e| e.digest)
-        .collect())
+    entries.sort_by_key(Entry::kind);
+    entries.truncate(MAX_REFERRERS);
+    Ok(entries)
 }
 
-/// What the bundle of one referrer says (the identity of its signer, or why it does not
-/// count); `None`, with a log line, when it is not a bundle of this image (its manifest is
-/// missing, not its digest, not a manifest, of another subject, or without exactly one bundle
-/// layer).
-async fn candidate(
+/// The manifest of one referrer; `None`, with a log line, when it is not a referrer of this
+/// image (missing, not its digest, not an image manifest, or of another subject).
+async fn read(
     lookup: Lookup<'_>,
     manifest_digest: &str,
-) -> Result<Option<Result<String, Rejection>>, RegistryError> {
-    let Lookup {
-        registry,
-        repo,
-        digest,
-        keys,
-        credential,
-    } = lookup;
+) -> Result<Option<Referrer>, RegistryError> {
     let skipped = |reason: &str| {
-        skip(repo, manifest_digest, reason);
+        skip(lookup.repo, manifest_digest, reason);
         Ok(None)
     };
     let Some(manifest) = lookup.manifest(manifest_digest).await? else {
@@ -160,10 +259,34 @@ async fn candidate(
     let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&manifest.bytes) else {
         return skipped("not an image manifest");
     };
-    if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest) {
+    if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(lookup.digest) {
         return skipped("its subject is not the image");
     }
-    let [layer] = manifest.layers.as_slice() else {
+    Ok(Some(Referrer {
+        digest: manifest_digest.to_owned(),
+        manifest,
+    }))
+}
+
+/// What one referrer of the image says: cosign's simple-signing layers are checked as the
+/// `.sig` tag's are; anything else counts only with exactly one bundle layer (else it is
+/// skipped, with a log line, and says nothing).
+async fn judge(lookup: Lookup<'_>, referrer: &Referrer) -> Result<Findings, RegistryError> {
+    if referrer.artifact_type() == COSIGN_SIGNATURE_ARTIFACT {
+        return legacy::check_layers(lookup, &referrer.manifest.layers).await;
+    }
+    let Lookup {
+        registry,
+        repo,
+        digest,
+        keys,
+        credential,
+    } = lookup;
+    let skipped = |reason: &str| {
+        skip(repo, &referrer.digest, reason);
+        Ok(Findings::not_signed())
+    };
+    let [layer] = referrer.manifest.layers.as_slice() else {
         return skipped("it has not exactly one layer");
     };
     if !BUNDLE_MEDIA_TYPES.contains(&layer.media_type.as_str()) {
@@ -180,10 +303,98 @@ async fn candidate(
         Err(RegistryError::BadResponse { detail, .. }) => return skipped(&detail),
         Err(e) => return Err(e),
     };
-    Ok(Some(bundle::check(&bundle, digest, keys)))
+    Ok(match bundle::check(&bundle, digest, keys) {
+        Ok(key) => Findings::Verified {
+            fingerprint: key.into(),
+        },
+        Err(rejection) => {
+            let mut seen = Seen::default();
+            seen.add(rejection);
+            Findings::Unverified(seen)
+        }
+    })
 }
 
 fn skip(repo: &Repository, manifest: &str, reason: &str) {
     let referrer: String = manifest.chars().take(80).collect();
     tracing::info!(target: "image-policy.verify", repository = %repo, %referrer, reason, "Referrer skipped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(i: u8) -> String {
+        format!("sha256:{i:064x}")
+    }
+
+    #[test]
+    fn null_or_absent_manifests_list_no_referrers() {
+        assert!(
+            candidates(br#"{"schemaVersion":2,"manifests":null}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(candidates(br#"{"schemaVersion":2}"#).unwrap().is_empty());
+        assert!(candidates(br#"{"manifests":{}}"#).is_err());
+        assert!(candidates(b"null").is_err());
+    }
+
+    /// What the index says ranks the entries: cosign's signatures (either format) first, then
+    /// bundles and others that do not say, attestations last; entries of one rank keep the
+    /// index's order.
+    #[test]
+    fn the_index_ranks_signatures_first_and_attestations_last() {
+        let entry = |i: u8, artifact_type: &str, predicate: Option<&str>| {
+            let mut entry = serde_json::json!({
+                "mediaType": OCI_MANIFEST, "digest": digest(i), "size": 1,
+                "artifactType": artifact_type,
+            });
+            if let Some(predicate) = predicate {
+                entry["annotations"] = serde_json::json!({ PREDICATE_ANNOTATION: predicate });
+            }
+            entry
+        };
+        let bundle = BUNDLE_MEDIA_TYPES[0];
+        let index = serde_json::json!({"manifests": [
+            entry(1, bundle, Some("https://slsa.dev/provenance/v1")),
+            entry(2, "application/vnd.oci.empty.v1+json", None),
+            entry(3, bundle, None),
+            entry(4, COSIGN_SIGNATURE_ARTIFACT, None),
+            entry(5, bundle, Some(COSIGN_SIGN_PREDICATE)),
+            entry(6, bundle, None),
+        ]});
+        let ranked = candidates(&serde_json::to_vec(&index).unwrap()).unwrap();
+        let expected: Vec<String> = [4, 5, 3, 6, 2, 1].into_iter().map(digest).collect();
+        assert_eq!(ranked, expected);
+    }
+
+    #[test]
+    fn a_manifest_says_what_it_is_by_its_type_or_its_config() {
+        let kind = |manifest: serde_json::Value| {
+            Referrer {
+                digest: digest(0),
+                manifest: serde_json::from_value(manifest).unwrap(),
+            }
+            .kind()
+        };
+        let config = |media_type: &str| serde_json::json!({"mediaType": media_type, "digest": digest(9), "size": 2});
+        // cosign's legacy signature as a referrer: typed by its config alone is enough.
+        let legacy = serde_json::json!({
+            "schemaVersion": 2, "config": config(COSIGN_SIGNATURE_ARTIFACT), "layers": [],
+        });
+        assert_eq!(kind(legacy), Kind::Signature);
+        let bundle = |predicate: &str| {
+            serde_json::json!({
+                "schemaVersion": 2, "artifactType": BUNDLE_MEDIA_TYPES[0],
+                "config": config("application/vnd.oci.empty.v1+json"), "layers": [],
+                "annotations": { PREDICATE_ANNOTATION: predicate },
+            })
+        };
+        assert_eq!(kind(bundle(COSIGN_SIGN_PREDICATE)), Kind::Signature);
+        assert_eq!(
+            kind(bundle("https://slsa.dev/provenance/v1")),
+            Kind::Attestation
+        );
+    }
 }
