@@ -7,6 +7,7 @@
 //! publishes of it. At the bottom, importing nothing from the others, [`problem`] is what compiling
 //! a field can report and [`dns`] the names Kubernetes gives its objects.
 
+pub mod condition;
 pub mod dns;
 pub mod hosts;
 pub mod identity;
