@@ -256,6 +256,15 @@ pub enum SignerFacts {
     },
 }
 
+impl SignerFacts {
+    /// The signer's name in the policy.
+    pub fn name(&self) -> &str {
+        match self {
+            SignerFacts::Key { name } | SignerFacts::Keyless { name, .. } => name,
+        }
+    }
+}
+
 impl Variables {
     /// The variables of `statement` (an in-toto statement as JSON) about `image` (as written)
     /// at `digest`, signed by `signer`, evaluated at `now`.

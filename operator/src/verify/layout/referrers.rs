@@ -10,6 +10,7 @@
 //! layout is: at most [`MAX_REFERRERS`] entries, manifests and bundles under their limits,
 //! and an entry that cannot be read counts as one bundle that does not verify.
 
+use bytes::Bytes;
 use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
 
@@ -78,24 +79,10 @@ impl Entry {
 
 /// Reads and checks the bundles that refer to `repo@digest`.
 pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
-    let Some(tag) = digest_tag(lookup.digest) else {
+    let Some(index) = index(lookup).await? else {
         return Ok(Findings::not_signed());
     };
-    let Lookup {
-        registry,
-        repo,
-        digest,
-        credential,
-        ..
-    } = lookup;
-    let index = match registry.referrers(repo, digest, credential).await? {
-        Referrers::Index(bytes) => bytes,
-        // The referrers tag schema: an index at the digest's tag.
-        Referrers::Unsupported => match lookup.manifest(&tag).await? {
-            Some(manifest) => manifest.bytes,
-            None => return Ok(Findings::not_signed()),
-        },
-    };
+    let repo = lookup.repo;
     let candidates = candidates(&index).map_err(|e| RegistryError::BadResponse {
         host: repo.host.clone(),
         detail: format!("a referrers index that is not one ({e})"),
@@ -113,6 +100,35 @@ pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
         }
     }
     Ok(Findings::Unverified(seen))
+}
+
+/// The referrers index of `repo@digest`: the referrers API's answer, or, where the registry
+/// has none, the index at the digest's tag (the referrers tag schema); `None` when there is
+/// none.
+pub async fn index(lookup: Lookup<'_>) -> Result<Option<Bytes>, RegistryError> {
+    let Some(tag) = digest_tag(lookup.digest) else {
+        return Ok(None);
+    };
+    Ok(match lookup.referrers().await? {
+        Referrers::Index(bytes) => Some(bytes),
+        Referrers::Unsupported => lookup.manifest(&tag).await?.map(|m| m.bytes),
+    })
+}
+
+/// The manifest digests of an index's referrers, each with the predicate type its entry is
+/// annotated with (cosign's annotation, which registries with the referrers API pull up from
+/// the manifest), in index order: image manifests with a digest that is safe to put in a URL.
+pub fn annotated(index: &[u8]) -> Result<Vec<(String, Option<String>)>, serde_json::Error> {
+    let index: Index = serde_json::from_slice(index)?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .filter(|e| e.media_type == OCI_MANIFEST && is_sha256_digest(&e.digest))
+        .map(|mut e| {
+            let predicate_type = e.annotations.remove(PREDICATE_ANNOTATION);
+            (e.digest, predicate_type)
+        })
+        .collect())
 }
 
 /// The manifest digests of an index's referrers worth fetching, cosign's signatures first, at
@@ -133,19 +149,27 @@ pub fn candidates(index: &[u8]) -> Result<Vec<String>, serde_json::Error> {
 }
 
 /// What the bundle of one referrer says (the identity of its signer, or why it does not
-/// count); `None`, with a log line, when it is not a bundle of this image (its manifest is
-/// missing, not its digest, not a manifest, of another subject, or without exactly one bundle
-/// layer).
+/// count); `None` when it is not a bundle of this image ([`bundle_of`]).
 async fn candidate(
     lookup: Lookup<'_>,
     manifest_digest: &str,
 ) -> Result<Option<Result<String, Rejection>>, RegistryError> {
+    let bundle = bundle_of(lookup, manifest_digest).await?;
+    Ok(bundle.map(|bundle| bundle::check(&bundle, lookup.digest, lookup.keys)))
+}
+
+/// The bundle of one referrer; `None`, with a log line, when it is not a bundle of this image
+/// (its manifest is missing, not its digest, not a manifest, of another subject, or without
+/// exactly one bundle layer).
+pub async fn bundle_of(
+    lookup: Lookup<'_>,
+    manifest_digest: &str,
+) -> Result<Option<Bytes>, RegistryError> {
     let Lookup {
         registry,
         repo,
         digest,
-        keys,
-        credential,
+        ..
     } = lookup;
     let skipped = |reason: &str| {
         skip(repo, manifest_digest, reason);
@@ -174,13 +198,12 @@ async fn candidate(
     {
         return skipped("its bundle's digest or size is out of bounds");
     }
-    let bundle = match registry.blob(repo, &layer.digest, credential).await {
-        Ok(Some(bundle)) => bundle,
-        Ok(None) => return skipped("the bundle blob is missing"),
-        Err(RegistryError::BadResponse { detail, .. }) => return skipped(&detail),
-        Err(e) => return Err(e),
-    };
-    Ok(Some(bundle::check(&bundle, digest, keys)))
+    match lookup.blob(&layer.digest).await {
+        Ok(Some(bundle)) => Ok(Some(bundle)),
+        Ok(None) => skipped("the bundle blob is missing"),
+        Err(RegistryError::BadResponse { detail, .. }) => skipped(&detail),
+        Err(e) => Err(e),
+    }
 }
 
 fn skip(repo: &Repository, manifest: &str, reason: &str) {
