@@ -702,3 +702,78 @@ async fn a_condition_that_does_not_compile_is_refused_with_its_field_path() {
     );
     assert!(!message.contains("conditions[0]"), "{message}");
 }
+
+#[test]
+fn verify_bundle_evaluates_conditions_on_a_real_github_provenance_offline() {
+    // GitHub's own attestation of a build of malancas/attest-demo (public-good Sigstore),
+    // verified with the built-in public-good root: nothing is fetched.
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/bundles/github-attest-demo-provenance");
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(data.join("meta.json")).unwrap()).unwrap();
+    let bundle = data.join("bundle.sigstore.json");
+    let text = |field: &str| meta[field].as_str().unwrap().to_owned();
+    let run = |conditions: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_image-policy"));
+        command
+            .arg("verify-bundle")
+            .arg("--bundle")
+            .arg(&bundle)
+            .args([
+                "--digest",
+                &text("digest"),
+                "--certificate-identity",
+                &text("certificateIdentity"),
+                "--certificate-oidc-issuer",
+                &text("certificateOidcIssuer"),
+                "--predicate-type",
+                SLSA,
+            ]);
+        for condition in conditions {
+            command.args(["--condition", condition]);
+        }
+        let out = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            stdout + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let repository = |name: &str| {
+        format!(
+            r#"predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/{name}""#
+        )
+    };
+    let hosted =
+        r#"predicate.runDetails.builder.id == "https://github.com/actions/runner/github-hosted""#;
+    let ours = repository("malancas/attest-demo");
+    let (code, out) = run(&[&ours, hosted]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("Verified: "), "{out}");
+    assert!(out.contains(&format!("Condition holds: {ours}\n")), "{out}");
+    assert!(
+        out.contains(&format!("Condition holds: {hosted}\n")),
+        "{out}"
+    );
+
+    let theirs = repository("sigstore/cosign");
+    let (code, out) = run(&[&ours, &theirs]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("Condition fails: {theirs}\n")),
+        "{out}"
+    );
+
+    // A condition on a field the predicate lacks: it cannot be evaluated, which is no pass.
+    let (code, out) = run(&["predicate.metadata.scanFinishedOn != ''"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("it cannot be evaluated: No such key: metadata"),
+        "{out}"
+    );
+
+    // An expression that does not compile is unusable input.
+    let (code, out) = run(&["predicate.buildDefinition =="]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--condition"), "{out}");
+}
