@@ -591,41 +591,84 @@ async fn only_the_newest_attestation_of_a_type_counts() {
 
 #[tokio::test]
 async fn conditions_are_evaluated_at_each_decision_on_what_the_cache_keeps() {
-    let setup = Setup::new(RegistryKind::Olareg);
-    let host = setup.registry.host();
-    let release = setup.cosign.generate_key();
-    let image = setup.image("cached").await;
-    setup.sign(&image, &release);
-    let bundle = Signing::new(Format::Bundle, Mode::Legacy);
-    setup.attest(
-        &image,
-        &release,
-        "slsaprovenance1",
-        &provenance("acme/app"),
-        bundle,
-    );
-    let keys = json!([key("release", &release)]);
-    let strict = snapshot(
-        keys.clone(),
-        built_by_ci(&host, "release"),
-        json!({}),
-        &Documents::new(),
-    );
-    let mut other = built_by_ci(&host, "release");
-    other["attestations"][0]["conditions"][0]["expression"] =
-        json!(r#"predicate.runDetails.builder.id.endsWith("/self-hosted")"#);
-    other["attestations"][0]["conditions"][0]["message"] = json!("built on a self-hosted runner");
-    let self_hosted = snapshot(keys, other, json!({}), &Documents::new());
+    for kind in KINDS {
+        let setup = Setup::new(kind);
+        let host = setup.registry.host();
+        let release = setup.cosign.generate_key();
+        let image = setup.image("cached").await;
+        setup.sign(&image, &release);
+        let bundle = Signing::new(Format::Bundle, Mode::Legacy);
+        let keys = json!([key("release", &release)]);
+        let signature_only = snapshot(
+            keys.clone(),
+            json!({"namePattern": format!("{host}/*"), "keys": [{"name": "release"}]}),
+            json!({}),
+            &Documents::new(),
+        );
+        let strict = snapshot(
+            keys.clone(),
+            built_by_ci(&host, "release"),
+            json!({}),
+            &Documents::new(),
+        );
+        let mut other = built_by_ci(&host, "release");
+        other["attestations"][0]["conditions"][0]["expression"] =
+            json!(r#"predicate.runDetails.builder.id.endsWith("/self-hosted")"#);
+        other["attestations"][0]["conditions"][0]["message"] =
+            json!("built on a self-hosted runner");
+        let self_hosted = snapshot(keys, other, json!({}), &Documents::new());
 
-    setup.exchanges.take();
-    assert!(admitted(&setup.decide(&strict, &image).await));
-    // Signature alone on olareg: the `.sig` tag's 404, the referrers, the signature's manifest
-    // and bundle (cosign_real.rs). The attestation's manifest and bundle add two.
-    assert_eq!(setup.exchanges.take(), 4 + 2, "cold");
-    // Another condition on the same attestation: decided again, from the cache.
-    let outcome = setup.decide(&self_hosted, &image).await;
-    assert_eq!(denied(&outcome).1, "ConditionFailed");
-    assert_eq!(setup.exchanges.take(), 0, "warm");
+        // The signature alone, cold (cosign_real.rs): the `.sig` tag's 404, the referrers
+        // (olareg's API; distribution's 404 and its tag schema's index), the signature's
+        // manifest and bundle.
+        setup.exchanges.take();
+        assert!(admitted(&setup.decide(&signature_only, &image).await));
+        let alone = setup.exchanges.take();
+        assert_eq!(alone, if kind == RegistryKind::Olareg { 4 } else { 5 });
+
+        // Attested too, with a new verifier's cold caches: two requests more, the
+        // attestation's manifest and bundle; the listing and the signature are read once.
+        setup.attest(
+            &image,
+            &release,
+            "slsaprovenance1",
+            &provenance("acme/app"),
+            bundle,
+        );
+        let cold = Setup {
+            webhook: Webhook::new(
+                watch::channel(image_policy::policy::PolicyState::Absent).1,
+                verifier_of(&setup.registry, setup.exchanges.clone()),
+                Arc::new(Anonymous),
+                Settings::default(),
+            ),
+            ..setup
+        };
+        assert!(admitted(&cold.decide(&strict, &image).await));
+        let attested = cold.exchanges.take();
+        eprintln!(
+            "cold requests, {kind:?}: signature {alone}, signature and attestation {attested}"
+        );
+        assert_eq!(attested, alone + 2, "{kind:?}");
+
+        // Another condition on the same attestation: decided again, from the cache.
+        let outcome = cold.decide(&self_hosted, &image).await;
+        assert_eq!(denied(&outcome).1, "ConditionFailed");
+        assert_eq!(cold.exchanges.take(), 0, "{kind:?}: warm");
+    }
+}
+
+/// A new verifier of `registry`, reporting to `exchanges`.
+fn verifier_of(registry: &Registry, exchanges: Arc<Exchanges>) -> Verifier {
+    Verifier::new(VerifyConfig {
+        registry: RegistryConfig {
+            extra_roots_pem: vec![registry.ca_pem()],
+            ..RegistryConfig::default()
+        },
+        ..VerifyConfig::default()
+    })
+    .expect("verifier")
+    .with_observer(exchanges)
 }
 
 #[tokio::test]

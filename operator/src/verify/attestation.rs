@@ -230,3 +230,46 @@ fn facts(attested: &Attested, signers: &[&NamedKey]) -> SignerFacts {
 fn cut(text: &str) -> String {
     text.chars().take(200).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::bundle::Vouched;
+
+    fn attested(name: &str, time: Option<i64>) -> Attested {
+        Attested {
+            vouched: Vouched {
+                identity: name.into(),
+                certificate: None,
+                time,
+            },
+            statement: Bytes::from(name.to_owned()),
+        }
+    }
+
+    fn newest_of(times: &[Option<i64>]) -> Vec<String> {
+        let found = Found {
+            attested: times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| attested(&format!("a{i}"), *t))
+                .collect(),
+            seen: Seen::default(),
+        };
+        newest(&found)
+            .into_iter()
+            .map(|a| a.vouched.identity.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_by_verified_time_counts_and_ties_all_count() {
+        assert_eq!(newest_of(&[Some(1), Some(3), Some(2)]), ["a1"]);
+        // One without a verified time is older than any with one.
+        assert_eq!(newest_of(&[None, Some(1), None]), ["a1"]);
+        // Ties cannot be told apart: each counts.
+        assert_eq!(newest_of(&[Some(2), Some(1), Some(2)]), ["a0", "a2"]);
+        assert_eq!(newest_of(&[None, None]), ["a0", "a1"]);
+        assert!(newest_of(&[]).is_empty());
+    }
+}
