@@ -820,3 +820,51 @@ fn verify_bundle_evaluates_conditions_on_a_real_github_provenance_offline() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("--condition"), "{out}");
 }
+
+#[tokio::test]
+async fn check_decides_attestations_offline_from_a_cluster() {
+    let setup = Setup::new(RegistryKind::Olareg);
+    let host = setup.registry.host();
+    let release = setup.cosign.generate_key();
+    let bundle = Signing::new(Format::Bundle, Mode::Legacy);
+    let good = setup.image("check-good").await;
+    setup.sign(&good, &release);
+    setup.attest(
+        &good,
+        &release,
+        "slsaprovenance1",
+        &provenance("acme/app"),
+        bundle,
+    );
+    let bare = setup.image("check-bare").await;
+    setup.sign(&bare, &release);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("policy.yaml");
+    let policy = json!({
+        "apiVersion": "signing.apps.tanzu.vmware.com/v1beta1", "kind": "ClusterImagePolicy",
+        "metadata": {"name": "image-policy"},
+        "spec": {"verification": {"keys": [key("release", &release)],
+            "images": [built_by_ci(&host, "release")]}},
+    });
+    std::fs::write(&path, serde_yaml::to_string(&policy).unwrap()).expect("policy");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_image-policy"))
+        .args(["check", "--policy", path.to_str().unwrap()])
+        .args(["--ca-file", setup.registry.ca_path().to_str().unwrap()])
+        .args([&good, &bare])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("Admitted: {good} (")),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "Denied: The image: {bare} does not have the attestation \"built-by-ci\""
+        )),
+        "{text}"
+    );
+}
