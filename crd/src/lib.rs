@@ -6,6 +6,9 @@
 //! key references, name patterns) lives in the operator's policy compiler, which reports
 //! every problem with its field path and one of the [`Reason`]s below.
 
+mod attestation;
+
+pub use attestation::{Attestation, AttestationCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -220,6 +223,11 @@ pub struct ImageEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Mode>")]
     pub mode: Option<String>,
+    /// Attestations that every matching image must also carry. An entry may require
+    /// attestations and name no keys: its images are then admitted by their attestations
+    /// alone, each signed by the keys it names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
 }
 
 /// What is done with an image the policy would refuse: Enforce (the default, and what a
@@ -383,11 +391,17 @@ pub enum Reason {
     InvalidIdentity,
     /// A mode is neither Enforce nor Warn.
     InvalidMode,
+    /// A required attestation has no name, a name used twice in its entry, or no predicate
+    /// type.
+    InvalidAttestation,
+    /// A condition of a required attestation does not compile (its syntax, a name that is no
+    /// variable, its length), or its message is too long.
+    InvalidCondition,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::PolicyActive,
         Reason::InvalidName,
         Reason::InvalidKey,
@@ -401,6 +415,8 @@ impl Reason {
         Reason::TrustedRootUnavailable,
         Reason::InvalidIdentity,
         Reason::InvalidMode,
+        Reason::InvalidAttestation,
+        Reason::InvalidCondition,
     ];
 
     /// The reason as written in a condition: CamelCase, stable.
@@ -419,6 +435,8 @@ impl Reason {
             Reason::TrustedRootUnavailable => "TrustedRootUnavailable",
             Reason::InvalidIdentity => "InvalidIdentity",
             Reason::InvalidMode => "InvalidMode",
+            Reason::InvalidAttestation => "InvalidAttestation",
+            Reason::InvalidCondition => "InvalidCondition",
         }
     }
 }

@@ -34,6 +34,7 @@ fn snapshot(n: usize) -> Snapshot {
             keys: vec![KeyRef { name: "k".into() }],
             secret_ref: None,
             mode: None,
+            attestations: Vec::new(),
         })
         .collect();
     let keys = vec![Key {
@@ -106,6 +107,7 @@ fn bench_compile(c: &mut Criterion) {
             keys: vec![KeyRef { name: "k".into() }],
             secret_ref: None,
             mode: None,
+            attestations: Vec::new(),
         })
         .collect();
     let spec = ClusterImagePolicySpec {

@@ -1,7 +1,8 @@
 //! `image-policy match`: which entries of a policy match each image, with which keys it
-//! would be checked and in which mode, without asking a registry. For a policy's author: it
-//! answers from the policy file alone. With `-f`, for each image of each Pod and workload of a
-//! manifest, and where it is written: which container, or which image volume.
+//! would be checked, which attestations it needs and in which mode, without asking a
+//! registry. For a policy's author: it answers from the policy file alone. With `-f`, for
+//! each image of each Pod and workload of a manifest, and where it is written: which
+//! container, or which image volume.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -69,8 +70,8 @@ struct ImageReport {
     mode: &'static str,
 }
 
-/// One entry an image matches, as printed: its position, pattern, keys and registry
-/// credential.
+/// One entry an image matches, as printed: its position, pattern, keys, registry credential
+/// and the attestations it requires.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 struct MatchReport {
@@ -79,6 +80,20 @@ struct MatchReport {
     keys: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_ref: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attestations: Vec<AttestationReport>,
+}
+
+/// An attestation an entry requires, as printed: every image the entry matches needs it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+struct AttestationReport {
+    name: String,
+    predicate_type: String,
+    /// Its signers, any of them.
+    keys: Vec<String>,
+    /// Its conditions' expressions, each of which must be true.
+    conditions: Vec<String>,
 }
 
 /// Runs `match`.
@@ -155,6 +170,21 @@ fn report(snapshot: &Snapshot, written: &str, excluded: Option<&str>) -> ImageRe
                         Some(ns) => format!("{ns}/{}", s.name),
                         None => s.name.clone(),
                     }),
+                    attestations: snapshot
+                        .attestations_of(&[entry])
+                        .into_iter()
+                        .map(|need| AttestationReport {
+                            name: need.requirement.name.clone(),
+                            predicate_type: need.requirement.predicate_type.clone(),
+                            keys: need.signers.iter().map(|k| k.name.clone()).collect(),
+                            conditions: need
+                                .requirement
+                                .conditions
+                                .iter()
+                                .map(|c| c.expression.clone())
+                                .collect(),
+                        })
+                        .collect(),
                 })
                 .collect();
         }
@@ -202,16 +232,26 @@ fn write_text(report: &ImageReport, out: &mut impl Write) -> std::io::Result<()>
         );
     }
     for m in &report.matches {
-        write!(
-            out,
-            "  images[{}] {} keys: {}",
-            m.entry,
-            m.pattern,
-            m.keys.join(", ")
-        )?;
+        let keys = match m.keys.as_slice() {
+            [] => "none (admitted by its attestations)".to_owned(),
+            keys => keys.join(", "),
+        };
+        write!(out, "  images[{}] {} keys: {keys}", m.entry, m.pattern)?;
         match &m.secret_ref {
             Some(secret) => writeln!(out, " secretRef: {secret}")?,
             None => writeln!(out)?,
+        }
+        for a in &m.attestations {
+            writeln!(
+                out,
+                "    requires the attestation {:?} ({}) signed by {}",
+                a.name,
+                a.predicate_type,
+                a.keys.join(" or ")
+            )?;
+            for condition in &a.conditions {
+                writeln!(out, "      where {condition}")?;
+            }
         }
     }
     if let Some(keys) = &report.any_of {

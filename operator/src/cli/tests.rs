@@ -90,6 +90,43 @@ fn match_json_names_entries_keys_and_secrets() {
 }
 
 #[test]
+fn match_names_the_attestations_each_image_needs() {
+    let images = [
+        "registry.example.org/myproject/app:1",
+        "ghcr.io/example/app:1",
+    ];
+    let out = matched("attestations.yaml", &[], &images);
+    assert_eq!(
+        out,
+        r#"registry.example.org/myproject/app:1
+  images[0] registry.example.org/myproject/* keys: release-key
+    requires the attestation "built-by-ci" (https://slsa.dev/provenance/v1) signed by github-actions
+      where predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/example/app"
+    requires the attestation "scanned" (https://cosign.sigstore.dev/attestation/vuln/v1) signed by release-key
+      where timestamp(predicate.metadata.scanFinishedOn) > now - duration("168h")
+ghcr.io/example/app:1
+  images[1] ghcr.io/example/* keys: none (admitted by its attestations)
+    requires the attestation "built-by-ci" (https://slsa.dev/provenance/v1) signed by github-actions
+"#
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&matched("attestations.yaml", &["-o", "json"], &images[1..]))
+            .expect("json");
+    assert_eq!(
+        json[0]["matches"][0]["attestations"],
+        serde_json::json!([{
+            "name": "built-by-ci",
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "keys": ["github-actions"],
+            "conditions": [],
+        }])
+    );
+    // An entry without attestations prints as it did.
+    let plain = matched("warn.yaml", &["-o", "json"], &["registry.example.org/a:1"]);
+    assert!(!plain.contains("attestations"), "{plain}");
+}
+
+#[test]
 fn match_says_which_images_are_in_warn_mode() {
     let images = [
         "registry.example.org/web:v1",

@@ -1,7 +1,10 @@
 //! `image-policy verify-bundle`: one Sigstore bundle file checked against an image digest and
 //! a key or a keyless identity, offline, exactly as admission checks a bundle it finds in a
 //! registry ([`crate::verify::bundle`]). For a platform engineer holding a bundle: exit 0 when
-//! it verifies, 1 when it does not (with the reason), 2 when the input cannot be used.
+//! it verifies, 1 when it does not (with the reason), 2 when the input cannot be used. With
+//! `--condition` (repeatable), the bundle is read as an attestation of `--predicate-type` and
+//! each condition is evaluated on it as admission evaluates a required attestation's
+//! ([`crate::policy::condition`]): exit 0 only when it verifies and every condition is true.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +12,11 @@ use std::sync::Arc;
 
 use super::error::CliError;
 use super::input::{read_file, read_text};
+use crate::policy::condition::{
+    Condition, EvaluationError, Limits, SignerFacts, ThreadError, Variables, on_large_stack,
+};
 use crate::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency, TrustRoot};
+use crate::verify::bundle::attested::{Attested, check_attestation};
 use crate::verify::bundle::{self, COSIGN_SIGN_PREDICATE, Predicate};
 use crate::verify::registry::is_sha256_digest;
 use crate::verify::{Failure, Rejection};
@@ -52,6 +59,10 @@ pub struct VerifyBundleArgs {
     /// admission accepts); `any` accepts any in-toto statement, to inspect attestations.
     #[arg(long, value_name = "URI", default_value = COSIGN_SIGN_PREDICATE)]
     predicate_type: String,
+    /// A CEL condition the attestation must meet, as a policy's
+    /// `attestations[].conditions[].expression` (repeatable); `image.reference` is the digest.
+    #[arg(long = "condition", value_name = "EXPR")]
+    conditions: Vec<String>,
 }
 
 /// Runs `verify-bundle`; `Ok(true)` when the bundle verifies.
@@ -62,6 +73,16 @@ pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliErr
             detail: format!("{:?} is not sha256:<64 lowercase hex digits>", args.digest),
         });
     }
+    let conditions = args
+        .conditions
+        .iter()
+        .map(|expression| {
+            Condition::compile(expression, None).map_err(|e| CliError::Input {
+                path: "--condition".into(),
+                detail: format!("{expression}: {e}"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let bundle = read_file(&args.bundle)?;
     let (signer, by) = signer(args)?;
     let predicate = match args.predicate_type.as_str() {
@@ -69,6 +90,9 @@ pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliErr
         "any" => Predicate::Any,
         other => Predicate::Exactly(other.to_owned()),
     };
+    if !conditions.is_empty() {
+        return attestation(args, &bundle, (&signer, &by), &predicate, &conditions, out);
+    }
     let verdict = bundle::check_with(&bundle, &args.digest, &[&signer], &predicate);
     if let Err(Rejection::Unreadable { why, .. }) = &verdict {
         return Err(CliError::Input {
@@ -93,6 +117,104 @@ pub fn run(args: &VerifyBundleArgs, out: &mut impl Write) -> Result<bool, CliErr
             Ok(false)
         }
     }
+}
+
+/// The bundle read as an attestation of `predicate` signed by `signer`, and `conditions`
+/// evaluated on it; `Ok(true)` when it verifies and every condition is true.
+fn attestation(
+    args: &VerifyBundleArgs,
+    bundle: &[u8],
+    (signer, by): (&NamedKey, &str),
+    predicate: &Predicate,
+    conditions: &[Condition],
+    out: &mut impl Write,
+) -> Result<bool, CliError> {
+    let attested = match check_attestation(bundle, &args.digest, predicate, &[signer]) {
+        Ok(Some(attested)) => attested,
+        Ok(None) => {
+            writeln!(
+                out,
+                "Not verified: it holds no in-toto statement of the type {}.",
+                args.predicate_type
+            )?;
+            return Ok(false);
+        }
+        Err(Rejection::Unreadable { why, .. }) => {
+            return Err(CliError::Input {
+                path: args.bundle.clone(),
+                detail: format!("not a Sigstore bundle: {why}"),
+            });
+        }
+        Err(rejection) => {
+            let failure = Failure::Rejected(rejection.counted());
+            let why =
+                explanation(&failure).unwrap_or_else(|| "Its signature does not verify.".into());
+            writeln!(out, "Not verified: {why}")?;
+            return Ok(false);
+        }
+    };
+    writeln!(
+        out,
+        "Verified: {} attests {} {by}",
+        args.bundle.display(),
+        args.digest
+    )?;
+    let results =
+        evaluate(&attested, signer, &args.digest, conditions).map_err(|e| CliError::Input {
+            path: "--condition".into(),
+            detail: e.to_string(),
+        })?;
+    let mut all = true;
+    for (condition, result) in conditions.iter().zip(results) {
+        let expression = &condition.expression;
+        match result {
+            Ok(true) => writeln!(out, "Condition holds: {expression}")?,
+            Ok(false) => {
+                all = false;
+                writeln!(out, "Condition fails: {expression}")?;
+            }
+            Err(why) => {
+                all = false;
+                writeln!(
+                    out,
+                    "Condition fails: {expression}: it cannot be evaluated: {why}"
+                )?;
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Each of `conditions` on the statement of `attested`, signed by `signer`, about `digest`,
+/// now.
+fn evaluate(
+    attested: &Attested,
+    signer: &NamedKey,
+    digest: &str,
+    conditions: &[Condition],
+) -> Result<Vec<Result<bool, EvaluationError>>, ThreadError> {
+    let facts = match &attested.vouched.certificate {
+        Some((subject, issuer)) => SignerFacts::Keyless {
+            name: signer.name.clone(),
+            issuer: issuer.clone(),
+            subject: subject.clone(),
+        },
+        None => SignerFacts::Key {
+            name: signer.name.clone(),
+        },
+    };
+    let statement: serde_json::Value =
+        serde_json::from_slice(&attested.statement).unwrap_or_default();
+    let now = chrono::Utc::now();
+    on_large_stack(|| {
+        let variables = Variables::new(&statement, (digest, digest), &facts, now);
+        // Each condition is bounded by its own time limit; this only bounds them all.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        conditions
+            .iter()
+            .map(|c| c.evaluate(&variables, Limits::ADMISSION, deadline))
+            .collect()
+    })
 }
 
 /// The signer the arguments name, and how to say it: `with the key FILE` or `as IDENTITY`.

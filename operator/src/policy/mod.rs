@@ -7,6 +7,8 @@
 //! publishes of it. At the bottom, importing nothing from the others, [`problem`] is what compiling
 //! a field can report and [`dns`] the names Kubernetes gives its objects.
 
+pub mod attestation;
+pub mod condition;
 pub mod dns;
 pub mod hosts;
 pub mod identity;
@@ -19,6 +21,7 @@ pub mod snapshot;
 pub mod state;
 pub mod trust;
 
+pub use attestation::{Need, Requirement};
 pub use identity::{Identity, Matcher};
 pub use keys::{KeyAlgorithm, KeyError, PublicKey};
 pub use pattern::{ImageName, NamePattern, PatternError};

@@ -14,6 +14,7 @@ use image_policy_crd::{
 };
 use kube::ResourceExt;
 
+use super::attestation::{self, Need, Requirement, Scope};
 use super::dns::{is_dns_label, is_dns_subdomain};
 use super::pattern::{ImageName, NamePattern};
 use super::problem::{Problem, Problems};
@@ -68,6 +69,8 @@ pub struct Entry {
     pub secret_ref: Option<SecretRef>,
     /// Its mode: its own, else `spec.verification.mode`, else Enforce.
     pub mode: Mode,
+    /// The attestations it requires, in order.
+    pub attestations: Vec<Requirement>,
 }
 
 impl Snapshot {
@@ -232,6 +235,24 @@ impl Snapshot {
         entry.key_ids.iter().filter_map(|&i| self.keys.get(i))
     }
 
+    /// Every attestation that `entries` (an image's matched entries) require, in the order of
+    /// the entries, each with its signers: an image must carry all of them, whichever entry
+    /// requires them (docs/contract.md §2), while any key of any entry signs it.
+    pub fn attestations_of<'a>(&'a self, entries: &[&'a Entry]) -> Vec<Need<'a>> {
+        entries
+            .iter()
+            .flat_map(|e| &e.attestations)
+            .map(|requirement| Need {
+                requirement,
+                signers: requirement
+                    .key_ids
+                    .iter()
+                    .filter_map(|&i| self.keys.get(i))
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// When `entries` (an image's matched entries) name different keys, every key of them,
     /// each once, in the order of the entries: any one of them admits the image ("any of"),
     /// so a broad entry's key admits the images of a narrower entry too. `None` when they all
@@ -280,7 +301,9 @@ fn compile_entries(
                 format!("{:?}: {e}", image.name_pattern),
             ));
         });
-        if image.keys.is_empty() {
+        // An entry that requires attestations may name no key: its images are admitted by
+        // their attestations (docs/contract.md §1).
+        if image.keys.is_empty() && image.attestations.is_empty() {
             problems.push(Problem::new(
                 Reason::MissingKeys,
                 format!("{path}.keys"),
@@ -305,6 +328,14 @@ fn compile_entries(
             check_secret_ref(secret, &format!("{path}.secretRef"), problems);
         }
         let mode = compile_mode(image.mode.as_deref(), &format!("{path}.mode"), problems);
+        let scope = Scope {
+            path: &path,
+            entry_keys: &key_ids,
+            entry_writes_keys: !image.keys.is_empty(),
+            position: &position,
+            defined: &defined,
+        };
+        let attestations = attestation::compile(image, &scope, problems);
         if let Ok(pattern) = pattern {
             entries.push(Entry {
                 index: i,
@@ -312,6 +343,7 @@ fn compile_entries(
                 key_ids,
                 secret_ref: image.secret_ref.clone(),
                 mode: mode.unwrap_or(default_mode),
+                attestations,
             });
         }
     }

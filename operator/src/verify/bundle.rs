@@ -24,6 +24,7 @@
 //! Parsing, the DSSE encoding, signature schemes, certificate chains, SCTs and the log and
 //! timestamp checks are `sigstore-verify`'s.
 
+pub mod attested;
 mod keyless;
 pub mod legacy;
 
@@ -151,15 +152,8 @@ pub fn check_with(
     keys: &[&NamedKey],
     predicate: &Predicate,
 ) -> Result<String, Rejection> {
-    let Some(hash) = digest
-        .strip_prefix("sha256:")
-        .and_then(|hex| Sha256Hash::from_hex(hex).ok())
-    else {
-        return Err(Rejection::OtherDigest);
-    };
+    let (hash, bundle) = read(bytes, digest)?;
     let signed = Signed::Digest(&hash);
-    let text = std::str::from_utf8(bytes).map_err(|e| signed.unreadable(&e.to_string()))?;
-    let bundle = Bundle::from_json(text).map_err(|e| signed.unreadable(&e.to_string()))?;
     match &bundle.content {
         SignatureContent::DsseEnvelope(envelope) => statement(envelope, &hash, predicate)?,
         SignatureContent::MessageSignature(message) => {
@@ -174,7 +168,21 @@ pub fn check_with(
         annotations: None,
         made: OnceCell::new(),
     };
-    judge(&evidence, signed, keys)
+    judge(&evidence, signed, keys).map(|vouched| vouched.identity)
+}
+
+/// The bundle `bytes` parsed, and the hash of `digest` (`sha256:<hex>`) it must be about.
+fn read(bytes: &[u8], digest: &str) -> Result<(Sha256Hash, Bundle), Rejection> {
+    let Some(hash) = digest
+        .strip_prefix("sha256:")
+        .and_then(|hex| Sha256Hash::from_hex(hex).ok())
+    else {
+        return Err(Rejection::OtherDigest);
+    };
+    let signed = Signed::Digest(&hash);
+    let text = std::str::from_utf8(bytes).map_err(|e| signed.unreadable(&e.to_string()))?;
+    let bundle = Bundle::from_json(text).map_err(|e| signed.unreadable(&e.to_string()))?;
+    Ok((hash, bundle))
 }
 
 /// Checks one legacy signature layer whose payload (`payload`, already checked to name the
@@ -195,30 +203,52 @@ pub fn check_legacy(
         bytes: payload,
         signature_b64,
     };
-    judge(&evidence, signed, keys)
+    judge(&evidence, signed, keys).map(|vouched| vouched.identity)
 }
 
-/// The identity of the first signer that verifies `signed`, or the rejection that says most
+/// The signer of a signature, as verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vouched {
+    /// The signer's identity ([`NamedKey::identity`]).
+    pub identity: String,
+    /// Keyless: the certificate's subject (URI or email SAN) and OIDC issuer.
+    pub certificate: Option<(String, String)>,
+    /// The signing time that was verified, in seconds since the Unix epoch: the earliest time
+    /// a verified Rekor entry or RFC 3161 timestamp of the signer's trusted root proves the
+    /// signature existed at. `None` when the signer's check verified none (a key whose log is
+    /// `Optional` reads no log and no timestamp).
+    pub time: Option<i64>,
+}
+
+/// The first signer that verifies `signed`, or the rejection that says most
 /// ([`Rejection::among_signers`]).
 fn judge(
     evidence: &Evidence<'_>,
     signed: Signed<'_>,
     keys: &[&NamedKey],
-) -> Result<String, Rejection> {
+) -> Result<Vouched, Rejection> {
     let mut best = signed.no_key_verifies();
     let mut keyless = keyless::Results::default();
     for key in keys {
         let verdict = match &key.signer {
-            Signer::Key(public) => by_key(key, public, evidence, signed),
+            Signer::Key(public) => by_key(key, public, evidence, signed).map(|time| (None, time)),
             Signer::Keyless(identity) => match evidence.bundle(signed) {
-                Ok(Some(bundle)) => keyless.judge(identity, &key.transparency, bundle, signed),
+                Ok(Some(bundle)) => keyless
+                    .judge(identity, &key.transparency, bundle, signed)
+                    .map(|c| (Some((c.subject, c.issuer)), c.time)),
                 // No certificate: not a keyless signature.
                 Ok(None) => Err(signed.no_key_verifies()),
                 Err(why) => Err(signed.unreadable(&why.to_string())),
             },
         };
         match verdict {
-            Ok(()) => return Ok(key.identity()),
+            Ok((certificate, time)) => {
+                return Ok(Vouched {
+                    identity: key.identity(),
+                    certificate,
+                    time,
+                });
+            }
             Err(rejection) if rejection.among_signers() < best.among_signers() => {
                 best = rejection;
             }
@@ -228,13 +258,14 @@ fn judge(
     Err(best)
 }
 
-/// Whether one key verifies `signed`, with its log entry when it requires one.
+/// Whether one key verifies `signed`, with its log entry when it requires one: the signing
+/// time that check verified, if any.
 fn by_key(
     key: &NamedKey,
     public: &PublicKey,
     evidence: &Evidence<'_>,
     signed: Signed<'_>,
-) -> Result<(), Rejection> {
+) -> Result<Option<i64>, Rejection> {
     let verifies = match (signed, evidence.given.map(|b| &b.content)) {
         (
             Signed::Payload {
@@ -255,7 +286,7 @@ fn by_key(
         return Err(signed.no_key_verifies());
     }
     let Transparency::Required(root) = &key.transparency else {
-        return Ok(());
+        return Ok(None);
     };
     let verifier = root.verifier().map_err(|why| Rejection::RootUnavailable {
         root: root.name().to_owned(),
@@ -283,7 +314,9 @@ fn by_key(
         Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
         Signed::Payload { bytes, .. } => verifier.verify(bytes, bundle, &policy),
     };
-    verified.map(drop).map_err(|e| no_entry(e.to_string()))
+    verified
+        .map(|result| signing_time(&result))
+        .map_err(|e| no_entry(e.to_string()))
 }
 
 /// The few fields of an in-toto statement that decide.
@@ -334,6 +367,17 @@ fn statement(
         });
     }
     Ok(())
+}
+
+/// The earliest time Sigstore's verifier verified (a Rekor v1 integrated time, an RFC 3161
+/// timestamp), in seconds since the Unix epoch: the signature existed then.
+fn signing_time(result: &sigstore_verify::VerificationResult) -> Option<i64> {
+    result
+        .verified_timestamps()
+        .iter()
+        .chain(result.integrated_time().as_ref())
+        .map(|t| t.as_second())
+        .min()
 }
 
 fn names_digest(message: &MessageSignature, hash: &Sha256Hash) -> bool {

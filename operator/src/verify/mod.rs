@@ -1,15 +1,19 @@
-//! Deciding whether an image carries a signature that a policy key verifies.
+//! Deciding whether an image carries a signature that a policy key verifies, and the
+//! attestations its policy requires.
 //!
-//! [`Verifier::verify`] resolves a tag to its digest (none needed for a digest), reads the
+//! [`Verifier::verify_with`] resolves a tag to its digest (none needed for a digest), reads the
 //! signatures of that digest in each [`Layout`], and checks them with the keys of the
-//! image's matched entries. Credentials are tried in the order given, anonymous access last,
-//! moving on when the registry refuses one ([`attempt`], docs/contract.md §4). Tag
-//! resolutions and verdicts are cached, concurrent misses for one key share one registry
-//! round, transport failures are never cached, and the whole verification runs under a
-//! deadline.
+//! image's matched entries; then it reads the attestations the entries require
+//! ([`layout::attestations`]) and evaluates their conditions ([`attestation`]). Credentials
+//! are tried in the order given, anonymous access last, moving on when the registry refuses
+//! one ([`attempt`], docs/contract.md §4). Tag resolutions and verdicts are cached (a verdict
+//! keeps the verified attestations, whose conditions are evaluated at each decision, so that
+//! `now` is never frozen), concurrent misses for one key share one registry round, transport
+//! failures are never cached, and the whole verification runs under a deadline.
 
 pub mod args;
 pub mod attempt;
+pub mod attestation;
 pub mod bundle;
 pub mod credentials;
 pub mod findings;
@@ -24,14 +28,18 @@ use moka::Expiry;
 use moka::future::Cache as MokaCache;
 
 use self::attempt::each_credential;
+use self::attestation::{Found, Query};
 pub use self::credentials::{Credential, CredentialError, DockerConfig};
 pub use self::findings::{Findings, Seen};
+use self::layout::Memo;
 pub use self::layout::{Layout, Lookup};
 pub use self::registry::{
     ClientError, Observer, Registry, RegistryConfig, RegistryError, RegistryOutcome, Repository,
 };
-pub use self::verdict::{Failure, FailureKind, Format, Rejection, Verdict};
-use crate::policy::{ImageName, NamedKey};
+pub use self::verdict::{
+    FailedCondition, Failure, FailureKind, Format, MissingAttestation, Rejection, Verdict,
+};
+use crate::policy::{ImageName, NamedKey, Need};
 
 /// Tuning of the verifier; the defaults are documented in the README.
 #[derive(Debug, Clone)]
@@ -46,7 +54,8 @@ pub struct VerifyConfig {
     pub verified_ttl: Duration,
     /// How long "not signed" or "does not verify" is reused.
     pub rejected_ttl: Duration,
-    /// Entries per cache.
+    /// Entries per cache; in the verdict cache, an entry that keeps attestations weighs one
+    /// more per 4 KiB of their statements.
     pub cache_capacity: u64,
 }
 
@@ -83,13 +92,39 @@ impl Cache {
 }
 
 /// What a verdict is cached under: the repository and digest, and what the verdict depends
-/// on besides (the keys tried, the credentials offered), whatever layout its signature is in.
+/// on besides (the keys tried, the attestations looked for with their signers, the
+/// credentials offered), whatever layout its signature is in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct VerdictKey {
     repo: Repository,
     digest: String,
     keys: Arc<str>,
+    attestations: Arc<str>,
     credentials: Arc<str>,
+}
+
+/// What was found for a digest: the value of the verdict cache. Conditions are not in it:
+/// they are evaluated at each decision.
+#[derive(Debug, Clone)]
+struct Checked {
+    /// Its signatures, when a signature is required.
+    signature: Option<Findings>,
+    /// What each query found, in order (nothing when the signature failed already).
+    attestations: Arc<[Found]>,
+}
+
+impl Checked {
+    /// Whether everything looked for was found: kept as long as a verified signature.
+    fn complete(&self) -> bool {
+        self.signature.as_ref().is_none_or(Findings::is_verified)
+            && self.attestations.iter().all(|f| !f.attested.is_empty())
+    }
+
+    /// Its weight in the verdict cache: one, and one more per 4 KiB of statements kept.
+    fn weight(&self) -> u32 {
+        let bytes: usize = self.attestations.iter().map(Found::bytes).sum();
+        u32::try_from(1 + bytes / 4096).unwrap_or(u32::MAX)
+    }
 }
 
 /// Verified verdicts live longer than rejections.
@@ -98,16 +133,12 @@ struct VerdictExpiry {
     rejected: Duration,
 }
 
-impl Expiry<VerdictKey, Findings> for VerdictExpiry {
-    fn expire_after_create(
-        &self,
-        _: &VerdictKey,
-        value: &Findings,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(match value {
-            Findings::Verified { .. } => self.verified,
-            _ => self.rejected,
+impl Expiry<VerdictKey, Checked> for VerdictExpiry {
+    fn expire_after_create(&self, _: &VerdictKey, value: &Checked, _: Instant) -> Option<Duration> {
+        Some(if value.complete() {
+            self.verified
+        } else {
+            self.rejected
         })
     }
 }
@@ -119,7 +150,7 @@ pub struct Verifier {
     observer: Arc<dyn Observer>,
     budget: Duration,
     digests: MokaCache<(Repository, String), Option<String>>,
-    verdicts: MokaCache<VerdictKey, Findings>,
+    verdicts: MokaCache<VerdictKey, Checked>,
 }
 
 impl Verifier {
@@ -132,6 +163,7 @@ impl Verifier {
             .build();
         let verdicts = MokaCache::builder()
             .max_capacity(config.cache_capacity)
+            .weigher(|_: &VerdictKey, checked: &Checked| checked.weight())
             .expire_after(VerdictExpiry {
                 verified: config.verified_ttl,
                 rejected: config.rejected_ttl,
@@ -166,17 +198,31 @@ impl Verifier {
     }
 
     /// Whether any of `keys` verifies a signature of `image`, trying `credentials` in order
-    /// and anonymous access last.
+    /// and anonymous access last: [`Verifier::verify_with`], with no attestation required.
+    pub async fn verify(
+        &self,
+        image: &ImageName,
+        keys: &[&NamedKey],
+        credentials: &[Credential],
+    ) -> Verdict {
+        self.verify_with(image, keys, &[], credentials).await
+    }
+
+    /// Whether `image` carries a signature that any of `keys` verifies, and every attestation
+    /// of `needs`, each signed by one of its signers and meeting its conditions, trying
+    /// `credentials` in order and anonymous access last. A signature is required unless
+    /// `keys` is empty and `needs` is not (an entry that requires attestations alone).
     ///
     /// The steady state is a cached digest and a cached verdict: each is looked up first with
     /// a plain `get`, and only a miss builds the registry exchange (boxed: its future is
     /// large, and would otherwise be built and moved on every call) and goes through the
     /// cache's entry, which makes concurrent misses for one key share one exchange. The whole
-    /// verification is bounded by the budget, cached answers included.
-    pub async fn verify(
+    /// verification is bounded by the budget, cached answers and conditions included.
+    pub async fn verify_with(
         &self,
         image: &ImageName,
         keys: &[&NamedKey],
+        needs: &[Need<'_>],
         credentials: &[Credential],
     ) -> Verdict {
         let deadline = tokio::time::Instant::now() + self.budget;
@@ -190,19 +236,22 @@ impl Verifier {
             Ok(None) => return timed_out(),
             Err(failure) => return Verdict::Denied(failure),
         };
+        let (queries, of_need) = attestation::queries(needs);
+        let signature = !keys.is_empty() || needs.is_empty();
         let key = VerdictKey {
             repo,
             digest,
             keys: fingerprint(keys.iter().map(|k| k.identity())),
+            attestations: Arc::from(attestation::fingerprint(&queries)),
             credentials: fingerprint(credentials.iter().map(Credential::identity)),
         };
         let checked = match self.verdicts.get(&key).await {
-            Some(findings) => {
+            Some(checked) => {
                 self.observer.cache(Cache::Verdict, true);
-                Ok(findings)
+                Ok(checked)
             }
             None => {
-                let check = Box::pin(self.check(&key, keys, credentials));
+                let check = Box::pin(self.check(&key, keys, signature, &queries, credentials));
                 match tokio::time::timeout_at(deadline, check).await {
                     Ok(checked) => checked,
                     Err(_) => return timed_out(),
@@ -210,18 +259,41 @@ impl Verifier {
             }
         };
         let digest = key.digest;
-        match checked {
-            Ok(Findings::Verified { fingerprint }) => {
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(e) => return Verdict::Denied(Failure::of_registry(&e)),
+        };
+        let signed_by = match checked.signature {
+            None => None,
+            Some(Findings::Verified { fingerprint }) => {
                 // The verdict's key holds the fingerprints of `keys`, so one of them has it.
-                let key = keys
-                    .iter()
+                keys.iter()
                     .find(|k| k.identity() == *fingerprint)
                     .map(|k| k.name.clone())
-                    .unwrap_or_default();
-                Verdict::Verified { digest, key }
             }
-            Ok(Findings::Unverified(seen)) => Verdict::Denied(Failure::of_seen(digest, seen)),
-            Err(e) => Verdict::Denied(Failure::of_registry(&e)),
+            Some(Findings::Unverified(seen)) => {
+                return Verdict::Denied(Failure::of_seen(digest, seen));
+            }
+        };
+        if needs.is_empty() {
+            let key = signed_by.unwrap_or_default();
+            return Verdict::Verified { digest, key };
+        }
+        let image_digest = (image.as_str(), digest.as_str());
+        let judged = attestation::judge(
+            needs,
+            &checked.attestations,
+            &of_need,
+            image_digest,
+            deadline.into_std(),
+        );
+        match tokio::time::timeout_at(deadline, judged).await {
+            Err(_) => timed_out(),
+            Ok(Err(failure)) => Verdict::Denied(failure),
+            Ok(Ok(attested_by)) => Verdict::Verified {
+                digest,
+                key: signed_by.or(attested_by).unwrap_or_default(),
+            },
         }
     }
 
@@ -274,30 +346,45 @@ impl Verifier {
     }
 
     /// The verdict of a digest through the cache's entry: a miss reads its signatures in each
-    /// layout, until one verifies.
+    /// layout, until one verifies, then, when it verifies (or none is required), the
+    /// attestations of `queries`.
     async fn check(
         &self,
         key: &VerdictKey,
         keys: &[&NamedKey],
+        signature: bool,
+        queries: &[Query<'_>],
         credentials: &[Credential],
-    ) -> Result<Findings, RegistryError> {
+    ) -> Result<Checked, RegistryError> {
         let check = each_credential(&key.repo, credentials, |credential| async move {
-            let mut findings = Findings::not_signed();
+            let memo = Memo::default();
             let lookup = Lookup {
                 registry: &self.registry,
                 repo: &key.repo,
                 digest: &key.digest,
                 keys,
                 credential,
+                memo: &memo,
             };
-            for layout in Layout::ALL {
-                let found = layout.check(lookup).await?;
-                findings = findings.and(found);
-                if findings.is_verified() {
-                    break;
+            let mut findings = Findings::not_signed();
+            if signature {
+                for layout in Layout::ALL {
+                    let found = layout.check(lookup).await?;
+                    findings = findings.and(found);
+                    if findings.is_verified() {
+                        break;
+                    }
                 }
             }
-            Ok(findings)
+            let attestations = if !signature || findings.is_verified() {
+                layout::attestations::find(lookup, queries).await?
+            } else {
+                Vec::new()
+            };
+            Ok(Checked {
+                signature: signature.then_some(findings),
+                attestations: attestations.into(),
+            })
         });
         self.through_entry(Cache::Verdict, &self.verdicts, key, check)
             .await

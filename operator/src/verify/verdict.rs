@@ -12,13 +12,16 @@
 //! - [`FailureKind`]: the closed set of reason labels (metrics, the log's `reason`, Events,
 //!   the status of what already runs).
 //!
-//! A new way to fail (an attestation whose condition is false, say) is one variant of
-//! [`Rejection`] with its label and its two places, one sentence in `words`, one test.
+//! A new way for a signature to fail is one variant of [`Rejection`] with its label and its
+//! two places, one sentence in `words`, one test; a new way for an image to fail (a required
+//! attestation missing, a condition false) is one variant of [`Failure`] with its label and
+//! its sentence.
 
 use std::time::Duration;
 
 use super::findings::Seen;
 use super::registry::RegistryError;
+use crate::policy::condition::EvaluationError;
 
 /// The answer for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +209,39 @@ pub enum Failure {
         /// The budget it was given (`--verify-timeout`).
         budget: Duration,
     },
+    /// A required attestation of which nothing found for the digest counts.
+    AttestationMissing(Box<MissingAttestation>),
+    /// The newest attestation of a required type does not meet one of its conditions.
+    ConditionFailed(Box<FailedCondition>),
+}
+
+/// A required attestation of which nothing found for the digest counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingAttestation {
+    /// The attestation's name in the policy.
+    pub name: String,
+    /// Its predicate type.
+    pub predicate_type: String,
+    /// The digest looked up.
+    pub digest: String,
+    /// Why the statements of its type that were found do not count (the rejection that says
+    /// most); `None` when none was found.
+    pub rejection: Option<Rejection>,
+}
+
+/// A condition of a required attestation that its newest attestation does not meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCondition {
+    /// The attestation's name in the policy.
+    pub name: String,
+    /// Its predicate type.
+    pub predicate_type: String,
+    /// The condition's expression, cut to 200 characters.
+    pub expression: String,
+    /// The condition's message, as written.
+    pub message: Option<String>,
+    /// Why it did not evaluate to true or false; `None` when it is false.
+    pub error: Option<EvaluationError>,
 }
 
 impl Failure {
@@ -218,6 +254,8 @@ impl Failure {
             Failure::Unauthorized { .. } => FailureKind::Unauthorized,
             Failure::Unreachable(e) => e.kind(),
             Failure::TimedOut { .. } => FailureKind::Timeout,
+            Failure::AttestationMissing(_) => FailureKind::AttestationMissing,
+            Failure::ConditionFailed(_) => FailureKind::ConditionFailed,
         }
     }
 
@@ -282,6 +320,10 @@ pub enum FailureKind {
     BadResponse,
     /// [`Failure::TimedOut`], or one exchange past its bound.
     Timeout,
+    /// [`Failure::AttestationMissing`].
+    AttestationMissing,
+    /// [`Failure::ConditionFailed`].
+    ConditionFailed,
 }
 
 impl FailureKind {
@@ -442,6 +484,8 @@ mod tests {
                 "Unreachable",
                 "BadResponse",
                 "Timeout",
+                "AttestationMissing",
+                "ConditionFailed",
             ]
         );
     }

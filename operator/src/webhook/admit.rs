@@ -176,7 +176,8 @@ impl Admission {
             .await
     }
 
-    /// The outcome of one image, verified with its entries' keys when it matched some.
+    /// The outcome of one image, verified with its entries' keys and attestations when it
+    /// matched some.
     async fn outcome(
         &self,
         snapshot: &Snapshot,
@@ -189,7 +190,11 @@ impl Admission {
             Classified::Matched { image, entries } => {
                 let credentials = sources.for_image(&image, &entries);
                 let keys = keys_of(snapshot, &entries);
-                let verdict = self.verifier.verify(&image, &keys, &credentials).await;
+                let needs = snapshot.attestations_of(&entries);
+                let verdict = self
+                    .verifier
+                    .verify_with(&image, &keys, &needs, &credentials)
+                    .await;
                 outcome_of(&written, verdict).under(snapshot.mode_of(&entries))
             }
         };
@@ -303,7 +308,7 @@ fn outcome_of(written: &str, verdict: Verdict) -> Outcome {
     match verdict {
         Verdict::Verified { digest, key } => Outcome::Admitted { digest, key },
         Verdict::Denied(failure) => Outcome::Denied {
-            message: words::not_signed(written, &failure),
+            message: words::denial(written, &failure),
             reason: Reason::Failed(failure.label()),
         },
     }

@@ -3,6 +3,8 @@
 //! Tanzu's Image Policy Webhook, are matched byte for byte (docs/contract.md §2); the tests
 //! below pin them.
 
+mod attestations;
+
 use crate::policy::Problems;
 use crate::verify::{Failure, Format, Rejection};
 
@@ -42,8 +44,20 @@ pub fn invalid_reference_denial(image: &str, error: &str) -> String {
     format!("The image: {image} is not a valid image reference: {error}.")
 }
 
-/// The denial of an image that did not verify (docs/contract.md §2): the original Image
-/// Policy Webhook's sentence, and the second sentence that says why when there is one.
+/// The denial of an image that did not verify (docs/contract.md §2): for a signature, the
+/// original Image Policy Webhook's sentence and the second one that says why ([`not_signed`]);
+/// for an attestation its policy requires, a sentence that names it, so that an image signed
+/// but lacking one never reads as not signed (docs/contract.md §3, attestations).
+pub fn denial(image: &str, failure: &Failure) -> String {
+    match failure {
+        Failure::AttestationMissing(missing) => attestations::missing(image, missing),
+        Failure::ConditionFailed(failed) => attestations::failed(image, failed),
+        _ => not_signed(image, failure),
+    }
+}
+
+/// The denial of an image whose signature did not verify: the original Image Policy
+/// Webhook's sentence, and the second sentence that says why when there is one.
 pub fn not_signed(image: &str, failure: &Failure) -> String {
     match explanation(failure) {
         Some(why) => format!("The image: {image} is not signed. {why}"),
@@ -51,7 +65,9 @@ pub fn not_signed(image: &str, failure: &Failure) -> String {
     }
 }
 
-/// The sentence that follows `The image: <image> is not signed.`, if any.
+/// The sentence that follows a denial's first one, if any: `The image: <image> is not
+/// signed.`, or, for a required attestation, `... does not have the attestation ...`. For a
+/// condition that is not met, what its denial says after the colon, as a sentence.
 pub fn explanation(failure: &Failure) -> Option<String> {
     Some(match failure {
         Failure::ImageNotFound => "The image was not found in its registry.".into(),
@@ -69,6 +85,8 @@ pub fn explanation(failure: &Failure) -> Option<String> {
         Failure::TimedOut { budget } => {
             format!("Verification timed out after {}s.", budget.as_secs_f32())
         }
+        Failure::AttestationMissing(missing) => attestations::why_missing(missing),
+        Failure::ConditionFailed(failed) => sentence(&attestations::detail(failed)),
     })
 }
 
@@ -410,8 +428,12 @@ mod tests {
                 }
                 Failure::Unreachable(_) => unreachable!("tested above"),
                 Failure::TimedOut { .. } => Some("Verification timed out after 8s.".into()),
+                Failure::AttestationMissing(_) | Failure::ConditionFailed(_) => {
+                    unreachable!("tested in attestations::tests")
+                }
             };
             assert_eq!(explanation(&failure), expected, "{failure:?}");
+            assert_eq!(denial("r/a:1", &failure), not_signed("r/a:1", &failure));
             let full = not_signed("r/a:1", &failure);
             assert!(
                 full.starts_with("The image: r/a:1 is not signed."),

@@ -139,6 +139,7 @@ fn a_policy_with_every_field_set_has_no_unknown_field() {
                         namespace: Some("ns".into()),
                     }),
                     mode: Some("Warn".into()),
+                    attestations: Vec::new(),
                 }],
                 trusted_roots: vec![TrustedRoot {
                     name: "corp".into(),

@@ -26,6 +26,7 @@ fn entry(pattern: &str, keys: &[&str]) -> ImageEntry {
         keys: keys.iter().map(|k| KeyRef { name: (*k).into() }).collect(),
         secret_ref: None,
         mode: None,
+        attestations: Vec::new(),
     }
 }
 

@@ -21,11 +21,15 @@ use super::{Signed, cut};
 use crate::policy::{Identity, Transparency, TrustRoot};
 use crate::verify::verdict::Rejection;
 
-/// A verified certificate's identity.
+/// A verified certificate's identity, and the signing time verified with it.
 #[derive(Clone)]
-struct Certified {
-    subject: String,
-    issuer: String,
+pub(super) struct Certified {
+    /// The certificate's subject (URI or email SAN).
+    pub(super) subject: String,
+    /// The certificate's OIDC issuer.
+    pub(super) issuer: String,
+    /// The earliest verified time, in seconds since the Unix epoch.
+    pub(super) time: Option<i64>,
 }
 
 /// The verifications of one signature, by trusted root and log requirement: identities of the
@@ -36,14 +40,15 @@ pub(super) struct Results {
 }
 
 impl Results {
-    /// Whether `identity` signed `bundle`, or why not.
+    /// Whether `identity` signed `bundle` (its certificate's identity and the verified time),
+    /// or why not.
     pub(super) fn judge(
         &mut self,
         identity: &Identity,
         transparency: &Transparency,
         bundle: &Bundle,
         signed: Signed<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Certified, Rejection> {
         let log = matches!(transparency, Transparency::Required(_));
         let root = identity.root();
         let position = self
@@ -59,7 +64,9 @@ impl Results {
             }
         };
         match result {
-            Ok(certified) if identity.matches(&certified.subject, &certified.issuer) => Ok(()),
+            Ok(certified) if identity.matches(&certified.subject, &certified.issuer) => {
+                Ok(certified)
+            }
             Ok(certified) => Err(Rejection::IdentityMismatch {
                 subject: cut(&certified.subject),
                 issuer: cut(&certified.issuer),
@@ -110,7 +117,11 @@ fn certify(
         .issuer()
         .map(str::to_owned)
         .ok_or_else(|| untrusted("the certificate names no OIDC issuer"))?;
-    Ok(Certified { subject, issuer })
+    Ok(Certified {
+        subject,
+        issuer,
+        time: super::signing_time(&result),
+    })
 }
 
 /// What an error of Sigstore's verifier about `signed` means for admission.

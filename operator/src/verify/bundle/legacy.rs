@@ -108,33 +108,7 @@ pub fn bundle(
     if certificate.is_none() && rekor.is_none() && timestamp.is_none() {
         return Ok(None);
     }
-    let mut verification = serde_json::Map::new();
-    match certificate {
-        Some(leaf) => {
-            let chain = annotations.get(CHAIN_ANNOTATION).map_or("", String::as_str);
-            let certificates = certificates(leaf, chain)?;
-            verification.insert(
-                "x509CertificateChain".into(),
-                serde_json::json!({ "certificates": certificates }),
-            );
-        }
-        None => {
-            verification.insert("publicKey".into(), serde_json::json!({ "hint": "" }));
-        }
-    }
-    let entries = match rekor {
-        Some(rekor) => vec![tlog_entry(rekor)?],
-        None => Vec::new(),
-    };
-    verification.insert("tlogEntries".into(), entries.into());
-    if let Some(timestamp) = timestamp {
-        let timestamp: Timestamp = serde_json::from_str(timestamp)
-            .map_err(|e| AnnotationError::Timestamp(e.to_string()))?;
-        verification.insert(
-            "timestampVerificationData".into(),
-            serde_json::json!({ "rfc3161Timestamps": [{ "signedTimestamp": timestamp.signed }] }),
-        );
-    }
+    let verification = material(annotations)?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
     let json = serde_json::json!({
         "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
@@ -147,6 +121,58 @@ pub fn bundle(
     Bundle::from_json(&json.to_string())
         .map(Some)
         .map_err(|e| AnnotationError::NotABundle(e.to_string()))
+}
+
+/// The DSSE envelope of a layer of cosign's legacy attestation tag (`sha256-<hex>.att`), with
+/// what its annotations carry (a certificate, a Rekor entry, a timestamp; none for a key's
+/// signature alone), as the v0.1 bundle it amounts to.
+pub fn dsse_bundle(
+    envelope: &[u8],
+    annotations: &BTreeMap<String, String>,
+) -> Result<Bundle, AnnotationError> {
+    let envelope: serde_json::Value = serde_json::from_slice(envelope)
+        .map_err(|e| AnnotationError::NotABundle(format!("its DSSE envelope is not JSON ({e})")))?;
+    let json = serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "verificationMaterial": material(annotations)?,
+        "dsseEnvelope": envelope,
+    });
+    Bundle::from_json(&json.to_string()).map_err(|e| AnnotationError::NotABundle(e.to_string()))
+}
+
+/// A bundle's verification material from a layer's annotations: its certificate and chain
+/// (else a public key, unnamed), its Rekor entry and its timestamp.
+fn material(
+    annotations: &BTreeMap<String, String>,
+) -> Result<serde_json::Map<String, serde_json::Value>, AnnotationError> {
+    let mut verification = serde_json::Map::new();
+    match annotations.get(CERTIFICATE_ANNOTATION) {
+        Some(leaf) => {
+            let chain = annotations.get(CHAIN_ANNOTATION).map_or("", String::as_str);
+            let certificates = certificates(leaf, chain)?;
+            verification.insert(
+                "x509CertificateChain".into(),
+                serde_json::json!({ "certificates": certificates }),
+            );
+        }
+        None => {
+            verification.insert("publicKey".into(), serde_json::json!({ "hint": "" }));
+        }
+    }
+    let entries = match annotations.get(REKOR_ANNOTATION) {
+        Some(rekor) => vec![tlog_entry(rekor)?],
+        None => Vec::new(),
+    };
+    verification.insert("tlogEntries".into(), entries.into());
+    if let Some(timestamp) = annotations.get(TIMESTAMP_ANNOTATION) {
+        let timestamp: Timestamp = serde_json::from_str(timestamp)
+            .map_err(|e| AnnotationError::Timestamp(e.to_string()))?;
+        verification.insert(
+            "timestampVerificationData".into(),
+            serde_json::json!({ "rfc3161Timestamps": [{ "signedTimestamp": timestamp.signed }] }),
+        );
+    }
+    Ok(verification)
 }
 
 /// The DER certificates of `leaf` and `chain` (PEM), leaf first, as bundle JSON.

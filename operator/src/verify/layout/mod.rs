@@ -3,14 +3,22 @@
 //! A layout reads the signatures of `repo@digest` in its place and checks them with the keys,
 //! returning [`Findings`]. The verifier asks each layout of [`Layout::ALL`] in turn until one
 //! finds a signature that verifies; a new layout is one more file here, one more variant and
-//! one more match arm in [`Layout::check`].
+//! one more match arm in [`Layout::check`]. Required attestations are looked for afterwards,
+//! in the places producers put them ([`attestations`]), through the same [`Memo`]: what the
+//! signature's lookup read is not asked for again.
 
+pub mod attestations;
 pub mod legacy;
 pub mod referrers;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
 use super::credentials::Credential;
 use super::findings::Findings;
-use super::registry::{Manifest, Registry, RegistryError, Repository};
+use super::registry::{Manifest, Referrers, Registry, RegistryError, Repository};
 use crate::policy::NamedKey;
 
 /// What a layout is asked about: the signatures of `repo@digest`, checked with `keys`, read
@@ -27,15 +35,84 @@ pub struct Lookup<'a> {
     pub keys: &'a [&'a NamedKey],
     /// The credential to read with.
     pub credential: Option<&'a Credential>,
+    /// What this lookup already read.
+    pub memo: &'a Memo,
+}
+
+/// What one verification read from the registry, by what it asked: each manifest, blob and
+/// referrers listing is asked for once, however many places look at it (the signature, then
+/// the attestations). Answers only; an error is not kept.
+#[derive(Default)]
+pub struct Memo {
+    read: Mutex<HashMap<String, Read>>,
+}
+
+#[derive(Clone)]
+enum Read {
+    Manifest(Option<Manifest>),
+    Blob(Option<Bytes>),
+    Referrers(Referrers),
+}
+
+impl Memo {
+    fn get(&self, key: &str) -> Option<Read> {
+        self.read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: String, read: Read) {
+        self.read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, read);
+    }
 }
 
 impl Lookup<'_> {
     /// The manifest of the image's repository at `reference` (a tag or a digest), read with
     /// the lookup's credential; `None` when absent.
     async fn manifest(&self, reference: &str) -> Result<Option<Manifest>, RegistryError> {
-        self.registry
+        let key = format!("manifest {reference}");
+        if let Some(Read::Manifest(manifest)) = self.memo.get(&key) {
+            return Ok(manifest);
+        }
+        let manifest = self
+            .registry
             .manifest(self.repo, reference, self.credential)
-            .await
+            .await?;
+        self.memo.put(key, Read::Manifest(manifest.clone()));
+        Ok(manifest)
+    }
+
+    /// The blob `digest` of the image's repository; `None` when absent.
+    async fn blob(&self, digest: &str) -> Result<Option<Bytes>, RegistryError> {
+        let key = format!("blob {digest}");
+        if let Some(Read::Blob(blob)) = self.memo.get(&key) {
+            return Ok(blob);
+        }
+        let blob = self
+            .registry
+            .blob(self.repo, digest, self.credential)
+            .await?;
+        self.memo.put(key, Read::Blob(blob.clone()));
+        Ok(blob)
+    }
+
+    /// The referrers of the image's digest ([`Registry::referrers`]).
+    async fn referrers(&self) -> Result<Referrers, RegistryError> {
+        let key = "referrers".to_owned();
+        if let Some(Read::Referrers(referrers)) = self.memo.get(&key) {
+            return Ok(referrers);
+        }
+        let referrers = self
+            .registry
+            .referrers(self.repo, self.digest, self.credential)
+            .await?;
+        self.memo.put(key, Read::Referrers(referrers.clone()));
+        Ok(referrers)
     }
 }
 

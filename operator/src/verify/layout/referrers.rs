@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use oci_client::manifest::OciImageManifest;
 use serde::Deserialize;
@@ -147,26 +148,33 @@ impl Referrer {
 
 /// Reads and checks the signatures that refer to `repo@digest`.
 pub async fn check(lookup: Lookup<'_>) -> Result<Findings, RegistryError> {
-    let Some(tag) = digest_tag(lookup.digest) else {
+    let Some(index) = index(lookup).await? else {
         return Ok(Findings::not_signed());
     };
-    let Lookup { registry, repo, .. } = lookup;
-    let index = match registry
-        .referrers(repo, lookup.digest, lookup.credential)
-        .await?
-    {
-        Referrers::Index(bytes) => bytes,
-        // The referrers tag schema: an index at the digest's tag.
-        Referrers::Unsupported => match lookup.manifest(&tag).await? {
-            Some(manifest) => manifest.bytes,
-            None => return Ok(Findings::not_signed()),
-        },
-    };
-    let entries = entries(&index).map_err(|e| RegistryError::BadResponse {
-        host: repo.host.clone(),
-        detail: format!("a referrers index that is not one ({e})"),
-    })?;
+    let entries = entries(&index).map_err(|e| not_an_index(lookup, &e))?;
     in_order(lookup, entries).await
+}
+
+/// The referrers index of `repo@digest`: the referrers API's answer, or, where the registry
+/// has none, the index at the digest's tag (the referrers tag schema); `None` when there is
+/// none. Read through the lookup's [`super::Memo`], so the signatures and the attestations of
+/// one verification list the referrers once.
+pub async fn index(lookup: Lookup<'_>) -> Result<Option<Bytes>, RegistryError> {
+    let Some(tag) = digest_tag(lookup.digest) else {
+        return Ok(None);
+    };
+    Ok(match lookup.referrers().await? {
+        Referrers::Index(bytes) => Some(bytes),
+        Referrers::Unsupported => lookup.manifest(&tag).await?.map(|m| m.bytes),
+    })
+}
+
+/// The error of an index that does not read as one.
+pub fn not_an_index(lookup: Lookup<'_>, error: &serde_json::Error) -> RegistryError {
+    RegistryError::BadResponse {
+        host: lookup.repo.host.clone(),
+        detail: format!("a referrers index that is not one ({error})"),
+    }
 }
 
 /// What the referrers say, read until one verifies: the signatures the index names, then the
@@ -240,6 +248,25 @@ fn entries(index: &[u8]) -> Result<Vec<Entry>, serde_json::Error> {
     Ok(entries)
 }
 
+/// The manifest digests of an index's referrers, each with the predicate type its entry is
+/// annotated with (cosign's annotation, which registries with the referrers API pull up from
+/// the manifest), in index order: image manifests with a digest that is safe to put in a URL.
+pub fn annotated(index: &[u8]) -> Result<Vec<(String, Option<String>)>, serde_json::Error> {
+    let index: Index = serde_json::from_slice(index)?;
+    Ok(index
+        .manifests
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.media_type == OCI_MANIFEST && is_sha256_digest(&e.digest))
+        .map(|e| {
+            let predicate_type = e
+                .annotations
+                .and_then(|mut a| a.remove(PREDICATE_ANNOTATION));
+            (e.digest, predicate_type)
+        })
+        .collect())
+}
+
 /// The manifest of one referrer; `None`, with a log line, when it is not a referrer of this
 /// image (missing, not its digest, not an image manifest, or of another subject).
 async fn read(
@@ -275,35 +302,10 @@ async fn judge(lookup: Lookup<'_>, referrer: &Referrer) -> Result<Findings, Regi
     if referrer.artifact_type() == COSIGN_SIGNATURE_ARTIFACT {
         return legacy::check_layers(lookup, &referrer.manifest.layers).await;
     }
-    let Lookup {
-        registry,
-        repo,
-        digest,
-        keys,
-        credential,
-    } = lookup;
-    let skipped = |reason: &str| {
-        skip(repo, &referrer.digest, reason);
-        Ok(Findings::not_signed())
+    let Some(bundle) = bundle_layer(lookup, referrer).await? else {
+        return Ok(Findings::not_signed());
     };
-    let [layer] = referrer.manifest.layers.as_slice() else {
-        return skipped("it has not exactly one layer");
-    };
-    if !BUNDLE_MEDIA_TYPES.contains(&layer.media_type.as_str()) {
-        return skipped("its layer is not a Sigstore bundle");
-    }
-    if !is_sha256_digest(&layer.digest)
-        || usize::try_from(layer.size).is_ok_and(|size| size > registry.max_payload_bytes())
-    {
-        return skipped("its bundle's digest or size is out of bounds");
-    }
-    let bundle = match registry.blob(repo, &layer.digest, credential).await {
-        Ok(Some(bundle)) => bundle,
-        Ok(None) => return skipped("the bundle blob is missing"),
-        Err(RegistryError::BadResponse { detail, .. }) => return skipped(&detail),
-        Err(e) => return Err(e),
-    };
-    Ok(match bundle::check(&bundle, digest, keys) {
+    Ok(match bundle::check(&bundle, lookup.digest, lookup.keys) {
         Ok(key) => Findings::Verified {
             fingerprint: key.into(),
         },
@@ -313,6 +315,50 @@ async fn judge(lookup: Lookup<'_>, referrer: &Referrer) -> Result<Findings, Regi
             Findings::Unverified(seen)
         }
     })
+}
+
+/// The bundle of one referrer of the image (an attestation's, say); `None`, with a log line,
+/// when it is not a bundle of this image ([`read`], [`bundle_layer`]). cosign's legacy
+/// signature referrers hold no bundle and are passed over without one.
+pub async fn bundle_of(
+    lookup: Lookup<'_>,
+    manifest_digest: &str,
+) -> Result<Option<Bytes>, RegistryError> {
+    match read(lookup, manifest_digest).await? {
+        Some(referrer) if referrer.artifact_type() != COSIGN_SIGNATURE_ARTIFACT => {
+            bundle_layer(lookup, &referrer).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The one Sigstore bundle layer of a referrer, read; `None`, with a log line, when it has not
+/// exactly one, or it is out of bounds or missing.
+async fn bundle_layer(
+    lookup: Lookup<'_>,
+    referrer: &Referrer,
+) -> Result<Option<Bytes>, RegistryError> {
+    let skipped = |reason: &str| {
+        skip(lookup.repo, &referrer.digest, reason);
+        Ok(None)
+    };
+    let [layer] = referrer.manifest.layers.as_slice() else {
+        return skipped("it has not exactly one layer");
+    };
+    if !BUNDLE_MEDIA_TYPES.contains(&layer.media_type.as_str()) {
+        return skipped("its layer is not a Sigstore bundle");
+    }
+    if !is_sha256_digest(&layer.digest)
+        || usize::try_from(layer.size).is_ok_and(|size| size > lookup.registry.max_payload_bytes())
+    {
+        return skipped("its bundle's digest or size is out of bounds");
+    }
+    match lookup.blob(&layer.digest).await {
+        Ok(Some(bundle)) => Ok(Some(bundle)),
+        Ok(None) => skipped("the bundle blob is missing"),
+        Err(RegistryError::BadResponse { detail, .. }) => skipped(&detail),
+        Err(e) => Err(e),
+    }
 }
 
 fn skip(repo: &Repository, manifest: &str, reason: &str) {
