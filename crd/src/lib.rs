@@ -5,6 +5,14 @@
 //! the original's documentation. Validation that the schema cannot express (PEM keys,
 //! key references, name patterns) lives in the operator's policy compiler, which reports
 //! every problem with its field path and one of the [`Reason`]s below.
+//!
+//! What the schema can express, it also refuses at apply time, at the field path the compiler
+//! reports, so that `kubectl apply` says it before the webhook is asked (e2e/tests/current.rs
+//! compares the two): a key with both or neither of `publicKey` and `keyless`, and a keyless
+//! identity with both or neither of a value and its expression (CEL rules,
+//! `x-kubernetes-validations`), and two keys of one name (`keys` is a list keyed by name). The
+//! compiler still checks all of it: a policy it reads from a file, or stored before the CRD
+//! had the rules, meets no API server.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
@@ -72,8 +80,10 @@ pub struct Verification {
     /// Resources that are never checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<Exclude>,
-    /// Public keys complementary to the private keys that signed the images.
+    /// Public keys complementary to the private keys that signed the images; key names are
+    /// unique.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub keys: Vec<Key>,
     /// Image name patterns and the keys that must verify images matching them.
     #[serde(default)]
@@ -110,8 +120,24 @@ pub struct ExcludedResources {
 }
 
 /// A named signer: a public key, or a keyless identity (exactly one of the two).
+// The rules' paths and reasons are the compiler's (operator/src/policy/signer.rs): both is
+// InvalidIdentity at keyless, neither InvalidKey at publicKey.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.publicKey) && has(self.keyless))",
+        "fieldPath": ".keyless",
+        "reason": "FieldValueForbidden",
+        "message": "a key has both a publicKey and a keyless identity; give one",
+    },
+    {
+        "rule": "has(self.publicKey) || has(self.keyless)",
+        "fieldPath": ".publicKey",
+        "reason": "FieldValueRequired",
+        "message": "a key needs a publicKey or a keyless identity",
+    },
+]))]
 pub struct Key {
     /// The name that image entries use to refer to this key; unique within the policy.
     pub name: String,
@@ -138,8 +164,36 @@ pub struct Key {
 
 /// A keyless identity: the certificate's OIDC issuer and subject (its URI or email SAN), each
 /// given exactly or as a regular expression that must match all of it.
+// The rules are the compiler's (operator/src/policy/identity.rs), at its paths: both forms
+// given is one problem, at the value; neither given non-empty is one problem, at the value.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.issuer) && has(self.issuerRegExp))",
+        "fieldPath": ".issuer",
+        "reason": "FieldValueForbidden",
+        "message": "give issuer or its regular expression, not both",
+    },
+    {
+        "rule": "(has(self.issuer) && has(self.issuerRegExp)) || (has(self.issuer) && self.issuer != '') || (has(self.issuerRegExp) && self.issuerRegExp != '')",
+        "fieldPath": ".issuer",
+        "reason": "FieldValueRequired",
+        "message": "a keyless identity needs its issuer (or issuerRegExp)",
+    },
+    {
+        "rule": "!(has(self.subject) && has(self.subjectRegExp))",
+        "fieldPath": ".subject",
+        "reason": "FieldValueForbidden",
+        "message": "give subject or its regular expression, not both",
+    },
+    {
+        "rule": "(has(self.subject) && has(self.subjectRegExp)) || (has(self.subject) && self.subject != '') || (has(self.subjectRegExp) && self.subjectRegExp != '')",
+        "fieldPath": ".subject",
+        "reason": "FieldValueRequired",
+        "message": "a keyless identity needs its subject (or subjectRegExp)",
+    },
+]))]
 pub struct Keyless {
     /// The OIDC issuer, exactly, such as https://token.actions.githubusercontent.com. Exactly
     /// one of issuer and issuerRegExp.
