@@ -120,13 +120,13 @@ log "modules ready in $(($(date +%s) - started))s"
 # One `go build` for the four commands, so that the packages they share compile once.
 built=$(date +%s)
 out=$(mktemp -d "${BIN_DIR}/.build.XXXXXX")
+trap 'rm -rf "$out"' EXIT   # a failed build leaves nothing half made
 log "go build ${BINARIES[*]} of Kubernetes ${K8S_TAG} and etcd ${ETCD_TAG} (a cold build takes minutes)"
 go build -tags "$TAGS" -ldflags "$(ldflags)" -o "${out}/" "${PACKAGES[@]}"
 for b in "${BINARIES[@]}"; do
   [[ -x "${out}/${b}" ]] || die "go build made no ${b}"
   mv -f "${out}/${b}" "${BIN_DIR}/${b}"
 done
-rmdir "$out"
 stamp >"${BIN_DIR}/.stamp"
 binaries_ok || die "the binaries built in ${BIN_DIR} do not answer --version as ${K8S_TAG}"
 log "go build took $(($(date +%s) - built))s; binaries in ${BIN_DIR}"
