@@ -3,14 +3,20 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 CRD_FILE := charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml
 
-.PHONY: test deps lint unit chart e2e crd bench up down
+.PHONY: test deps k8s lint unit chart e2e crd bench up down
 
-## Everything CI runs: formatting, lints, unit tests, then the suite against a real API server.
-test: deps lint unit chart e2e
+## Everything CI runs (.ci/run, which times each phase): formatting, lints, unit tests, the
+## chart, then the suite against a real API server.
+test: deps k8s lint unit chart e2e
 
 ## What the build needs on a fresh Debian machine (a C compiler for aws-lc).
 deps:
 	hack/install-deps.sh
+
+## The control plane of the e2e suite and `make up`: kube-apiserver, kube-controller-manager,
+## kubectl and etcd built from Go modules (hack/k8s/go.mod), cached outside the checkout.
+k8s:
+	hack/k8s-build.sh >/dev/null
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -23,7 +29,7 @@ unit:
 chart:
 	hack/helm/test-chart.sh
 
-## The end-to-end suite: a real kube-apiserver (built from Debian's source, cached), kubectl.
+## The end-to-end suite: a real kube-apiserver and the kubectl of its release (make k8s).
 e2e:
 	hack/e2e.sh
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# hack/cluster-up.sh - start a real, local Kubernetes 1.20.2 control plane
-# (etcd + kube-apiserver + kube-controller-manager) on 127.0.0.1.
+# hack/cluster-up.sh - start a real, local Kubernetes control plane (etcd +
+# kube-apiserver + kube-controller-manager) on 127.0.0.1, of the release that
+# hack/k8s/go.mod pins (1.37).
 #
 # There is no kubelet and no node: Pods are accepted by the API server and
 # stay Pending, which is all an admission-webhook test needs.
 #
-# Binaries come from hack/k8s-build.sh (built once from Debian's source
-# package and cached outside the checkout); etcd comes from Debian's
-# etcd-server package.
+# Binaries, etcd and the kubectl of the same release included, come from
+# hack/k8s-build.sh (built once from Go modules and cached outside the
+# checkout).
 #
 # Everything lives in the state dir (default /tmp/image-policy-cluster):
 #   certs/        CA, serving/client certs, service-account key pair
@@ -15,7 +16,8 @@
 #   logs/         etcd.log, kube-apiserver.log, kube-controller-manager.log
 #   pids/         <component>.pid
 #   kubeconfig    admin kubeconfig (O=system:masters), certs embedded
-#   env           shell snippet: KUBECONFIG, CA paths, ports (source it)
+#   env           shell snippet: KUBECONFIG, PATH (the release's kubectl
+#                 first), CA paths, ports (source it)
 #
 # Environment (all optional):
 #   IMAGE_POLICY_STATE           state dir            (/tmp/image-policy-cluster)
@@ -38,9 +40,6 @@ log() { echo "[cluster-up] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-K8S_VERSION=1.20.2
-CACHE_ROOT="${IMAGE_POLICY_CACHE:-/var/cache/image-policy}"
-BIN_DIR="${CACHE_ROOT}/k8s-${K8S_VERSION}/bin"
 STATE="${IMAGE_POLICY_STATE:-/tmp/image-policy-cluster}"
 ETCD_PORT="${IMAGE_POLICY_ETCD_PORT:-2379}"
 ETCD_PEER_PORT="${IMAGE_POLICY_ETCD_PEER_PORT:-2380}"
@@ -57,7 +56,10 @@ KUBECONFIG_FILE="${STATE}/kubeconfig"
 KCM_KUBECONFIG="${STATE}/kube-controller-manager.kubeconfig"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 
-# For our own checks we use the kubectl we built (1.20, no version skew);
+# The binaries (fast when cached: the script checks them and builds nothing).
+BIN_DIR=$("${HACK_DIR}/k8s-build.sh" | tail -n1)
+[[ -x "${BIN_DIR}/kube-apiserver" ]] || die "hack/k8s-build.sh printed no bin directory"
+# For our own checks we use the kubectl of the same release (no version skew);
 # override with KUBECTL=... if wanted.
 KUBECTL="${KUBECTL:-${BIN_DIR}/kubectl}"
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=5s "$@"; }
@@ -66,6 +68,7 @@ print_result() {
   log "cluster is up: https://127.0.0.1:${APISERVER_PORT} (state: ${STATE})"
   log "CA certificate: ${CERTS}/ca.crt (key: ${CERTS}/ca.key); env file: ${STATE}/env"
   echo "export KUBECONFIG=${KUBECONFIG_FILE}"
+  echo "export PATH=${BIN_DIR}:\$PATH"
 }
 
 # pid from a pid file if that process is alive and is one of ours (its
@@ -151,17 +154,15 @@ start_bg() {
 # ---------------------------------------------------------------------------
 # 0. Already up?
 # ---------------------------------------------------------------------------
-if [[ -x "$KUBECTL" ]] && all_running && kc get --raw /readyz >/dev/null 2>&1; then
+if all_running && kc get --raw /readyz >/dev/null 2>&1; then
   log "already up"
   print_result
   exit 0
 fi
 
 # ---------------------------------------------------------------------------
-# 1. Binaries (fast when cached)
+# 1. Half up?
 # ---------------------------------------------------------------------------
-"${HACK_DIR}/k8s-build.sh"
-command -v etcd >/dev/null || die "etcd not found (Debian package etcd-server)"
 command -v openssl >/dev/null || die "openssl not found"
 
 # Half up from an earlier run?  Stop the leftovers first.
@@ -185,8 +186,8 @@ chmod 700 "$STATE" "$CERTS" "${STATE}/etcd"
 # ---------------------------------------------------------------------------
 # A dedicated openssl config, so the distribution's default extensions do
 # not interfere and every cert gets exactly the extensions it needs.
-# Go 1.15+ (the apiserver is built with Go 1.19) ignores the CN for host
-# names, so the serving cert MUST carry SANs.
+# Go ignores the CN for host names (since 1.15), so the serving cert MUST
+# carry SANs.
 write_openssl_cnf() {
   cat >"${CERTS}/openssl.cnf" <<EOF
 [req]
@@ -236,9 +237,9 @@ if [[ ! -s "${CERTS}/done" ]]; then
     new_cert admin "/O=system:masters/CN=admin" client
     # The user name RBAC's bootstrap policy grants the controller-manager role to
     new_cert kube-controller-manager "/CN=system:kube-controller-manager" client
-    # Service-account token signing key pair (kcm signs legacy tokens with the
-    # private key; the apiserver verifies with the public key and signs
-    # TokenRequest / projected tokens with the private key).
+    # Service-account token signing key pair: the apiserver signs TokenRequest
+    # (projected) tokens with the private key and verifies with the public
+    # one; kcm signs the tokens of Secrets of type service-account-token.
     openssl genrsa -out "${CERTS}/sa.key" 2048 2>/dev/null
     openssl rsa -in "${CERTS}/sa.key" -pubout -out "${CERTS}/sa.pub" 2>/dev/null
   )
@@ -282,6 +283,9 @@ write_kubeconfig "$KCM_KUBECONFIG" kube-controller-manager kube-controller-manag
 cat >"${STATE}/env" <<EOF
 # Generated by hack/cluster-up.sh; source this file.
 export KUBECONFIG=${KUBECONFIG_FILE}
+# kubectl (and etcd, kube-apiserver) of the control plane's own release first.
+export PATH=${BIN_DIR}:\$PATH
+export IMAGE_POLICY_K8S_BIN=${BIN_DIR}
 export IMAGE_POLICY_APISERVER=https://127.0.0.1:${APISERVER_PORT}
 export IMAGE_POLICY_CA_CERT=${CERTS}/ca.crt
 export IMAGE_POLICY_CA_KEY=${CERTS}/ca.key
@@ -297,7 +301,7 @@ DEADLINE=$(( START_TS + TIMEOUT ))
 : >"${LOGS}/etcd.log"; : >"${LOGS}/kube-apiserver.log"; : >"${LOGS}/kube-controller-manager.log"
 
 # etcd: single member, plain http on loopback only (nothing else can reach it).
-start_bg etcd etcd \
+start_bg etcd "${BIN_DIR}/etcd" \
   --name image-policy \
   --data-dir "${STATE}/etcd" \
   --listen-client-urls "http://127.0.0.1:${ETCD_PORT}" \
@@ -310,18 +314,27 @@ etcd_healthy() { http_get "$ETCD_PORT" /health | grep -q '"health":"true"'; }
 wait_until "etcd /health" etcd_healthy
 
 # kube-apiserver.
-#  - ServiceAccount admission is on by default in 1.20; listed explicitly
-#    together with both admission-webhook plugins (also default) so nobody
-#    "optimises" them away: the project's webhook is called via
-#    clientConfig.url https://127.0.0.1:PORT/...
-#  - the three --service-account-* flags are required in 1.20 for
-#    TokenRequest and for verifying the tokens kcm creates.
-#  - --insecure-port=0: no unauthenticated HTTP port.
+#  - the admission plugins on by default, listed with both admission-webhook
+#    plugins (also default) so nobody "optimises" them away: the project's
+#    webhook is called via clientConfig.url https://127.0.0.1:PORT/...
+#    ValidatingAdmissionPolicy (GA since 1.30) is on by default too.
+#  - the three --service-account-* flags are required for TokenRequest and
+#    for verifying service-account tokens.
+#  - no feature gates: what the suite relies on is on by default in 1.37
+#    (matchConditions, CEL rules in CRDs, field validation, sidecar
+#    containers, ephemeral containers, image volumes).
+#  - there is no insecure HTTP port to turn off any more (gone in 1.24).
+#  - --endpoint-reconciler-type=none: the apiserver advertises 127.0.0.1, which
+#    current releases refuse as an endpoint of the `kubernetes` Service; no Pod
+#    runs here to call that Service, so it gets no endpoints.
+#  - --enable-aggregator-routing: a webhook configured by Service (the chart's)
+#    is called at the Service's endpoints, not at its ClusterIP, which leads
+#    nowhere without kube-proxy; the e2e suite gives the chart's Service an
+#    endpoint of its own (e2e/tests/helm.rs).
 start_bg kube-apiserver "${BIN_DIR}/kube-apiserver" \
   --advertise-address=127.0.0.1 \
   --bind-address=127.0.0.1 \
   --secure-port="${APISERVER_PORT}" \
-  --insecure-port=0 \
   --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
   --cert-dir="${CERTS}/apiserver-generated" \
   --tls-cert-file="${CERTS}/apiserver.crt" \
@@ -334,6 +347,8 @@ start_bg kube-apiserver "${BIN_DIR}/kube-apiserver" \
   --service-account-signing-key-file="${CERTS}/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --allow-privileged=true \
+  --endpoint-reconciler-type=none \
+  --enable-aggregator-routing=true \
   --profiling=false \
   --v=1
 
@@ -341,20 +356,19 @@ apiserver_ready() { kc get --raw /readyz; }
 wait_until "kube-apiserver /readyz" apiserver_ready
 
 # kube-controller-manager.
-#  - the token controller (needs --service-account-private-key-file and
-#    --root-ca-file) creates the token Secrets that the 1.20 ServiceAccount
-#    admission plugin insists on before it lets a Pod in; the
-#    serviceaccount controller creates the `default` SA in each namespace.
+#  - the serviceaccount controller creates the `default` SA in each
+#    namespace, which the ServiceAccount admission plugin requires before it
+#    lets a Pod in; the root-ca-cert-publisher (--root-ca-file) writes the
+#    kube-root-ca.crt ConfigMap that Pods' projected token volumes name.
 #  - --use-service-account-credentials: each controller uses its own SA.
 #  - --leader-elect=false: single instance, starts working immediately.
-#  - --port=0: no insecure HTTP port; health is on the secure port.
+#  - health is on the secure port only (the insecure one is gone since 1.24).
 start_bg kube-controller-manager "${BIN_DIR}/kube-controller-manager" \
   --kubeconfig="${KCM_KUBECONFIG}" \
   --authentication-kubeconfig="${KCM_KUBECONFIG}" \
   --authorization-kubeconfig="${KCM_KUBECONFIG}" \
   --bind-address=127.0.0.1 \
   --secure-port="${KCM_PORT}" \
-  --port=0 \
   --cert-dir="${CERTS}/kcm-generated" \
   --controllers='*' \
   --use-service-account-credentials=true \
@@ -368,14 +382,11 @@ start_bg kube-controller-manager "${BIN_DIR}/kube-controller-manager" \
   --profiling=false \
   --v=1
 
-# The `default` ServiceAccount exists AND has its token Secret: proves both
-# the serviceaccount and the token controller work (Pods can be created).
-default_sa_ready() {
-  local secrets
-  secrets=$(kc -n default get serviceaccount default -o jsonpath='{.secrets[*].name}') || return 1
-  [[ -n "$secrets" ]]
-}
-wait_until "ServiceAccount default/default with its token" default_sa_ready
+# The `default` ServiceAccount exists: the serviceaccount controller works,
+# so Pods can be created. (Since 1.24 no token Secret comes with it: Pods get
+# a projected token from the TokenRequest API.)
+default_sa_ready() { kc -n default get serviceaccount default; }
+wait_until "ServiceAccount default/default" default_sa_ready
 
 log "control plane ready in $(( $(date +%s) - START_TS ))s"
 print_result

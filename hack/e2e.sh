@@ -21,9 +21,12 @@ started=$(date +%s)
 hack/cluster-up.sh
 echo "[e2e] control plane up in $(( $(date +%s) - started ))s"
 
-# KUBECONFIG and the cluster CA (which signs the webhook's serving certificate in the tests).
+# KUBECONFIG, the control plane's own kubectl first on PATH (the tests run `kubectl`), and the
+# cluster CA (which signs the webhook's serving certificate in the tests).
 # shellcheck disable=SC1091
 source "${IMAGE_POLICY_STATE}/env"
+# The release on both sides, in the log: client and server.
+kubectl version
 cargo build --locked -p image-policy
 export IMAGE_POLICY_BIN="${CARGO_TARGET_DIR:-${PWD}/target}/debug/image-policy"
 targets=(--tests)

@@ -13,19 +13,14 @@ command -v socat >/dev/null || need+=(socat)
 command -v unshare >/dev/null || need+=(util-linux)
 # The e2e suite posts reviews straight to the webhook while the API server is stopped.
 command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})) || ! command -v kubectl >/dev/null; then
-  echo "[deps] installing ${need[*]:-} (and kubectl if missing)"
+if ((${#need[@]})); then
+  echo "[deps] installing ${need[*]}"
   apt-get update -qq
-  if ((${#need[@]})); then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-  fi
-  # kubectl: the machine's own package when its apt sources have one, else Debian's
-  # kubernetes-client (1.20, the version of the local control plane).
-  if ! command -v kubectl >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl ||
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client
-  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
+# No kubectl or etcd from Debian: the ones the tests and `make up` use are of the control
+# plane's own release, built from Go modules by hack/k8s-build.sh (cluster-up.sh runs it).
+command -v go >/dev/null || { echo "[deps] go is missing: this project's machines come with Go 1.26" >&2; exit 1; }
 for tool in cargo rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null || { echo "[deps] $tool is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
 done

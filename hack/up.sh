@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 hack/install-deps.sh
 hack/cluster-up.sh
 state="${IMAGE_POLICY_STATE:-/tmp/image-policy-cluster}"
+# KUBECONFIG, and PATH with the control plane's own kubectl first.
 # shellcheck disable=SC1091
 source "${state}/env"
+release=$(kube-apiserver --version)   # "Kubernetes v1.37.2"
 
 cargo build --locked -p image-policy -p image-policy-e2e --bins
 target="${CARGO_TARGET_DIR:-${PWD}/target}/debug"
@@ -39,10 +41,12 @@ done
 
 cat <<MSG
 
-image-policy is up: a Kubernetes 1.20 control plane on 127.0.0.1, a registry with demo images,
+image-policy is up: a ${release} control plane on 127.0.0.1, a registry with demo images,
 and the operator as its validating webhook (log: ${IMAGE_POLICY_DEMO_DIR}/operator-image-policy-local.log).
+Export these, so that kubectl is that release's and talks to it:
 
   export KUBECONFIG=${KUBECONFIG}
+  export PATH=${IMAGE_POLICY_K8S_BIN}:\$PATH
 
 Apply the policy, then try the original documentation's three checks:
 $(sed 's/^/  /' "${IMAGE_POLICY_DEMO_DIR}/ready")

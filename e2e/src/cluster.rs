@@ -49,6 +49,19 @@ impl Operator {
         args: &[&str],
         prefix: &[&str],
     ) -> (Operator, Duration) {
+        let webhook = format!("127.0.0.1:{port}");
+        Operator::start_at(dir, pod, (&webhook, metrics), kubeconfig, args, prefix)
+    }
+
+    /// [`Operator::start_in`] serving the webhook on `webhook` (an address and port).
+    pub fn start_at(
+        dir: &Path,
+        pod: &str,
+        (webhook, metrics): (&str, u16),
+        kubeconfig: Option<&Path>,
+        args: &[&str],
+        prefix: &[&str],
+    ) -> (Operator, Duration) {
         // One log per replica; a restarted one appends to it.
         let log = dir.join(format!("operator-{pod}.log"));
         let log_file = std::fs::OpenOptions::new()
@@ -67,7 +80,7 @@ impl Operator {
         };
         command
             .env("POD_NAME", pod)
-            .args(["run", "--webhook-addr", &format!("127.0.0.1:{port}")])
+            .args(["run", "--webhook-addr", webhook])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args(args)
             .stdout(Stdio::null())
@@ -255,8 +268,20 @@ pub fn start_operator_with(dir: &Path, registry_ca: &Path, flags: &[&str]) -> (O
     (operator, port)
 }
 
+/// The namespaces the chart's webhooks never intercept (with its default values), excluded as
+/// the chart excludes them: by the label the API server protects, and by `matchConditions` on
+/// the request's namespace.
+const NAMESPACE_SELECTOR: &str = "  namespaceSelector:\n    matchExpressions:\n    - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, image-policy-system]}\n";
+const MATCH_CONDITIONS: &str = "  matchConditions:\n  - name: not-an-excluded-namespace\n    expression: \"!has(request.namespace) || !(request.namespace in ['kube-system', 'image-policy-system'])\"\n";
+
 /// Registers the ValidatingWebhookConfiguration by URL, as the chart does by Service.
 pub fn register_webhook(port: u16) {
+    register_webhook_excluding(port, true);
+}
+
+/// [`register_webhook`], with the chart's namespaceSelector only when `selector`: without it,
+/// its `matchConditions` alone exclude the chart's namespaces.
+pub fn register_webhook_excluding(port: u16, selector: bool) {
     let ca = std::fs::read(std::env::var("IMAGE_POLICY_CA_CERT").unwrap()).expect("ca");
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca);
     let rule = |groups: &str, versions: &str, resources: &str| {
@@ -264,11 +289,12 @@ pub fn register_webhook(port: u16) {
             "  - apiGroups: [{groups}]\n    apiVersions: [{versions}]\n    operations: [CREATE, UPDATE]\n    resources: [{resources}]\n"
         )
     };
+    let selector = if selector { NAMESPACE_SELECTOR } else { "" };
     let config = format!(
         "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {WEBHOOK_NAME}\n\
          webhooks:\n- name: {WEBHOOK_NAME}\n  admissionReviewVersions: [v1, v1beta1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 10\n\
          \x20 clientConfig:\n    url: https://127.0.0.1:{port}/signing-policy-check\n    caBundle: {bundle}\n\
-         \x20 namespaceSelector:\n    matchExpressions:\n    - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, image-policy-system]}}\n\
+         {selector}{MATCH_CONDITIONS}\
          \x20 rules:\n{}{}{}{}",
         rule(
             "\"\"",
@@ -302,7 +328,7 @@ pub fn register_pin_webhook(port: u16) {
          webhooks:\n- name: {WEBHOOK_NAME}\n  admissionReviewVersions: [v1, v1beta1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 10\n\
          \x20 reinvocationPolicy: IfNeeded\n\
          \x20 clientConfig:\n    url: https://127.0.0.1:{port}/pin-digests\n    caBundle: {bundle}\n\
-         \x20 namespaceSelector:\n    matchExpressions:\n    - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, image-policy-system]}}\n\
+         {NAMESPACE_SELECTOR}{MATCH_CONDITIONS}\
          \x20 rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [pods, pods/ephemeralcontainers]\n"
     );
     kubectl(&["apply", "-f", "-"], Some(&config)).expect_ok("register the pinning webhook");
@@ -396,21 +422,15 @@ pub fn said(run: &Run) -> String {
     format!("{}{}", run.stderr, run.stdout)
 }
 
-/// Creates a namespace (if needed) with the `kubernetes.io/metadata.name` label that
-/// Kubernetes 1.21+ adds by itself and the webhook's namespaceSelector reads.
+/// Creates a namespace, if needed. The API server labels it `kubernetes.io/metadata.name` with
+/// its name, which the webhook's namespaceSelector reads.
 pub fn namespace(name: &str) {
-    let _ = kubectl(&["create", "namespace", name], None);
-    kubectl(
-        &[
-            "label",
-            "--overwrite",
-            "namespace",
-            name,
-            &format!("kubernetes.io/metadata.name={name}"),
-        ],
-        None,
-    )
-    .expect_ok("label namespace");
+    let run = kubectl(&["create", "namespace", name], None);
+    assert!(
+        run.ok || run.stderr.contains("AlreadyExists"),
+        "create namespace {name}: {}",
+        said(&run)
+    );
 }
 
 /// Applies the CRD that `image-policy crd` prints and waits until the API serves it.

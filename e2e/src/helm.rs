@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::Value;
 
 use crate::cluster::{WEBHOOK_NAME, said};
@@ -34,9 +33,6 @@ pub const MANAGER: &str = "image-policy-controller-manager";
 pub const CONFIG: &str = "image-policy-validating-webhook-configuration";
 /// The chart's MutatingWebhookConfiguration (pinDigests).
 pub const MUTATING_CONFIG: &str = "image-policy-mutating-webhook-configuration";
-/// What lets the chart install on a cluster before 1.21, whose namespace label is not
-/// protected.
-pub const ACCEPT_SPOOFABLE_SELECTOR: &str = "webhook.acceptSpoofableNamespaceSelector=true";
 /// The CRD, which the chart installs from `crds/`.
 pub const CRD: &str = "clusterimagepolicies.signing.apps.tanzu.vmware.com";
 
@@ -106,13 +102,8 @@ impl Helm {
     }
 
     /// `install` or `upgrade` of the release with the values file and `--set` expressions.
-    ///
-    /// The suite's API server is 1.20, on which the chart installs only with
-    /// `webhook.acceptSpoofableNamespaceSelector=true`: it is set here.
     pub fn deploy(&self, verb: &str, values: &Path, sets: &[&str]) -> String {
-        let mut sets = sets.to_vec();
-        sets.push(ACCEPT_SPOOFABLE_SELECTOR);
-        self.deploy_as_given(verb, values, &sets)
+        self.deploy_as_given(verb, values, sets)
             .expect_ok(&format!("helm.py {verb}"))
     }
 
@@ -136,8 +127,8 @@ impl Helm {
         self.run(&args)
     }
 
-    /// `install -n <namespace> --create-namespace` with the chart's default values, but the
-    /// acknowledgement this 1.20 API server needs, whatever it answers.
+    /// `install -n <namespace> --create-namespace` with the chart's default values, whatever
+    /// it answers: the README's command.
     pub fn install_creating_namespace(&self) -> Run {
         let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
         self.run(&[
@@ -149,8 +140,6 @@ impl Helm {
             "--create-namespace",
             "--kubeconfig",
             &kubeconfig,
-            "--set",
-            ACCEPT_SPOOFABLE_SELECTOR,
         ])
     }
 
@@ -202,8 +191,7 @@ pub fn get_json(args: &[&str]) -> Value {
 
 /// The object at `api_path` of the API server, `managedFields` included.
 pub fn get_json_managed(api_path: &str) -> Value {
-    // The raw API always includes managedFields; `kubectl get --show-managed-fields` only
-    // exists from kubectl 1.21 on, and a fresh Debian machine has kubectl 1.20.
+    // The raw API always includes managedFields.
     let text = kubectl(&["get", "--raw", api_path], None).expect_ok(&format!("GET {api_path}"));
     serde_json::from_str(&text).expect("JSON")
 }
@@ -221,26 +209,18 @@ pub fn exists(args: &[&str]) -> bool {
     run.ok
 }
 
-/// The chart's ServiceAccount token (from the Secret the token controller creates on 1.20)
-/// in a kubeconfig with the admin kubeconfig's server and CA.
+/// A token of the chart's ServiceAccount (the TokenRequest API: `kubectl create token`) in a
+/// kubeconfig with the admin kubeconfig's server and CA.
 pub fn service_account_kubeconfig(dir: &Path) -> PathBuf {
     let token = eventually(
         Duration::from_secs(30),
-        "the ServiceAccount's token Secret",
+        "a token of the chart's ServiceAccount",
         || {
-            let secrets = get_json(&["-n", CHART_NS, "secrets"]);
-            secrets["items"].as_array()?.iter().find_map(|s| {
-                let for_manager = s["type"] == "kubernetes.io/service-account-token"
-                    && s["metadata"]["annotations"]["kubernetes.io/service-account.name"]
-                        == MANAGER;
-                let token = s["data"]["token"].as_str()?;
-                for_manager.then(|| {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(token)
-                        .expect("token base64");
-                    String::from_utf8(bytes).expect("token utf-8")
-                })
-            })
+            let run = kubectl(
+                &["-n", CHART_NS, "create", "token", MANAGER, "--duration=2h"],
+                None,
+            );
+            run.ok.then(|| run.stdout.trim().to_owned())
         },
     );
     let admin: Value = serde_json::from_str(

@@ -169,18 +169,24 @@ async fn refusals_and_warn_mode_admissions_are_events_on_the_policy_and_the_repl
     );
     assert_eq!(pods.split_whitespace().count(), 1, "{pods}");
 
-    // The policy's Events are kept in kube-system (it is cluster-scoped), by image-policy.
-    let controllers = jsonpath(
-        &[
-            "get",
-            "events",
-            "-n",
-            "kube-system",
-            "--field-selector",
-            "involvedObject.kind=ClusterImagePolicy",
-        ],
-        "{.items[*].reportingComponent}",
-    );
+    // The policy's Events are kept in default, where kube-runtime's recorder puts those of a
+    // cluster-scoped object and a current API server accepts them, by image-policy; none in
+    // kube-system, where they were kept for Kubernetes before 1.21.
+    let in_namespace = |namespace: &str| {
+        jsonpath(
+            &[
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
+                "involvedObject.kind=ClusterImagePolicy",
+            ],
+            "{.items[*].reportingComponent}",
+        )
+    };
+    assert_eq!(in_namespace("kube-system"), "");
+    let controllers = in_namespace("default");
     assert!(
         !controllers.is_empty() && controllers.split_whitespace().all(|c| c == "image-policy"),
         "{controllers}"

@@ -113,26 +113,14 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
         format!("webhook:\n  url: {url}\n  caBundle: {bundle}\n"),
     )
     .expect("values");
-    // The 1.20 API server does not protect the namespace label the exclusions rely on: the
-    // chart says so and installs nothing, unless that risk is accepted.
-    let refused = helm.deploy_as_given("install", &values, &[]);
-    assert!(!refused.ok, "{}", said(&refused));
-    assert!(
-        refused.stderr.contains("Kubernetes v1.20")
-            && refused
-                .stderr
-                .contains("webhook.acceptSpoofableNamespaceSelector=true"),
-        "{}",
-        refused.stderr
-    );
-    assert!(!kubectl(&["get", "validatingwebhookconfiguration", CONFIG], None).ok);
     let out = helm.deploy("install", &values, &[]);
     eprintln!("[helm e2e] {}", out.trim());
     assert!(out.contains("revision 1"), "{out}");
     assert_eq!(release_values(1)["webhook"]["url"], url.as_str());
 
     // The installed webhook configuration: routed to the URL, and never intercepting
-    // kube-system or the chart's namespace.
+    // kube-system or the chart's namespace, by the protected label and by the request's
+    // namespace.
     let config = get_json(&["validatingwebhookconfiguration", CONFIG]);
     let webhooks = config["webhooks"].as_array().expect("webhooks");
     assert_eq!(webhooks.len(), 1, "{config}");
@@ -158,6 +146,10 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
         );
     }
     assert!(webhook["namespaceSelector"]["matchLabels"].is_null());
+    assert_eq!(
+        webhook["matchConditions"][0]["expression"],
+        "!has(request.namespace) || !(request.namespace in ['kube-system', 'image-policy-system'])"
+    );
     let chart_ns = get_json(&["namespace", CHART_NS]);
     assert_eq!(
         chart_ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
@@ -503,20 +495,112 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
     eprintln!("[helm e2e] passed in {:?}", started.elapsed());
 }
 
-/// `helm install -n image-policy-system --create-namespace` with the default values (but the
-/// 1.20 acknowledgement). Helm creates the namespace after rendering and labels it `name` only;
-/// on this 1.20 API server the webhooks' selectors exclude that label too, so the operator's
-/// own Pods are created (by kube-controller-manager, through admission) while no operator
-/// serves yet. The chart takes no ownership of the namespace; `helm uninstall` then leaves the
-/// CRD and the namespace Helm made, and nothing else of the chart's.
-#[test]
-fn the_chart_installs_into_its_own_namespace_with_default_values() {
+/// The chart's Service reaches the operator through this EndpointSlice of the test's.
+const ENDPOINTS: &str = "image-policy-e2e-endpoint";
+
+/// This machine's first global IPv4 address: an endpoint may not be a loopback one.
+fn host_ip() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("ip");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no global IPv4 address on this machine: {text}"))
+        .to_owned()
+}
+
+/// The operator as the chart's Deployment runs it: its container's arguments, its
+/// ServiceAccount, the serving certificate Helm made (the Secret the Pod mounts), on this
+/// machine's address; only the registry's CA is added (a registry a cluster pulls from would
+/// not need it). The chart's Service gets it as its endpoint, as the endpoints controller
+/// would give it the Pod: the API server calls a webhook's Service at its endpoints
+/// (hack/cluster-up.sh: --enable-aggregator-routing, there is no kube-proxy here).
+fn run_as_the_deployment(dir: &Path, registry_ca: &Path) -> Operator {
+    let deployment = get_json(&["-n", CHART_NS, "deployment", MANAGER]);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mounted = "/etc/image-policy/tls";
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == "tls")
+        .expect("the tls mount");
+    assert_eq!(mount["mountPath"], mounted);
+    let secret = get_json(&["-n", CHART_NS, "secret", "image-policy-webhook-tls"]);
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).expect("tls dir");
+    for file in ["tls.crt", "tls.key"] {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][file].as_str().expect(file))
+            .expect("base64");
+        std::fs::write(tls.join(file), bytes).expect("write");
+    }
+    let tls = tls.to_str().unwrap();
+    let mut args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg").replace(mounted, tls))
+        .filter(|a| !a.starts_with("--webhook-addr=") && !a.starts_with("--metrics-addr="))
+        .collect();
+    // The subcommand, which Operator::start_at gives with the two addresses.
+    assert_eq!(args.first().map(String::as_str), Some("run"), "{args:?}");
+    args.remove(0);
+    eprintln!("[helm e2e] the Deployment's arguments: {args:?}");
+    args.push(format!("--ca-file={}", registry_ca.display()));
+    let ip = host_ip();
+    let port = free_port();
+    let kubeconfig = service_account_kubeconfig(dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (operator, _) = Operator::start_at(
+        dir,
+        POD_NAME,
+        (&format!("{ip}:{port}"), free_port()),
+        Some(&kubeconfig),
+        &args,
+        &[],
+    );
+    let endpoints = format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {ENDPOINTS}\n  namespace: {CHART_NS}\n\
+         \x20 labels:\n    kubernetes.io/service-name: image-policy-webhook-service\naddressType: IPv4\n\
+         ports:\n- {{name: webhook, port: {port}, protocol: TCP}}\n\
+         endpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"
+    );
+    kubectl(&["apply", "-f", "-"], Some(&endpoints)).expect_ok("the Service's endpoint");
+    operator
+}
+
+/// The README's install: `helm install ... -n image-policy-system --create-namespace` with the
+/// default values. Helm creates the namespace after rendering; the API server labels it
+/// `kubernetes.io/metadata.name`, which the webhooks exclude by selector (and by their
+/// matchConditions), so the operator's own Pods are created (by kube-controller-manager,
+/// through admission) while no operator serves yet. No kubelet runs them here: the operator
+/// runs beside the control plane as the Deployment would, behind the chart's Service. A signed
+/// Pod is admitted and pinned to its digest, one signed by another key is refused in the
+/// original's words, and `helm uninstall` leaves the CRD and the namespace Helm made, and
+/// nothing else of the chart's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_installs_into_its_own_namespace_with_default_values() {
+    let registry = Registry::start(RegistryOptions::default());
+    let demo = Pusher::new(&registry).push_demo().await;
+    let host = registry.host();
     let helm = Helm::in_namespace(CHART_NS);
     clean_slate(&helm);
     let cleanup = Cleanup {
         helm: &helm,
         namespace: TEST_NS,
-        extra: &[],
+        extra: &[&[
+            "-n",
+            CHART_NS,
+            "delete",
+            "endpointslice",
+            ENDPOINTS,
+            "--ignore-not-found",
+        ]],
     };
 
     let out = helm
@@ -529,8 +613,8 @@ fn the_chart_installs_into_its_own_namespace_with_default_values() {
     );
     let chart_ns = get_json(&["namespace", CHART_NS]);
     assert_eq!(
-        chart_ns["metadata"]["labels"]["name"], CHART_NS,
-        "made by helm --create-namespace"
+        chart_ns["metadata"]["labels"]["kubernetes.io/metadata.name"], CHART_NS,
+        "labelled by the API server"
     );
     assert!(
         chart_ns["metadata"]["annotations"]["meta.helm.sh/release-name"].is_null(),
@@ -562,6 +646,76 @@ fn the_chart_installs_into_its_own_namespace_with_default_values() {
             (!pods.trim().is_empty()).then_some(())
         },
     );
+
+    // The operator behind the chart's Service, and the seed's policy.
+    let dir = tempfile::tempdir().expect("dir");
+    let operator = run_as_the_deployment(dir.path(), &registry.ca_path());
+    namespace(TEST_NS);
+    let policy = policy_yaml("image-policy", &host, &[("k", &pem_of(&demo.key))], &["k"]);
+    eventually(
+        Duration::from_secs(30),
+        "the webhook admits the policy",
+        || {
+            kubectl(&["apply", "-f", "-"], Some(&policy))
+                .ok
+                .then_some(())
+        },
+    );
+    let signed = format!("{host}/demo/signed:v1");
+    let run = eventually(Duration::from_secs(30), "the policy is enforced", || {
+        let run = kubectl(
+            &[
+                "-n",
+                TEST_NS,
+                "run",
+                "signed",
+                &format!("--image={signed}"),
+                "--restart=Never",
+            ],
+            None,
+        );
+        (!run
+            .stderr
+            .contains("Image policy enforcement was not applied"))
+        .then_some(run)
+    });
+    assert_eq!(said(&run), "pod/signed created\n");
+    let image = kubectl(
+        &[
+            "-n",
+            TEST_NS,
+            "get",
+            "pod",
+            "signed",
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ],
+        None,
+    )
+    .expect_ok("the pod's image");
+    assert!(
+        image.starts_with(&format!("{signed}@sha256:")),
+        "not pinned by the chart's mutating webhook: {image}"
+    );
+    let other = format!("{host}/demo/other-key:v1");
+    let run = kubectl(
+        &[
+            "-n",
+            TEST_NS,
+            "run",
+            "other",
+            &format!("--image={other}"),
+            "--restart=Never",
+        ],
+        None,
+    );
+    assert_eq!(
+        run.stderr,
+        format!(
+            "Error from server (The image: {other} is not signed.): admission webhook \"{WEBHOOK_NAME}\" denied the request: The image: {other} is not signed.\n"
+        )
+    );
+    let _ = kubectl(&["delete", "clusterimagepolicy", "image-policy"], None);
 
     helm.uninstall().expect_ok("helm.py uninstall");
     for (kind, name) in [
@@ -608,5 +762,6 @@ fn the_chart_installs_into_its_own_namespace_with_default_values() {
         "Active",
         "the namespace is not the release's to delete"
     );
+    drop(operator);
     drop(cleanup);
 }

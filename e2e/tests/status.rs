@@ -247,10 +247,6 @@ fn another_writers_condition_is_kept(operator: &Operator, key: &str) -> Value {
             "--server-side",
             "--field-manager=e2e-auditor",
             "--subresource=status",
-            // Against a 1.20 server kubectl validates on the client, with the whole object's
-            // schema, which requires the spec that this document leaves out; the server still
-            // validates what it stores.
-            "--validate=false",
             "-f",
             "-",
         ],

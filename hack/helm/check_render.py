@@ -4,8 +4,7 @@
 Renders the chart offline for the default values, for hack/helm/values-everything.yaml and
 for its certManager and webhook.url variants, and installs it with a client-side dry run
 (Helm's own install action, schema validation included) for values that must be refused. The
-templates' lookups of the cluster run in server-side dry runs against a stub API server
-(stub_apiserver.py: a few canned reads on 127.0.0.1, no cluster).
+templates' lookups of the cluster run against the real API server in e2e/tests/helm.rs.
 Each check prints PASS or FAIL with what it saw; the last line is `N passed, N failed`, and
 the exit status is 1 when any check failed.
 
@@ -29,7 +28,6 @@ from typing import Any, Callable
 import helm_python as helm
 
 import helm as helm_cli  # hack/helm/helm.py, beside this file
-from stub_apiserver import StubApiServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # CHART_DIR: another copy of the chart (to see that a broken one fails these checks).
@@ -45,6 +43,10 @@ MUTATING_CONFIG = "image-policy-mutating-webhook-configuration"
 PIN_WEBHOOK = "image-policy-webhook.signing.apps.tanzu.com"
 TLS_SECRET = "image-policy-webhook-tls"
 DEV_URL = "https://127.0.0.1:9443/signing-policy-check"
+# The Kubernetes release the end-to-end suite runs on (hack/k8s/go.mod): what the chart is
+# rendered for, and the oldest its kubeVersion accepts.
+KUBE_VERSION = next(line.split()[1] for line in (ROOT / "hack" / "k8s" / "go.mod").read_text().splitlines()
+                    if line.strip().startswith("k8s.io/kubernetes "))
 # A kubeconfig with no cluster: a client-side dry run never contacts one.
 NO_CLUSTER = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
 
@@ -146,9 +148,9 @@ def parse_stream(text: str) -> list[dict[str, Any]]:
     return objects
 
 
-def render(vals: dict[str, Any], namespace: str = "default", kube_version: str | None = None) -> Rendered:
-    """Offline render, after the schema check `helm install` does; for `kube_version`, or the
-    SDK's default version (a current one) when None."""
+def render(vals: dict[str, Any], namespace: str = "default", kube_version: str = KUBE_VERSION) -> Rendered:
+    """Offline render, after the schema check `helm install` does, for `kube_version` (the
+    release the end-to-end suite runs on, unless told)."""
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(vals)
         manifests = helm_cli.render_chart(chart, vals, "image-policy", namespace, kube_version)
@@ -159,20 +161,18 @@ def render(vals: dict[str, Any], namespace: str = "default", kube_version: str |
     return Rendered(objects)
 
 
-def dry_run_install(vals: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-    """Helm's install action, client-side: schema, templates and fail() all run."""
-    with helm.Config(namespace=namespace, kubeconfig_content=NO_CLUSTER) as cfg:
-        return cfg.install(CHART, "image-policy", vals, dry_run="client", namespace=namespace)
-
-
-def server_dry_run(vals: dict[str, Any], namespace: str, stub: StubApiServer) -> dict[str, Any]:
-    """Helm's install action, server-side dry run against `stub`: the chart's lookups ask it.
-    OpenAPI validation is off, since the stub serves no schemas; helm-python-sdk's install()
-    has no parameter for that, but the native call it makes takes the option."""
+def dry_run_install(vals: dict[str, Any], namespace: str = "default",
+                    kube_version: str | None = KUBE_VERSION) -> dict[str, Any]:
+    """Helm's install action, client-side: the chart's kubeVersion, schema, templates and fail()
+    all run, for `kube_version` (as `helm install --dry-run --kube-version`), or the SDK's
+    default when None. helm-python-sdk's install() takes no kube version, but the native call
+    it makes does (the `kube_version` install option of its C ABI)."""
     from helm_python import _native
 
-    options = {"namespace": namespace, "dry_run": "server", "disable_openapi_validation": True}
-    with helm.Config(namespace=namespace, kubeconfig_content=stub.kubeconfig()) as cfg, \
+    options = {"namespace": namespace, "dry_run": "client"}
+    if kube_version is not None:
+        options["kube_version"] = kube_version
+    with helm.Config(namespace=namespace, kubeconfig_content=NO_CLUSTER) as cfg, \
             helm.Chart.load(CHART) as chart:
         payload = _native.call_string("helm_install", cfg._raw(), cfg._context_arg(None), chart._raw(), None,
                                       "image-policy", json.dumps(vals), json.dumps(options))
@@ -491,8 +491,9 @@ def check_defaults() -> None:
         assert "--events=false" in off and "--events=true" not in off, off
 
     def namespace_object() -> None:
+        # The API server labels it kubernetes.io/metadata.name itself.
         n = r.one("Namespace", ns)
-        expect_eq(n["metadata"]["labels"].get("kubernetes.io/metadata.name"), ns, "label")
+        assert "kubernetes.io/metadata.name" not in n["metadata"]["labels"], n["metadata"]["labels"]
         off = render(values("createNamespace=false"))
         expect_eq(off.all("Namespace"), [], "Namespace with createNamespace=false")
 
@@ -506,7 +507,7 @@ def check_defaults() -> None:
         expect_eq(on_install.names(), r.names(), "objects of `helm install` vs render")
 
     check("defaults: args of `image-policy run`; allowUnmatchedImages and events.enabled reach it", args)
-    check(f"defaults: Namespace {ns} created and labelled (createNamespace)", namespace_object)
+    check(f"defaults: Namespace {ns} created (createNamespace)", namespace_object)
     check("defaults: no cert-manager objects", no_cert_manager)
     check("defaults: `helm install` (client dry run) renders the same objects", install_path)
 
@@ -709,7 +710,7 @@ def check_pinning() -> None:
 def check_namespace_modes() -> None:
     """`helm install -n image-policy-system --create-namespace` with default values: the
     release's namespace exists before the chart, which must not create it; from another
-    release namespace the chart creates and labels it."""
+    release namespace the chart creates it (the API server labels it)."""
     ns = "image-policy-system"
 
     def own() -> None:
@@ -726,88 +727,13 @@ def check_namespace_modes() -> None:
 
     def other() -> None:
         for release_ns in ("default", "platform"):
-            n = render({}, namespace=release_ns).one("Namespace", ns)
-            expect_eq(n["metadata"]["labels"].get("kubernetes.io/metadata.name"), ns, "label")
+            render({}, namespace=release_ns).one("Namespace", ns)
         moved = render(values("deploymentNamespace=platform"), namespace="platform")
         expect_eq(moved.all("Namespace"), [], "Namespace when deploymentNamespace is the release's")
         moved.one("Deployment", MANAGER, "platform")
 
-    def before_1_21() -> None:
-        # Offline (helm template, a client dry run) the cluster cannot be asked whether the
-        # namespace is labelled: the render goes on. Online it is asked (e2e/tests/helm.rs).
-        accepted = values("webhook.acceptSpoofableNamespaceSelector=true")
-        r = render(accepted, namespace=ns, kube_version="v1.20.2")
-        expect_eq(r.all("Namespace"), [], "Namespace objects")
-        dry_run_install(accepted, namespace=ns)
-
     check(f"release in {ns}, default values: no Namespace object, no error", own)
-    check(f"release elsewhere: Namespace {ns} created and labelled; none when it is the release's", other)
-    check(f"Kubernetes 1.20, release in {ns}: renders offline (the label check needs the cluster)",
-          before_1_21)
-
-
-def check_namespace_label_online() -> None:
-    """Before 1.21, with the cluster to ask (a stub API server, server-side dry runs): a
-    deploymentNamespace the chart does not create must already carry kubernetes.io/metadata.name
-    or the name label of helm --create-namespace, or the webhook would intercept the operator's own Pods; the install is refused until then."""
-    ns = "image-policy-system"
-    accepted = values("webhook.acceptSpoofableNamespaceSelector=true")
-    fix = f"kubectl label namespace {ns} kubernetes.io/metadata.name={ns}"
-
-    def installed(namespaces: dict[str, dict[str, str]], release_ns: str = ns, vals: dict[str, Any] = accepted,
-                  version: str = "v1.20.2") -> Rendered:
-        with StubApiServer(version, namespaces) as stub:
-            return Rendered(parse_stream(server_dry_run(vals, release_ns, stub)["manifest"]))
-
-    def refused(namespaces: dict[str, dict[str, str]], release_ns: str = ns,
-                vals: dict[str, Any] = accepted) -> str:
-        try:
-            installed(namespaces, release_ns, vals)
-        except helm.HelmError as error:
-            return str(error)
-        raise AssertionError(f"installed with namespaces {namespaces}; expected a refusal")
-
-    def helm_made() -> None:
-        # What helm --create-namespace makes, labelled name=<ns> only: installs, and both
-        # webhooks' selectors exclude that label too (only before 1.21).
-        r = installed({ns: {"name": ns}})
-        for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-            for config in r.all(kind):
-                for hook in config["webhooks"]:
-                    expressions = hook["namespaceSelector"]["matchExpressions"]
-                    assert {"key": "name", "operator": "NotIn", "values": [ns]} in expressions, expressions
-        error = refused({ns: {"other": "x"}})
-        for words in ("Kubernetes v1.20.2 does not label namespaces", "the webhook would intercept", fix):
-            assert words in error, f"{words!r} not in {error!r}"
-
-    def missing() -> None:
-        # Not there yet as the release's own: helm --create-namespace makes it after rendering.
-        installed({}).one("Deployment", MANAGER, ns)
-        off = merge(values("createNamespace=false"), accepted)
-        assert fix in refused({ns: {}}, release_ns="default", vals=off), "createNamespace=false"
-
-    def labelled() -> None:
-        r = installed({ns: {"name": ns, "kubernetes.io/metadata.name": ns}})
-        expect_eq(r.all("Namespace"), [], "Namespace objects")
-        r.one("Deployment", MANAGER, ns)
-
-    def chart_made() -> None:
-        installed({}, release_ns="default").one("Namespace", ns)
-
-    def from_1_21() -> None:
-        # The API server sets the label itself: nothing to check.
-        r = installed({ns: {"name": ns}}, vals={}, version="v1.21.0")
-        r.one("Deployment", MANAGER, ns)
-        for config in r.all("ValidatingWebhookConfiguration"):
-            for hook in config["webhooks"]:
-                keys = [e["key"] for e in hook["namespaceSelector"]["matchExpressions"]]
-                expect_eq(keys, ["kubernetes.io/metadata.name"], "selector keys from 1.21")
-
-    check(f"1.20, online: {ns} made by helm --create-namespace (name=<ns>) installs, excluded; unlabelled is refused", helm_made)
-    check(f"1.20, online: {ns} not there yet as the release's own installs; unlabelled with createNamespace=false is refused", missing)
-    check(f"1.20, online: {ns} labelled kubernetes.io/metadata.name installs", labelled)
-    check(f"1.20, online: from another release namespace the chart creates {ns}, nothing asked", chart_made)
-    check(f"1.21, online: {ns} without the label installs (the API server sets it)", from_1_21)
+    check(f"release elsewhere: Namespace {ns} created; none when it is the release's", other)
 
 
 def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -1036,45 +962,46 @@ def check_refusals() -> None:
 
 
 def check_kube_versions() -> None:
-    """Excluded namespaces by what cannot be spoofed: matchConditions on request.namespace from
-    1.28 on, the protected label from 1.21 on, and no install before 1.21 unless the risk is
-    accepted."""
+    """Excluded namespaces by what cannot be spoofed, matchConditions on request.namespace and
+    the protected label, in both webhooks, on the release the end-to-end suite runs on; older
+    releases refused by the chart's kubeVersion, as `helm install` refuses them."""
     extra = values("webhook.excludedNamespaces={cert-manager}")
-    expected = "!(request.namespace in ['kube-system', 'image-policy-system', 'cert-manager'])"
+    expected = "!has(request.namespace) || !(request.namespace in ['kube-system', 'image-policy-system', 'cert-manager'])"
 
     def current() -> None:
-        hook = render(extra).webhook()
-        conditions = hook.get("matchConditions")
-        expect_eq(conditions, [{"name": "not-an-excluded-namespace", "expression": expected}], "matchConditions")
-        assert hook["namespaceSelector"]["matchExpressions"], "the selector stays"
+        r = render(extra)
+        hooks = [hook for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+                 for config in r.all(kind) for hook in config["webhooks"]]
+        expect_eq(len(hooks), 2, "webhooks")
+        for hook in hooks:
+            expect_eq(hook.get("matchConditions"),
+                      [{"name": "not-an-excluded-namespace", "expression": expected}], "matchConditions")
+            expect_eq(hook["namespaceSelector"]["matchExpressions"],
+                      [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                        "values": ["kube-system", "image-policy-system", "cert-manager"]}], "namespaceSelector")
+        dry_run_install(extra)
 
-    def at(version: str) -> None:
-        hook = render(extra, kube_version=version).webhook()
-        expect_eq(hook.get("matchConditions"), None, f"matchConditions on {version}")
-        values_ = hook["namespaceSelector"]["matchExpressions"][0]["values"]
-        expect_eq(values_, ["kube-system", "image-policy-system", "cert-manager"], "selector values")
-
-    def refused_before_1_21() -> None:
+    def older(version: str | None) -> None:
         try:
-            render({}, kube_version="v1.20.2")
+            dry_run_install({}, kube_version=version)
         except helm.HelmError as error:
             message = str(error)
-            for words in ("Kubernetes v1.20.2 neither sets nor protects", "label it kube-system",
-                          "webhook.acceptSpoofableNamespaceSelector=true"):
-                assert words in message, f"{words!r} not in {message!r}"
+            assert "chart requires kubeVersion: >=1.37.0-0 which is incompatible with Kubernetes" in message, message
         else:
-            raise AssertionError("rendered for 1.20 without the acknowledgement")
-        accepted = render(values("webhook.acceptSpoofableNamespaceSelector=true"), kube_version="v1.20.2")
-        expect_eq(accepted.webhook().get("matchConditions"), None, "matchConditions on 1.20")
+            raise AssertionError(f"installed on Kubernetes {version}")
 
-    check("Kubernetes 1.28 and later: matchConditions on request.namespace, and the selector", current)
-    for version in ("v1.28.0", "v1.35.1"):
-        check(f"Kubernetes {version}: matchConditions", lambda v=version: expect_eq(
-            render({}, kube_version=v).webhook()["matchConditions"][0]["name"],
-            "not-an-excluded-namespace", "condition"))
-    check("Kubernetes 1.21 to 1.27: the protected label only", lambda: at("v1.27.9"))
-    check("Kubernetes 1.21: the protected label only", lambda: at("v1.21.0"))
-    check("Kubernetes before 1.21: refused unless webhook.acceptSpoofableNamespaceSelector", refused_before_1_21)
+    def removed_value() -> None:
+        # The acknowledgement that Kubernetes before 1.21 needed is gone with those versions.
+        error = install_error(values("webhook.acceptSpoofableNamespaceSelector=true"))
+        assert "acceptSpoofableNamespaceSelector" in error, error
+
+    check(f"Kubernetes {KUBE_VERSION}: matchConditions and the protected label, both webhooks", current)
+    for version in ("v1.36.3", "v1.20.2"):
+        check(f"Kubernetes {version}: refused by kubeVersion", lambda v=version: older(v))
+    # helm template and client dry runs without --kube-version assume the SDK's own default
+    # (1.36 for helm-python-sdk's Helm): they need --kube-version for this chart.
+    check("no --kube-version, the SDK's default (older): refused by kubeVersion", lambda: older(None))
+    check("webhook.acceptSpoofableNamespaceSelector is no value any more", removed_value)
 
 
 def main() -> int:
@@ -1084,7 +1011,6 @@ def main() -> int:
     check_everything()
     check_pinning()
     check_namespace_modes()
-    check_namespace_label_online()
     check_spreading()
     check_metrics_objects()
     check_network_policy()

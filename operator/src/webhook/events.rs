@@ -8,11 +8,11 @@
 //! is full the record is dropped and counted (`image_policy_events_dropped_total`). One task,
 //! [`publish`], drains the queue through kube-runtime's [`Recorder`], which turns repeats
 //! (the same reason about the same objects: a controller retrying a refused Pod) into the
-//! series of one Event instead of new Events; the policy's Events, about a cluster-scoped
-//! object, go through [`cluster`] instead, which does the same in `kube-system` (see there
-//! why). A publication that fails is counted and logged, never retried.
-
-pub mod cluster;
+//! series of one Event instead of new Events. It keeps the policy's Events, about a
+//! cluster-scoped object, in `default`, which the API server accepts for them (from
+//! Kubernetes 1.21 on, kubernetes/kubernetes#100125) and where `kubectl describe
+//! clusterimagepolicy` finds them. A publication that fails is counted and logged, never
+//! retried.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,6 @@ use kube::Resource as _;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 
-use self::cluster::ClusterRecorder;
 use super::decision::{Decision, Outcome};
 use super::review::{ControllerRef, Request};
 use super::words;
@@ -42,8 +41,8 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After how many publications kube-runtime's [`Recorder`] is replaced by a new one. It keeps
 /// every Event of the last 6 minutes to grow their series, without a bound of its own: refusals
-/// about ever new controllers must not grow memory without bound (a replaced one's next repeat
-/// is a new Event).
+/// about ever new objects must not grow memory without bound (a replaced one's next repeat is
+/// a new Event).
 pub const RECORDER_RENEWAL: usize = 4096;
 
 /// How often a failed publication is logged at `warn` at most; the others at `debug`.
@@ -198,9 +197,9 @@ impl Record {
     }
 }
 
-/// The policy `image-policy` of uid `uid`. Cluster-scoped: no namespace, so its Events are
-/// kept in `kube-system` ([`cluster`]), where `kubectl describe clusterimagepolicy` finds
-/// them by uid.
+/// The policy `image-policy` of uid `uid`. Cluster-scoped: no namespace, so the [`Recorder`]
+/// keeps its Events in `default`, where `kubectl describe clusterimagepolicy` finds them by
+/// uid.
 fn policy_reference(uid: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some(ClusterImagePolicy::api_version(&()).into_owned()),
@@ -265,26 +264,17 @@ pub async fn publish(
         controller: REPORTER.to_owned(),
         instance: Some(instance),
     };
-    let mut namespaced = Recorder::new(client.clone(), reporter.clone());
+    let mut recorder = Recorder::new(client.clone(), reporter.clone());
     let mut published_by_it = 0;
-    let mut cluster_scoped = ClusterRecorder::new(client.clone(), reporter.clone());
     let mut failures = Failures::default();
     while let Some(record) = records.recv().await {
         for (event, regarding) in record.events() {
-            if regarding.namespace.is_some() {
-                published_by_it += 1;
-                if published_by_it > RECORDER_RENEWAL {
-                    namespaced = Recorder::new(client.clone(), reporter.clone());
-                    published_by_it = 1;
-                }
+            published_by_it += 1;
+            if published_by_it > RECORDER_RENEWAL {
+                recorder = Recorder::new(client.clone(), reporter.clone());
+                published_by_it = 1;
             }
-            let publish = async {
-                if regarding.namespace.is_some() {
-                    namespaced.publish(&event, &regarding).await
-                } else {
-                    cluster_scoped.publish(&event, &regarding).await
-                }
-            };
+            let publish = recorder.publish(&event, &regarding);
             let published = tokio::time::timeout(PUBLISH_TIMEOUT, publish).await;
             let error = match published {
                 Ok(Ok(())) => continue,
