@@ -694,6 +694,15 @@ mod spellings {
         differ("[fd00::1]/app", "[fd00::1:0]/app");
         differ("127.0.0.1/app", "localhost/app");
         differ("010.0.0.1/app", "10.0.0.1/app");
+        // A registry of one label is named in upper case only; its canonical form must read
+        // back as it, not as a path on Docker Hub (found by the `names` fuzz target).
+        let one_label = ImageName::parse_with("LocalDomain/team/app:v1", &plain).expect("image");
+        assert_eq!(one_label.registry(), "localdomain");
+        assert_eq!(one_label.canonical(), "LOCALDOMAIN/team/app:v1");
+        same(&one_label.canonical(), "LOCALDOMAIN/team/app:v1");
+        same("localdomain:443/team/app:v1", "LOCALDOMAIN/team/app:v1");
+        let hub = ImageName::parse_with("localdomain/team/app:v1", &plain).expect("image");
+        assert_eq!(hub.canonical(), "docker.io/localdomain/team/app:v1");
         // A number alone is a path on Docker Hub, not an address.
         let hub = ImageName::parse_with("2130706433/app", &plain).expect("image");
         assert_eq!(hub.canonical(), "docker.io/2130706433/app:latest");
