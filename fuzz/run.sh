@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of image-policy with cargo-fuzz (libFuzzer): see fuzz/README.md.
+#
+#   fuzz/run.sh run [TARGET...]   each target for $FUZZ_SECONDS (default 180), one after the
+#                                 other; new inputs go to target/fuzz/corpus/<target>/, crashes
+#                                 to target/fuzz/artifacts/<target>/, logs to target/fuzz/logs/
+#   fuzz/run.sh cmin [TARGET...]  merges the committed corpus, the seeds and what runs found
+#                                 into a minimal fuzz/corpus/<target>/ (inputs up to 32 KiB)
+#   fuzz/run.sh stats             per target: runs, time, executions, coverage (from the logs)
+#
+# It installs what it needs (a C++ compiler for libFuzzer, cargo-fuzz from crates.io) and
+# nothing the second time. The machine's stable toolchain builds the targets: cargo-fuzz's
+# nightly flags are let through with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CARGO_FUZZ_VERSION=0.13.2
+TARGETS=(review names policy identity registry exchange bundle docker_config)
+WORK=$ROOT/target/fuzz
+SECONDS_EACH=${FUZZ_SECONDS:-180}
+# Per input: 1 s, 512 MiB (the admission path's budget is far below either).
+LIBFUZZER=(-timeout=1 -rss_limit_mb=512 -malloc_limit_mb=512 -max_len=65536 -print_final_stats=1)
+# No sanitizer: the project forbids unsafe code, so ASan would slow every input to catch what
+# cannot happen in it; debug assertions on, so that an integer overflow is a crash, not a
+# silent wrap.
+BUILD=(--sanitizer none --debug-assertions --target-dir "$WORK/build")
+export RUSTC_BOOTSTRAP=1
+
+install() {
+  command -v c++ >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++
+  }
+  if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
+  fi
+}
+
+targets() {
+  if (($#)); then printf '%s\n' "$@"; else printf '%s\n' "${TARGETS[@]}"; fi
+}
+
+seeds() {
+  rm -rf "$WORK/seeds"
+  python3 "$ROOT/fuzz/seeds.py" "$WORK/seeds" >/dev/null
+}
+
+run() {
+  install
+  seeds
+  cd "$ROOT/fuzz"
+  cargo fuzz build "${BUILD[@]}"
+  local failed=()
+  for target in $(targets "$@"); do
+    mkdir -p "$WORK/corpus/$target" "$WORK/artifacts/$target" "$WORK/logs" "$WORK/seeds/$target"
+    echo "[fuzz] $target for ${SECONDS_EACH}s"
+    local start=$SECONDS status=0
+    # The first corpus directory receives what is new; the committed one and the seeds are
+    # read only.
+    cargo fuzz run "${BUILD[@]}" "$target" \
+      "$WORK/corpus/$target" "$ROOT/fuzz/corpus/$target" "$WORK/seeds/$target" -- \
+      "${LIBFUZZER[@]}" -max_total_time="$SECONDS_EACH" \
+      -artifact_prefix="$WORK/artifacts/$target/" >>"$WORK/logs/$target.log" 2>&1 || status=$?
+    echo "[fuzz] seconds: $((SECONDS - start))" >>"$WORK/logs/$target.log"
+    if ((status)); then
+      failed+=("$target")
+      echo "[fuzz] $target FAILED: see $WORK/logs/$target.log and $WORK/artifacts/$target/"
+    fi
+  done
+  stats
+  if ((${#failed[@]})); then
+    echo "[fuzz] failed: ${failed[*]}" >&2
+    exit 1
+  fi
+}
+
+cmin() {
+  install
+  seeds
+  cd "$ROOT/fuzz"
+  cargo fuzz build "${BUILD[@]}"
+  for target in $(targets "$@"); do
+    local merged="$WORK/merged/$target" small="$WORK/small/$target"
+    rm -rf "$merged" "$small"
+    mkdir -p "$merged" "$small" "$WORK/corpus/$target" "$ROOT/fuzz/corpus/$target"
+    # Small files only: what does not fit in 32 KiB is not committed.
+    for dir in "$ROOT/fuzz/corpus/$target" "$WORK/seeds/$target" "$WORK/corpus/$target"; do
+      find "$dir" -maxdepth 1 -type f -size -32k -exec cp -t "$small" {} +
+    done
+    cargo fuzz run "${BUILD[@]}" "$target" "$merged" "$small" -- \
+      -merge=1 "${LIBFUZZER[@]}" >"$WORK/logs/$target.cmin.log" 2>&1
+    rm -rf "$ROOT/fuzz/corpus/$target"
+    mv "$merged" "$ROOT/fuzz/corpus/$target"
+    echo "[fuzz] $target: $(find "$ROOT/fuzz/corpus/$target" -type f | wc -l) inputs," \
+      "$(du -sh "$ROOT/fuzz/corpus/$target" | cut -f1)"
+  done
+}
+
+# libFuzzer prints `#N ... cov: E ft: F corp: ...` as it goes and
+# `stat::number_of_executed_units: N` when a run ends; this script adds `[fuzz] seconds: S`.
+# Per target: the runs, their seconds and executions summed, the most edges covered.
+stats() {
+  printf '%-14s %5s %9s %14s %8s %10s\n' target runs seconds executions "cov:" "crashes"
+  for target in "${TARGETS[@]}"; do
+    local log="$WORK/logs/$target.log"
+    [[ -f $log ]] || continue
+    awk -v t="$target" -v crashes="$(find "$WORK/artifacts/$target" -type f 2>/dev/null | wc -l)" '
+      /stat::number_of_executed_units:/ { units += $2; runs++ }
+      /^\[fuzz\] seconds:/ { secs += $3 }
+      /^#[0-9]+/ { for (i = 1; i < NF; i++) if ($i == "cov:" && $(i+1) + 0 > cov) cov = $(i+1) + 0 }
+      END { printf "%-14s %5d %9d %14d %8d %10d\n", t, runs, secs, units, cov, crashes }
+    ' "$log"
+  done
+}
+
+case "${1:-run}" in
+  run) shift || true; run "$@" ;;
+  cmin) shift; cmin "$@" ;;
+  stats) stats ;;
+  *) echo "usage: fuzz/run.sh run|cmin|stats [TARGET...]" >&2; exit 2 ;;
+esac

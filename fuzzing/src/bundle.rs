@@ -1,0 +1,268 @@
+//! Sigstore bundles end to end through verification, against fixed keys and trusted roots:
+//! the real cosign v3 keyless bundle of kubewarden-controller (Sigstore's public-good root,
+//! its identity), and bundles made by npm's `@sigstore/sign` for one P-256 key, with and
+//! without a log entry in `@sigstore/mock`'s Rekor (its trusted root).
+//!
+//! Input: a byte that picks the case, a byte that picks how the rest is read: as the bundle
+//! itself (libFuzzer's byte mutations of a seed), or as a program of structure-aware edits of
+//! the case's bundle ([`crate::edits`]: JSON nodes, the bytes inside base64, the DSSE payload
+//! as JSON, certificates as DER).
+//!
+//! Property: nothing but the original verifies. A bundle that verifies must say what the
+//! case's bundle says in everything that the verification is meant to bind: the signed
+//! content (DSSE payload, type and signatures, or message digest and signature) and, where
+//! the case needs them, its log entry (index, log, time, promise, proof, body) and its
+//! certificate. Fields it never reads may differ (the log entry of a key that needs none,
+//! `kindVersion`, a `keyid` hint, the order or spelling of JSON and base64).
+
+use std::sync::{Arc, OnceLock};
+
+use image_policy::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency, TrustRoot};
+use image_policy::verify::bundle::{BundleVerdict, Predicate, check_with};
+use serde_json::{Map, Value};
+
+use crate::edits::{apply, lenient_base64};
+
+macro_rules! data {
+    ($path:literal) => {
+        include_str!(concat!("../../operator/tests/data/bundles/", $path))
+    };
+}
+
+/// What a case's verification binds beyond the signed content.
+#[derive(Clone, Copy)]
+struct Binds {
+    log: bool,
+    certificate: bool,
+}
+
+/// One bundle, and what verifies it.
+struct Case {
+    bundle: &'static str,
+    digest: String,
+    keys: Vec<NamedKey>,
+    predicate: Predicate,
+    binds: Binds,
+    /// What the bundle says, to compare with.
+    says: Value,
+}
+
+/// The cases, built once.
+fn cases() -> &'static [Case] {
+    static CASES: OnceLock<Vec<Case>> = OnceLock::new();
+    CASES.get_or_init(|| {
+        let made = data!("made-with-sigstore-js/digest").trim().to_owned();
+        let signer = || {
+            let key = PublicKey::from_pem(data!("made-with-sigstore-js/signer.pub.pem"))
+                .unwrap_or_else(|e| panic!("signer.pub.pem: {e}"));
+            NamedKey::new("signer", key)
+        };
+        let mock_root = Arc::new(TrustRoot::parse(
+            "mock",
+            data!("made-with-sigstore-js/trusted_root.json"),
+        ));
+        let logged = NamedKey {
+            transparency: Transparency::Required(mock_root),
+            ..signer()
+        };
+        let kubewarden = NamedKey::keyless(
+            "kubewarden",
+            Identity::new(
+                Matcher::exact(
+                    "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0",
+                ),
+                Matcher::exact("https://token.actions.githubusercontent.com"),
+                TrustRoot::public_good(),
+            ),
+        );
+        let keyed = Binds {
+            log: false,
+            certificate: false,
+        };
+        let cases = [
+            (data!("made-with-sigstore-js/dsse-key.sigstore.json"), made.clone(), signer(), Predicate::Signature, keyed),
+            (
+                data!("made-with-sigstore-js/dsse-key-rekor.sigstore.json"),
+                made.clone(),
+                logged,
+                Predicate::Signature,
+                Binds { log: true, certificate: false },
+            ),
+            (
+                data!("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json"),
+                "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172".to_owned(),
+                kubewarden,
+                Predicate::Signature,
+                Binds { log: true, certificate: true },
+            ),
+            (data!("made-with-sigstore-js/attestation-key.sigstore.json"), made, signer(), Predicate::Any, keyed),
+        ];
+        cases
+            .into_iter()
+            .map(|(bundle, digest, key, predicate, binds)| {
+                let value: Value = serde_json::from_str(bundle).unwrap_or_else(|e| panic!("seed: {e}"));
+                let says = says(&value, binds).unwrap_or_else(|| panic!("seed: unreadable"));
+                let case = Case { bundle, digest, keys: vec![key], predicate, binds, says };
+                let verdict = case.check(bundle.as_bytes());
+                assert!(matches!(verdict, BundleVerdict::Verified { .. }), "seed: {verdict:?}");
+                case
+            })
+            .collect()
+    })
+}
+
+impl Case {
+    fn check(&self, bytes: &[u8]) -> BundleVerdict {
+        let keys: Vec<&NamedKey> = self.keys.iter().collect();
+        check_with(bytes, &self.digest, &keys, &self.predicate)
+    }
+}
+
+/// The target.
+pub fn run(data: &[u8]) {
+    let (which, rest) = crate::mode(data);
+    let (how, rest) = crate::mode(rest);
+    let cases = cases();
+    let Some(case) = cases.get(usize::from(which) % cases.len()) else {
+        return;
+    };
+    let bytes = if how % 2 == 0 {
+        rest.to_vec()
+    } else {
+        let mut document: Value = serde_json::from_str(case.bundle).unwrap_or(Value::Null);
+        apply(&mut document, rest);
+        if how % 4 == 1 {
+            serde_json::to_vec(&document)
+        } else {
+            serde_json::to_vec_pretty(&document)
+        }
+        .unwrap_or_default()
+    };
+    if let BundleVerdict::Verified { .. } = case.check(&bytes) {
+        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let said = value.as_ref().and_then(|v| says(v, case.binds));
+        assert!(
+            said.as_ref() == Some(&case.says),
+            "another bundle verified:\n{}\nit says {said:#?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+/// Whether `bytes` is a bundle that says what the bundles made for the signer's key say, in
+/// what a key with no log requirement binds: their signed content.
+pub(crate) fn is_made_signature(bytes: &[u8]) -> bool {
+    let content = Binds {
+        log: false,
+        certificate: false,
+    };
+    let Some(said) = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| says(&v, content))
+    else {
+        return false;
+    };
+    cases()
+        .iter()
+        .take(2)
+        .filter_map(|case| says(&serde_json::from_str(case.bundle).ok()?, content))
+        .any(|made| made == said)
+}
+
+/// What a bundle says that its verification binds, in a form where equal means the same:
+/// base64 as the bytes it holds (hex), numbers as numbers.
+fn says(bundle: &Value, binds: Binds) -> Option<Value> {
+    let mut out = Map::new();
+    if let Some(dsse) = bundle.get("dsseEnvelope") {
+        let signatures: Option<Vec<Value>> = dsse
+            .get("signatures")?
+            .as_array()?
+            .iter()
+            .map(|s| bytes(s.get("sig")?))
+            .collect();
+        out.insert(
+            "dsse".into(),
+            serde_json::json!({
+                "payload": bytes(dsse.get("payload")?)?,
+                "payloadType": dsse.get("payloadType")?,
+                "signatures": signatures?,
+            }),
+        );
+    }
+    if let Some(message) = bundle.get("messageSignature") {
+        out.insert(
+            "message".into(),
+            serde_json::json!({
+                "algorithm": message.pointer("/messageDigest/algorithm"),
+                "digest": message.pointer("/messageDigest/digest").and_then(bytes),
+                "signature": message.get("signature").and_then(bytes),
+            }),
+        );
+    }
+    let material = bundle.get("verificationMaterial");
+    if binds.log {
+        let entries = material?.get("tlogEntries")?.as_array()?;
+        // A set: an entry given twice is the same evidence.
+        let mut entries: Vec<Value> = entries.iter().map(entry).collect::<Option<_>>()?;
+        entries.sort_by_key(Value::to_string);
+        entries.dedup();
+        out.insert("log".into(), Value::Array(entries));
+    }
+    if binds.certificate {
+        let material = material?;
+        let certificates: Vec<Value> = match material.pointer("/certificate/rawBytes") {
+            Some(raw) => vec![bytes(raw)?],
+            None => material
+                .pointer("/x509CertificateChain/certificates")?
+                .as_array()?
+                .iter()
+                .map(|c| c.get("rawBytes").and_then(bytes))
+                .collect::<Option<_>>()?,
+        };
+        out.insert("certificates".into(), Value::Array(certificates));
+    }
+    Some(Value::Object(out))
+}
+
+/// What a log entry says that is bound: all but `kindVersion`.
+fn entry(entry: &Value) -> Option<Value> {
+    let proof = entry.get("inclusionProof").map(|proof| {
+        serde_json::json!({
+            "logIndex": proof.get("logIndex").and_then(number),
+            "rootHash": proof.get("rootHash").and_then(bytes),
+            "treeSize": proof.get("treeSize").and_then(number),
+            "hashes": proof.get("hashes").and_then(Value::as_array)
+                .map(|h| h.iter().map(bytes).collect::<Vec<_>>()),
+            "checkpoint": proof.pointer("/checkpoint/envelope"),
+        })
+    });
+    Some(serde_json::json!({
+        "logIndex": entry.get("logIndex").and_then(number),
+        "logId": entry.pointer("/logId/keyId").and_then(bytes),
+        "integratedTime": entry.get("integratedTime").and_then(number),
+        "promise": entry.pointer("/inclusionPromise/signedEntryTimestamp").and_then(bytes),
+        "proof": proof,
+        "body": entry.get("canonicalizedBody").and_then(bytes),
+    }))
+}
+
+/// The bytes of a base64 string, as hex.
+fn bytes(value: &Value) -> Option<Value> {
+    let decoded = lenient_base64(value.as_str()?)?;
+    Some(Value::String(
+        decoded.iter().map(|b| format!("{b:02x}")).collect(),
+    ))
+}
+
+/// A number written as a JSON number or a string (protobuf's JSON writes 64-bit integers as
+/// strings), as its value.
+fn number(value: &Value) -> Option<Value> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    text.parse::<i128>()
+        .ok()
+        .map(|n| Value::String(n.to_string()))
+}
