@@ -25,6 +25,8 @@ LIBFUZZER=(-timeout=1 -rss_limit_mb=512 -malloc_limit_mb=512 -max_len=65536 -pri
 # silent wrap.
 BUILD=(--sanitizer none --debug-assertions --target-dir "$WORK/build")
 export RUSTC_BOOTSTRAP=1
+# A backtrace takes long to print under load; a timeout that fires while it prints deadlocks.
+export RUST_BACKTRACE=0
 
 install() {
   command -v c++ >/dev/null || {
@@ -96,18 +98,22 @@ cmin() {
 }
 
 # libFuzzer prints `#N ... cov: E ft: F corp: ...` as it goes and
-# `stat::number_of_executed_units: N` when a run ends; this script adds `[fuzz] seconds: S`.
-# Per target: the runs, their seconds and executions summed, the most edges covered.
+# `stat::number_of_executed_units: N` when a run ends (not when it crashes); this script adds
+# `[fuzz] seconds: S` after each run. Per target: the runs, their seconds and executions
+# summed, the most edges covered, the inputs left in artifacts/.
 stats() {
-  printf '%-14s %5s %9s %14s %8s %10s\n' target runs seconds executions "cov:" "crashes"
+  printf '%-14s %5s %9s %14s %8s %10s\n' target runs seconds executions "cov:" "artifacts"
   for target in "${TARGETS[@]}"; do
     local log="$WORK/logs/$target.log"
     [[ -f $log ]] || continue
-    awk -v t="$target" -v crashes="$(find "$WORK/artifacts/$target" -type f 2>/dev/null | wc -l)" '
-      /stat::number_of_executed_units:/ { units += $2; runs++ }
-      /^\[fuzz\] seconds:/ { secs += $3 }
-      /^#[0-9]+/ { for (i = 1; i < NF; i++) if ($i == "cov:" && $(i+1) + 0 > cov) cov = $(i+1) + 0 }
-      END { printf "%-14s %5d %9d %14d %8d %10d\n", t, runs, secs, units, cov, crashes }
+    awk -v t="$target" -v found="$(find "$WORK/artifacts/$target" -type f 2>/dev/null | wc -l)" '
+      /^#[0-9]+/ {
+        n = substr($1, 2) + 0; if (n > last) last = n
+        for (i = 1; i < NF; i++) if ($i == "cov:" && $(i+1) + 0 > cov) cov = $(i+1) + 0
+      }
+      /stat::number_of_executed_units:/ { if ($2 + 0 > last) last = $2 + 0 }
+      /^\[fuzz\] seconds:/ { secs += $3; units += last; last = 0; runs++ }
+      END { printf "%-14s %5d %9d %14d %8d %10d\n", t, runs, secs, units, cov, found }
     ' "$log"
   done
 }

@@ -231,8 +231,10 @@ fn entry(entry: &Value) -> Option<Value> {
             "logIndex": proof.get("logIndex").and_then(number),
             "rootHash": proof.get("rootHash").and_then(bytes),
             "treeSize": proof.get("treeSize").and_then(number),
-            "hashes": proof.get("hashes").and_then(Value::as_array)
-                .map(|h| h.iter().map(bytes).collect::<Vec<_>>()),
+            // A repeated field left out is an empty one, in protobuf's JSON.
+            "hashes": proof.get("hashes").map_or(Some(Vec::new()), |h| {
+                h.as_array().map(|h| h.iter().map(bytes).collect::<Vec<_>>())
+            }),
             "checkpoint": proof.pointer("/checkpoint/envelope"),
         })
     });
