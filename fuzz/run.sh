@@ -7,6 +7,7 @@
 #   fuzz/run.sh cmin [TARGET...]  merges the committed corpus, the seeds and what runs found
 #                                 into a minimal fuzz/corpus/<target>/ (inputs up to 32 KiB)
 #   fuzz/run.sh stats             per target: runs, time, executions, coverage (from the logs)
+#   fuzz/run.sh time TARGET FILE  how long one input takes, alone
 #
 # It installs what it needs (a C++ compiler for libFuzzer, cargo-fuzz from crates.io) and
 # nothing the second time. The machine's stable toolchain builds the targets: cargo-fuzz's
@@ -18,8 +19,12 @@ CARGO_FUZZ_VERSION=0.13.2
 TARGETS=(review names policy identity registry exchange bundle docker_config)
 WORK=$ROOT/target/fuzz
 SECONDS_EACH=${FUZZ_SECONDS:-180}
-# Per input: 1 s, 512 MiB (the admission path's budget is far below either).
-LIBFUZZER=(-timeout=1 -rss_limit_mb=512 -malloc_limit_mb=512 -max_len=65536 -print_final_stats=1)
+# Per input: 1 s, 512 MiB (the admission path's budget is far below either). libFuzzer's
+# timeout is wall time: on a loaded machine a niced fuzzer can wait longer than that for a
+# core, so FUZZ_TIMEOUT raises it, and every input slower than 1 s is still written to
+# artifacts/ as slow-unit-* (re-time it alone: fuzz/run.sh time TARGET FILE).
+LIBFUZZER=(-timeout="${FUZZ_TIMEOUT:-1}" -report_slow_units=1 -rss_limit_mb=512
+  -malloc_limit_mb=512 -max_len=65536 -print_final_stats=1)
 # No sanitizer: the project forbids unsafe code, so ASan would slow every input to catch what
 # cannot happen in it; debug assertions on, so that an integer overflow is a crash, not a
 # silent wrap.
@@ -118,9 +123,17 @@ stats() {
   done
 }
 
+# One input through a target's fuzz build, alone: libFuzzer prints how long it took.
+time_one() {
+  local host
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  "$WORK/build/$host/release/$1" -runs=3 "$2" 2>&1 | grep -E '^Executed|panicked|ERROR'
+}
+
 case "${1:-run}" in
   run) shift || true; run "$@" ;;
   cmin) shift; cmin "$@" ;;
   stats) stats ;;
-  *) echo "usage: fuzz/run.sh run|cmin|stats [TARGET...]" >&2; exit 2 ;;
+  time) time_one "$2" "$3" ;;
+  *) echo "usage: fuzz/run.sh run|cmin|stats|time [TARGET...]" >&2; exit 2 ;;
 esac
