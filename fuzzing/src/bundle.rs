@@ -224,14 +224,15 @@ fn says(bundle: &Value, binds: Binds) -> Option<Value> {
     Some(Value::Object(out))
 }
 
-/// What a log entry says that is bound: all but `kindVersion`.
+/// What a log entry says that is bound: all but `kindVersion`. A field left out has its
+/// protobuf default (0, no bytes, an empty list), as protobuf's JSON reads it.
 fn entry(entry: &Value) -> Option<Value> {
-    let proof = entry.get("inclusionProof").map(|proof| {
+    let field = |path: &str| entry.pointer(path);
+    let proof = field("/inclusionProof").map(|proof| {
         serde_json::json!({
-            "logIndex": proof.get("logIndex").and_then(number),
-            "rootHash": proof.get("rootHash").and_then(bytes),
-            "treeSize": proof.get("treeSize").and_then(number),
-            // A repeated field left out is an empty one, in protobuf's JSON.
+            "logIndex": number_or_zero(proof.get("logIndex")),
+            "rootHash": bytes_or_none(proof.get("rootHash")),
+            "treeSize": number_or_zero(proof.get("treeSize")),
             "hashes": proof.get("hashes").map_or(Some(Vec::new()), |h| {
                 h.as_array().map(|h| h.iter().map(bytes).collect::<Vec<_>>())
             }),
@@ -239,13 +240,23 @@ fn entry(entry: &Value) -> Option<Value> {
         })
     });
     Some(serde_json::json!({
-        "logIndex": entry.get("logIndex").and_then(number),
-        "logId": entry.pointer("/logId/keyId").and_then(bytes),
-        "integratedTime": entry.get("integratedTime").and_then(number),
-        "promise": entry.pointer("/inclusionPromise/signedEntryTimestamp").and_then(bytes),
+        "logIndex": number_or_zero(field("/logIndex")),
+        "logId": bytes_or_none(field("/logId/keyId")),
+        "integratedTime": number_or_zero(field("/integratedTime")),
+        "promise": bytes_or_none(field("/inclusionPromise/signedEntryTimestamp")),
         "proof": proof,
-        "body": entry.get("canonicalizedBody").and_then(bytes),
+        "body": bytes_or_none(field("/canonicalizedBody")),
     }))
+}
+
+/// A number, 0 when left out.
+fn number_or_zero(value: Option<&Value>) -> Option<Value> {
+    value.map_or(Some(Value::from("0")), number)
+}
+
+/// The bytes of a base64 string, none when left out.
+fn bytes_or_none(value: Option<&Value>) -> Option<Value> {
+    value.map_or(Some(Value::from("")), bytes)
 }
 
 /// The bytes of a base64 string, as hex.
