@@ -124,10 +124,10 @@ impl<const N: usize> From<[String; N]> for PlainHttp {
 }
 
 /// A registry host written one way: lowercase, an IP address as [`canonical_name`] writes it,
-/// its port without leading zeros, and the default port of its scheme dropped (443, or 80 for a registry in `plain`), unless that
-/// would make it the spelling of another server: with `reg` opted into plain HTTP (port 80),
-/// `reg:443` (HTTPS) stays as it is. Docker Hub's names stay as they are (see
-/// [`is_docker_hub`]).
+/// its port without leading zeros, and the default port of its scheme dropped (443, or 80 for
+/// a registry in `plain`), unless that would make it the spelling of another server: with
+/// `reg` opted into plain HTTP (port 80), `reg:443` (HTTPS) stays as it is. Docker Hub's names
+/// stay as they are (see [`is_docker_hub`]).
 pub fn canonical_host(domain: &str, plain: &PlainHttp) -> String {
     let (name, port) = split(domain);
     let drop = match port.as_deref() {
