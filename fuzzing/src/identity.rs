@@ -70,3 +70,27 @@ impl WholeMatch {
         Some(found.is_some_and(|m| m.offset() == value.len()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_match_is_decided_by_the_longest_match_from_the_start() {
+        let check = |expression: &str, value: &str| {
+            WholeMatch::new(expression)
+                .and_then(|w| w.matches(value))
+                .expect("decided")
+        };
+        // Leftmost-first would stop at "a"; the whole value is in the language all the same.
+        assert!(check("a|ab", "ab"));
+        assert!(!check("a|ab", "abc") && !check("a", "xa"));
+        assert!(check("(?m)a$", "a") && !check("(?m)a$", "a\nb"));
+        assert!(check("", "") && !check("", "x"));
+        // The product agrees on each.
+        for (expression, value) in [("a|ab", "ab"), ("a|ab", "abc"), ("(?m)a$", "a\nb")] {
+            let matcher = Matcher::pattern(expression).expect("compiles");
+            assert_eq!(matcher.matches(value), check(expression, value));
+        }
+    }
+}
