@@ -11,9 +11,10 @@
 //! Property: nothing but the original verifies. A bundle that verifies must say what the
 //! case's bundle says in everything that the verification is meant to bind: the signed
 //! content (DSSE payload, type and signatures, or message digest and signature) and, where
-//! the case needs them, its log entry (index, log, time, promise, proof, body) and its
-//! certificate. Fields it never reads may differ (the log entry of a key that needs none,
-//! `kindVersion`, a `keyid` hint, the order or spelling of JSON and base64).
+//! the case needs them, its log entries (as a set: index, log, time, promise, proof, body; a
+//! field left out has its protobuf default) and its certificate. Fields it never reads may
+//! differ (the log entry of a key that needs none, `kindVersion`, a `keyid` hint, the name on
+//! a checkpoint's signature line, the order or spelling of JSON and base64).
 
 use std::sync::{Arc, OnceLock};
 
@@ -210,16 +211,13 @@ fn says(bundle: &Value, binds: Binds) -> Option<Value> {
     }
     if binds.certificate {
         let material = material?;
-        let certificates: Vec<Value> = match material.pointer("/certificate/rawBytes") {
-            Some(raw) => vec![bytes(raw)?],
-            None => material
-                .pointer("/x509CertificateChain/certificates")?
-                .as_array()?
-                .iter()
-                .map(|c| c.get("rawBytes").and_then(bytes))
-                .collect::<Option<_>>()?,
+        // The leaf: what chains to the root's CAs is decided with the root's own
+        // certificates, whatever else a chain in the bundle holds.
+        let leaf = match material.pointer("/certificate/rawBytes") {
+            Some(raw) => bytes(raw)?,
+            None => bytes(material.pointer("/x509CertificateChain/certificates/0/rawBytes")?)?,
         };
-        out.insert("certificates".into(), Value::Array(certificates));
+        out.insert("certificate".into(), leaf);
     }
     Some(Value::Object(out))
 }
@@ -236,7 +234,10 @@ fn entry(entry: &Value) -> Option<Value> {
             "hashes": proof.get("hashes").map_or(Some(Vec::new()), |h| {
                 h.as_array().map(|h| h.iter().map(bytes).collect::<Vec<_>>())
             }),
-            "checkpoint": proof.pointer("/checkpoint/envelope"),
+            "checkpoint": proof
+                .pointer("/checkpoint/envelope")
+                .and_then(Value::as_str)
+                .map(checkpoint),
         })
     });
     Some(serde_json::json!({
@@ -247,6 +248,23 @@ fn entry(entry: &Value) -> Option<Value> {
         "proof": proof,
         "body": bytes_or_none(field("/canonicalizedBody")),
     }))
+}
+
+/// What a checkpoint (a signed note) says: its text, and each signature's key hash and
+/// bytes. The name on a signature line is a label the signature does not cover: verifiers
+/// find the key by its hash (C2SP signed-note).
+fn checkpoint(envelope: &str) -> Value {
+    let (text, signatures) = envelope.split_once("\n\n").unwrap_or((envelope, ""));
+    let mut signatures: Vec<String> = signatures
+        .lines()
+        .map(|line| {
+            let signed = line.rsplit(' ').next().unwrap_or_default();
+            lenient_base64(signed).map_or_else(|| line.to_owned(), |b| hex(&b))
+        })
+        .collect();
+    signatures.sort();
+    signatures.dedup();
+    serde_json::json!({ "text": text, "signatures": signatures })
 }
 
 /// A number, 0 when left out.
@@ -261,10 +279,11 @@ fn bytes_or_none(value: Option<&Value>) -> Option<Value> {
 
 /// The bytes of a base64 string, as hex.
 fn bytes(value: &Value) -> Option<Value> {
-    let decoded = lenient_base64(value.as_str()?)?;
-    Some(Value::String(
-        decoded.iter().map(|b| format!("{b:02x}")).collect(),
-    ))
+    Some(Value::String(hex(&lenient_base64(value.as_str()?)?)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A number written as a JSON number or a string (protobuf's JSON writes 64-bit integers as
