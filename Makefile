@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 CRD_FILE := charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml
 
-.PHONY: test deps k8s lint unit chart e2e crd bench up down
+.PHONY: test deps k8s lint unit chart e2e crd bench up down fuzz fuzz-cmin fuzz-replay
 
 ## Everything CI runs (.ci/run, which times each phase): formatting, lints, unit tests, the
 ## chart, then the suite against a real API server.
@@ -22,8 +22,27 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+## Includes image-policy-fuzzing's tests, which replay the committed fuzz corpora and past
+## findings (fuzz-replay) without libFuzzer.
 unit:
 	$(CARGO) test --workspace --locked --exclude image-policy-e2e
+
+## Coverage-guided fuzzing (fuzz/README.md): every target for FUZZ_SECONDS (default 180), one
+## after the other, 1 s and 512 MiB per input; a crash fails it. `make fuzz FUZZ_TARGETS=bundle`
+## runs one.
+FUZZ_SECONDS ?= 180
+export FUZZ_SECONDS
+fuzz:
+	fuzz/run.sh run $(FUZZ_TARGETS)
+
+## Merges what fuzzing found into the committed, minimised fuzz/corpus/ (small files only).
+fuzz-cmin:
+	fuzz/run.sh cmin $(FUZZ_TARGETS)
+
+## The committed corpora and the inputs of past findings through the targets' bodies, as
+## ordinary tests (part of unit).
+fuzz-replay:
+	$(CARGO) test --locked -p image-policy-fuzzing
 
 ## The Helm chart through Helm v4's own Go SDK (PyPI's helm-python-sdk): lint, render, schema.
 chart:

@@ -18,7 +18,7 @@ use super::hosts::{
     DOCKER_HUB, DOCKER_HUB_HOSTS, OFFICIAL_NAMESPACE, PlainHttp, canonical_host,
     canonical_pattern_host, has_port, is_docker_hub,
 };
-use super::reference::{Reference, ReferenceError};
+use super::reference::{Reference, ReferenceError, must_be_domain};
 
 /// A compiled `namePattern`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,9 +210,16 @@ impl ImageName {
         &self.repository
     }
 
-    /// The fully qualified form, written one way: `docker.io/library/busybox:latest`.
+    /// The fully qualified form, written one way: `docker.io/library/busybox:latest`. It reads
+    /// back as the same image: a registry of one label without a port, which an image names
+    /// only in upper case (`LOCALDOMAIN/app`; in lower case it is a path on Docker Hub), is
+    /// written in upper case.
     pub fn canonical(&self) -> String {
-        let mut out = format!("{}/{}", self.registry, self.repository);
+        let mut out = if must_be_domain(&self.registry) {
+            format!("{}/{}", self.registry, self.repository)
+        } else {
+            format!("{}/{}", self.registry.to_ascii_uppercase(), self.repository)
+        };
         if let Some(tag) = &self.tag {
             out.push(':');
             out.push_str(tag);

@@ -21,6 +21,8 @@
 //! - the empty string is [`ReferenceError::Empty`] (Go says "invalid format");
 //! - a first component that must be a registry host (it has `.`, `:`, upper case, or is
 //!   `localhost`) but is not a valid one is refused: Go would return a name with no registry;
+//! - a registry in brackets must be an IPv6 address (Go takes any hex digits and colons:
+//!   `[fd00123]`, `[1:2]`), since no other registry can be named by a policy;
 //! - case rules are ASCII only; any non-ASCII character makes the input invalid;
 //! - [`Reference::with_digest`] checks the digest fully, not only its shape.
 //!
@@ -36,7 +38,7 @@ use self::grammar::{
     push_tag_and_digest,
 };
 pub use self::grammar::{
-    is_identifier, is_valid_digest, is_valid_domain, is_valid_tag, split_name,
+    is_identifier, is_valid_digest, is_valid_domain, is_valid_tag, must_be_domain, split_name,
 };
 use super::hosts::{DOCKER_HUB, DOCKER_HUB_LEGACY, OFFICIAL_NAMESPACE};
 

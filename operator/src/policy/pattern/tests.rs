@@ -407,6 +407,8 @@ fn canonical_and_spellings() {
 }
 
 mod spellings {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use proptest::prelude::*;
 
     use crate::policy::Snapshot;
@@ -453,7 +455,107 @@ mod spellings {
                     ];
                     (host, spellings)
                 }),
+            ipv6(),
+            ipv4(),
         ]
+    }
+
+    /// A port, as `:<n>` or nothing (443), and its spellings.
+    fn port() -> impl Strategy<Value = (String, Vec<String>)> {
+        prop_oneof![
+            Just((
+                String::new(),
+                vec![String::new(), ":443".into(), ":0443".into()]
+            )),
+            (1u16..65535)
+                .prop_filter("not the default", |p| *p != 443)
+                .prop_map(|p| (format!(":{p}"), vec![format!(":{p}"), format!(":00{p}")])),
+        ]
+    }
+
+    /// Every host spelling joined with every port spelling.
+    fn with_ports(hosts: &[String], ports: &[String]) -> Vec<String> {
+        hosts
+            .iter()
+            .flat_map(|h| ports.iter().map(move |p| format!("{h}{p}")))
+            .collect()
+    }
+
+    /// An IPv6 address (zero groups made likely, so that there are runs to compress) and the
+    /// ways of writing it: RFC 5952, every group written out with and without leading zeros,
+    /// upper case, and each run of zeros compressed in turn.
+    fn ipv6() -> impl Strategy<Value = (String, Vec<String>)> {
+        let group = prop_oneof![3 => Just(0u16), 1 => Just(1u16), 2 => any::<u16>()];
+        (prop::array::uniform8(group), port()).prop_map(|(groups, (port, ports))| {
+            let address = Ipv6Addr::from(groups);
+            let full: Vec<String> = groups.iter().map(|g| format!("{g:x}")).collect();
+            let mut hosts = vec![
+                format!("[{}]", full.join(":")),
+                format!("[{}]", full.join(":").to_uppercase()),
+                format!(
+                    "[{}]",
+                    groups.map(|g| format!("{g:04x}")).join(":").to_uppercase()
+                ),
+            ];
+            // Each maximal run of zero groups compressed, the RFC 5952 choice or not.
+            let mut start = 0;
+            while start < 8 {
+                let zeros = groups
+                    .get(start..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|g| **g == 0)
+                    .count();
+                if zeros > 0 {
+                    let head = full.get(..start).unwrap_or_default().join(":");
+                    let tail = full.get(start + zeros..).unwrap_or_default().join(":");
+                    hosts.push(format!("[{head}::{tail}]"));
+                    hosts.push(format!("[{}::{}]", head.to_uppercase(), tail));
+                }
+                start += zeros.max(1);
+            }
+            // Written in RFC 5952 by the standard library (independent of the code under test);
+            // an IPv4-mapped address is the IPv4 address.
+            let canonical = match address.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    hosts.push(format!("[{address}]"));
+                    format!("[{address}]")
+                }
+            };
+            (format!("{canonical}{port}"), with_ports(&hosts, &ports))
+        })
+    }
+
+    /// An IPv4 address and the ways of writing it: dotted decimal, each number in hex or
+    /// octal, the shorthands of three, two and one numbers (one only where the image reads it
+    /// as a registry: with a port, or in upper case), and mapped into IPv6.
+    fn ipv4() -> impl Strategy<Value = (String, Vec<String>)> {
+        let address = prop_oneof![
+            Just(Ipv4Addr::LOCALHOST),
+            any::<u32>().prop_map(Ipv4Addr::from)
+        ];
+        (address, port()).prop_map(|(address, (port, ports))| {
+            let [a, b, c, d] = address.octets();
+            let n = u32::from(address);
+            let mut hosts = vec![
+                format!("{a}.{b}.{c}.{d}"),
+                format!("0x{a:x}.0x{b:X}.0X{c:x}.0x{d:02x}"),
+                format!("0{a:o}.0{b:o}.0{c:o}.0{d:o}"),
+                format!("{a}.{b}.{}", u32::from(c) << 8 | u32::from(d)),
+                format!("{a}.0x{:x}", n & 0xff_ffff),
+                format!("0{a:o}.0{:o}", n & 0xff_ffff),
+                format!("0X{n:X}"),
+                format!("[::ffff:{:x}:{:x}]", n >> 16, n & 0xffff),
+                format!("[0:0:0:0:0:FFFF:{:04X}:{:04x}]", n >> 16, n & 0xffff),
+            ];
+            let mut all = with_ports(&hosts, &ports);
+            if !port.is_empty() {
+                hosts = vec![format!("{n}"), format!("0x{n:x}"), format!("0{n:o}")];
+                all.extend(with_ports(&hosts, &ports));
+            }
+            (format!("{address}{port}"), all)
+        })
     }
 
     proptest! {
@@ -559,6 +661,51 @@ mod spellings {
         same("docker.io:443/library/busybox", "busybox");
         same("registry-1.docker.io:443/library/busybox", "busybox");
         same("registry.hub.docker.com/library/busybox", "busybox");
+        // The IPv6 spellings of one registry, and the IPv4 it maps.
+        for spelling in [
+            "[0:0:0:0:0:0:0:1]:5000/app:v1",
+            "[0000::0001]:5000/app:v1",
+            "[::0:1]:05000/app:v1",
+        ] {
+            same(spelling, "[::1]:5000/app:v1");
+        }
+        for spelling in [
+            "[::ffff:7f00:1]:5000/app:v1",
+            "[::FFFF:7F00:0001]:5000/app:v1",
+            "[0:0:0:0:0:ffff:7f00:1]:5000/app:v1",
+            "127.1:5000/app:v1",
+            "0x7f.0.0.1:5000/app:v1",
+            "2130706433:5000/app:v1",
+        ] {
+            same(spelling, "127.0.0.1:5000/app:v1");
+        }
+        let v4 = ImageName::parse_with("[::ffff:7f00:1]:5000/app:v1", &plain).expect("image");
+        assert_eq!(v4.canonical(), "127.0.0.1:5000/app:v1");
+        // Other addresses stay other registries.
+        let differ = |a: &str, b: &str| {
+            let (a, b) = (
+                ImageName::parse_with(a, &plain).expect(a),
+                ImageName::parse_with(b, &plain).expect(b),
+            );
+            assert_ne!(a.registry(), b.registry());
+        };
+        differ("[::7f00:1]/app", "127.0.0.1/app");
+        differ("[fd00::1]/app", "[fd00::10]/app");
+        differ("[fd00::1]/app", "[fd00::1:0]/app");
+        differ("127.0.0.1/app", "localhost/app");
+        differ("010.0.0.1/app", "10.0.0.1/app");
+        // A registry of one label is named in upper case only; its canonical form must read
+        // back as it, not as a path on Docker Hub (found by the `names` fuzz target).
+        let one_label = ImageName::parse_with("LocalDomain/team/app:v1", &plain).expect("image");
+        assert_eq!(one_label.registry(), "localdomain");
+        assert_eq!(one_label.canonical(), "LOCALDOMAIN/team/app:v1");
+        same(&one_label.canonical(), "LOCALDOMAIN/team/app:v1");
+        same("localdomain:443/team/app:v1", "LOCALDOMAIN/team/app:v1");
+        let hub = ImageName::parse_with("localdomain/team/app:v1", &plain).expect("image");
+        assert_eq!(hub.canonical(), "docker.io/localdomain/team/app:v1");
+        // A number alone is a path on Docker Hub, not an address.
+        let hub = ImageName::parse_with("2130706433/app", &plain).expect("image");
+        assert_eq!(hub.canonical(), "docker.io/2130706433/app:latest");
         let image = ImageName::parse_with("registry.hub.docker.com/library/busybox", &plain)
             .expect("image");
         assert_eq!(image.canonical(), "docker.io/library/busybox:latest");

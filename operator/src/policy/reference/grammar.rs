@@ -2,6 +2,7 @@
 //! tags and digests, and the parsing of a whole reference into its parts.
 
 use std::borrow::Cow;
+use std::net::Ipv6Addr;
 
 use super::{
     BAD_DIGEST, BAD_HOST, BAD_NAME, BAD_TAG, DEFAULT_DOMAIN, IMAGE_ID, LEGACY_DEFAULT_DOMAIN,
@@ -169,8 +170,11 @@ fn split_docker_domain(input: &str) -> (&str, Cow<'_, str>) {
     (domain, Cow::Borrowed(remainder))
 }
 
-/// Whether a first component can only be a registry: a path never has these.
-fn must_be_domain(first: &str) -> bool {
+/// Whether the first component of a name can only be a registry (distribution's
+/// `splitDockerDomain`): a repository path never has a `.`, a `:` or upper case, and
+/// `localhost` is always the local registry. Any other first component is a path on Docker
+/// Hub: `1234/app` is `docker.io/1234/app`.
+pub fn must_be_domain(first: &str) -> bool {
     first.contains(['.', ':'])
         || first == "localhost"
         || first.bytes().any(|b| b.is_ascii_uppercase())
@@ -194,6 +198,9 @@ pub(super) fn parse_as_written(input: &str) -> Result<Reference, Flaw> {
             });
         }
     };
+    if !is_address_if_bracketed(parts.domain) {
+        return Err(Flaw::Format(BAD_HOST));
+    }
     if parts.path.len() > MAX_PATH_LEN {
         return Err(Flaw::TooLong(parts.path.len()));
     }
@@ -256,6 +263,19 @@ fn is_domain_name(s: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     })
+}
+
+/// Whether a domain in brackets holds an IPv6 address. distribution's grammar takes any run of
+/// hex digits and colons (`[fd00123]`, `[1:2]`, `[:::]`); no runtime dials such a host as an
+/// address, and one that reads it otherwise (glibc reads `[1]` as `0.0.0.1`) would reach a
+/// registry the policy cannot name, so it is refused.
+fn is_address_if_bracketed(domain: &str) -> bool {
+    match domain.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .is_some_and(|(address, _)| address.parse::<Ipv6Addr>().is_ok()),
+        None => true,
+    }
 }
 
 fn is_ipv6(s: &str) -> bool {

@@ -423,6 +423,41 @@ fn refuses_a_registry_that_is_no_host() {
 }
 
 #[test]
+fn a_registry_in_brackets_is_an_ipv6_address() {
+    // distribution's grammar takes any hex digits and colons in brackets; an address that no
+    // runtime dials as IPv6 names a registry no policy can name, so it is refused.
+    for input in [
+        "[fd00123123123]:5000/app",
+        "[1]:80/app",
+        "[1:2]:5000/app",
+        "[:::]/app",
+        "[1:2:3:4:5:6:7:8:9]/app",
+        "[12345::1]/app",
+        "[::1::2]/app",
+        "[f:f:f:f:f:f:f:f:f]:5000/app:v1",
+    ] {
+        for parsed in [Reference::parse(input), Reference::parse_exact(input)] {
+            let e = parsed.expect_err(input);
+            assert_eq!(
+                e.to_string(),
+                format!("invalid image reference {input:?}: {BAD_HOST}")
+            );
+        }
+    }
+    for input in [
+        "[::1]/app".to_owned(),
+        "[::]:5000/app".to_owned(),
+        "[0:0:0:0:0:0:0:1]:5000/app".to_owned(),
+        "[FD00::0001]/app".to_owned(),
+        format!("[::ffff:7f00:1]:5000/app@sha256:{HEX64}"),
+    ] {
+        let reference = Reference::parse(&input).expect(&input);
+        // The reference keeps the registry as written; matching writes it one way.
+        assert!(input.starts_with(reference.domain()), "{input}");
+    }
+}
+
+#[test]
 fn parse_exact_takes_any_valid_host_as_domain() {
     let r = Reference::parse_exact("foo/bar:1").unwrap();
     assert_eq!((r.domain(), r.path(), r.tag()), ("foo", "bar", Some("1")));
