@@ -211,29 +211,6 @@ pub struct Change<'a> {
     pub old_object: Option<&'a Object>,
 }
 
-/// Where a change's images are: the pod spec at its kind's path, or, for `kubectl debug`'s
-/// subresource, the object's `spec` or the object itself.
-#[derive(Debug, Clone, Copy)]
-enum PodSpecAt {
-    /// At this path of the object.
-    Path(&'static [&'static str]),
-    /// The object's `spec` (a Pod's, on Kubernetes 1.22 and later).
-    Spec,
-    /// The object itself (an EphemeralContainers, on Kubernetes 1.20 and 1.21).
-    Itself,
-}
-
-impl PodSpecAt {
-    /// Its JSON pointer (RFC 6901) in the object.
-    fn pointer(self) -> String {
-        match self {
-            PodSpecAt::Path(path) => format!("/{}", path.join("/")),
-            PodSpecAt::Spec => "/spec".to_owned(),
-            PodSpecAt::Itself => String::new(),
-        }
-    }
-}
-
 impl<'a> Change<'a> {
     /// The images this change must have checked: every image of the object that the object
     /// before an UPDATE did not have, each once, in order. `None` when it is not a change
@@ -242,7 +219,7 @@ impl<'a> Change<'a> {
         if !matches!(self.operation, "CREATE" | "UPDATE") {
             return Ok(None);
         }
-        let Some((_, images)) = self.images_in(self.object)? else {
+        let Some(images) = self.images_in(self.object)? else {
             return Ok(None);
         };
         let before: HashSet<String> = match self.old_object {
@@ -261,10 +238,13 @@ impl<'a> Change<'a> {
     /// Every image of the object with the JSON pointer of its field (RFC 6901), for a patch;
     /// empty when the change has no pod spec this webhook reads, or an unreadable one.
     pub fn image_fields(&self) -> Vec<(String, String)> {
-        let Ok(Some((at, images))) = self.images_in(self.object) else {
+        let (Some(path), Ok(Some(images))) = (
+            self.pod_spec_kind().and_then(pod_spec_path),
+            self.images_in(self.object),
+        ) else {
             return Vec::new();
         };
-        let base = at.pointer();
+        let base = format!("/{}", path.join("/"));
         images
             .into_iter()
             .map(|c| (format!("{base}{}", c.pointer()), c.image))
@@ -275,52 +255,40 @@ impl<'a> Change<'a> {
     /// pod spec this webhook reads, or an unreadable one.
     pub fn image_volumes(&self) -> ImageVolumes {
         match self.images_in(self.object) {
-            Ok(Some((_, images))) => ImageVolumes::of(&images),
+            Ok(Some(images)) => ImageVolumes::of(&images),
             Ok(None) | Err(_) => ImageVolumes::default(),
         }
     }
 
-    /// The pod spec whose pull secrets and service account go with this change's images: the
-    /// object's at its kind's path, or for a subresource its `spec` (or itself).
+    /// The pod spec whose pull secrets and service account go with this change's images.
     pub fn pod_spec(&self) -> Option<&'a Object> {
-        self.object.pod_spec(self.kind).or_else(|| {
-            self.sub_resource
-                .is_some()
-                .then(|| self.object.spec_or_self())
-        })
+        self.object.pod_spec(self.pod_spec_kind()?)
     }
 
-    /// The images of `object` (this change's object, or the one before it) and where they
-    /// are; `Ok(None)` when this webhook reads no pod spec in such a change.
-    fn images_in(
-        &self,
-        object: &Object,
-    ) -> Result<Option<(PodSpecAt, Vec<ContainerImage>)>, WorkloadError> {
+    /// The kind whose pod spec this change's images are in: its own, or for `kubectl debug`'s
+    /// `ephemeralcontainers` subresource, whose object is the Pod, a Pod's; `None` for another
+    /// subresource, which adds no image.
+    fn pod_spec_kind(&self) -> Option<&'a str> {
         match self.sub_resource {
-            None => {
-                let Some(path) = pod_spec_path(self.kind) else {
-                    return Ok(None);
-                };
-                let images = object.images_of(self.kind)?.unwrap_or_default();
-                Ok(Some((PodSpecAt::Path(path), images)))
-            }
-            // `kubectl debug`: the object is a Pod (1.22+) or an EphemeralContainers (1.20-21).
-            Some("ephemeralcontainers") => {
-                let at = if object.has_spec() {
-                    PodSpecAt::Spec
-                } else {
-                    PodSpecAt::Itself
-                };
-                Ok(Some((at, object.spec_or_self().pod_spec_images()?)))
-            }
-            Some(_) => Ok(None),
+            None => Some(self.kind),
+            Some("ephemeralcontainers") => Some("Pod"),
+            Some(_) => None,
+        }
+    }
+
+    /// The images of `object` (this change's object, or the one before it); `Ok(None)` when
+    /// this webhook reads no pod spec in such a change.
+    fn images_in(&self, object: &Object) -> Result<Option<Vec<ContainerImage>>, WorkloadError> {
+        match self.pod_spec_kind() {
+            Some(kind) => object.images_of(kind),
+            None => Ok(None),
         }
     }
 
     /// Images already in the object before an UPDATE: admitted then, not checked again. An
     /// old object that cannot be read counts as having none, so everything is checked.
     fn old_images(&self, old: &Object) -> HashSet<String> {
-        let images = self.images_in(old).ok().flatten().map(|(_, images)| images);
+        let images = self.images_in(old).ok().flatten();
         images
             .unwrap_or_default()
             .into_iter()
@@ -408,17 +376,6 @@ impl Object {
             "jobTemplate" => self.job_template.as_deref(),
             _ => None,
         }
-    }
-
-    /// Whether it has a `spec` field (of any type).
-    pub fn has_spec(&self) -> bool {
-        self.spec.is_some()
-    }
-
-    /// Its `spec` when it has one (of any type), itself otherwise: where a subresource's
-    /// object keeps its pod spec (a Pod, or the EphemeralContainers of Kubernetes 1.20).
-    pub fn spec_or_self(&self) -> &Object {
-        self.spec.as_deref().unwrap_or(self)
     }
 
     /// The pod spec of an object of `kind`, if it has one (of any type).

@@ -260,21 +260,22 @@ async fn verified_images_of_a_pod_are_pinned_and_the_rest_left_alone() {
     let off = webhook(config, policy(&host, &key.public_pem), Pinning::Off);
     assert!(patch(&response(&off.pin(&body).await)).is_empty());
 
-    // kubectl debug on Kubernetes 1.20: the EphemeralContainers object of the subresource.
-    let ephemeral = json!({"apiVersion": "v1", "kind": "EphemeralContainers", "metadata": {"name": "p"},
-        "ephemeralContainers": [{"name": "debug", "image": image}]});
+    // kubectl debug: the object of the pods/ephemeralcontainers subresource is the Pod.
+    let debugged = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "app", "image": format!("{image}@{signed}")}],
+            "ephemeralContainers": [{"name": "debug", "image": image}]}});
     let body = serde_json::to_vec(&review(
         "default",
-        "EphemeralContainers",
+        "Pod",
         Some("ephemeralcontainers"),
-        ephemeral,
+        debugged,
     ))
     .unwrap();
     let r = response(&pinning.pin(&body).await);
     assert_eq!(
         patch(&r),
         [
-            json!({"op": "replace", "path": "/ephemeralContainers/0/image", "value": format!("{image}@{signed}")})
+            json!({"op": "replace", "path": "/spec/ephemeralContainers/0/image", "value": format!("{image}@{signed}")})
         ]
     );
 }

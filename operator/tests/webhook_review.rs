@@ -267,21 +267,37 @@ async fn init_ephemeral_and_dry_run_are_checked_like_the_rest() {
             "{file}: {decision:?}"
         );
     }
-    // The pods/ephemeralcontainers subresource of Kubernetes 1.20: an EphemeralContainers object.
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "e1", "kind": {"group": "", "version": "v1", "kind": "EphemeralContainers"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"}, "subResource": "ephemeralcontainers",
-        "namespace": "default", "name": "p", "operation": "UPDATE",
-        "object": {"kind": "EphemeralContainers", "ephemeralContainers": [{"name": "debug", "image": "debugger:1"}]},
-        "oldObject": {"kind": "EphemeralContainers", "ephemeralContainers": []}}});
+    // kubectl debug: the object of the pods/ephemeralcontainers subresource is the Pod.
+    let debug = |object: serde_json::Value, old: serde_json::Value| {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "e1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"}, "subResource": "ephemeralcontainers",
+            "namespace": "default", "name": "p", "operation": "UPDATE",
+            "object": object, "oldObject": old}})
+    };
+    let pod = json!({"kind": "Pod", "spec": {"containers": [],
+        "ephemeralContainers": [{"name": "debug", "image": "debugger:1"}]}});
+    let before = json!({"kind": "Pod", "spec": {"containers": []}});
     let (_, decision) = webhook
-        .handle(&serde_json::to_vec(&review).unwrap())
+        .handle(&serde_json::to_vec(&debug(pod, before)).unwrap())
         .await
         .into_decision()
         .expect("decision");
     assert_eq!(
         decision.message.as_deref(),
         Some("Could not verify against any image policies for container image: debugger:1.")
+    );
+    // The EphemeralContainers object of Kubernetes 1.20 and 1.21 has no pod spec: refused,
+    // never read as a change without images.
+    let old_shape = json!({"kind": "EphemeralContainers", "ephemeralContainers": [{"name": "debug", "image": "debugger:1"}]});
+    let answer = webhook
+        .handle(&serde_json::to_vec(&debug(old_shape.clone(), old_shape)).unwrap())
+        .await;
+    assert!(
+        answer
+            .into_decision()
+            .is_none_or(|(_, decision)| !decision.allowed),
+        "admitted without a pod spec"
     );
 }
 

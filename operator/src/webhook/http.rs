@@ -203,7 +203,7 @@ impl std::fmt::Debug for Pinned<'_> {
 fn kind_label(kind: &str) -> &'static str {
     crate::workload::KINDS
         .into_iter()
-        .chain(["EphemeralContainers", "ClusterImagePolicy"])
+        .chain(["ClusterImagePolicy"])
         .find(|k| *k == kind)
         .unwrap_or("Other")
 }

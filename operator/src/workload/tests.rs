@@ -93,20 +93,11 @@ fn a_change_says_where_each_image_is_written() {
         fields("Deployment", None, deployment),
         [field("/spec/template/spec/containers/0/image", "a:1")]
     );
-    // `kubectl debug`: a Pod since Kubernetes 1.22, an EphemeralContainers before.
+    // `kubectl debug`: the subresource's object is the Pod.
     let debugged = json!({"spec": {"ephemeralContainers": [{"name": "d", "image": "debugger"}]}});
     assert_eq!(
         fields("Pod", Some("ephemeralcontainers"), debugged),
         [field("/spec/ephemeralContainers/0/image", "debugger")]
-    );
-    let before_1_22 = json!({"ephemeralContainers": [{"name": "d", "image": "debugger"}]});
-    assert_eq!(
-        fields(
-            "EphemeralContainers",
-            Some("ephemeralcontainers"),
-            before_1_22
-        ),
-        [field("/ephemeralContainers/0/image", "debugger")]
     );
     assert!(fields("Pod", Some("status"), pod.clone()).is_empty());
     assert!(fields("Role", None, pod).is_empty());
@@ -292,4 +283,43 @@ fn image_volumes_are_named_once_per_image() {
         ["c"],
         "a container's image, mounted too"
     );
+}
+
+/// `kubectl debug`'s subresource carries the Pod: an object without a pod spec there (the
+/// `EphemeralContainers` object of Kubernetes 1.20 and 1.21, which this webhook no longer
+/// reads) is an error, refused, never a change without images.
+#[test]
+fn the_ephemeral_containers_subresource_reads_a_pod() {
+    let pod = Object::from_value(
+        &json!({"spec": {"ephemeralContainers": [{"name": "d", "image": "debugger"}]}}),
+    );
+    let debug = Change {
+        kind: "Pod",
+        sub_resource: Some("ephemeralcontainers"),
+        operation: "UPDATE",
+        object: &pod,
+        old_object: None,
+    };
+    assert_eq!(
+        debug.images_to_check(),
+        Ok(Some(vec!["debugger".to_owned()]))
+    );
+    assert!(debug.pod_spec().is_some());
+    let before_1_22 =
+        Object::from_value(&json!({"ephemeralContainers": [{"name": "d", "image": "debugger"}]}));
+    let old_shape = Change {
+        kind: "EphemeralContainers",
+        object: &before_1_22,
+        ..debug
+    };
+    assert!(matches!(
+        old_shape.images_to_check(),
+        Err(WorkloadError::NoPodSpec { .. })
+    ));
+    assert!(old_shape.image_fields().is_empty());
+    let status = Change {
+        sub_resource: Some("status"),
+        ..debug
+    };
+    assert_eq!(status.images_to_check(), Ok(None));
 }
