@@ -75,44 +75,68 @@ impl Lookup<'_> {
     /// The manifest of the image's repository at `reference` (a tag or a digest), read with
     /// the lookup's credential; `None` when absent.
     async fn manifest(&self, reference: &str) -> Result<Option<Manifest>, RegistryError> {
-        let key = format!("manifest {reference}");
-        if let Some(Read::Manifest(manifest)) = self.memo.get(&key) {
-            return Ok(manifest);
-        }
-        let manifest = self
+        let fetch = self
             .registry
-            .manifest(self.repo, reference, self.credential)
-            .await?;
-        self.memo.put(key, Read::Manifest(manifest.clone()));
-        Ok(manifest)
+            .manifest(self.repo, reference, self.credential);
+        self.memoized(
+            format!("manifest {reference}"),
+            fetch,
+            Read::Manifest,
+            |read| match read {
+                Read::Manifest(manifest) => Some(manifest),
+                _ => None,
+            },
+        )
+        .await
     }
 
     /// The blob `digest` of the image's repository; `None` when absent.
     async fn blob(&self, digest: &str) -> Result<Option<Bytes>, RegistryError> {
-        let key = format!("blob {digest}");
-        if let Some(Read::Blob(blob)) = self.memo.get(&key) {
-            return Ok(blob);
-        }
-        let blob = self
-            .registry
-            .blob(self.repo, digest, self.credential)
-            .await?;
-        self.memo.put(key, Read::Blob(blob.clone()));
-        Ok(blob)
+        let fetch = self.registry.blob(self.repo, digest, self.credential);
+        self.memoized(
+            format!("blob {digest}"),
+            fetch,
+            Read::Blob,
+            |read| match read {
+                Read::Blob(blob) => Some(blob),
+                _ => None,
+            },
+        )
+        .await
     }
 
     /// The referrers of the image's digest ([`Registry::referrers`]).
     async fn referrers(&self) -> Result<Referrers, RegistryError> {
-        let key = "referrers".to_owned();
-        if let Some(Read::Referrers(referrers)) = self.memo.get(&key) {
-            return Ok(referrers);
-        }
-        let referrers = self
+        let fetch = self
             .registry
-            .referrers(self.repo, self.digest, self.credential)
-            .await?;
-        self.memo.put(key, Read::Referrers(referrers.clone()));
-        Ok(referrers)
+            .referrers(self.repo, self.digest, self.credential);
+        self.memoized(
+            "referrers".to_owned(),
+            fetch,
+            Read::Referrers,
+            |read| match read {
+                Read::Referrers(referrers) => Some(referrers),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// What the memo keeps under `key`, or else what `fetch` answers, kept (an error is not).
+    /// `fetch` is only polled, so only sent, when the memo has nothing.
+    async fn memoized<T: Clone>(
+        &self,
+        key: String,
+        fetch: impl Future<Output = Result<T, RegistryError>>,
+        keep: fn(T) -> Read,
+        kept: fn(Read) -> Option<T>,
+    ) -> Result<T, RegistryError> {
+        if let Some(answer) = self.memo.get(&key).and_then(kept) {
+            return Ok(answer);
+        }
+        let answer = fetch.await?;
+        self.memo.put(key, keep(answer.clone()));
+        Ok(answer)
     }
 }
 
