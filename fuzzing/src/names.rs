@@ -197,7 +197,10 @@ fn pattern_spellings(pattern: &str) -> Vec<String> {
     }
     let (host, port) = split_port(first);
     let port = match port {
-        Some(port) if !port.bytes().all(|b| b.is_ascii_digit()) => return Vec::new(),
+        // `host:` has no port to write otherwise: it is not `host:0`.
+        Some(port) if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) => {
+            return Vec::new();
+        }
         Some(port) => format!(":0{port}"),
         None => ":443".to_owned(),
     };

@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::credentials::Credential;
 use super::findings::Findings;
-use super::registry::{Manifest, Referrers, Registry, RegistryError, Repository};
+use super::registry::{Manifest, Referrers, Registry, RegistryError, Repository, is_sha256_digest};
 use crate::policy::NamedKey;
 
 /// What a layout is asked about: the signatures of `repo@digest`, checked with `keys`, read
@@ -141,10 +141,12 @@ impl Lookup<'_> {
 }
 
 /// `sha256-<hex>` of a digest `sha256:<hex>`: the tag of its referrers in the referrers tag
-/// schema, and the stem of cosign's signature tag; `None` for a digest of another algorithm,
-/// which neither layout names.
+/// schema, and the stem of cosign's signature tag; `None` for anything but a SHA-256 digest
+/// ([`is_sha256_digest`]), which neither layout names and which must never reach a URL.
 pub fn digest_tag(digest: &str) -> Option<String> {
-    let hex = digest.strip_prefix("sha256:")?;
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|_| is_sha256_digest(digest))?;
     Some(format!("sha256-{hex}"))
 }
 

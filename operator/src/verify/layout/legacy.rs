@@ -209,10 +209,23 @@ mod tests {
 
     #[test]
     fn signature_tags() {
+        let hex = "a".repeat(64);
         assert_eq!(
-            signature_tag("sha256:abc").as_deref(),
-            Some("sha256-abc.sig")
+            signature_tag(&format!("sha256:{hex}")).as_deref(),
+            Some(format!("sha256-{hex}.sig").as_str())
         );
-        assert_eq!(signature_tag("sha512:abc"), None);
+        // Only a SHA-256 digest names a tag: anything else never reaches a URL (found by the
+        // `registry` fuzz target: a digest carrying a URL and control characters).
+        for not_a_digest in [
+            "sha512:abc".to_owned(),
+            "sha256:abc".to_owned(),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{hex}a"),
+            "sha256:ababa\u{1}https://registry.example.org/v2/\0http://[::ffff:a9fe:a9fe]/x"
+                .to_owned(),
+        ] {
+            assert_eq!(signature_tag(&not_a_digest), None, "{not_a_digest:?}");
+            assert_eq!(super::super::digest_tag(&not_a_digest), None);
+        }
     }
 }
