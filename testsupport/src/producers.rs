@@ -347,19 +347,50 @@ impl Cosign {
         predicate: &serde_json::Value,
         how: Signing<'_>,
     ) -> String {
+        let signer = ["--key".to_owned(), key.private.display().to_string()];
+        self.attest_as(&signer, image, (predicate_type, predicate), how)
+    }
+
+    /// `cosign attest --identity-token TOKEN --type TYPE --predicate FILE IMAGE`: keyless, a
+    /// bundle with a certificate of the local Fulcio for the token's identity, logged and
+    /// timestamped by `sigstore`; cosign's output.
+    pub fn attest_keyless(
+        &self,
+        image: &str,
+        token: &str,
+        predicate_type: &str,
+        predicate: &serde_json::Value,
+        sigstore: &LocalSigstore,
+    ) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, token).expect("write the token");
+        let signer = ["--identity-token".to_owned(), file.display().to_string()];
+        let how = Signing {
+            sigstore: Some(sigstore),
+            ..Signing::BUNDLE
+        };
+        self.attest_as(&signer, image, (predicate_type, predicate), how)
+    }
+
+    fn attest_as(
+        &self,
+        signer: &[String],
+        image: &str,
+        (predicate_type, predicate): (&str, &serde_json::Value),
+        how: Signing<'_>,
+    ) -> String {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("predicate.json");
         std::fs::write(&file, predicate.to_string()).expect("write the predicate");
-        let mut args = vec![
-            "attest".to_owned(),
-            "--yes".to_owned(),
-            "--key".to_owned(),
-            key.private.display().to_string(),
+        let mut args = vec!["attest".to_owned(), "--yes".to_owned()];
+        args.extend_from_slice(signer);
+        args.extend([
             "--type".to_owned(),
             predicate_type.to_owned(),
             "--predicate".to_owned(),
             file.display().to_string(),
-        ];
+        ]);
         // `attest` has no --registry-referrers-mode: the format alone says where it goes
         // (the `.att` tag, or a bundle referrer).
         let mut common = self.common(how);
