@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 CRD_FILE := charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml
 
-.PHONY: test deps k8s sigstore lint unit chart e2e crd bench up down
+.PHONY: test deps k8s lint unit chart e2e crd bench up down
 
 ## Everything CI runs (.ci/run, which times each phase): formatting, lints, unit tests, the
 ## chart, then the suite against a real API server.
@@ -22,6 +22,7 @@ k8s:
 ## timestamp authority and olareg (a registry with the referrers API), built from Go modules
 ## (hack/sigstore/go.mod), cached outside the checkout. Its own target (and CI phase), so that
 ## the time of a cold build shows; the tests build what is missing themselves when run alone.
+.PHONY: sigstore
 sigstore:
 	hack/sigstore/install.sh
 
