@@ -13,6 +13,10 @@ export IMAGE_POLICY_ETCD_PEER_PORT="${IMAGE_POLICY_E2E_ETCD_PEER_PORT:-2480}"
 export IMAGE_POLICY_APISERVER_PORT="${IMAGE_POLICY_E2E_APISERVER_PORT:-6543}"
 export IMAGE_POLICY_KCM_PORT="${IMAGE_POLICY_E2E_KCM_PORT:-10357}"
 
+# The suite signs with the real cosign and runs olareg, Rekor v2 and the timestamp authority:
+# built here if missing (CI builds them in a phase of their own before), nothing otherwise.
+hack/sigstore/install.sh
+
 # A clean slate: state left by an interrupted run must not decide this one.
 hack/cluster-down.sh --purge >/dev/null 2>&1 || true
 trap 'hack/cluster-down.sh --purge >/dev/null 2>&1 || true' EXIT

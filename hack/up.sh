@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # `make up`: a local control plane with the operator admitting for real, ready for kubectl:
 # the ClusterImagePolicy API, a TLS registry on 127.0.0.1 with a signed, an other-key and an
-# unsigned demo image, `image-policy run` registered as the validating webhook by URL under the
+# unsigned demo image (signed by the real cosign), `image-policy run` registered as the validating webhook by URL under the
 # seed's name, and a policy to apply. Prints what to export and the seed's three checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
+# The demo's images are signed by the real cosign (built from Go modules; nothing the second
+# time).
+hack/sigstore/install.sh
 hack/cluster-up.sh
 state="${IMAGE_POLICY_STATE:-/tmp/image-policy-cluster}"
 # KUBECONFIG, and PATH with the control plane's own kubectl first.

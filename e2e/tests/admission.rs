@@ -13,17 +13,19 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    WEBHOOK_NAME, namespace, pem_of, policy_yaml, register_webhook, said, start_operator,
+    WEBHOOK_NAME, namespace, policy_yaml, register_webhook, said, start_operator,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::Cosign;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_transcripts_and_the_policy_lifecycle() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let demo = pusher.push_demo().await;
+    // Signed by the real cosign, in the `.sig` layout of the seed's transcript.
+    let demo = Cosign::new(&registry).push_demo(&pusher).await;
     let (first, other) = (demo.key, demo.other_key);
     let host = registry.host();
 
@@ -51,7 +53,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
     );
 
     // A policy with another name is refused on create; so is an invalid key, with its path.
-    let first_pem = pem_of(&first);
+    let first_pem = first.public_pem.clone();
     let wrong_name = kubectl(
         &["apply", "-f", "-"],
         Some(&policy_yaml(
@@ -254,7 +256,7 @@ async fn the_seed_transcripts_and_the_policy_lifecycle() {
     assert_eq!(said(&run), "pod/free created\n");
 
     // Editing the policy changes decisions without a restart: trust the other key too.
-    let other_pem = pem_of(&other);
+    let other_pem = other.public_pem.clone();
     kubectl(
         &["apply", "-f", "-"],
         Some(&policy_yaml(

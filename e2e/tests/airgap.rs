@@ -70,6 +70,9 @@ fn an_air_gapped_operator_starts_and_verifies_keyless_from_the_built_in_root() {
         "bundles/kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json",
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The imitation of cosign's referrer layout attaches the bundle: it is the real cosign's
+    // (signed on GitHub Actions against public-good), for an image whose bytes are not in this
+    // registry, which cosign cannot sign or attach to.
     runtime.block_on(async {
         let pusher = Pusher::new(&registry);
         for repository in [

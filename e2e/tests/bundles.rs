@@ -1,7 +1,8 @@
-//! cosign v3's signatures through a real API server: images in the real registry signed and
-//! attached by Sigstore's own producers (@sigstore/sign, @sigstore/oci), a policy with keys
-//! and a key that requires a transparency log entry from a trusted root in a ConfigMap
-//! (@sigstore/mock's Rekor), and kubectl printing what the webhook decided (#11).
+//! cosign v3's signatures through a real API server: images in olareg (the OCI 1.1 referrers
+//! API) signed and attached by the real cosign (v3.1.3, its default bundle format), a policy
+//! with keys and a key that requires a transparency log entry from a trusted root in a
+//! ConfigMap (a real Rekor v2 and timestamp authority, `testsupport::local_sigstore`), and
+//! kubectl printing what the webhook decided (#11, #25).
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -14,14 +15,15 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    Operator, WEBHOOK_NAME, free_port, install_crd, namespace, register_webhook, said, serving_cert,
+    WEBHOOK_NAME, install_crd, namespace, register_webhook, said, start_operator,
 };
 use image_policy_e2e::{eventually, kubectl};
-use image_policy_testsupport::cosign::{Pusher, public_key_pem};
-use image_policy_testsupport::registry::{Registry, RegistryOptions};
-use image_policy_testsupport::sigstore_js::{self, Key, Mocks};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::local_sigstore::LocalSigstore;
+use image_policy_testsupport::producers::{Cosign, Format, Mode, Signing, attached_bundle};
+use image_policy_testsupport::registry::{Registry, RegistryKind, RegistryOptions};
 
-const ROOT_CONFIG_MAP: &str = "sigstore-mock-root";
+const ROOT_CONFIG_MAP: &str = "sigstore-local-root";
 
 fn indented(pem: &str) -> String {
     pem.lines().map(|l| format!("        {l}\n")).collect()
@@ -43,57 +45,66 @@ fn denied(image: &str, why: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
     let registry = Registry::start(RegistryOptions {
-        plain_http: true,
+        kind: RegistryKind::Olareg,
         ..RegistryOptions::default()
     });
     let pusher = Pusher::new(&registry);
+    let cosign = Cosign::new(&registry);
     let host = registry.host();
-    let mocks = Mocks::start();
-    let (key, logged_key) = (Key::new(), Key::new());
-    let sign = |digest: &str, key: &Key, extra: &[&str]| {
-        let mut args = vec!["--digest", digest, "--key", key.path()];
-        args.extend_from_slice(extra);
-        sigstore_js::sign(&args)
-    };
-    let attach = |repository: &str, digest: &str, bundle: &[u8], extra: &[&str]| {
-        sigstore_js::attach(&format!("{host}/{repository}"), digest, bundle, extra);
-    };
+    let sigstore = LocalSigstore::start();
+    let (key, legacy, logged_key) = (
+        cosign.generate_key(),
+        cosign.generate_key(),
+        cosign.generate_key(),
+    );
+    let image_at = |repository: &str, digest: &str| format!("{host}/{repository}@{digest}");
 
     let signed = pusher.push_image("v3/signed", "v1").await;
-    attach("v3/signed", &signed, &sign(&signed, &key, &[]), &[]);
-    let legacy = sigstore::crypto::SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .unwrap();
+    cosign.sign(&image_at("v3/signed", &signed), &key, Signing::BUNDLE);
     let legacy_only = pusher.push_image("v3/legacy", "v1").await;
-    pusher.sign("v3/legacy", &legacy_only, &legacy).await;
+    cosign.sign(
+        &image_at("v3/legacy", &legacy_only),
+        &legacy,
+        Signing::LEGACY_TAG,
+    );
     let other = pusher.push_image("v3/other-key", "v1").await;
-    attach("v3/other-key", &other, &sign(&other, &Key::new(), &[]), &[]);
+    cosign.sign(
+        &image_at("v3/other-key", &other),
+        &cosign.generate_key(),
+        Signing::BUNDLE,
+    );
     let attested = pusher.push_image("v3/attested", "v1").await;
     let slsa = "https://slsa.dev/provenance/v1";
-    let provenance = sign(&attested, &key, &["--predicate-type", slsa]);
-    attach(
-        "v3/attested",
-        &attested,
-        &provenance,
-        &["--predicate-type", slsa],
+    cosign.attest(
+        &image_at("v3/attested", &attested),
+        &key,
+        "slsaprovenance1",
+        &serde_json::json!({"buildDefinition": {"buildType": "https://example.com/build/v1"}}),
+        Signing::new(Format::Bundle, Mode::Oci11),
     );
+    // A replay, which cosign never writes: the real bundle of `v3/signed` attached to another
+    // image by the imitation of cosign's referrer layout.
     let copied = pusher.push_image("v3/copied", "v1").await;
-    attach("v3/copied", &copied, &sign(&signed, &key, &[]), &[]);
+    let replayed = attached_bundle(&registry, "v3/signed", &signed).await;
+    pusher
+        .attach_referrer("v3/copied", &copied, &replayed)
+        .await;
     pusher.push_image("v3/unsigned", "v1").await;
+    // Logged in the real Rekor v2 and timestamped; and the same key, unlogged.
     let logged = pusher.push_image("tlog/logged", "v1").await;
-    let rekor = ["--rekor", mocks.rekor.as_str()];
-    attach(
-        "tlog/logged",
-        &logged,
-        &sign(&logged, &logged_key, &rekor),
-        &[],
+    cosign.sign(
+        &image_at("tlog/logged", &logged),
+        &logged_key,
+        Signing {
+            sigstore: Some(&sigstore),
+            ..Signing::BUNDLE
+        },
     );
     let unlogged = pusher.push_image("tlog/unlogged", "v1").await;
-    attach(
-        "tlog/unlogged",
-        &unlogged,
-        &sign(&unlogged, &logged_key, &[]),
-        &[],
+    cosign.sign(
+        &image_at("tlog/unlogged", &unlogged),
+        &logged_key,
+        Signing::BUNDLE,
     );
 
     install_crd();
@@ -121,7 +132,7 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
             ROOT_CONFIG_MAP,
             &format!(
                 "--from-file=trusted_root.json={}",
-                mocks.trusted_root_path().display()
+                sigstore.trusted_root_path().display()
             ),
         ],
         None,
@@ -129,40 +140,25 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
     .expect_ok("the trusted root's ConfigMap");
 
     let dir = tempfile::tempdir().expect("dir");
-    let (cert, tls_key) = serving_cert(dir.path());
-    let port = free_port();
-    let (operator, _) = Operator::start(
-        dir.path(),
-        "image-policy-local",
-        port,
-        None,
-        &[
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            tls_key.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-        ],
-    );
+    let (operator, port) = start_operator(dir.path(), &registry.ca_path(), false);
     register_webhook(port);
     let policy = format!(
         concat!(
             "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\n",
             "metadata:\n  name: image-policy\nspec:\n  verification:\n",
             "    exclude:\n      resources:\n        namespaces: [kube-system]\n",
-            "    trustedRoots:\n    - name: mock\n      configMapRef:\n        name: {root}\n",
+            "    trustedRoots:\n    - name: local\n      configMapRef:\n        name: {root}\n",
             "    keys:\n",
             "    - name: v3-key\n      publicKey: |\n{v3}",
             "    - name: legacy-key\n      publicKey: |\n{legacy}",
-            "    - name: logged-key\n      transparencyLog: Required\n      trustedRoot: mock\n      publicKey: |\n{logged}",
+            "    - name: logged-key\n      transparencyLog: Required\n      trustedRoot: local\n      publicKey: |\n{logged}",
             "    images:\n",
             "    - namePattern: {host}/v3/*\n      keys: [{{name: v3-key}}, {{name: legacy-key}}]\n",
             "    - namePattern: {host}/tlog/*\n      keys: [{{name: logged-key}}]\n",
         ),
         root = ROOT_CONFIG_MAP,
         v3 = indented(&key.public_pem),
-        legacy = indented(&public_key_pem(&legacy)),
+        legacy = indented(&legacy.public_pem),
         logged = indented(&logged_key.public_pem),
         host = host,
     );
@@ -204,7 +200,6 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
     );
 
     // Refused, each with the sentence that says why.
-    let hex = |d: &str| d.trim_start_matches("sha256:").to_owned();
     let unsigned = format!("{host}/v3/unsigned:v1");
     let run = run_pod("v3-unsigned", &unsigned);
     assert!(!run.ok);
@@ -238,7 +233,6 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
         assert!(!run.ok, "{name}: {}", said(&run));
         assert_eq!(run.stderr, denied(&image, &why), "{name}");
     }
-    let _ = hex;
 
     // The transparency log: required, against the trusted root of the ConfigMap.
     let logged_image = format!("{host}/tlog/logged:v1");
@@ -251,7 +245,7 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
     assert!(!run.ok);
     assert!(
         run.stderr.contains(&format!(
-            "The image: {unlogged_image} is not signed. Its signature has no transparency log entry that verifies against the trusted root mock:"
+            "The image: {unlogged_image} is not signed. Its signature has no transparency log entry that verifies against the trusted root local:"
         )),
         "{}",
         said(&run)
@@ -285,7 +279,7 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
     .stdout;
     assert!(
         message.contains(
-            "trusted root \"mock\" cannot be used: ConfigMap sigstore-mock-root was not found"
+            "trusted root \"local\" cannot be used: ConfigMap sigstore-local-root was not found"
         ),
         "{message}"
     );
@@ -293,7 +287,7 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
     assert!(!run.ok, "{}", said(&run));
     assert!(
         run.stderr
-            .contains("The trusted root mock that its key requires cannot be used"),
+            .contains("The trusted root local that its key requires cannot be used"),
         "{}",
         said(&run)
     );
@@ -311,4 +305,5 @@ async fn cosign_v3_bundles_are_found_and_verified_behind_the_api_server() {
     }
     let _ = kubectl(&["delete", "clusterimagepolicy", "image-policy"], None);
     drop(operator);
+    drop(sigstore);
 }

@@ -21,15 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use image_policy_e2e::cluster::{
-    Operator, WEBHOOK_NAME, free_port, namespace, pem_of, policy_yaml, said,
-};
+use image_policy_e2e::cluster::{Operator, WEBHOOK_NAME, free_port, namespace, policy_yaml, said};
 use image_policy_e2e::helm::{
     CHART_NS, CONFIG, Cleanup, Helm, MUTATING_CONFIG, can_i, clean_slate, get_json,
     service_account_kubeconfig,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::Cosign;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -151,7 +150,7 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
     let started = Instant::now();
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let demo = pusher.push_demo().await;
+    let demo = Cosign::new(&registry).push_demo(&pusher).await;
     let host = registry.host();
 
     let helm = Helm::new();
@@ -258,7 +257,7 @@ async fn the_operator_issues_publishes_and_rotates_its_certificate_without_downt
         Some(&policy_yaml(
             "image-policy",
             &host,
-            &[("k", &pem_of(&demo.key))],
+            &[("k", &demo.key.public_pem)],
             &["k"],
         )),
     )

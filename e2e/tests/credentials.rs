@@ -15,13 +15,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use image_policy_e2e::cluster::{
-    WEBHOOK_NAME, namespace, pem_of, register_webhook, said, start_operator,
-};
+use image_policy_e2e::cluster::{WEBHOOK_NAME, namespace, register_webhook, said, start_operator};
 use image_policy_e2e::{eventually, kubectl, operator_data};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::{Cosign, CosignKey, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
-use sigstore::crypto::{SigStoreSigner, SigningScheme};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "right-password";
@@ -72,19 +70,19 @@ fn run_pod(ns: &str, name: &str, image: &str, pull_secret: Option<&str>) -> Stri
 }
 
 /// A registry that asks for [`USER`] and [`PASSWORD`], holding `repos` (tag `v1`), each
-/// signed with the key returned.
-async fn private_registry(repos: &[&str]) -> (Registry, SigStoreSigner) {
+/// signed with the key returned by the real cosign, logged in as a release pipeline is.
+async fn private_registry(repos: &[&str]) -> (Registry, CosignKey) {
     let registry = Registry::start(RegistryOptions {
         basic_auth: Some((USER.into(), PASSWORD.into())),
         ..RegistryOptions::default()
     });
     let pusher = Pusher::new(&registry);
-    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer");
+    let cosign = Cosign::new(&registry);
+    let signer = cosign.generate_key();
     for repo in repos {
         let digest = pusher.push_image(repo, "v1").await;
-        pusher.sign(repo, &digest, &signer).await;
+        let image = format!("{}/{repo}@{digest}", registry.host());
+        cosign.sign(&image, &signer, Signing::LEGACY_TAG);
     }
     (registry, signer)
 }
@@ -116,7 +114,8 @@ async fn each_credential_source_alone_and_a_wrong_one_giving_way() {
     let (operator, port) = start_operator(dir.path(), &registry.ca_path(), false);
     register_webhook(port);
 
-    let pem: String = pem_of(&signer)
+    let pem: String = signer
+        .public_pem
         .lines()
         .map(|l| format!("        {l}\n"))
         .collect();
@@ -309,7 +308,8 @@ async fn a_frozen_api_server_slows_no_admission_and_a_changed_secret_applies_aft
     docker_secret(ns, "late", &host, "wrong-password");
     let dir = tempfile::tempdir().expect("dir");
     let (operator, port) = start_operator(dir.path(), &registry.ca_path(), false);
-    let pem: String = pem_of(&signer)
+    let pem: String = signer
+        .public_pem
         .lines()
         .map(|l| format!("        {l}\n"))
         .collect();

@@ -21,6 +21,7 @@ use image_policy_e2e::cluster::{
 };
 use image_policy_e2e::{Run, eventually, image_policy, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::Cosign;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use sigstore::crypto::SigningScheme;
 
@@ -36,7 +37,9 @@ struct Setup {
 impl Setup {
     async fn new(namespaces: &[&str]) -> Setup {
         let registry = Registry::start(RegistryOptions::default());
-        let demo = Pusher::new(&registry).push_demo().await;
+        let demo = Cosign::new(&registry)
+            .push_demo(&Pusher::new(&registry))
+            .await;
         install_crd();
         for ns in ["default", "kube-system", "image-policy-system"]
             .iter()
@@ -51,7 +54,7 @@ impl Setup {
         let policy = policy_yaml(
             "image-policy",
             &registry.host(),
-            &[("first-key", &pem_of(&demo.key))],
+            &[("first-key", &demo.key.public_pem)],
             &["first-key"],
         );
         eventually(Duration::from_secs(30), "the policy is accepted", || {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use image_policy_e2e::cluster::{
-    Operator, WEBHOOK_NAME, free_port, namespace, pem_of, policy_yaml, said, serving_cert,
+    Operator, WEBHOOK_NAME, free_port, namespace, policy_yaml, said, serving_cert,
 };
 use image_policy_e2e::helm::{
     CHART_NS, CONFIG, CRD, Cleanup, Helm, MANAGER, MUTATING_CONFIG, RELEASE, RELEASE_NS, can_i,
@@ -27,6 +27,7 @@ use image_policy_e2e::helm::{
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::Cosign;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::Value;
 
@@ -80,10 +81,10 @@ async fn the_chart_installs_operates_with_its_rbac_upgrades_and_uninstalls() {
     let started = Instant::now();
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let demo = pusher.push_demo().await;
+    let demo = Cosign::new(&registry).push_demo(&pusher).await;
     let (key_a, key_b) = (demo.key, demo.other_key);
     let host = registry.host();
-    let (pem_a, pem_b) = (pem_of(&key_a), pem_of(&key_b));
+    let (pem_a, pem_b) = (key_a.public_pem, key_b.public_pem);
 
     let helm = Helm::new();
     clean_slate(&helm);
@@ -586,7 +587,9 @@ fn run_as_the_deployment(dir: &Path, registry_ca: &Path) -> Operator {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_installs_into_its_own_namespace_with_default_values() {
     let registry = Registry::start(RegistryOptions::default());
-    let demo = Pusher::new(&registry).push_demo().await;
+    let demo = Cosign::new(&registry)
+        .push_demo(&Pusher::new(&registry))
+        .await;
     let host = registry.host();
     let helm = Helm::in_namespace(CHART_NS);
     clean_slate(&helm);
@@ -651,7 +654,12 @@ async fn the_chart_installs_into_its_own_namespace_with_default_values() {
     let dir = tempfile::tempdir().expect("dir");
     let operator = run_as_the_deployment(dir.path(), &registry.ca_path());
     namespace(TEST_NS);
-    let policy = policy_yaml("image-policy", &host, &[("k", &pem_of(&demo.key))], &["k"]);
+    let policy = policy_yaml(
+        "image-policy",
+        &host,
+        &[("k", &demo.key.public_pem)],
+        &["k"],
+    );
     eventually(
         Duration::from_secs(30),
         "the webhook admits the policy",

@@ -1,8 +1,13 @@
-//! Keyless signatures through a real API server (#12): a policy whose keys are workload
-//! identities, with a trusted root from a ConfigMap (@sigstore/mock's Fulcio and Rekor, which
-//! signed the images through npm's @sigstore/sign), images in the real registry signed in
-//! both layouts (a cosign v3 bundle and cosign v1/v2's legacy layer), and kubectl printing
-//! what the webhook decided.
+//! Keyless signatures through a real API server (#12, #25): a policy whose keys are workload
+//! identities, with a trusted root from a ConfigMap, and images in the real registry signed
+//! keyless in both layouts, kubectl printing what the webhook decided. cosign v3's bundles are
+//! signed by the real cosign (v3.1.3) with a certificate of `@sigstore/mock`'s Fulcio, logged
+//! in a real Rekor v2 and timestamped by a real timestamp authority
+//! (`testsupport::local_sigstore`). cosign v1/v2's legacy layer is laid out by the imitation
+//! from `@sigstore/sign`'s signature and Rekor v1 entry of the mock: cosign v3.1.3 writes no
+//! keyless legacy layer with a log entry here (Rekor v2 takes none, and it panics on the mock
+//! Rekor v1's answer). One trusted root names them all, as Sigstore's public-good root names
+//! its Rekor v1 and v2.
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -15,10 +20,12 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    Operator, WEBHOOK_NAME, free_port, install_crd, namespace, register_webhook, said, serving_cert,
+    WEBHOOK_NAME, install_crd, namespace, register_webhook, said, start_operator,
 };
 use image_policy_e2e::{eventually, image_policy, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::local_sigstore::LocalSigstore;
+use image_policy_testsupport::producers::{Cosign, Format, identity_token};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use image_policy_testsupport::sigstore_js::{self, Layout, Mocks};
 
@@ -43,27 +50,36 @@ fn denied(image: &str, why: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keyless_identities_admit_what_their_workflows_signed() {
-    let registry = Registry::start(RegistryOptions {
-        plain_http: true,
-        ..RegistryOptions::default()
-    });
+    let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
+    let cosign = Cosign::new(&registry);
     let host = registry.host();
     let mocks = Mocks::start();
+    let sigstore = LocalSigstore::start_with_fulcio(&mocks);
     let keyless = |repository: &'static str, subject: &'static str, layout: Layout| {
-        let (pusher, mocks) = (&pusher, &mocks);
+        let (pusher, cosign, mocks, sigstore) = (&pusher, &cosign, &mocks, &sigstore);
         async move {
             let digest = pusher.push_image(repository, "v1").await;
-            sigstore_js::sign_keyless(
-                pusher,
-                repository,
-                &digest,
-                mocks,
-                (subject, GITHUB),
-                layout,
-                |_| {},
-            )
-            .await;
+            match layout {
+                Layout::Bundle => {
+                    let image = format!("{}/{repository}@{digest}", pusher.host());
+                    let token = identity_token(subject, GITHUB);
+                    cosign.sign_keyless(&image, &token, Format::Bundle, sigstore);
+                }
+                // The imitation: see the module's comment.
+                Layout::Legacy => {
+                    sigstore_js::sign_keyless(
+                        pusher,
+                        repository,
+                        &digest,
+                        mocks,
+                        (subject, GITHUB),
+                        layout,
+                        |_| {},
+                    )
+                    .await;
+                }
+            }
             digest
         }
     };
@@ -98,7 +114,7 @@ async fn keyless_identities_admit_what_their_workflows_signed() {
             ROOT_CONFIG_MAP,
             &format!(
                 "--from-file=trusted_root.json={}",
-                mocks.trusted_root_path().display()
+                sigstore.trusted_root_path().display()
             ),
         ],
         None,
@@ -106,22 +122,7 @@ async fn keyless_identities_admit_what_their_workflows_signed() {
     .expect_ok("the trusted root's ConfigMap");
 
     let dir = tempfile::tempdir().expect("dir");
-    let (cert, tls_key) = serving_cert(dir.path());
-    let port = free_port();
-    let (operator, _) = Operator::start(
-        dir.path(),
-        "image-policy-local",
-        port,
-        None,
-        &[
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            tls_key.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-        ],
-    );
+    let (operator, port) = start_operator(dir.path(), &registry.ca_path(), false);
     register_webhook(port);
     // The release workflow of acme/app exactly; any release tag of any acme repository.
     let policy = format!(
@@ -129,11 +130,11 @@ async fn keyless_identities_admit_what_their_workflows_signed() {
             "apiVersion: signing.apps.tanzu.vmware.com/v1beta1\nkind: ClusterImagePolicy\n",
             "metadata:\n  name: image-policy\nspec:\n  verification:\n",
             "    exclude:\n      resources:\n        namespaces: [kube-system]\n",
-            "    trustedRoots:\n    - name: mock\n      configMapRef:\n        name: {root}\n",
+            "    trustedRoots:\n    - name: local\n      configMapRef:\n        name: {root}\n",
             "    keys:\n",
-            "    - name: app-release\n      trustedRoot: mock\n      keyless:\n",
+            "    - name: app-release\n      trustedRoot: local\n      keyless:\n",
             "        issuer: {github}\n        subject: {release}\n",
-            "    - name: acme-releases\n      trustedRoot: mock\n      keyless:\n",
+            "    - name: acme-releases\n      trustedRoot: local\n      keyless:\n",
             "        issuer: {github}\n",
             "        subjectRegExp: 'https://github\\.com/acme/[^/]+/\\.github/workflows/release\\.yml@refs/tags/v.*'\n",
             "    images:\n",
@@ -207,8 +208,8 @@ async fn keyless_identities_admit_what_their_workflows_signed() {
         "audit",
         "--policy",
         file.to_str().unwrap(),
-        "--insecure-registry",
-        &host,
+        "--ca-file",
+        registry.ca_path().to_str().unwrap(),
         "-o",
         "json",
     ]);
@@ -253,7 +254,7 @@ async fn keyless_identities_admit_what_their_workflows_signed() {
     assert!(!run.ok, "{}", said(&run));
     assert!(
         run.stderr
-            .contains("The trusted root mock that its key requires cannot be used"),
+            .contains("The trusted root local that its key requires cannot be used"),
         "{}",
         said(&run)
     );
@@ -268,4 +269,5 @@ async fn keyless_identities_admit_what_their_workflows_signed() {
     }
     let _ = kubectl(&["delete", "clusterimagepolicy", "image-policy"], None);
     drop(operator);
+    drop(sigstore);
 }

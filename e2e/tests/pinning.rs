@@ -16,13 +16,13 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    Operator, free_port, install_crd, namespace, pem_of, policy_yaml, register_pin_webhook,
+    Operator, free_port, install_crd, namespace, policy_yaml, register_pin_webhook,
     register_webhook, said, serving_cert, unregister_webhooks,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
-use sigstore::crypto::SigningScheme;
 
 fn image_of(pod: &str, field: &str) -> String {
     kubectl(
@@ -43,13 +43,20 @@ async fn what_runs_is_what_was_verified() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let host = registry.host();
-    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .unwrap();
+    // Signed by the real cosign, in its `.sig` layout.
+    let cosign = Cosign::new(&registry);
+    let signer = cosign.generate_key();
+    let sign = |repository: &str, digest: &str| {
+        cosign.sign(
+            &format!("{host}/{repository}@{digest}"),
+            &signer,
+            Signing::LEGACY_TAG,
+        );
+    };
     let first = pusher.push_image("demo/app", "v1").await;
-    pusher.sign("demo/app", &first, &signer).await;
+    sign("demo/app", &first);
     let init = pusher.push_image("demo/init", "v1").await;
-    pusher.sign("demo/init", &init, &signer).await;
+    sign("demo/init", &init);
 
     install_crd();
     for ns in ["default", "kube-system", "excluded", "image-policy-system"] {
@@ -86,7 +93,7 @@ async fn what_runs_is_what_was_verified() {
     );
     register_webhook(port);
     register_pin_webhook(port);
-    let policy = policy_yaml("image-policy", &host, &[("k", &pem_of(&signer))], &["k"]);
+    let policy = policy_yaml("image-policy", &host, &[("k", &signer.public_pem)], &["k"]);
     kubectl(&["apply", "-f", "-"], Some(&policy)).expect_ok("apply the policy");
 
     // kubectl run: the Pod stored runs the signed digest.
@@ -195,7 +202,7 @@ async fn what_runs_is_what_was_verified() {
         image_of("pinned-run", "containers"),
         format!("{app}@{first}")
     );
-    pusher.sign("demo/app", &second, &signer).await;
+    sign("demo/app", &second);
     std::thread::sleep(Duration::from_millis(1500));
     let run = kubectl(
         &[

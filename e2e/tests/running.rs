@@ -17,14 +17,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image_policy_e2e::cluster::{
-    install_crd, namespace, pem_of, policy_yaml, register_webhook, start_operator_with,
-    unregister_webhooks,
+    install_crd, namespace, policy_yaml, register_webhook, start_operator_with, unregister_webhooks,
 };
 use image_policy_e2e::{Run, eventually, image_policy_bin, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::Value;
-use sigstore::crypto::SigningScheme;
 
 /// The namespace of this test's workloads; every other one is left out of the check.
 const NS: &str = "running";
@@ -132,15 +131,13 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let host = registry.host();
-    let signer = |_: ()| {
-        SigningScheme::ECDSA_P256_SHA256_ASN1
-            .create_signer()
-            .unwrap()
-    };
-    let (k1, k2) = (signer(()), signer(()));
+    // Signed by the real cosign, in its `.sig` layout.
+    let cosign = Cosign::new(&registry);
+    let (k1, k2) = (cosign.generate_key(), cosign.generate_key());
     for repository in REPOSITORIES {
         let digest = pusher.push_image(repository, "v1").await;
-        pusher.sign(repository, &digest, &k1).await;
+        let image = format!("{host}/{repository}@{digest}");
+        cosign.sign(&image, &k1, Signing::LEGACY_TAG);
     }
     pusher.push_image("demo/unsigned", "v1").await;
 
@@ -174,7 +171,7 @@ async fn running_workloads_are_checked_after_changes_and_every_resync_and_audite
     let ca = registry.ca_path();
     let (operator, port) = start_operator_with(dir.path(), &ca, &flags);
     register_webhook(port);
-    let keys = [("k1", pem_of(&k1)), ("k2", pem_of(&k2))];
+    let keys = [("k1", k1.public_pem.clone()), ("k2", k2.public_pem.clone())];
     let keys: Vec<(&str, &str)> = keys.iter().map(|(n, p)| (*n, p.as_str())).collect();
     let trusting_k1 = policy_yaml("image-policy", &host, &keys, &["k1"]);
     kubectl(&["apply", "-f", "-"], Some(&trusting_k1)).expect_ok("apply the policy");

@@ -15,14 +15,14 @@
 use std::time::Duration;
 
 use image_policy_e2e::cluster::{
-    install_crd, jsonpath, namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook,
-    said, start_operator_with, unregister_webhooks,
+    install_crd, jsonpath, namespace, policy_yaml, register_pin_webhook, register_webhook, said,
+    start_operator_with, unregister_webhooks,
 };
 use image_policy_e2e::{eventually, kubectl};
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::Value;
-use sigstore::crypto::SigningScheme;
 
 /// The namespace of this test's objects; the running check looks at it alone.
 const NS: &str = "volumes";
@@ -72,13 +72,15 @@ async fn image_volumes_and_kubectl_debug_are_checked_by_the_api_server() {
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
     let host = registry.host();
-    let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .unwrap();
+    // Signed by the real cosign, in its `.sig` layout.
+    let cosign = Cosign::new(&registry);
+    let signer = cosign.generate_key();
     let app_digest = pusher.push_image("demo/app", "v1").await;
-    pusher.sign("demo/app", &app_digest, &signer).await;
     let weights_digest = pusher.push_image("demo/weights", "v1").await;
-    pusher.sign("demo/weights", &weights_digest, &signer).await;
+    for (repository, digest) in [("demo/app", &app_digest), ("demo/weights", &weights_digest)] {
+        let image = format!("{host}/{repository}@{digest}");
+        cosign.sign(&image, &signer, Signing::LEGACY_TAG);
+    }
     let models_digest = pusher.push_image("demo/models", "v1").await;
     pusher.push_image("demo/tools", "v1").await;
     let (app, weights, models, tools) = (
@@ -130,7 +132,7 @@ async fn image_volumes_and_kubectl_debug_are_checked_by_the_api_server() {
         said(&run)
     );
 
-    let policy = policy_yaml("image-policy", &host, &[("k", &pem_of(&signer))], &["k"]);
+    let policy = policy_yaml("image-policy", &host, &[("k", &signer.public_pem)], &["k"]);
     kubectl(&["apply", "-f", "-"], Some(&policy)).expect_ok("apply the policy");
 
     // An unsigned image volume beside a signed container: refused, and the volume named.

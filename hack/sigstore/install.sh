@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# hack/sigstore/install.sh - the real Sigstore producers and servers the registry tests run,
-# built from the Go modules pinned by hack/sigstore/go.mod and go.sum:
+# hack/sigstore/install.sh (`make sigstore`) - the real Sigstore producers and servers the
+# registry and e2e tests run, built from the Go modules pinned by hack/sigstore/go.mod, go.sum:
 #
 #   cosign          github.com/sigstore/cosign/v3/cmd/cosign
 #   rekor-server    github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix (Rekor v2 on

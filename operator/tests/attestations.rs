@@ -2,9 +2,9 @@
 //! (`Admission::judge`), on attestations made by real producers and stored in real registries:
 //! the real cosign (v3.1.3) `cosign attest` in the referrers (olareg, with the referrers API,
 //! and distribution 2.8, through the tag schema) and in its legacy `.att` tag, logged and
-//! timestamped by a real Rekor v2 and timestamp authority where a signing time matters; and
-//! `@sigstore/sign` for statements cosign will not make (another digest's, keyless through a
-//! mock Fulcio).
+//! timestamped by a real Rekor v2 and timestamp authority where a signing time matters (and
+//! keyless, with a certificate of `@sigstore/mock`'s Fulcio); and `@sigstore/sign` for a
+//! statement cosign will not make (another digest's).
 
 // A test crate: its helpers fail the test loudly by design.
 #![allow(
@@ -29,7 +29,9 @@ use image_policy::webhook::decision::Outcome;
 use image_policy_crd::ClusterImagePolicy;
 use image_policy_testsupport::cosign::Pusher;
 use image_policy_testsupport::local_sigstore::LocalSigstore;
-use image_policy_testsupport::producers::{Cosign, CosignKey, Format, Mode, Signing};
+use image_policy_testsupport::producers::{
+    Cosign, CosignKey, Format, Mode, Signing, identity_token,
+};
 use image_policy_testsupport::registry::{Registry, RegistryKind, RegistryOptions};
 use image_policy_testsupport::sigstore_js::{self, Mocks};
 use serde_json::{Value, json};
@@ -415,14 +417,16 @@ async fn an_attestation_for_another_digest_does_not_count() {
 
 #[tokio::test]
 async fn an_entry_may_require_keyless_attestations_alone_and_refuses_another_identity() {
-    // GitHub's provenance alone (no signature): a keyless identity of the workflow, through
-    // @sigstore/mock's Fulcio and Rekor, whose trusted root the policy names.
-    let setup = Setup::plain(RegistryKind::Olareg);
+    // GitHub's provenance alone (no signature): a keyless identity of the workflow, attested
+    // by the real cosign with a certificate of @sigstore/mock's Fulcio, logged in a real Rekor
+    // v2 and timestamped, whose trusted root the policy names.
+    let setup = Setup::new(RegistryKind::Olareg);
     let host = setup.registry.host();
     let mocks = Mocks::start();
+    let sigstore = LocalSigstore::start_with_fulcio(&mocks);
     let documents = Documents::from([(
         "mock-root".to_owned(),
-        BTreeMap::from([("trusted_root.json".to_owned(), mocks.trusted_root())]),
+        BTreeMap::from([("trusted_root.json".to_owned(), sigstore.trusted_root())]),
     )]);
     let github = "https://token.actions.githubusercontent.com";
     let ours = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0.0";
@@ -445,19 +449,14 @@ async fn an_entry_may_require_keyless_attestations_alone_and_refuses_another_ide
         json!({"trustedRoots": [{"name": "mock", "configMapRef": {"name": "mock-root"}}]}),
         &documents,
     );
-    let attest = |repository: &str, digest: &str, subject: &str| {
-        let mut args = vec!["--digest", digest, "--predicate-type", SLSA];
-        args.extend(mocks.keyless(subject, github));
-        let bundle = sigstore_js::sign(&args);
-        sigstore_js::attach(
-            &format!("{host}/{repository}"),
-            digest,
-            &bundle,
-            &["--predicate-type", SLSA],
-        );
+    let attest = |image: &str, subject: &str| {
+        let token = identity_token(subject, github);
+        let predicate = provenance("acme/app");
+        let cosign = &setup.cosign;
+        cosign.attest_keyless(image, &token, "slsaprovenance1", &predicate, &sigstore);
     };
     let image = setup.image("keyless").await;
-    attest("keyless", image.rsplit_once('@').unwrap().1, ours);
+    attest(&image, ours);
     let outcome = setup.decide(&policy, &image).await;
     assert!(
         matches!(&outcome, Outcome::Admitted { key, .. } if key == "github-actions"),
@@ -465,7 +464,7 @@ async fn an_entry_may_require_keyless_attestations_alone_and_refuses_another_ide
     );
 
     let image = setup.image("impostor").await;
-    attest("impostor", image.rsplit_once('@').unwrap().1, theirs);
+    attest(&image, theirs);
     let outcome = setup.decide(&policy, &image).await;
     assert_eq!(
         denied(&outcome),

@@ -31,19 +31,13 @@ use image_policy::webhook::http::{ADMISSION_PATH, Routes};
 use image_policy::webhook::pin::Pinning;
 use image_policy::webhook::{Answer, Webhook};
 use image_policy_crd::{ClusterImagePolicy, SecretRef};
-use image_policy_testsupport::cosign::{Pusher, public_key_pem};
+use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::{Cosign, Signing};
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 use serde_json::{Value, json};
-use sigstore::crypto::{SigStoreSigner, SigningScheme};
 use tokio::sync::watch;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
-
-fn signer() -> SigStoreSigner {
-    SigningScheme::ECDSA_P256_SHA256_ASN1
-        .create_signer()
-        .expect("signer")
-}
 
 /// A policy of one entry, `<host>/app/*` with the key `pem`, in `mode`.
 fn policy(host: &str, pem: &str, mode: &str) -> PolicyState {
@@ -186,7 +180,8 @@ fn unsigned_volume(image: &str, digest: &str) -> String {
     )
 }
 
-/// The images of the registry: `app/signed:v1` and `app/weights:v1` signed with the key,
+/// The images of the registry: `app/signed:v1` and `app/weights:v1` signed with the key by
+/// the real cosign (its `.sig` layout),
 /// `app/models:v1` unsigned.
 struct Images {
     host: String,
@@ -201,15 +196,21 @@ struct Images {
 
 async fn push(registry: &Registry) -> Images {
     let pusher = Pusher::new(registry);
-    let key = signer();
+    let cosign = Cosign::new(registry);
+    let key = cosign.generate_key();
     let host = registry.host();
     let signed_digest = pusher.push_image("app/signed", "v1").await;
-    pusher.sign("app/signed", &signed_digest, &key).await;
     let weights_digest = pusher.push_image("app/weights", "v1").await;
-    pusher.sign("app/weights", &weights_digest, &key).await;
+    for (repository, digest) in [
+        ("app/signed", &signed_digest),
+        ("app/weights", &weights_digest),
+    ] {
+        let image = format!("{host}/{repository}@{digest}");
+        cosign.sign(&image, &key, Signing::LEGACY_TAG);
+    }
     let models_digest = pusher.push_image("app/models", "v1").await;
     Images {
-        pem: public_key_pem(&key),
+        pem: key.public_pem.clone(),
         signed: format!("{host}/app/signed:v1"),
         signed_digest,
         weights: format!("{host}/app/weights:v1"),

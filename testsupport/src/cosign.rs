@@ -349,23 +349,6 @@ impl Pusher {
         Some(serde_json::from_slice(&body).expect("parse the .sig manifest"))
     }
 
-    /// The demo of the seed's three checks: `demo/signed:v1` signed with a fresh key,
-    /// `demo/other-key:v1` signed with another, and `demo/unsigned:v1`.
-    pub async fn push_demo(&self) -> Demo {
-        let new_signer = || {
-            sigstore::crypto::SigningScheme::ECDSA_P256_SHA256_ASN1
-                .create_signer()
-                .expect("signer")
-        };
-        let (key, other_key) = (new_signer(), new_signer());
-        let signed = self.push_image("demo/signed", "v1").await;
-        self.sign("demo/signed", &signed, &key).await;
-        let other = self.push_image("demo/other-key", "v1").await;
-        self.sign("demo/other-key", &other, &other_key).await;
-        self.push_image("demo/unsigned", "v1").await;
-        Demo { key, other_key }
-    }
-
     /// Points `tag` at `digest`, a manifest already in `repository` (the same bytes are put
     /// under the tag, so the digest is unchanged).
     pub async fn retag(&self, repository: &str, tag: &str, digest: &str) {
@@ -569,14 +552,6 @@ fn tar_with_file(name: &str, contents: &[u8]) -> Vec<u8> {
     archive.resize(BLOCK + contents.len().div_ceil(BLOCK) * BLOCK, 0);
     archive.resize(archive.len() + 2 * BLOCK, 0); // end-of-archive marker
     archive
-}
-
-/// The signers of [`Pusher::push_demo`]'s images.
-pub struct Demo {
-    /// Signed `demo/signed:v1`.
-    pub key: SigStoreSigner,
-    /// Signed `demo/other-key:v1`.
-    pub other_key: SigStoreSigner,
 }
 
 /// One real cosign signature from `tests/data/signatures/` (see its README.md).

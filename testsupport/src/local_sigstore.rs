@@ -62,7 +62,8 @@ impl LocalSigstore {
         LocalSigstore::start_with(None)
     }
 
-    /// The same, with the mock Fulcio of `mocks` (and its CT log) for keyless signing.
+    /// The same, with the mock Fulcio of `mocks` (and its CT log) for keyless signing; the
+    /// trusted root also names the mocks' Rekor v1.
     pub fn start_with_fulcio(mocks: &Mocks) -> LocalSigstore {
         LocalSigstore::start_with(Some(mocks))
     }
@@ -159,6 +160,16 @@ impl LocalSigstore {
                 mocks.fulcio,
                 mocks_dir.join("ctlog-pub.pem").display()
             ));
+            // The mocks' Rekor v1 beside the real Rekor v2, as Sigstore's public-good root
+            // lists both: cosign v3.1.3 writes no keyless legacy `.sig` layer with a log entry
+            // here (Rekor v2 takes no such entry, and cosign panics on the mock Rekor v1's
+            // answer), so a test lays that layer out from `@sigstore/sign`'s entry in the
+            // mock, and one root verifies both.
+            root.push(format!(
+                "--rekor=url={},public-key={},start-time={start}",
+                mocks.rekor,
+                mocks_dir.join("rekor-pub.pem").display()
+            ));
             config.push(format!(
                 "--fulcio=url={},api-version=1,start-time={start},operator={OPERATOR}",
                 mocks.fulcio
@@ -183,8 +194,8 @@ impl LocalSigstore {
         self.dir.path().join("ca.pem")
     }
 
-    /// The trusted root naming the Rekor v2, the timestamp authority (and the mock Fulcio and
-    /// its CT log, when started with it).
+    /// The trusted root naming the Rekor v2, the timestamp authority (and, when started with
+    /// the mocks, their Fulcio, CT log and Rekor v1).
     pub fn trusted_root_path(&self) -> PathBuf {
         self.dir.path().join("trusted_root.json")
     }

@@ -15,6 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tempfile::TempDir;
 
+use crate::cosign::Pusher;
 use crate::local_sigstore::LocalSigstore;
 use crate::registry::Registry;
 
@@ -346,19 +347,50 @@ impl Cosign {
         predicate: &serde_json::Value,
         how: Signing<'_>,
     ) -> String {
+        let signer = ["--key".to_owned(), key.private.display().to_string()];
+        self.attest_as(&signer, image, (predicate_type, predicate), how)
+    }
+
+    /// `cosign attest --identity-token TOKEN --type TYPE --predicate FILE IMAGE`: keyless, a
+    /// bundle with a certificate of the local Fulcio for the token's identity, logged and
+    /// timestamped by `sigstore`; cosign's output.
+    pub fn attest_keyless(
+        &self,
+        image: &str,
+        token: &str,
+        predicate_type: &str,
+        predicate: &serde_json::Value,
+        sigstore: &LocalSigstore,
+    ) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, token).expect("write the token");
+        let signer = ["--identity-token".to_owned(), file.display().to_string()];
+        let how = Signing {
+            sigstore: Some(sigstore),
+            ..Signing::BUNDLE
+        };
+        self.attest_as(&signer, image, (predicate_type, predicate), how)
+    }
+
+    fn attest_as(
+        &self,
+        signer: &[String],
+        image: &str,
+        (predicate_type, predicate): (&str, &serde_json::Value),
+        how: Signing<'_>,
+    ) -> String {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("predicate.json");
         std::fs::write(&file, predicate.to_string()).expect("write the predicate");
-        let mut args = vec![
-            "attest".to_owned(),
-            "--yes".to_owned(),
-            "--key".to_owned(),
-            key.private.display().to_string(),
+        let mut args = vec!["attest".to_owned(), "--yes".to_owned()];
+        args.extend_from_slice(signer);
+        args.extend([
             "--type".to_owned(),
             predicate_type.to_owned(),
             "--predicate".to_owned(),
             file.display().to_string(),
-        ];
+        ]);
         // `attest` has no --registry-referrers-mode: the format alone says where it goes
         // (the `.att` tag, or a bundle referrer).
         let mut common = self.common(how);
@@ -385,6 +417,76 @@ impl Cosign {
         }
         args
     }
+}
+
+/// The demo of the seed's three checks ([`Cosign::push_demo`]): the keys that signed its
+/// images.
+pub struct Demo {
+    /// Signed `demo/signed:v1`.
+    pub key: CosignKey,
+    /// Signed `demo/other-key:v1`.
+    pub other_key: CosignKey,
+}
+
+impl Cosign {
+    /// The demo of the seed's three checks, signed by the real cosign in the layout the
+    /// seed's transcript shows (cosign 2's `sha256-<hex>.sig`, whose refusal by another key
+    /// reads exactly `The image: ... is not signed.`): `demo/signed:v1` signed with a new key,
+    /// `demo/other-key:v1` with another, and `demo/unsigned:v1`.
+    pub async fn push_demo(&self, pusher: &Pusher) -> Demo {
+        let (key, other_key) = (self.generate_key(), self.generate_key());
+        let host = pusher.host().to_owned();
+        for (repository, signer) in [("demo/signed", &key), ("demo/other-key", &other_key)] {
+            let digest = pusher.push_image(repository, "v1").await;
+            self.sign(
+                &format!("{host}/{repository}@{digest}"),
+                signer,
+                Signing::LEGACY_TAG,
+            );
+        }
+        pusher.push_image("demo/unsigned", "v1").await;
+        Demo { key, other_key }
+    }
+}
+
+/// The Sigstore bundle cosign attached to `repository@digest` (its first referrer holding
+/// one), read through the referrers API or, where the registry has none, the referrers tag
+/// schema: for a test that replays cosign's own bundle where cosign would never put it.
+pub async fn attached_bundle(registry: &Registry, repository: &str, digest: &str) -> Vec<u8> {
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let client = registry.https_client();
+    let get = |path: String, accept: &'static str| {
+        let request = client.get(registry.url(&path)).header("accept", accept);
+        async move {
+            let response = request.send().await.expect("ask the registry");
+            let status = response.status();
+            let body = response.bytes().await.expect("read the answer").to_vec();
+            (status.as_u16(), body)
+        }
+    };
+    let (status, mut index) = get(format!("/v2/{repository}/referrers/{digest}"), INDEX).await;
+    if status == 404 {
+        let tag = digest.replace(':', "-");
+        (_, index) = get(format!("/v2/{repository}/manifests/{tag}"), INDEX).await;
+    }
+    let index: serde_json::Value = serde_json::from_slice(&index).expect("a referrers index");
+    for entry in index["manifests"].as_array().into_iter().flatten() {
+        let referrer = entry["digest"].as_str().expect("an entry's digest");
+        let (_, manifest) = get(format!("/v2/{repository}/manifests/{referrer}"), MANIFEST).await;
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("a manifest");
+        let layer = &manifest["layers"][0];
+        let is_bundle = layer["mediaType"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"));
+        if is_bundle {
+            let blob = layer["digest"].as_str().expect("a layer digest");
+            let (status, bundle) = get(format!("/v2/{repository}/blobs/{blob}"), "*/*").await;
+            assert_eq!(status, 200, "the bundle blob {blob}");
+            return bundle;
+        }
+    }
+    panic!("no bundle among the referrers of {repository}@{digest}: {index}");
 }
 
 /// An OIDC identity token for the local Fulcio: a JWT signed ES256 by a throwaway key. cosign

@@ -16,11 +16,12 @@
 use std::path::PathBuf;
 
 use image_policy_e2e::cluster::{
-    namespace, pem_of, policy_yaml, register_pin_webhook, register_webhook, start_operator,
+    namespace, policy_yaml, register_pin_webhook, register_webhook, start_operator,
     unregister_pin_webhook,
 };
 use image_policy_e2e::kubectl;
 use image_policy_testsupport::cosign::Pusher;
+use image_policy_testsupport::producers::Cosign;
 use image_policy_testsupport::registry::{Registry, RegistryOptions};
 
 #[tokio::main]
@@ -33,7 +34,9 @@ async fn main() {
 
     let registry = Registry::start(RegistryOptions::default());
     let pusher = Pusher::new(&registry);
-    let demo = pusher.push_demo().await.key;
+    // Signed by the real cosign (hack/sigstore/install.sh builds it), in the `.sig` layout
+    // of the seed's transcript.
+    let demo = Cosign::new(&registry).push_demo(&pusher).await.key;
     let host = registry.host();
 
     image_policy_e2e::cluster::install_crd();
@@ -44,7 +47,7 @@ async fn main() {
     register_webhook(port);
     register_pin_webhook(port);
 
-    let pem = pem_of(&demo);
+    let pem = demo.public_pem.clone();
     std::fs::write(dir.join("demo-key.pub"), &pem).expect("key");
     let policy = dir.join("policy.yaml");
     std::fs::write(
