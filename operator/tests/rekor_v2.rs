@@ -250,3 +250,55 @@ async fn keyless_signatures_through_fulcio_logged_in_rekor_v2_and_timestamped_ad
         );
     }
 }
+
+/// cosign's legacy keyless layer timestamped by a timestamp authority and not logged
+/// (`--tlog-upload=false`): the timestamp proves when the certificate was valid, so it counts
+/// for an identity whose log is optional, as `cosign verify --insecure-ignore-tlog` takes it,
+/// and not for one whose log is required (docs/contract.md §3).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_keyless_signature_timestamped_and_not_logged_counts_only_where_the_log_is_optional()
+ {
+    let mocks = Mocks::start();
+    let sigstore = LocalSigstore::start_with_fulcio(&mocks);
+    let registry = olareg();
+    let pusher = Pusher::new(&registry);
+    let cosign = Cosign::new(&registry);
+    let host = registry.host();
+    let required = NamedKey::keyless(
+        "release",
+        Identity::new(
+            Matcher::exact(WORKFLOW),
+            Matcher::exact(GITHUB),
+            root(&sigstore),
+        ),
+    );
+    let optional = NamedKey {
+        transparency: Transparency::Optional,
+        ..required.clone()
+    };
+    let digest = pusher.push_image("unlogged", "v1").await;
+    cosign.sign_keyless_unlogged(
+        &format!("{host}/unlogged@{digest}"),
+        &identity_token(WORKFLOW, GITHUB),
+        &mocks.fulcio,
+        &sigstore,
+    );
+    drop(sigstore);
+    drop(mocks);
+    let image = format!("{host}/unlogged:v1");
+    assert_eq!(
+        verify(&registry, &image, &[&optional]).await,
+        Verdict::Verified {
+            digest,
+            key: "release".into()
+        }
+    );
+    let verdict = verify(&registry, &image, &[&required]).await;
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Denied(Failure::Rejected(Rejection::NoLogEntry { .. }))
+        ),
+        "{verdict:?}"
+    );
+}

@@ -337,6 +337,42 @@ impl Cosign {
         self.run(&args, Some(sigstore))
     }
 
+    /// `cosign sign --identity-token TOKEN --new-bundle-format=false --tlog-upload=false`:
+    /// cosign's legacy keyless layer, with a certificate of the Fulcio at `fulcio` and a
+    /// timestamp of `sigstore`'s timestamp authority, and no log entry (cosign v3.1.3 cannot
+    /// log this format to Rekor v2); cosign's output.
+    pub fn sign_keyless_unlogged(
+        &self,
+        image: &str,
+        token: &str,
+        fulcio: &str,
+        sigstore: &LocalSigstore,
+    ) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, token).expect("write the token");
+        let mut args = vec![
+            "sign".to_owned(),
+            "--yes".to_owned(),
+            "--identity-token".to_owned(),
+            file.display().to_string(),
+            "--use-signing-config=false".to_owned(),
+            "--tlog-upload=false".to_owned(),
+            "--fulcio-url".to_owned(),
+            fulcio.to_owned(),
+            "--timestamp-server-url".to_owned(),
+            sigstore.tsa_url.clone(),
+            "--trusted-root".to_owned(),
+            sigstore.trusted_root_path().display().to_string(),
+            "--new-bundle-format=false".to_owned(),
+            Mode::Legacy.flag().to_owned(),
+        ];
+        args.extend(self.registry_args());
+        args.push(image.to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args, Some(sigstore))
+    }
+
     /// `cosign attest --key KEY --type TYPE --predicate FILE IMAGE` (`how.mode` is not
     /// passed: attest has no such flag); cosign's output.
     pub fn attest(

@@ -7,7 +7,9 @@
 //! timestamp. That is exactly a v0.1 bundle's evidence: a message signature over the payload,
 //! an X.509 chain, a tlog entry with its inclusion promise and the timestamps. Made into one,
 //! it is verified by Sigstore's verifier like any bundle, so both layouts are checked by the
-//! same code.
+//! same code. A layer without a Rekor entry (`cosign sign --tlog-upload=false` with a timestamp
+//! authority) is a v0.2 bundle instead: v0.1 requires an inclusion promise, and such a
+//! signature counts where its signer's log is optional (docs/contract.md §3).
 
 use std::collections::BTreeMap;
 
@@ -111,7 +113,7 @@ pub fn bundle(
     let verification = material(annotations)?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
     let json = serde_json::json!({
-        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "mediaType": media_type(annotations),
         "verificationMaterial": verification,
         "messageSignature": {
             "messageDigest": { "algorithm": "SHA2_256", "digest": STANDARD.encode(digest) },
@@ -133,11 +135,21 @@ pub fn dsse_bundle(
     let envelope: serde_json::Value = serde_json::from_slice(envelope)
         .map_err(|e| AnnotationError::NotABundle(format!("its DSSE envelope is not JSON ({e})")))?;
     let json = serde_json::json!({
-        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "mediaType": media_type(annotations),
         "verificationMaterial": material(annotations)?,
         "dsseEnvelope": envelope,
     });
     Bundle::from_json(&json.to_string()).map_err(|e| AnnotationError::NotABundle(e.to_string()))
+}
+
+/// The bundle version a layer's evidence makes: v0.1 with a Rekor entry (its inclusion
+/// promise), v0.2 without one (a timestamp alone, which v0.1 does not allow).
+fn media_type(annotations: &BTreeMap<String, String>) -> &'static str {
+    if annotations.contains_key(REKOR_ANNOTATION) {
+        "application/vnd.dev.sigstore.bundle+json;version=0.1"
+    } else {
+        "application/vnd.dev.sigstore.bundle+json;version=0.2"
+    }
 }
 
 /// A bundle's verification material from a layer's annotations: its certificate and chain
