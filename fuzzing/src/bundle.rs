@@ -19,6 +19,7 @@
 use std::sync::{Arc, OnceLock};
 
 use image_policy::policy::{Identity, Matcher, NamedKey, PublicKey, Transparency, TrustRoot};
+use image_policy::verify::RegistryConfig;
 use image_policy::verify::bundle::{Predicate, check_with};
 use image_policy::verify::verdict::Rejection;
 use serde_json::{Map, Value};
@@ -140,6 +141,10 @@ pub fn run(data: &[u8]) {
         }
         .unwrap_or_default()
     };
+    // What the registry refuses to read is never verified (see edits::MAX_DOCUMENT).
+    if bytes.len() > RegistryConfig::default().max_payload_bytes {
+        return;
+    }
     if case.check(&bytes).is_ok() {
         let value: Option<Value> = serde_json::from_slice(&bytes).ok();
         let mut said = value.as_ref().and_then(|v| says(v, case.binds));

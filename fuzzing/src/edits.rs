@@ -41,6 +41,12 @@ pub fn lenient_base64(text: &str) -> Option<Vec<u8>> {
 /// The deepest a nested document is edited (a DSSE payload inside a bundle).
 const MAX_NESTING: u8 = 2;
 
+/// The largest document the edits go on with: a program of a few hundred bytes that
+/// duplicates nodes again and again made a bundle of 14 MB, whose verification took seconds,
+/// where a registry's answer of more than its payload limit (1 MiB) is refused before anything
+/// reads it. Edits stop once the document is larger; the target then drops it.
+const MAX_DOCUMENT: usize = 1 << 20;
+
 /// Reads a program of edits.
 struct Program<'a> {
     data: &'a [u8],
@@ -80,6 +86,9 @@ fn apply_nested(document: &mut Value, program: &[u8], depth: u8) {
             return;
         };
         edit(document, pointer, &nodes, op, payload, depth);
+        if serde_json::to_vec(document).map_or(true, |bytes| bytes.len() > MAX_DOCUMENT) {
+            return;
+        }
     }
 }
 
