@@ -141,8 +141,10 @@ fn redirect(parts: &[String]) {
             Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
             Some(url::Host::Domain(name)) => {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
+                // The metadata services' names, not every name that begins as one does
+                // (`metadata.google.internp` is somebody else's).
                 assert!(
-                    !name.starts_with("metadata.goog")
+                    !matches!(name.as_str(), "metadata.google.internal" | "metadata.goog")
                         && name != "localhost"
                         && !name.ends_with(".localhost"),
                     "{shown}"
