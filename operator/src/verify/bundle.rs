@@ -309,6 +309,7 @@ fn by_key(
             )));
         }
     };
+    proofs_state_their_checkpoints(bundle).map_err(no_entry)?;
     let policy = PublicKeyVerificationPolicy::new(der(public));
     let verified = match signed {
         Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
@@ -317,6 +318,39 @@ fn by_key(
     verified
         .map(|result| signing_time(&result))
         .map_err(|e| no_entry(e.to_string()))
+}
+
+/// Refuses a bundle with a log entry whose inclusion proof does not state what its
+/// checkpoint signs: the proof's `treeSize` and `rootHash` must be the size and root hash in
+/// the checkpoint's text. sigstore-verify 0.15 compares a Rekor v1 proof's root hash with its
+/// checkpoint's but not its tree size (so a size that shapes the same audit path, one off the
+/// real one, verified), and for Rekor v2 reads both from the checkpoint and neither from the
+/// proof. A proof without a checkpoint is left to sigstore-verify, which refuses it.
+fn proofs_state_their_checkpoints(bundle: &Bundle) -> Result<(), String> {
+    let entries = &bundle.verification_material.tlog_entries;
+    for (n, entry) in entries.iter().enumerate() {
+        let Some(proof) = &entry.inclusion_proof else {
+            continue;
+        };
+        let Some(checkpoint) = proof.checkpoint.checkpoint() else {
+            continue;
+        };
+        if proof.tree_size != checkpoint.tree_size() {
+            return Err(format!(
+                "the inclusion proof of log entry {n} is for a tree of {} entries, and its \
+                 checkpoint signs a tree of {}",
+                proof.tree_size,
+                checkpoint.tree_size()
+            ));
+        }
+        if proof.root_hash.as_bytes() != checkpoint.root_hash().as_bytes() {
+            return Err(format!(
+                "the inclusion proof of log entry {n} states a root hash its checkpoint does \
+                 not sign"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The few fields of an in-toto statement that decide.
