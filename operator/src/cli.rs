@@ -26,6 +26,7 @@ pub mod output;
 pub mod policy_file;
 pub mod run;
 pub mod verify_bundle;
+pub mod yaml;
 
 use error::CliError;
 
