@@ -21,6 +21,7 @@ pub mod crd;
 pub mod decision;
 pub mod error;
 pub mod input;
+pub mod manifest;
 pub mod matching;
 pub mod output;
 pub mod policy_file;
