@@ -21,7 +21,8 @@
 //! The limits, each enforced before the work it bounds:
 //! - collections nest at most [`MAX_DEPTH`] deep: flow collections are counted by a linear pass
 //!   before libyaml reads the text ([`depth`]), block nesting by serde_yaml's own recursion
-//!   limit (also 128) as it reads, and JSON by serde_json's (128);
+//!   limit (also 128) as it reads; a JSON stream is read by serde_json up to its own limit
+//!   (127 levels), and one nested deeper is read as the YAML it also is, up to 128;
 //! - a YAML document expands to at most [`MAX_NODES`] values, every alias counting what it
 //!   repeats (billion laughs), and follows at most 100 aliases per event it holds
 //!   (serde_yaml's repetition limit). JSON has no aliases: its values are bounded by the size
@@ -35,8 +36,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde_yaml::{Mapping, Number, Value};
 
-/// How deep collections may nest in a YAML or JSON file: serde_json's and serde_yaml's own
-/// recursion limit, which the pass over flow collections applies before libyaml reads them.
+/// How deep collections may nest in a YAML or JSON file: serde_yaml's own recursion limit,
+/// which the pass over flow collections applies before libyaml reads them.
 pub const MAX_DEPTH: u32 = 128;
 
 /// How many values (scalars, sequences, mappings, keys) a YAML document may expand to, its

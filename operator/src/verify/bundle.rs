@@ -36,11 +36,12 @@ use sigstore_verify::PublicKeyVerificationPolicy;
 use sigstore_verify::crypto::{KeyAlgorithm, verify_signature, verify_signature_prehashed};
 use sigstore_verify::types::{
     Bundle, DerPublicKey, DsseEnvelope, HashAlgorithm, MessageSignature, Sha256Hash,
-    SignatureContent,
+    SignatureContent, VerificationMaterialContent,
 };
 
 use self::legacy::AnnotationError;
 use super::verdict::{Format, Rejection};
+use crate::policy::trust::MAX_CHAIN;
 use crate::policy::{NamedKey, PublicKey, Signer, Transparency};
 
 /// The DSSE payload type of an in-toto statement.
@@ -182,7 +183,43 @@ fn read(bytes: &[u8], digest: &str) -> Result<(Sha256Hash, Bundle), Rejection> {
     let signed = Signed::Digest(&hash);
     let text = std::str::from_utf8(bytes).map_err(|e| signed.unreadable(&e.to_string()))?;
     let bundle = Bundle::from_json(text).map_err(|e| signed.unreadable(&e.to_string()))?;
+    within_limits(&bundle).map_err(|why| signed.unreadable(&why))?;
     Ok((hash, bundle))
+}
+
+/// The most transparency log entries, and the most RFC 3161 timestamps, a bundle may carry:
+/// Sigstore's verifier checks every one of them (cosign writes one of each at most).
+pub const MAX_BUNDLE_EVIDENCE: usize = 8;
+
+/// `Ok` when the bundle's certificate chain holds at most [`MAX_CHAIN`] certificates and it
+/// carries at most [`MAX_BUNDLE_EVIDENCE`] log entries and timestamps: checked before any of
+/// them is verified (the bundle's size, at most the payload limit, bounds its parsing).
+fn within_limits(bundle: &Bundle) -> Result<(), String> {
+    let material = &bundle.verification_material;
+    let chain = match &material.content {
+        VerificationMaterialContent::X509CertificateChain { certificates } => certificates.len(),
+        _ => 0,
+    };
+    let timestamps = material
+        .timestamp_verification_data
+        .rfc3161_timestamps
+        .len();
+    for (what, count, limit) in [
+        ("certificates in its chain", chain, MAX_CHAIN),
+        (
+            "transparency log entries",
+            material.tlog_entries.len(),
+            MAX_BUNDLE_EVIDENCE,
+        ),
+        ("RFC 3161 timestamps", timestamps, MAX_BUNDLE_EVIDENCE),
+    ] {
+        if count > limit {
+            return Err(format!(
+                "a bundle with {count} {what}, more than {limit}, the limit of a bundle"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks one legacy signature layer whose payload (`payload`, already checked to name the

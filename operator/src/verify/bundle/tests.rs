@@ -476,3 +476,5 @@ fn an_inclusion_proof_counts_only_for_the_tree_size_its_checkpoint_signs() {
          checkpoint signs a tree of 1139201557"
     );
 }
+
+mod limits;

@@ -627,3 +627,22 @@ fn mutated_inputs_never_panic() {
         }
     }
 }
+
+/// A docker config nests at most 127 levels (serde_json's limit, checked as it reads).
+#[test]
+fn a_docker_config_nests_at_most_127_deep() {
+    let nested = |levels: usize| {
+        format!(
+            "{{\"auths\": {{}}, \"x\": {}{}}}",
+            "[".repeat(levels - 1),
+            "]".repeat(levels - 1)
+        )
+    };
+    assert!(DockerConfig::from_json(nested(127).as_bytes()).is_ok());
+    let error = DockerConfig::from_json(nested(128).as_bytes()).expect_err("past");
+    assert_eq!(
+        error.to_string(),
+        "docker config.json is not JSON: nesting deeper than 127 levels, the limit of JSON at \
+         line 1, column 146"
+    );
+}
