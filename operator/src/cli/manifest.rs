@@ -25,31 +25,31 @@ use crate::workload::{ContainerImage, images_of};
 /// Every Pod and workload of the manifest at `path` (`Kind/name`) with its images
 /// (containers' and image volumes'), as the webhook reads them; an error when there is none.
 pub(super) fn workloads(path: &Path) -> Result<Vec<(String, Vec<ContainerImage>)>, CliError> {
-    let input_error = |detail: String| CliError::Input {
+    workloads_in(&read_text(path)?).map_err(|detail| CliError::Input {
         path: path.into(),
         detail,
-    };
-    let text = read_text(path)?;
-    let documents = yaml::documents(&text).map_err(|e| input_error(e.to_string()))?;
+    })
+}
+
+/// [`workloads`] of a manifest's text; the error says what is wrong and where.
+pub fn workloads_in(text: &str) -> Result<Vec<(String, Vec<ContainerImage>)>, String> {
+    let documents = yaml::documents(text).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for object in objects(documents).map_err(input_error)? {
+    for object in objects(documents)? {
         let kind = text_at(&object, "kind");
         let name = object
             .get("metadata")
             .map_or("", |metadata| text_at(metadata, "name"));
         let name = if name.is_empty() { "<unnamed>" } else { name };
         let workload = format!("{kind}/{name}");
-        let images =
-            images_of(kind, &object).map_err(|e| input_error(format!("{workload}: {e}")))?;
+        let images = images_of(kind, &object).map_err(|e| format!("{workload}: {e}"))?;
         match images {
             Some(images) if !images.is_empty() => out.push((workload, images)),
             _ => {}
         }
     }
     if out.is_empty() {
-        return Err(input_error(
-            "no Pod or workload with containers found".into(),
-        ));
+        return Err("no Pod or workload with containers found".into());
     }
     Ok(out)
 }
