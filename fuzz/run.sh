@@ -9,14 +9,14 @@
 #   fuzz/run.sh stats             per target: runs, time, executions, coverage (from the logs)
 #   fuzz/run.sh time TARGET FILE  how long one input takes, alone
 #
-# It installs what it needs (a C++ compiler for libFuzzer, cargo-fuzz from crates.io) and
-# nothing the second time. The machine's stable toolchain builds the targets: cargo-fuzz's
+# It installs what it needs (a C++ compiler for libFuzzer, Python for the seeds, cargo-fuzz
+# from crates.io) and nothing the second time. The machine's stable toolchain builds the targets: cargo-fuzz's
 # nightly flags are let through with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CARGO_FUZZ_VERSION=0.13.2
-TARGETS=(review names policy identity registry exchange bundle docker_config)
+TARGETS=(review names policy identity registry exchange bundle docker_config manifest)
 WORK=$ROOT/target/fuzz
 SECONDS_EACH=${FUZZ_SECONDS:-180}
 # Per input: 1 s, 512 MiB (the admission path's budget is far below either). libFuzzer's
@@ -34,9 +34,12 @@ export RUSTC_BOOTSTRAP=1
 export RUST_BACKTRACE=0
 
 install() {
-  command -v c++ >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++
-  }
+  local missing=()
+  command -v c++ >/dev/null || missing+=(g++)
+  command -v python3 >/dev/null || missing+=(python3)
+  if ((${#missing[@]})); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
   if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
     cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
   fi

@@ -83,6 +83,32 @@ write("policy", joined(json.dumps(policy), mock_root))
 write("policy", joined(json.dumps(policy, indent=1), "{}"))
 write("policy", json.dumps(policy))
 
+# manifest: the objects of the AdmissionReviews of the test data, as YAML-ish JSON and as
+# lists, and hand-written merge keys, aliases and lists.
+objects = []
+for path in sorted((DATA / "admission").rglob("*.json")):
+    if path.name != "index.json":
+        review = json.loads(path.read_text())
+        request = review.get("request") if isinstance(review, dict) else None
+        obj = request.get("object") if isinstance(request, dict) else None
+        if isinstance(obj, dict) and obj.get("kind"):
+            objects.append(obj)
+for obj in objects[:12]:
+    write("manifest", json.dumps(obj, indent=1))
+write("manifest", json.dumps({"apiVersion": "v1", "kind": "List", "items": objects[:4]}))
+write("manifest", "\n---\n".join(json.dumps(o) for o in objects[:3]))
+for text in [
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nx-base: &base\n  initContainers: [{name: i, image: evil}]\n"
+    "spec:\n  <<: *base\n  containers: [{name: c, image: good}]\n",
+    "kind: PodList\napiVersion: v1\nitems:\n- metadata: {name: a}\n  spec: {containers: [{name: c, image: one}]}\n"
+    "- {kind: List, items: [{kind: Pod, metadata: {name: n}, spec: {containers: [{name: c, image: two}]}}]}\n",
+    "x: &c [{name: c, image: &i busybox}]\n---\nkind: Deployment\nmetadata: {name: d}\n"
+    "spec: {template: {spec: {containers: *c, initContainers: [{name: i, image: *i}]}}}\n",
+    "kind: Pod\nspec:\n  <<: [{containers: [{image: a}]}, {containers: [{image: b}], volumes: [{name: v, image: {reference: c}}]}]\n",
+    "[&a [x, x], *a, *a]\n",
+]:
+    write("manifest", text)
+
 # identity: expressions and values, valid and not.
 for expression, *values in [
     ("https://github\\.com/org/.*", "https://github.com/org/x", "https://github.com/org"),

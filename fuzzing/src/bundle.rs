@@ -244,8 +244,7 @@ fn entry(entry: &Value) -> Option<Value> {
         serde_json::json!({
             "logIndex": number_or_zero(proof.get("logIndex")),
             "rootHash": bytes_or_none(proof.get("rootHash")),
-            // Not the proof's tree size: the checkpoint's text states the tree's, and
-            // sigstore-verify does not compare the two (fuzzing/tests/pending.rs).
+            "treeSize": number_or_zero(proof.get("treeSize")),
             "hashes": proof.get("hashes").map_or(Some(Vec::new()), |h| {
                 h.as_array().map(|h| h.iter().map(bytes).collect::<Vec<_>>())
             }),

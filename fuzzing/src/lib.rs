@@ -19,6 +19,7 @@ pub mod bundle;
 pub mod docker_config;
 pub mod exchange;
 pub mod identity;
+pub mod manifest;
 pub mod names;
 pub mod policy;
 pub mod registry;
@@ -31,7 +32,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus directory under `fuzz/corpus/` and of its
 /// `fuzz/fuzz_targets/<name>.rs`.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("review", review::run),
     ("names", names::run),
     ("policy", policy::run),
@@ -40,6 +41,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("exchange", exchange::run),
     ("bundle", bundle::run),
     ("docker_config", docker_config::run),
+    ("manifest", manifest::run),
 ];
 
 /// The NUL-separated parts of an input, as text (invalid UTF-8 replaced: every reader here

@@ -9,6 +9,7 @@
 //! answer; what compiles can match images.
 
 use image_policy::cli::policy_file::unknown_fields;
+use image_policy::cli::yaml;
 use image_policy::policy::trust::{DEFAULT_DOCUMENT_KEY, Documents};
 use image_policy::policy::{ImageName, Snapshot};
 use image_policy_crd::ClusterImagePolicy;
@@ -28,10 +29,17 @@ pub fn run(data: &[u8]) {
     let Some((text, roots)) = parts.split_first() else {
         return;
     };
-    if let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(text) {
-        let _ = unknown_fields(&value);
-    }
-    let Ok(policy) = serde_yaml::from_str::<ClusterImagePolicy>(text) else {
+    // Read as `match`, `check` and `audit` read a policy file: one document, by the reader
+    // of the commands (kubectl's reading, within the limits of the contract's §8).
+    let Ok(mut read) = yaml::documents(text) else {
+        return;
+    };
+    read.retain(|d| !d.is_null());
+    let [value] = read.as_slice() else {
+        return;
+    };
+    let _ = unknown_fields(value);
+    let Ok(policy) = serde_yaml::from_value::<ClusterImagePolicy>(value.clone()) else {
         return;
     };
     let documents = documents(&policy, roots);

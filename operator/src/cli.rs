@@ -21,11 +21,13 @@ pub mod crd;
 pub mod decision;
 pub mod error;
 pub mod input;
+pub mod manifest;
 pub mod matching;
 pub mod output;
 pub mod policy_file;
 pub mod run;
 pub mod verify_bundle;
+pub mod yaml;
 
 use error::CliError;
 

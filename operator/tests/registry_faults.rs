@@ -26,6 +26,8 @@ enum Fault {
     GarbageManifest,
     HugeManifest,
     RedirectLoop,
+    /// Redirects this many times (each hop adds an `h` to the path), then answers 404.
+    Redirects(usize),
     CloseMidBody,
 }
 
@@ -97,6 +99,20 @@ async fn answer(mut stream: TcpStream, fault: Fault, sent: Arc<AtomicUsize>) {
             format!("HTTP/1.1 302 Found\r\nlocation: {path}\r\ncontent-length: 0\r\n\r\n")
                 .into_bytes()
         }
+        Fault::Redirects(hops) => {
+            let path = String::from_utf8_lossy(&head)
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .to_owned();
+            let done = path.len() - path.trim_end_matches('h').len();
+            if done >= hops {
+                b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec()
+            } else {
+                format!("HTTP/1.1 302 Found\r\nlocation: {path}h\r\ncontent-length: 0\r\n\r\n")
+                    .into_bytes()
+            }
+        }
         Fault::CloseMidBody => {
             b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n{\"schemaVersion\"".to_vec()
         }
@@ -111,9 +127,15 @@ fn key() -> NamedKey {
 }
 
 async fn verify(host: &str, image: &str) -> (Verdict, Duration) {
+    verify_with(host, image, false).await
+}
+
+/// [`verify`], with redirects to loopback addresses (the test's registry) allowed or not.
+async fn verify_with(host: &str, image: &str, loopback: bool) -> (Verdict, Duration) {
     let registry = RegistryConfig {
         insecure_registries: [host.to_owned()].into(),
         request_timeout: Duration::from_secs(1),
+        allow_redirects_to_loopback: loopback,
         ..RegistryConfig::default()
     };
     let verifier = Verifier::new(VerifyConfig {
@@ -194,14 +216,35 @@ async fn a_huge_manifest_is_not_read_past_its_limit() {
 #[tokio::test]
 async fn a_redirect_loop_ends() {
     let (host, _) = serve(Fault::RedirectLoop).await;
-    let (verdict, _) = verify(&host, &format!("{host}/app:v1")).await;
+    let (verdict, _) = verify_with(&host, &format!("{host}/app:v1"), true).await;
     let Verdict::Denied(failure) = &verdict else {
         panic!("{verdict:?}")
     };
     assert!(
-        explanation(failure).is_some_and(|e| e.contains("redirects")),
+        explanation(failure).is_some_and(|e| e.contains("more than 5 redirects")),
         "{failure:?}"
     );
+}
+
+/// At most 5 redirects are followed: 5 lead to the answer (here a 404: nothing there), a
+/// sixth is refused, saying so.
+#[tokio::test]
+async fn five_redirects_are_followed_and_a_sixth_is_not() {
+    let redirects = |verdict: &Verdict| match verdict {
+        Verdict::Denied(failure) => {
+            explanation(failure).is_some_and(|e| e.contains("more than 5 redirects"))
+        }
+        _ => false,
+    };
+    let (host, _) = serve(Fault::Redirects(5)).await;
+    let (at, _) = verify_with(&host, &format!("{host}/app:v1"), true).await;
+    assert!(
+        matches!(at, Verdict::Denied(_)) && !redirects(&at),
+        "{at:?}"
+    );
+    let (host, _) = serve(Fault::Redirects(6)).await;
+    let (past, _) = verify_with(&host, &format!("{host}/app:v1"), true).await;
+    assert!(redirects(&past), "{past:?}");
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::decision::DecisionArgs;
 use super::error::CliError;
 use super::input::{load_policy_with, read_file};
+use super::manifest;
 use super::output::{Output, any_of, any_of_line, write_reports};
 use super::policy_file::PolicyArgs;
 use crate::policy::{ImageName, PolicyState};
@@ -23,7 +24,7 @@ use crate::webhook::admit::mounted_as;
 use crate::webhook::credentials::{CredentialSource, Owner, Sources};
 use crate::webhook::decision::Outcome;
 use crate::webhook::words;
-use crate::workload::{ContainerImage, ImageVolumes, images_of};
+use crate::workload::{ContainerImage, ImageVolumes};
 
 /// Arguments of `image-policy check`.
 #[derive(Debug, clap::Args)]
@@ -38,7 +39,8 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     output: Output,
-    /// Read Pods and workloads from this manifest (multi-document YAML) instead of images.
+    /// Read Pods and workloads from this manifest instead of images: YAML documents or JSON,
+    /// read as `kubectl apply -f` reads them (merge keys, lists and their items).
     #[arg(
         short = 'f',
         long = "filename",
@@ -177,7 +179,7 @@ struct Subject {
 /// would decide for each, in its words.
 fn manifest_subjects(path: &Path) -> Result<Vec<Subject>, CliError> {
     let mut out = Vec::new();
-    for (workload, images) in manifest_workloads(path)? {
+    for (workload, images) in manifest::workloads(path)? {
         let volumes = ImageVolumes::of(&images);
         let mut seen = std::collections::HashSet::new();
         for ContainerImage { image, .. } in images {
@@ -189,47 +191,6 @@ fn manifest_subjects(path: &Path) -> Result<Vec<Subject>, CliError> {
                 });
             }
         }
-    }
-    Ok(out)
-}
-
-/// Every Pod and workload of a multi-document manifest (`Kind/name`) with its images
-/// (containers' and image volumes'), as the webhook reads them; an error when there is none.
-pub(super) fn manifest_workloads(
-    path: &Path,
-) -> Result<Vec<(String, Vec<ContainerImage>)>, CliError> {
-    let text = read_file(path)?;
-    let input_error = |detail: String| CliError::Input {
-        path: path.into(),
-        detail,
-    };
-    let mut out = Vec::new();
-    for (n, document) in serde_yaml::Deserializer::from_slice(&text).enumerate() {
-        let value: serde_json::Value = serde::Deserialize::deserialize(document)
-            .map_err(|e| input_error(format!("document {}: {e}", n + 1)))?;
-        if value.is_null() {
-            continue;
-        }
-        let kind = value
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or_default();
-        let name = value
-            .pointer("/metadata/name")
-            .and_then(|k| k.as_str())
-            .unwrap_or("<unnamed>");
-        let workload = format!("{kind}/{name}");
-        let images =
-            images_of(kind, &value).map_err(|e| input_error(format!("{workload}: {e}")))?;
-        match images {
-            Some(images) if !images.is_empty() => out.push((workload, images)),
-            _ => {}
-        }
-    }
-    if out.is_empty() {
-        return Err(input_error(
-            "no Pod or workload with containers found".into(),
-        ));
     }
     Ok(out)
 }

@@ -1,7 +1,8 @@
 //! What the commands read: the policy file, compiled with the trusted roots it names
-//! (`match`, `check`, `audit`), and any other file as bytes or as text. Every failure is a
-//! [`CliError`] naming the file.
+//! (`match`, `check`, `audit`), and any other file as bytes or as text, at most
+//! [`MAX_FILE_BYTES`]. Every failure is a [`CliError`] naming the file.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use image_policy_crd::ClusterImagePolicy;
@@ -9,6 +10,7 @@ use kube::Resource;
 
 use super::error::CliError;
 use super::policy_file::{self, PolicyArgs, Refusal};
+use super::yaml;
 use crate::policy::{DEFAULT_DOCUMENT_KEY, Documents, Snapshot};
 
 /// Reads and compiles a policy manifest, warning of fields the CRD does not know.
@@ -42,22 +44,35 @@ pub(super) fn compile_policy(
     })
 }
 
-/// Reads a policy file: a ClusterImagePolicy manifest, warning of (or with `--strict`
-/// refusing) the fields the CRD does not know.
+/// Reads a policy file: a ClusterImagePolicy manifest (one YAML or JSON document, read as
+/// kubectl reads it: [`yaml::documents`]), warning of (or with `--strict` refusing) the fields
+/// the CRD does not know.
 pub(super) fn read_policy(policy: &PolicyArgs) -> Result<ClusterImagePolicy, CliError> {
     let path = policy.file.as_path();
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
-        path: path.into(),
-        source,
-    })?;
+    let text = read_text(path)?;
     let parse_error = |detail: String| CliError::Parse {
         path: path.into(),
         detail,
     };
+    let mut documents: Vec<serde_yaml::Value> = yaml::documents(&text)
+        .map_err(|e| parse_error(e.to_string()))?
+        .into_iter()
+        .filter(|document| !document.is_null())
+        .collect();
+    let manifest = match (documents.pop(), documents.is_empty()) {
+        (Some(manifest), true) => manifest,
+        (None, _) => return Err(parse_error("the file holds no document".into())),
+        (Some(_), false) => {
+            return Err(parse_error(format!(
+                "the file holds {} documents, and a policy file holds one",
+                documents.len() + 1
+            )));
+        }
+    };
     // The kind first, so that a Deployment given by mistake is named as such rather than
     // reported as a ClusterImagePolicy with missing fields.
     let types: kube::core::TypeMeta =
-        serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+        serde_yaml::from_value(manifest.clone()).map_err(|e| parse_error(e.to_string()))?;
     let expected = (
         ClusterImagePolicy::api_version(&()),
         ClusterImagePolicy::kind(&()),
@@ -68,29 +83,25 @@ pub(super) fn read_policy(policy: &PolicyArgs) -> Result<ClusterImagePolicy, Cli
             types.api_version, types.kind, expected.0, expected.1
         )));
     }
-    screen(path, &text, policy.strict)?;
-    serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))
+    screen(path, &manifest, policy.strict)?;
+    serde_yaml::from_value(manifest).map_err(|e| parse_error(e.to_string()))
 }
 
-/// Looks in `text`, the contents of the policy file `file`, for fields that the CRD does not
+/// Looks in `manifest`, the policy file `file` as read, for fields that the CRD does not
 /// know: with `strict` refuses the file when there is any, without it warns of each on
 /// standard error.
-fn screen(file: &Path, text: &str, strict: bool) -> Result<(), CliError> {
-    screen_with(file, text, strict, |line| eprintln!("{line}"))
+fn screen(file: &Path, manifest: &serde_yaml::Value, strict: bool) -> Result<(), CliError> {
+    screen_with(file, manifest, strict, |line| eprintln!("{line}"))
 }
 
 /// [`screen`], with each warning line given to `warn`.
 fn screen_with(
     file: &Path,
-    text: &str,
+    manifest: &serde_yaml::Value,
     strict: bool,
     mut warn: impl FnMut(String),
 ) -> Result<(), CliError> {
-    let manifest: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| CliError::Parse {
-        path: file.into(),
-        detail: e.to_string(),
-    })?;
-    let fields = policy_file::unknown_fields(&manifest);
+    let fields = policy_file::unknown_fields(manifest);
     if strict && !fields.is_empty() {
         return Err(Refusal {
             path: file.into(),
@@ -140,15 +151,34 @@ pub(super) fn root_documents(
     Ok(documents)
 }
 
-/// A file's bytes.
+/// The most bytes a command reads from one file (a policy, a manifest, a bundle, a key, a
+/// trusted root, a docker config): 16 MiB, read no further.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A file's bytes, at most [`MAX_FILE_BYTES`].
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Read {
+    let read_error = |source| CliError::Read {
         path: path.into(),
         source,
-    })
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(CliError::Input {
+            path: path.into(),
+            detail: format!(
+                "larger than {} MiB, the limit of a file read",
+                MAX_FILE_BYTES / 1024 / 1024
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
-/// A file that must be UTF-8 text.
+/// A file that must be UTF-8 text, at most [`MAX_FILE_BYTES`].
 pub(super) fn read_text(path: &Path) -> Result<String, CliError> {
     String::from_utf8(read_file(path)?).map_err(|_| CliError::Input {
         path: path.into(),

@@ -104,7 +104,7 @@ pub fn run(args: &MatchArgs, out: &mut impl Write) -> Result<(), CliError> {
         .as_deref()
         .filter(|ns| snapshot.is_excluded(ns));
     let reports: Vec<ImageReport> = match &args.manifest {
-        Some(path) => super::check::manifest_workloads(path)?
+        Some(path) => super::manifest::workloads(path)?
             .into_iter()
             .flat_map(|(workload, images)| {
                 images

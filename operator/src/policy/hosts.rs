@@ -171,6 +171,16 @@ pub fn canonical_name(name: &str) -> String {
     }
 }
 
+/// A port of decimal digits written one way: without leading zeros (`025000` is `25000`, `00`
+/// is `0`), as every URL and port parser reads it.
+pub fn canonical_port(port: &str) -> &str {
+    let trimmed = port.trim_start_matches('0');
+    match trimmed {
+        "" if !port.is_empty() => "0",
+        trimmed => trimmed,
+    }
+}
+
 /// The IPv4 address a name spells as `inet_aton` reads it (and the WHATWG URL standard's
 /// IPv4 parser, which the `url` crate under reqwest follows): one to four dot-separated
 /// numbers, each decimal, octal with a leading `0`, or hex after `0x`; every number but the
@@ -222,9 +232,7 @@ fn split(domain: &str) -> (String, Option<String>) {
     let (name, port) = split_raw(domain);
     match port {
         Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-            let trimmed = port.trim_start_matches('0');
-            let port = if trimmed.is_empty() { "0" } else { trimmed };
-            (canonical_name(name), Some(port.to_owned()))
+            (canonical_name(name), Some(canonical_port(port).to_owned()))
         }
         _ => (canonical_name(domain), None),
     }

@@ -23,7 +23,17 @@ use super::signer::NamedKey;
 pub const DEFAULT_DOCUMENT_KEY: &str = "trusted_root.json";
 
 /// The largest trusted_root.json accepted (the public-good one is 7 KiB).
-const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+/// The most certificates a chain may hold: the chain of each authority of a trusted root, the
+/// signing certificate's chain in a bundle or in cosign's annotations. Sigstore's hold two or
+/// three (the leaf or CA, an intermediate, the root).
+pub const MAX_CHAIN: usize = 8;
+
+/// The most authorities of each kind a trusted root may list (Fulcio CAs, timestamp
+/// authorities, Rekor logs, CT logs): a signature is checked against them in turn. The
+/// public-good root lists at most 4 of a kind.
+pub const MAX_AUTHORITIES: usize = 32;
 
 /// The data of the ConfigMaps a policy's trusted roots may be read from, by ConfigMap name and
 /// key: what the controller has seen in its namespace.
@@ -40,6 +50,18 @@ pub enum RootError {
     /// The document does not parse as a trusted_root.json.
     #[error("it is not a trusted_root.json document: {0}")]
     NotADocument(String),
+    /// The document lists more authorities of a kind than [`MAX_AUTHORITIES`], or an
+    /// authority's chain holds more certificates than [`MAX_CHAIN`].
+    #[error("it lists {count} {what}, more than {limit}, the limit of a trusted root")]
+    OverLimit {
+        /// What it has too many of: `certificate authorities`, `certificates in the chain of
+        /// timestamp authority 2`...
+        what: String,
+        /// How many it has.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Sigstore's verifier refuses what the document holds.
     #[error("it cannot be used: {0}")]
     Unusable(String),
@@ -87,6 +109,7 @@ impl TrustRoot {
         } else {
             TrustedRoot::from_json(document)
                 .map_err(|e| RootError::NotADocument(e.to_string()))
+                .and_then(|root| within_limits(&root).map(|()| root))
                 .and_then(|root| {
                     ct_logs = !root.ctlogs.is_empty();
                     sigstore_verify::Verifier::new(&root)
@@ -129,6 +152,52 @@ impl TrustRoot {
     /// What identifies this root's content: its name and document digest.
     pub fn identity(&self) -> String {
         format!("{}@{}", self.name, self.digest)
+    }
+}
+
+/// `Ok` when `root` lists at most [`MAX_AUTHORITIES`] of each kind and each chain holds at
+/// most [`MAX_CHAIN`] certificates: checked before Sigstore's verifier is made of it.
+fn within_limits(root: &TrustedRoot) -> Result<(), RootError> {
+    let over = |what: String, count: usize, limit: usize| {
+        (count > limit).then_some(RootError::OverLimit { what, count, limit })
+    };
+    let counts = [
+        (
+            "certificate authorities",
+            root.certificate_authorities.len(),
+        ),
+        ("timestamp authorities", root.timestamp_authorities.len()),
+        ("transparency logs", root.tlogs.len()),
+        ("CT logs", root.ctlogs.len()),
+    ];
+    let chains = root
+        .certificate_authorities
+        .iter()
+        .map(|ca| ("certificate authority", &ca.cert_chain))
+        .enumerate()
+        .chain(
+            root.timestamp_authorities
+                .iter()
+                .map(|tsa| ("timestamp authority", &tsa.cert_chain))
+                .enumerate(),
+        )
+        .map(|(i, (kind, chain))| {
+            (
+                format!("certificates in the chain of {kind} {}", i + 1),
+                chain.certificates.len(),
+            )
+        });
+    let found = counts
+        .into_iter()
+        .find_map(|(what, count)| over(what.to_owned(), count, MAX_AUTHORITIES))
+        .or_else(|| {
+            chains
+                .into_iter()
+                .find_map(|(what, count)| over(what, count, MAX_CHAIN))
+        });
+    match found {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
 }
 
@@ -247,3 +316,6 @@ pub(super) fn unavailable(spec: &ClusterImagePolicySpec, keys: &[NamedKey]) -> V
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

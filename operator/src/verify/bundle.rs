@@ -36,11 +36,12 @@ use sigstore_verify::PublicKeyVerificationPolicy;
 use sigstore_verify::crypto::{KeyAlgorithm, verify_signature, verify_signature_prehashed};
 use sigstore_verify::types::{
     Bundle, DerPublicKey, DsseEnvelope, HashAlgorithm, MessageSignature, Sha256Hash,
-    SignatureContent,
+    SignatureContent, VerificationMaterialContent,
 };
 
 use self::legacy::AnnotationError;
 use super::verdict::{Format, Rejection};
+use crate::policy::trust::MAX_CHAIN;
 use crate::policy::{NamedKey, PublicKey, Signer, Transparency};
 
 /// The DSSE payload type of an in-toto statement.
@@ -182,7 +183,43 @@ fn read(bytes: &[u8], digest: &str) -> Result<(Sha256Hash, Bundle), Rejection> {
     let signed = Signed::Digest(&hash);
     let text = std::str::from_utf8(bytes).map_err(|e| signed.unreadable(&e.to_string()))?;
     let bundle = Bundle::from_json(text).map_err(|e| signed.unreadable(&e.to_string()))?;
+    within_limits(&bundle).map_err(|why| signed.unreadable(&why))?;
     Ok((hash, bundle))
+}
+
+/// The most transparency log entries, and the most RFC 3161 timestamps, a bundle may carry:
+/// Sigstore's verifier checks every one of them (cosign writes one of each at most).
+pub const MAX_BUNDLE_EVIDENCE: usize = 8;
+
+/// `Ok` when the bundle's certificate chain holds at most [`MAX_CHAIN`] certificates and it
+/// carries at most [`MAX_BUNDLE_EVIDENCE`] log entries and timestamps: checked before any of
+/// them is verified (the bundle's size, at most the payload limit, bounds its parsing).
+fn within_limits(bundle: &Bundle) -> Result<(), String> {
+    let material = &bundle.verification_material;
+    let chain = match &material.content {
+        VerificationMaterialContent::X509CertificateChain { certificates } => certificates.len(),
+        _ => 0,
+    };
+    let timestamps = material
+        .timestamp_verification_data
+        .rfc3161_timestamps
+        .len();
+    for (what, count, limit) in [
+        ("certificates in its chain", chain, MAX_CHAIN),
+        (
+            "transparency log entries",
+            material.tlog_entries.len(),
+            MAX_BUNDLE_EVIDENCE,
+        ),
+        ("RFC 3161 timestamps", timestamps, MAX_BUNDLE_EVIDENCE),
+    ] {
+        if count > limit {
+            return Err(format!(
+                "a bundle with {count} {what}, more than {limit}, the limit of a bundle"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks one legacy signature layer whose payload (`payload`, already checked to name the
@@ -309,6 +346,7 @@ fn by_key(
             )));
         }
     };
+    proofs_state_their_checkpoints(bundle).map_err(no_entry)?;
     let policy = PublicKeyVerificationPolicy::new(der(public));
     let verified = match signed {
         Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
@@ -317,6 +355,39 @@ fn by_key(
     verified
         .map(|result| signing_time(&result))
         .map_err(|e| no_entry(e.to_string()))
+}
+
+/// Refuses a bundle with a log entry whose inclusion proof does not state what its
+/// checkpoint signs: the proof's `treeSize` and `rootHash` must be the size and root hash in
+/// the checkpoint's text. sigstore-verify 0.15 compares a Rekor v1 proof's root hash with its
+/// checkpoint's but not its tree size (so a size that shapes the same audit path, one off the
+/// real one, verified), and for Rekor v2 reads both from the checkpoint and neither from the
+/// proof. A proof without a checkpoint is left to sigstore-verify, which refuses it.
+fn proofs_state_their_checkpoints(bundle: &Bundle) -> Result<(), String> {
+    let entries = &bundle.verification_material.tlog_entries;
+    for (n, entry) in entries.iter().enumerate() {
+        let Some(proof) = &entry.inclusion_proof else {
+            continue;
+        };
+        let Some(checkpoint) = proof.checkpoint.checkpoint() else {
+            continue;
+        };
+        if proof.tree_size != checkpoint.tree_size() {
+            return Err(format!(
+                "the inclusion proof of log entry {n} is for a tree of {} entries, and its \
+                 checkpoint signs a tree of {}",
+                proof.tree_size,
+                checkpoint.tree_size()
+            ));
+        }
+        if proof.root_hash.as_bytes() != checkpoint.root_hash().as_bytes() {
+            return Err(format!(
+                "the inclusion proof of log entry {n} states a root hash its checkpoint does \
+                 not sign"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The few fields of an in-toto statement that decide.

@@ -23,7 +23,11 @@
 //! Where this differs from the kubelet, on purpose:
 //! - paths match on `/` boundaries (the kubelet's `strings.HasPrefix` lets `host/team` cover
 //!   `host/teamx`);
-//! - hosts compare case-insensitively (the kubelet's `filepath.Match` does not);
+//! - hosts compare case-insensitively (the kubelet's `filepath.Match` does not), and a key's
+//!   host is written as an image's registry is (`policy::hosts`): an IP address in any of its
+//!   spellings (`[0:0::1]`, `[::FFFF:7F00:1]`, `127.1`) is that address, and a port its
+//!   number whatever its leading zeros, so that a key covers the images of its registry
+//!   however either is written (the kubelet compares the text);
 //! - `docker.io`, `index.docker.io` and `registry-1.docker.io` are one registry, and all their
 //!   keys are ordered with the others (the kubelet matches `index.docker.io` keys only as a
 //!   fallback when no other key matched, and `registry-1.docker.io` keys never);

@@ -93,7 +93,12 @@ fn certify(
     if !root.has_ct_logs() {
         policy = policy.skip_sct();
     }
-    if !log {
+    if log {
+        super::proofs_state_their_checkpoints(bundle).map_err(|why| Rejection::NoLogEntry {
+            root: name.to_owned(),
+            why: cut(&why),
+        })?;
+    } else {
         // A signing time is still required: a timestamp of the root's authority.
         policy = policy.skip_tlog_unsafe();
     }

@@ -18,6 +18,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use sigstore_verify::types::Bundle;
 
+use crate::policy::trust::MAX_CHAIN;
+
 /// The annotation holding the signing certificate (PEM).
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 /// The annotation holding the certificate's chain (PEM, intermediates then root).
@@ -26,9 +28,6 @@ pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 pub const REKOR_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// The annotation holding an RFC 3161 timestamp of the signature.
 pub const TIMESTAMP_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
-
-/// At most this many certificates are read from a certificate and its chain.
-const MAX_CERTIFICATES: usize = 8;
 
 /// cosign's Rekor annotation.
 #[derive(Deserialize)]
@@ -79,9 +78,10 @@ pub enum AnnotationError {
         /// The PEM parser's complaint.
         detail: String,
     },
-    /// No certificate, or more than eight (with the chain).
+    /// No certificate, or more than [`MAX_CHAIN`] (with the chain).
     #[error(
-        "its {CERTIFICATE_ANNOTATION} and {CHAIN_ANNOTATION} annotations hold {0} certificates"
+        "its {CERTIFICATE_ANNOTATION} and {CHAIN_ANNOTATION} annotations hold {0} \
+         certificates: one at least, and at most {MAX_CHAIN}, the limit of a chain"
     )]
     Certificates(usize),
     /// The Rekor entry is not JSON of cosign's shape, its body not base64 JSON, or its log ID
@@ -199,7 +199,7 @@ fn certificates(leaf: &str, chain: &str) -> Result<Vec<serde_json::Value>, Annot
             out.push(serde_json::json!({ "rawBytes": STANDARD.encode(block.contents()) }));
         }
     }
-    if out.is_empty() || out.len() > MAX_CERTIFICATES {
+    if out.is_empty() || out.len() > MAX_CHAIN {
         return Err(AnnotationError::Certificates(out.len()));
     }
     Ok(out)

@@ -396,3 +396,85 @@ fn mutated_indexes_never_panic_and_stay_bounded() {
         }
     }
 }
+
+/// `bytes` with the inclusion proof of its first log entry stating `size` as its tree size,
+/// and without its signed entry timestamp unless `promise`.
+fn with_proof_size(bytes: &[u8], size: u64, promise: bool) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let entry = json
+        .pointer_mut("/verificationMaterial/tlogEntries/0")
+        .and_then(serde_json::Value::as_object_mut)
+        .unwrap();
+    if !promise {
+        entry.remove("inclusionPromise");
+    }
+    entry.get_mut("inclusionProof").unwrap()["treeSize"] = size.to_string().into();
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// An inclusion proof counts only as a proof in the tree its checkpoint signs. A tree size one
+/// off the real one shapes the same audit path, so the proof computed the signed root and
+/// verified (the `bundle` fuzz target's finding): refused, with or without a signed entry
+/// timestamp beside it, for keyless signatures and attestations of the public-good root and
+/// for a key whose log is required, each still verifying with its own size.
+#[test]
+fn an_inclusion_proof_counts_only_for_the_tree_size_its_checkpoint_signs() {
+    let attest = "github-attest-demo-provenance";
+    let attest_digest = "sha256:49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac25";
+    let attester = kubewarden_identity(
+        Matcher::exact(
+            "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d",
+        ),
+        Matcher::exact(GITHUB_ISSUER),
+    );
+    let mock_key = required(mock_root());
+    let cases: [(Vec<u8>, &str, &NamedKey, u64); 3] = [
+        (
+            read("kubewarden-controller-v1.34.0-keyless/bundle.sigstore.json"),
+            KUBEWARDEN_DIGEST,
+            &kubewarden_signer(),
+            1139201557,
+        ),
+        (
+            read(&format!("{attest}/bundle.sigstore.json")),
+            attest_digest,
+            &attester,
+            92601055,
+        ),
+        (
+            read("made-with-sigstore-js/dsse-key-rekor.sigstore.json"),
+            &digest(),
+            &mock_key,
+            1,
+        ),
+    ];
+    for (bytes, digest, key, size) in &cases {
+        let verify = |bytes: &[u8]| check_with(bytes, digest, &[key], &Predicate::Any);
+        assert!(verify(bytes).is_ok(), "{}: as signed", key.identity());
+        for promise in [true, false] {
+            for other in [size - 1, size + 1, size * 2, 1 << 40] {
+                let verdict = verify(&with_proof_size(bytes, other, promise));
+                assert!(
+                    matches!(verdict, Err(Rejection::NoLogEntry { .. })),
+                    "{}: tree size {other} (promise kept: {promise}): {verdict:?}",
+                    key.identity()
+                );
+            }
+        }
+    }
+    let verdict = check(
+        &with_proof_size(&cases[0].0, 1139201556, false),
+        KUBEWARDEN_DIGEST,
+        &[&kubewarden_signer()],
+    );
+    let Err(Rejection::NoLogEntry { why, .. }) = verdict else {
+        panic!("{verdict:?}");
+    };
+    assert_eq!(
+        why,
+        "the inclusion proof of log entry 0 is for a tree of 1139201556 entries, and its \
+         checkpoint signs a tree of 1139201557"
+    );
+}
+
+mod limits;

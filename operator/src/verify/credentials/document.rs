@@ -22,11 +22,15 @@ pub(super) fn parse_document(
     bytes: &[u8],
     document: &'static str,
 ) -> Result<Value, CredentialError> {
-    // serde_json's own message is not used: only its category and position, never text.
+    // serde_json's own message is not used: only its category and position, never text. Its
+    // recursion limit (127 levels), checked as it reads, bounds the nesting of a document.
     serde_json::from_slice(bytes).map_err(|error| CredentialError::InvalidJson {
         document,
         problem: match error.classify() {
             serde_json::error::Category::Eof => "unexpected end of input",
+            _ if error.to_string().starts_with("recursion limit exceeded") => {
+                "nesting deeper than 127 levels, the limit of JSON"
+            }
             _ => "syntax error",
         },
         line: error.line(),

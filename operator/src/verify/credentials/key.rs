@@ -7,7 +7,7 @@ use std::iter::Peekable;
 use std::str::Chars;
 
 use super::MAX_QUOTED_KEY;
-use crate::policy::hosts::{DOCKER_HUB, is_docker_hub};
+use crate::policy::hosts::{DOCKER_HUB, canonical_name, canonical_port, is_docker_hub};
 
 /// A registry key of a docker config, normalized for matching.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +73,9 @@ impl RegistryKey {
     }
 }
 
-/// A registry host: lowercase, without brackets, Docker Hub's aliases read as `docker.io`.
+/// A registry host: its name as an image's registry writes it ([`canonical_name`]: lowercase,
+/// an IP address in one form) without brackets, Docker Hub's aliases read as `docker.io`, and
+/// its port without leading zeros.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Host {
     name: String,
@@ -84,9 +86,10 @@ impl Host {
     /// `host`, `host:port`, `[v6]` or `[v6]:port`; `None` when empty or the port is not
     /// numeric (Go's `url.Parse` rejects it). `host:` is `host`, as in Go.
     pub(super) fn parse(authority: &str) -> Option<Self> {
+        let bracketed = authority.starts_with('[');
         let (name, port) = match authority.strip_prefix('[') {
-            Some(bracketed) => {
-                let (name, rest) = bracketed.split_once(']')?;
+            Some(inner) => {
+                let (name, rest) = inner.split_once(']')?;
                 match rest {
                     "" => (name, ""),
                     rest => (name, rest.strip_prefix(':')?),
@@ -107,11 +110,25 @@ impl Host {
         if !name.chars().all(allowed) {
             return None;
         }
-        let mut name = name.to_ascii_lowercase();
+        // Written as an image's registry is (`policy::hosts`), so that a key covers the
+        // images of its registry in whichever spelling either is written: an IP address in
+        // any of its forms, a port with leading zeros.
+        let mut name = if bracketed {
+            let canonical = canonical_name(&format!("[{name}]"));
+            match canonical
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+            {
+                Some(inner) => inner.to_owned(),
+                None => canonical,
+            }
+        } else {
+            canonical_name(name)
+        };
         if is_docker_hub(&name) {
             DOCKER_HUB.clone_into(&mut name);
         }
-        let port = (!port.is_empty()).then(|| port.to_owned());
+        let port = (!port.is_empty()).then(|| canonical_port(port).to_owned());
         Some(Self { name, port })
     }
 }

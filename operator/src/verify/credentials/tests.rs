@@ -145,6 +145,65 @@ fn matching_table() {
     }
 }
 
+/// The spellings of one registry's IP address (and port) that Go's `url.Parse`, which the
+/// kubelet reads keys and images with, accepts: a key in any of them covers an image in any
+/// of them, as the image's registry is written by `policy::hosts`, and no other address.
+#[test]
+fn a_key_for_an_ip_address_covers_the_image_in_every_spelling() {
+    let loopback_v6 = ["[::1]", "[0:0::1]", "[0:0:0:0:0:0:0:1]", "[0000::0001]"];
+    let loopback_v4 = [
+        "127.0.0.1",
+        "127.1",
+        "127.0.1",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "2130706433",
+        "[::ffff:127.0.0.1]",
+        "[::FFFF:7F00:1]",
+        "[0:0:0:0:0:ffff:7f00:0001]",
+    ];
+    let documentation = [
+        "[2001:db8::a]",
+        "[2001:DB8:0:0:0:0:0:A]",
+        "[2001:0db8::000a]",
+    ];
+    let groups: [&[&str]; 3] = [&loopback_v6, &loopback_v4, &documentation];
+    for (g, group) in groups.iter().enumerate() {
+        for key in group.iter() {
+            for port in ["5000", "05000"] {
+                let config = config(&[(&format!("{key}:{port}/team"), "user", "pass")]);
+                for (h, hosts) in groups.iter().enumerate() {
+                    for host in hosts.iter() {
+                        // As the webhook looks up an image (by its registry), and as
+                        // written; the reference grammar refuses `[::ffff:127.0.0.1]` in an
+                        // image, which a key may still write.
+                        let written = format!("{host}:5000/team/app:v1");
+                        let parsed = crate::policy::ImageName::parse(&written);
+                        let registry = parsed.as_ref().map(|i| i.registry().to_owned());
+                        for host in registry.into_iter().chain([format!("{host}:005000")]) {
+                            assert_eq!(
+                                !config.lookup(&host, "team/app").is_empty(),
+                                g == h,
+                                "key {key}:{port}, image {written} (looked up as {host})"
+                            );
+                        }
+                        let other_port = format!("{host}:5001");
+                        assert!(config.lookup(&other_port, "team/app").is_empty());
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        Credential::new("[::FFFF:7F00:1]:05000/team", "u", "p").registry(),
+        "127.0.0.1:5000/team"
+    );
+    assert_eq!(
+        Credential::new("[2001:DB8:0::A]", "u", "p").registry(),
+        "[2001:db8::a]"
+    );
+}
+
 #[test]
 fn image_host_that_is_no_registry_matches_nothing() {
     let config = config(&[("*", "u", "p"), ("ghcr.io", "u", "p")]);
@@ -567,4 +626,23 @@ fn mutated_inputs_never_panic() {
             }
         }
     }
+}
+
+/// A docker config nests at most 127 levels (serde_json's limit, checked as it reads).
+#[test]
+fn a_docker_config_nests_at_most_127_deep() {
+    let nested = |levels: usize| {
+        format!(
+            "{{\"auths\": {{}}, \"x\": {}{}}}",
+            "[".repeat(levels - 1),
+            "]".repeat(levels - 1)
+        )
+    };
+    assert!(DockerConfig::from_json(nested(127).as_bytes()).is_ok());
+    let error = DockerConfig::from_json(nested(128).as_bytes()).expect_err("past");
+    assert_eq!(
+        error.to_string(),
+        "docker config.json is not JSON: nesting deeper than 127 levels, the limit of JSON at \
+         line 1, column 146"
+    );
 }

@@ -57,7 +57,7 @@ impl Registry {
                         ));
                     }
                 }
-                let body = self.read_limited(response, 64 << 10, repo).await?;
+                let body = self.read_limited(response, MAX_TOKEN_BYTES, repo).await?;
                 let token: TokenResponse = serde_json::from_slice(&body)
                     .map_err(|_| bad(repo, "a token response that is not JSON"))?;
                 let token = token.token.or(token.access_token).filter(|t| !t.is_empty());
@@ -74,6 +74,8 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
+/// The largest token response read (a JSON object of a token or two).
+pub const MAX_TOKEN_BYTES: usize = 64 << 10;
 /// The part of a `WWW-Authenticate` header that matters here.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Challenge {

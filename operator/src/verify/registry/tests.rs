@@ -63,3 +63,39 @@ fn digests_are_sha256_of_the_bytes() {
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+/// A body of `len` bytes, as a registry's answer.
+fn body(len: usize) -> reqwest::Response {
+    reqwest::Response::from(http::Response::new(vec![b'{'; len]))
+}
+
+/// Every body read from a registry stops at its limit: the manifest's 4 MiB, the payload's
+/// 1 MiB, the token response's 64 KiB, each read whole at the limit and refused one byte past.
+#[tokio::test]
+async fn a_body_is_read_up_to_its_limit_and_not_past_it() {
+    let config = RegistryConfig::default();
+    let registry = Registry::new(config.clone()).expect("client");
+    let repo = Repository::of("registry.example.org", "app");
+    for limit in [
+        config.max_manifest_bytes,
+        config.max_payload_bytes,
+        auth::MAX_TOKEN_BYTES,
+    ] {
+        let at = registry.read_limited(body(limit), limit, &repo).await;
+        assert_eq!(at.map(|b| b.len()).ok(), Some(limit), "{limit}");
+        let past = registry.read_limited(body(limit + 1), limit, &repo).await;
+        let error = past.expect_err("past the limit").to_string();
+        assert!(
+            error.contains(&format!("a body over the {limit}-byte limit")),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        (
+            config.max_manifest_bytes,
+            config.max_payload_bytes,
+            auth::MAX_TOKEN_BYTES
+        ),
+        (4 << 20, 1 << 20, 64 << 10)
+    );
+}

@@ -1,0 +1,143 @@
+//! The manifests of `check -f` and `match -f`, read as `kubectl apply -f` and `kubectl create
+//! -f` read them (cli-runtime's resource builder over the YAML-or-JSON decoder), so that a
+//! check sees every object the cluster would be asked to create, or refuses the file.
+//!
+//! - The file is a stream of JSON values or of YAML documents, with merge keys, aliases and
+//!   the limits of [`super::yaml`]. An empty document, or `null`, is skipped.
+//! - A document that is not an object, or has no `kind`, is refused: kubectl refuses it.
+//! - A document with an `items` field is a list, whatever its kind (`List`, `v1/List`, `PodList`,
+//!   any `<Kind>List`), as kubectl's decoder reads it: it stands for its items, and an item with
+//!   neither `kind` nor `apiVersion` gets the list's kind without `List` and the list's
+//!   `apiVersion`. An item that is a list itself (its `items` a sequence) stands for its own
+//!   items, which get nothing from it, in the order kubectl's `FlattenListVisitor` visits them.
+//!   `items` that is neither a sequence nor null, an item that is not an object, and an object
+//!   without `kind` are refused.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::error::CliError;
+use super::input::read_text;
+use super::yaml;
+use crate::workload::{ContainerImage, images_of};
+
+/// Every Pod and workload of the manifest at `path` (`Kind/name`) with its images
+/// (containers' and image volumes'), as the webhook reads them; an error when there is none.
+pub(super) fn workloads(path: &Path) -> Result<Vec<(String, Vec<ContainerImage>)>, CliError> {
+    workloads_in(&read_text(path)?).map_err(|detail| CliError::Input {
+        path: path.into(),
+        detail,
+    })
+}
+
+/// [`workloads`] of a manifest's text; the error says what is wrong and where.
+pub fn workloads_in(text: &str) -> Result<Vec<(String, Vec<ContainerImage>)>, String> {
+    let documents = yaml::documents(text).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for object in objects(documents)? {
+        let kind = text_at(&object, "kind");
+        let name = object
+            .get("metadata")
+            .map_or("", |metadata| text_at(metadata, "name"));
+        let name = if name.is_empty() { "<unnamed>" } else { name };
+        let workload = format!("{kind}/{name}");
+        let images = images_of(kind, &object).map_err(|e| format!("{workload}: {e}"))?;
+        match images {
+            Some(images) if !images.is_empty() => out.push((workload, images)),
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        return Err("no Pod or workload with containers found".into());
+    }
+    Ok(out)
+}
+
+/// The objects kubectl would send for `documents`, lists flattened, in kubectl's order.
+fn objects(documents: Vec<serde_yaml::Value>) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for (n, document) in documents.into_iter().enumerate() {
+        let place = format!("document {}", n + 1);
+        let document = serde_json::to_value(document).map_err(|e| format!("{place}: {e}"))?;
+        let object = match document {
+            Value::Null => continue,
+            Value::Object(object) => object,
+            _ => return Err(format!("{place} is not an object")),
+        };
+        if text_at_map(&object, "kind").is_empty() {
+            return Err(format!("{place} has no kind, which kubectl refuses"));
+        }
+        if !object.contains_key("items") {
+            out.push(Value::Object(object));
+            continue;
+        }
+        flatten(&place, object, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Adds to `out` the objects of the list `list` (the `place`th document), as kubectl's
+/// decoder and `FlattenListVisitor` make them.
+fn flatten(place: &str, mut list: Map<String, Value>, out: &mut Vec<Value>) -> Result<(), String> {
+    let kind = text_at_map(&list, "kind");
+    let item_kind = kind.strip_suffix("List").unwrap_or(kind).to_owned();
+    let api_version = list.get("apiVersion").cloned();
+    let items = match list.remove("items") {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) => Vec::new(),
+        _ => return Err(format!("{place}: its items are not a list")),
+    };
+    // Breadth first, as kubectl visits them: the items of a list that is an item come after
+    // the other items of its list.
+    let mut queue: Vec<(String, Value)> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut item) = item else {
+            return Err(format!("{place}: item {i} is not an object"));
+        };
+        if text_at_map(&item, "kind").is_empty() && text_at_map(&item, "apiVersion").is_empty() {
+            item.insert("kind".into(), Value::String(item_kind.clone()));
+            if let Some(version) = &api_version {
+                item.insert("apiVersion".into(), version.clone());
+            }
+        }
+        queue.push((format!("{place}: item {i}"), Value::Object(item)));
+    }
+    let mut next = 0;
+    while let Some((at, mut item)) = queue.get_mut(next).map(std::mem::take) {
+        next += 1;
+        if let Some(Value::Array(items)) = item.get_mut("items") {
+            for (i, nested) in std::mem::take(items).into_iter().enumerate() {
+                if !nested.is_object() {
+                    return Err(format!("{at}: item {i} is not an object"));
+                }
+                queue.push((format!("{at}: item {i}"), nested));
+            }
+            continue;
+        }
+        if text_at(&item, "kind").is_empty() {
+            return Err(format!("{at} has no kind, which kubectl refuses"));
+        }
+        out.push(item);
+    }
+    Ok(())
+}
+
+/// The string at `field` of an object, empty when missing or not a string.
+fn text_at<'a>(object: &'a Value, field: &str) -> &'a str {
+    object
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// [`text_at`] of a map.
+fn text_at_map<'a>(object: &'a Map<String, Value>, field: &str) -> &'a str {
+    object
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
