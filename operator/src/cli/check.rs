@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::decision::DecisionArgs;
 use super::error::CliError;
 use super::input::{load_policy_with, read_file};
-use super::manifest;
+use super::manifest::{self, Subjects};
 use super::output::{Output, any_of, any_of_line, write_reports};
 use super::policy_file::PolicyArgs;
 use crate::policy::{ImageName, PolicyState};
@@ -39,18 +39,8 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     output: Output,
-    /// Read Pods and workloads from this manifest instead of images: YAML documents or JSON,
-    /// read as `kubectl apply -f` reads them (merge keys, lists and their items).
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "MANIFEST.yaml",
-        conflicts_with = "images"
-    )]
-    manifest: Option<PathBuf>,
-    /// Images as written in a pod spec.
-    #[arg(value_name = "IMAGE", required_unless_present = "manifest")]
-    images: Vec<String>,
+    #[command(flatten)]
+    subjects: Subjects,
 }
 
 /// One image's result, as printed.
@@ -82,9 +72,10 @@ struct Report {
 /// Runs `check`; `Ok(true)` when everything would be admitted.
 pub fn run(args: &CheckArgs, out: &mut impl Write) -> Result<bool, CliError> {
     let snapshot = load_policy_with(&args.policy, &args.decision.trusted_root)?;
-    let subjects = match &args.manifest {
+    let subjects = match &args.subjects.manifest {
         Some(path) => manifest_subjects(path)?,
         None => args
+            .subjects
             .images
             .iter()
             .map(|image| Subject {

@@ -5,13 +5,13 @@
 //! container, or which image volume.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use image_policy_crd::Mode;
 use serde::Serialize;
 
 use super::error::CliError;
 use super::input::load_policy;
+use super::manifest::Subjects;
 use super::output::{Output, any_of, any_of_line, write_reports};
 use super::policy_file::PolicyArgs;
 use crate::policy::{ImageName, Snapshot};
@@ -28,18 +28,8 @@ pub struct MatchArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     output: Output,
-    /// Read the images of the Pods and workloads of this manifest (multi-document YAML),
-    /// containers' and image volumes', instead of images.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "MANIFEST.yaml",
-        conflicts_with = "images"
-    )]
-    manifest: Option<PathBuf>,
-    /// Images as written in a pod spec.
-    #[arg(value_name = "IMAGE", required_unless_present = "manifest")]
-    images: Vec<String>,
+    #[command(flatten)]
+    subjects: Subjects,
 }
 
 /// What `match` says of one image.
@@ -103,7 +93,7 @@ pub fn run(args: &MatchArgs, out: &mut impl Write) -> Result<(), CliError> {
         .namespace
         .as_deref()
         .filter(|ns| snapshot.is_excluded(ns));
-    let reports: Vec<ImageReport> = match &args.manifest {
+    let reports: Vec<ImageReport> = match &args.subjects.manifest {
         Some(path) => super::manifest::workloads(path)?
             .into_iter()
             .flat_map(|(workload, images)| {
@@ -117,6 +107,7 @@ pub fn run(args: &MatchArgs, out: &mut impl Write) -> Result<(), CliError> {
             })
             .collect(),
         None => args
+            .subjects
             .images
             .iter()
             .map(|i| report(&snapshot, i, excluded))

@@ -183,7 +183,7 @@ fn read(bytes: &[u8], digest: &str) -> Result<(Sha256Hash, Bundle), Rejection> {
     let signed = Signed::Digest(&hash);
     let text = std::str::from_utf8(bytes).map_err(|e| signed.unreadable(&e.to_string()))?;
     let bundle = Bundle::from_json(text).map_err(|e| signed.unreadable(&e.to_string()))?;
-    within_limits(&bundle).map_err(|why| signed.unreadable(&why))?;
+    within_limits(&bundle).map_err(|why| signed.unreadable(&why.to_string()))?;
     Ok((hash, bundle))
 }
 
@@ -194,7 +194,7 @@ pub const MAX_BUNDLE_EVIDENCE: usize = 8;
 /// `Ok` when the bundle's certificate chain holds at most [`MAX_CHAIN`] certificates and it
 /// carries at most [`MAX_BUNDLE_EVIDENCE`] log entries and timestamps: checked before any of
 /// them is verified (the bundle's size, at most the payload limit, bounds its parsing).
-fn within_limits(bundle: &Bundle) -> Result<(), String> {
+fn within_limits(bundle: &Bundle) -> Result<(), EvidenceError> {
     let material = &bundle.verification_material;
     let chain = match &material.content {
         VerificationMaterialContent::X509CertificateChain { certificates } => certificates.len(),
@@ -214,9 +214,7 @@ fn within_limits(bundle: &Bundle) -> Result<(), String> {
         ("RFC 3161 timestamps", timestamps, MAX_BUNDLE_EVIDENCE),
     ] {
         if count > limit {
-            return Err(format!(
-                "a bundle with {count} {what}, more than {limit}, the limit of a bundle"
-            ));
+            return Err(EvidenceError::TooMany { what, count, limit });
         }
     }
     Ok(())
@@ -346,7 +344,7 @@ fn by_key(
             )));
         }
     };
-    proofs_state_their_checkpoints(bundle).map_err(no_entry)?;
+    proofs_state_their_checkpoints(bundle).map_err(|e| no_entry(e.to_string()))?;
     let policy = PublicKeyVerificationPolicy::new(der(public));
     let verified = match signed {
         Signed::Digest(hash) => verifier.verify(*hash, bundle, &policy),
@@ -363,7 +361,7 @@ fn by_key(
 /// checkpoint's but not its tree size (so a size that shapes the same audit path, one off the
 /// real one, verified), and for Rekor v2 reads both from the checkpoint and neither from the
 /// proof. A proof without a checkpoint is left to sigstore-verify, which refuses it.
-fn proofs_state_their_checkpoints(bundle: &Bundle) -> Result<(), String> {
+fn proofs_state_their_checkpoints(bundle: &Bundle) -> Result<(), EvidenceError> {
     let entries = &bundle.verification_material.tlog_entries;
     for (n, entry) in entries.iter().enumerate() {
         let Some(proof) = &entry.inclusion_proof else {
@@ -373,21 +371,44 @@ fn proofs_state_their_checkpoints(bundle: &Bundle) -> Result<(), String> {
             continue;
         };
         if proof.tree_size != checkpoint.tree_size() {
-            return Err(format!(
-                "the inclusion proof of log entry {n} is for a tree of {} entries, and its \
-                 checkpoint signs a tree of {}",
-                proof.tree_size,
-                checkpoint.tree_size()
-            ));
+            return Err(EvidenceError::TreeSize {
+                entry: n,
+                proof: proof.tree_size,
+                checkpoint: checkpoint.tree_size(),
+            });
         }
         if proof.root_hash.as_bytes() != checkpoint.root_hash().as_bytes() {
-            return Err(format!(
-                "the inclusion proof of log entry {n} states a root hash its checkpoint does \
-                 not sign"
-            ));
+            return Err(EvidenceError::RootHash { entry: n });
         }
     }
     Ok(())
+}
+
+/// What is wrong with a bundle's evidence before it is verified: the words of its rejection.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum EvidenceError {
+    /// More of something than a bundle may carry.
+    #[error("a bundle with {count} {what}, more than {limit}, the limit of a bundle")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    /// An inclusion proof for another tree than its checkpoint's.
+    #[error(
+        "the inclusion proof of log entry {entry} is for a tree of {proof} entries, and its \
+         checkpoint signs a tree of {checkpoint}"
+    )]
+    TreeSize {
+        entry: usize,
+        proof: u64,
+        checkpoint: u64,
+    },
+    /// An inclusion proof whose root hash its checkpoint does not sign.
+    #[error(
+        "the inclusion proof of log entry {entry} states a root hash its checkpoint does not sign"
+    )]
+    RootHash { entry: usize },
 }
 
 /// The few fields of an in-toto statement that decide.

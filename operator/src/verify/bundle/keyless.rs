@@ -96,7 +96,7 @@ fn certify(
     if log {
         super::proofs_state_their_checkpoints(bundle).map_err(|why| Rejection::NoLogEntry {
             root: name.to_owned(),
-            why: cut(&why),
+            why: cut(&why.to_string()),
         })?;
     } else {
         // A signing time is still required: a timestamp of the root's authority.
