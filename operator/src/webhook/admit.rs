@@ -163,11 +163,16 @@ impl Admission {
             .map(|written| classify(snapshot, written, self.image_name(written), allow_unmatched))
             .collect();
         let sources = self.sources(owner, &classified).await;
+        // Most objects run one image: verified as it is, without a stream to order one.
+        let mut pairs = images.into_iter().zip(classified);
+        if pairs.len() == 1
+            && let Some((written, classified)) = pairs.next()
+        {
+            return vec![self.outcome(snapshot, &sources, written, classified).await];
+        }
         // At most VERIFY_CONCURRENCY images at once, in order: a body can list thousands.
         // Collected first: a lazy `map` here trips the compiler's `Send` check of the future.
-        let checks: Vec<_> = images
-            .into_iter()
-            .zip(classified)
+        let checks: Vec<_> = pairs
             .map(|(written, classified)| self.outcome(snapshot, &sources, written, classified))
             .collect();
         futures::stream::iter(checks)

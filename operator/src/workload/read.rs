@@ -122,10 +122,11 @@ impl<'a> Lenient<'a> for Volumes {
         let mut index = 0;
         reader.array(|reader| {
             let Volume { name, image } = read(reader)?;
+            // Only an image volume's name is kept (owned): most volumes are of other types.
             if let Some(VolumeImage(reference)) = image {
                 items.push(ImageVolume {
                     index,
-                    name,
+                    name: name.into_owned(),
                     reference,
                 });
             }
@@ -139,8 +140,8 @@ impl<'a> Lenient<'a> for Volumes {
 /// One item of `volumes`: its `name`, and its `image` unless missing or `null` (a volume of
 /// another type).
 #[derive(Default)]
-struct Volume {
-    name: String,
+struct Volume<'a> {
+    name: Cow<'a, str>,
     image: Option<VolumeImage>,
 }
 
@@ -149,7 +150,7 @@ struct Volume {
 /// what is not `null` there is read as the API server would pull it, or refused.
 struct VolumeImage(Option<String>);
 
-impl<'a> Lenient<'a> for Volume {
+impl<'a> Lenient<'a> for Volume<'a> {
     fn other() -> Self {
         Volume::default()
     }
@@ -158,7 +159,7 @@ impl<'a> Lenient<'a> for Volume {
         let mut volume = Volume::default();
         reader.object(|reader, key| {
             match key {
-                b"name" => volume.name = read::<Text>(reader)?.into_string(),
+                b"name" => volume.name = read::<Text>(reader)?.0.unwrap_or_default(),
                 b"image" => volume.image = read::<Option<VolumeImage>>(reader)?,
                 _ => return Ok(false),
             }
