@@ -6,9 +6,11 @@
 //! came in. A body is read in one pass for the fields that decide, each as a JSON value would
 //! read it, and the rest is skipped unvisited (the readers are in `read.rs`, see
 //! [`crate::lenient`]): the object is not built, only its images, pull secrets and service
-//! account are kept (see [`Object`]), and of its metadata what an Event names (its
-//! `generateName` and its controller, see [`ControllerRef`]). The images it must have checked
-//! are found once, as it is read, and serve admission and its Events alike. A body that is not
+//! account are kept (see [`Object`]). What an Event names of its metadata (its `generateName`
+//! and its controller, see [`Metadata`]) is read from the body again by the few decisions
+//! whose Events are recorded ([`Request::metadata`]), not kept by every review. The images it
+//! must have checked are found once, as it is read, and serve admission and its Events alike.
+//! A body that is not
 //! a well-formed review is an error for the HTTP layer to answer with 400: the API server then
 //! applies the webhook's failure policy (Fail), so a broken request can never be admitted by
 //! accident. Well-formed means JSON in its whole grammar, nested no deeper than 127, and
@@ -89,16 +91,21 @@ pub struct Request {
     pub name: String,
     /// Whether this is a dry run; decided the same way.
     pub dry_run: bool,
-    /// The object's `metadata.generateName` (empty when it has none).
-    pub generate_name: String,
-    /// The object's controller: its `metadata.ownerReferences` entry with `controller: true`.
-    pub controller: Option<ControllerRef>,
     /// What decides in the object as it would be stored.
     pub object: Object,
     /// What decides in the object before an UPDATE.
     pub old_object: Option<Object>,
     /// The images it must have checked, as [`Request::images_to_check`] gives them.
     images: Result<Option<Vec<String>>, WorkloadError>,
+}
+
+/// What an Event names of a review's object besides its kind and name, from its `metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// `generateName` (empty when it has none, or it is not a string).
+    pub generate_name: String,
+    /// The object's controller: its `ownerReferences` entry with `controller: true`.
+    pub controller: Option<ControllerRef>,
 }
 
 /// The object that controls another (`metadata.ownerReferences[]` with `controller: true`):
@@ -158,14 +165,21 @@ impl Request {
             namespace: text(request.namespace),
             name: text(request.name),
             dry_run: request.dry_run.unwrap_or(false),
-            generate_name: request.object.metadata.generate_name.unwrap_or_default(),
-            controller: request.object.metadata.controller,
-            object: request.object.object,
+            object: request.object,
             old_object: request.old_object,
             images: Ok(None),
         };
         request.images = request.change().images_to_check();
         Ok(request)
+    }
+
+    /// `request.object.metadata` of an AdmissionReview body, read again, as an Event names the
+    /// object: its strings decoded and checked as everything read is. Empty for a body where
+    /// it cannot be read (which [`Request::parse`] refuses, or a value read there is invalid).
+    pub fn metadata(body: &[u8]) -> Metadata {
+        lenient::read_body::<read::InReview>(body)
+            .map(|read::InReview(metadata)| metadata)
+            .unwrap_or_default()
     }
 
     /// `request.object` of an AdmissionReview body as a whole JSON value (`null` when it has

@@ -1,11 +1,12 @@
 //! The readers of an AdmissionReview body: one pass over it that keeps the fields that decide
 //! (see [`super::Request`]), each read as a JSON value would read it, the rest skipped
-//! ([`crate::lenient`]).
-//! The object's pod spec is read by [`Object`]; its `metadata` for what an Event names.
+//! ([`crate::lenient`]). The object's pod spec is read by [`Object`]. Its `metadata`, what an
+//! Event names, is read in a second pass of its own ([`InReview`]), only for a decision whose
+//! Events are recorded.
 
 use std::borrow::Cow;
 
-use super::ControllerRef;
+use super::{ControllerRef, Metadata};
 use crate::lenient::{Flag, JsonError, Lenient, Reader, Text, read};
 use crate::workload::Object;
 
@@ -30,24 +31,19 @@ pub(super) struct Fields<'a> {
     pub(super) namespace: Option<Cow<'a, str>>,
     pub(super) name: Option<Cow<'a, str>>,
     pub(super) dry_run: Option<bool>,
-    pub(super) object: Subject,
+    pub(super) object: Object,
     /// `None` when missing or `null`.
     pub(super) old_object: Option<Object>,
 }
 
-/// `request.object`: what decides in it, and what an Event names from its `metadata`.
-#[derive(Default)]
-pub(super) struct Subject {
-    pub(super) object: Object,
-    pub(super) metadata: Metadata,
-}
+/// `request.object.metadata` of a review: [`Metadata`], the rest of the body skipped.
+pub(super) struct InReview(pub(super) Metadata);
 
-/// `metadata`'s `generateName` and controller.
-#[derive(Default)]
-pub(super) struct Metadata {
-    pub(super) generate_name: Option<String>,
-    pub(super) controller: Option<ControllerRef>,
-}
+/// `object.metadata` of `request`.
+struct InRequest(Metadata);
+
+/// `metadata` of `object`.
+struct InObject(Metadata);
 
 /// `metadata.ownerReferences`: its first entry with `controller: true`, if complete.
 struct Controller(Option<ControllerRef>);
@@ -121,22 +117,48 @@ impl<'a> Lenient<'a> for Fields<'a> {
     }
 }
 
-impl<'a> Lenient<'a> for Subject {
+impl<'a> Lenient<'a> for InReview {
     fn other() -> Self {
-        Subject::default()
+        InReview(Metadata::default())
     }
 
     fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
-        let mut metadata = Metadata::default();
-        let object = Object::read_with(reader, |key, reader| {
-            if key != b"metadata" {
-                return Ok(false);
-            }
-            metadata = read(reader)?;
-            Ok(true)
-        })?;
-        Ok(Subject { object, metadata })
+        only::<InRequest>(reader, b"request").map(|InRequest(m)| InReview(m))
     }
+}
+
+impl<'a> Lenient<'a> for InRequest {
+    fn other() -> Self {
+        InRequest(Metadata::default())
+    }
+
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
+        only::<InObject>(reader, b"object").map(|InObject(m)| InRequest(m))
+    }
+}
+
+impl<'a> Lenient<'a> for InObject {
+    fn other() -> Self {
+        InObject(Metadata::default())
+    }
+
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
+        only::<Metadata>(reader, b"metadata").map(InObject)
+    }
+}
+
+/// The value of the key `name` in the object at the reader, read as `T` (the last one, as in
+/// a JSON value's map); `T::other()` when it has none. Every other value is skipped.
+fn only<'a, T: Lenient<'a>>(reader: &mut Reader<'a>, name: &[u8]) -> Result<T, JsonError> {
+    let mut found = T::other();
+    reader.object(|reader, key| {
+        if key != name {
+            return Ok(false);
+        }
+        found = read(reader)?;
+        Ok(true)
+    })?;
+    Ok(found)
 }
 
 impl<'a> Lenient<'a> for Metadata {
@@ -148,7 +170,7 @@ impl<'a> Lenient<'a> for Metadata {
         let mut metadata = Metadata::default();
         reader.object(|reader, key| {
             match key {
-                b"generateName" => metadata.generate_name = read::<Text>(reader)?.into_owned(),
+                b"generateName" => metadata.generate_name = read::<Text>(reader)?.into_string(),
                 b"ownerReferences" => metadata.controller = read::<Controller>(reader)?.0,
                 _ => return Ok(false),
             }
