@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 CRD_FILE := charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml
 
-.PHONY: test deps k8s lint unit chart e2e crd bench up down fuzz fuzz-cmin fuzz-replay
+.PHONY: test deps k8s lint unit chart e2e crd bench bench-load up down fuzz fuzz-cmin fuzz-replay
 
 ## Everything CI runs (.ci/run, which times each phase): formatting, lints, unit tests, the
 ## chart, then the suite against a real API server.
@@ -67,6 +67,12 @@ crd:
 ## The policy engine's hot path (criterion); see README.md for the figures.
 bench:
 	$(CARGO) bench --locked -p image-policy --bench snapshot_match
+
+## The cost of an admission as deployed (hack/bench.sh installs wrk and valgrind): server CPU
+## per request under wrk beside a bare server, then instructions and allocations per cached
+## review under callgrind. `make bench-load BENCH=callgrind` prints the second table alone.
+bench-load:
+	hack/bench.sh $(BENCH)
 
 ## A local control plane with the operator as its webhook and demo images: prints what to
 ## export and the seed's three checks.

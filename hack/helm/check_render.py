@@ -474,6 +474,7 @@ def check_defaults() -> None:
                      f"--namespace={ns}", "--log-level=info", "--webhook-addr=0.0.0.0:8443",
                      "--metrics-addr=0.0.0.0:8080", "--max-connections=1024",
                      "--resync-period=10m", "--running-check-rate=20",
+                     "--running-check-concurrency=8", "--running-check-timeout=10m",
                      "--unchecked-namespace=kube-system", "--events=true"):
             assert flag in a, f"{flag} not in {a}"
         excluded = render(values("webhook.excludedNamespaces={tools,kube-system}")).container()["args"]

@@ -26,10 +26,13 @@
 //! servers (this process) and of wrk: on a small machine they share the cores, so throughput
 //! is about cores / (server + wrk CPU per request).
 //!
-//! `WEBHOOK_LOAD_PROFILE=300000 cargo bench ... --bench webhook_load` only handles the body
-//! that many times in process and stops: something to run under `perf record` or
-//! `valgrind --tool=callgrind`; `WEBHOOK_LOAD_PROFILE=300000,logged` runs `Routes::handle`
-//! with the JSON logger writing to a sink instead, for the log line.
+//! Last, a second table that carries over from one machine and one run to the next:
+//! instructions and allocations per cached review in process, counted by valgrind's callgrind
+//! for reading the review, the decision, the HTTP handler and the log line (`callgrind.rs`).
+//! `hack/bench.sh` installs wrk, valgrind and the registry, then runs this bench.
+//! `WEBHOOK_LOAD=callgrind` prints that table alone, `WEBHOOK_LOAD=wrk` the others alone.
+//! `WEBHOOK_LOAD_PROFILE=<rounds> cargo bench ... --bench webhook_load` only runs those stages
+//! `rounds` times each and stops: what callgrind runs, and something for `perf record` too.
 
 #![allow(
     missing_docs,
@@ -39,6 +42,8 @@
     clippy::indexing_slicing
 )]
 
+#[path = "webhook_load/callgrind.rs"]
+mod callgrind;
 mod support;
 
 use std::path::Path;
@@ -49,7 +54,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use image_policy::server::{Handler, ServerConfig, serve_on};
 use image_policy::telemetry::{Metrics, env_filter, json_layer};
-use image_policy::webhook::Webhook;
 use image_policy::webhook::http::{ADMISSION_PATH, Routes};
 use image_policy::webhook::review::Request as Review;
 use tokio::net::TcpListener;
@@ -62,6 +66,9 @@ const CONNECTIONS: &str = "16";
 /// [`BATCH`], of which the fastest counts.
 const BATCH: u32 = 10_000;
 const BATCHES: u32 = 5;
+/// Reviews per stage under callgrind: its counts are the same for any number of rounds; this
+/// many make the one-off costs inside a stage (its first call's) negligible.
+const CALLGRIND_ROUNDS: u32 = 10_000;
 
 /// The bare server's handler: a fixed allow, after reading the body as a review when
 /// `read_review` (the floor of any webhook that reads what it is sent).
@@ -252,40 +259,6 @@ where
         .with(json_layer(make_writer))
 }
 
-/// For a profiler (`WEBHOOK_LOAD_PROFILE=<rounds>`): only `Webhook::handle`, `rounds` times,
-/// then stop; with `WEBHOOK_LOAD_PROFILE=<rounds>,logged`, `Routes::handle` with the JSON
-/// logger writing to a sink instead, for the cost of the log line.
-async fn profile_only(profile: &str, webhook: Webhook, body: &[u8]) {
-    let (rounds, logged) = match profile.split_once(',') {
-        Some((rounds, "logged")) => (rounds, true),
-        _ => (profile, false),
-    };
-    let rounds: u32 = rounds
-        .parse()
-        .expect("WEBHOOK_LOAD_PROFILE=<rounds>[,logged]");
-    let start = std::time::Instant::now();
-    if logged {
-        let routes = Routes::new(webhook, Metrics::new());
-        let posted = Bytes::copy_from_slice(body);
-        let _default = tracing::subscriber::set_default(json_logger(std::io::sink));
-        for _ in 0..rounds {
-            let request = Request::post(ADMISSION_PATH).body(posted.clone());
-            std::hint::black_box(routes.handle(request.expect("request")).await);
-        }
-    } else {
-        for _ in 0..rounds {
-            std::hint::black_box(webhook.handle(body).await);
-        }
-    }
-    let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds.max(1));
-    let what = if logged {
-        "Routes::handle with the JSON log line"
-    } else {
-        "Webhook::handle"
-    };
-    println!("{what} {us:.2} µs per review over {rounds}");
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,8 +271,14 @@ async fn run() {
     let signed = support::signed_webhook().await;
     let body = signed.body.clone();
     let dir = tempfile::tempdir().expect("dir");
-    if let Ok(profile) = std::env::var("WEBHOOK_LOAD_PROFILE") {
-        profile_only(&profile, signed.webhook, &body).await;
+    if let Ok(rounds) = std::env::var("WEBHOOK_LOAD_PROFILE") {
+        let rounds = rounds.parse().expect("WEBHOOK_LOAD_PROFILE=<rounds>");
+        callgrind::stages(rounds, signed.webhook, &body);
+        return;
+    }
+    // `WEBHOOK_LOAD=callgrind`: the second table alone, without the minute of wrk.
+    if std::env::var("WEBHOOK_LOAD").as_deref() == Ok("callgrind") {
+        callgrind_table(dir.path());
         return;
     }
     let webhook = signed.webhook;
@@ -413,4 +392,41 @@ async fn run() {
         reading_result.server_cpu_us / bare_result.server_cpu_us,
         webhook_result.server_cpu_us / reading_result.server_cpu_us,
     );
+    if std::env::var("WEBHOOK_LOAD").as_deref() != Ok("wrk") {
+        callgrind_table(dir.path());
+    }
+}
+
+/// The second table: instructions and allocations per cached review (see `callgrind.rs`).
+fn callgrind_table(dir: &Path) {
+    println!();
+    let Some(counted) = callgrind::measure(CALLGRIND_ROUNDS, dir) else {
+        println!("valgrind is not installed (hack/bench.sh installs it): no instruction counts");
+        return;
+    };
+    println!(
+        "callgrind, per cached review in process ({CALLGRIND_ROUNDS} rounds each, after a warm-up):"
+    );
+    println!("{:<50} {:>14} {:>13}", "", "instructions", "allocations");
+    for (name, c) in callgrind::STAGES.iter().zip(&counted) {
+        println!(
+            "{name:<50} {:>14.0} {:>13.1}",
+            c.instructions, c.allocations
+        );
+    }
+    let [parse, handle, routes, logged] = [0, 1, 2, 3].map(|i| counted[i]);
+    for (name, more, less) in [
+        (
+            "the decision and its answer (handle - parse)",
+            handle,
+            parse,
+        ),
+        ("the log line (logged - no logger)", logged, routes),
+    ] {
+        println!(
+            "{name:<50} {:>14.0} {:>13.1}",
+            more.instructions - less.instructions,
+            more.allocations - less.allocations
+        );
+    }
 }

@@ -6,20 +6,29 @@
 //! Pods are grouped by the workload that owns them ([`workloads`]): a Deployment's hundred
 //! Pods with one image are one workload, decided once. Each image is decided through
 //! [`Admission::judge`], so through the verifier's caches: an image already verified (by an
-//! admission or by the workload before) costs no registry request. Within one check, an image
-//! decided for one workload is not decided again for another with the same credential
-//! sources, and the images that are decided are paced ([`Pace`]), so that a cluster of
-//! 10,000 Pods does not become a burst of registry requests.
+//! admission or by the workload before) costs no registry request, and one being verified
+//! for an admission (or for the check) is waited for, not verified again. Within one check,
+//! an image decided for one workload is not decided again for another with the same
+//! credential sources, and the images that are decided are paced ([`Pace`]), so that a
+//! cluster of 10,000 Pods does not become a burst of registry requests.
+//!
+//! The decisions of a check run side by side ([`Limits`]): at most `concurrency` at once,
+//! all within `timeout`, so that a registry that never answers holds a check no longer than
+//! that. An image not decided by then is refused as a verification that timed out would be.
+//! Admissions never wait for a check: its bound on concurrency is its own.
 
 pub mod workloads;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use image_policy_crd::RefusedImage;
 use serde::Serialize;
 
 use crate::policy::Snapshot;
+use crate::verify::Failure;
 use crate::webhook::admit::{Admission, mounted_as};
 use crate::webhook::credentials::Owner;
 use crate::webhook::decision::Outcome;
@@ -38,6 +47,29 @@ pub struct Report {
     pub refused_workloads: usize,
     /// Every image refused, by workload, in the order of [`workloads::list`].
     pub refused: Vec<WorkloadRefusal>,
+    /// How many decisions were not made within the check's [`Limits::timeout`] (each refused
+    /// as a verification that timed out).
+    #[serde(skip)]
+    pub timed_out: usize,
+}
+
+/// How the decisions of a check run side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// At most this many images decided at once.
+    pub concurrency: usize,
+    /// The bound on the whole check.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    /// Eight at once, within ten minutes (the default resync period).
+    fn default() -> Self {
+        Limits {
+            concurrency: 8,
+            timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// One image of one workload that the policy would refuse now.
@@ -108,7 +140,7 @@ impl Pace {
 type Sources = (String, Option<String>, Vec<String>);
 
 /// Decides every image of `workloads` under `snapshot`, skipping the namespaces the policy
-/// excludes and those in `unchecked`.
+/// excludes and those in `unchecked`, within the default [`Limits`].
 pub async fn check(
     admission: &Admission,
     snapshot: &Snapshot,
@@ -116,36 +148,62 @@ pub async fn check(
     unchecked: &[String],
     pace: &mut Pace,
 ) -> Report {
-    let mut decided: HashMap<(String, Sources), Outcome> = HashMap::new();
-    let mut report = Report::default();
-    for workload in workloads {
-        if snapshot.is_excluded(&workload.namespace) || unchecked.contains(&workload.namespace) {
-            continue;
-        }
-        report.workloads += 1;
-        let sources = workload.sources();
-        let new: Vec<String> = workload
-            .images
-            .iter()
-            .filter(|image| !decided.contains_key(&((*image).clone(), sources.clone())))
-            .cloned()
-            .collect();
-        if !new.is_empty() {
-            pace.wait().await;
-            let owner = Owner {
-                namespace: &workload.namespace,
-                pod_spec: workload.pod_spec(),
-            };
-            for (image, outcome) in admission.judge(snapshot, owner, new).await {
-                decided.insert((image, sources.clone()), outcome);
+    check_within(
+        admission,
+        snapshot,
+        workloads,
+        unchecked,
+        pace,
+        Limits::default(),
+    )
+    .await
+}
+
+/// [`check`] within `limits`.
+pub async fn check_within(
+    admission: &Admission,
+    snapshot: &Snapshot,
+    workloads: &[Workload],
+    unchecked: &[String],
+    pace: &mut Pace,
+    limits: Limits,
+) -> Report {
+    let checked: Vec<(&Workload, Sources)> = workloads
+        .iter()
+        .filter(|w| !snapshot.is_excluded(&w.namespace) && !unchecked.contains(&w.namespace))
+        .map(|w| (w, w.sources()))
+        .collect();
+    // Each image once per credential sources, with the first workload that runs it.
+    let mut wanted: Vec<((String, Sources), &Workload)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (workload, sources) in &checked {
+        for image in &workload.images {
+            let key = (image.clone(), sources.clone());
+            if seen.insert(key.clone()) {
+                wanted.push((key, workload));
             }
         }
+    }
+    let mut decided = HashMap::with_capacity(wanted.len());
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let all = decide_all(admission, snapshot, wanted, pace, limits, &mut decided);
+    let timed_out = tokio::time::timeout_at(deadline, all).await.is_err();
+    let mut report = Report::default();
+    let failure = Failure::TimedOut {
+        budget: limits.timeout,
+    };
+    for (workload, sources) in checked {
+        report.workloads += 1;
         let before = report.refused.len();
         for image in &workload.images {
-            if let Some(refused) = decided
-                .get(&(image.clone(), sources.clone()))
-                .and_then(|outcome| refusal(workload, image, outcome))
-            {
+            let outcome = match decided.get(&(image.clone(), sources.clone())) {
+                Some(outcome) => outcome.clone(),
+                None => {
+                    report.timed_out += usize::from(timed_out);
+                    admission.unverified(snapshot, image, &failure)
+                }
+            };
+            if let Some(refused) = refusal(workload, image, &outcome) {
                 report.refused.push(refused);
             }
         }
@@ -154,6 +212,45 @@ pub async fn check(
         }
     }
     report
+}
+
+/// Decides each of `wanted` into `decided`, at most `limits.concurrency` at once, each
+/// started at `pace`; what it decided stays in `decided` if it is dropped before the end.
+async fn decide_all<'a>(
+    admission: &'a Admission,
+    snapshot: &'a Snapshot,
+    wanted: Vec<((String, Sources), &'a Workload)>,
+    pace: &mut Pace,
+    limits: Limits,
+    decided: &mut HashMap<(String, Sources), Outcome>,
+) {
+    let mut wanted = wanted.into_iter();
+    let mut running = FuturesUnordered::new();
+    loop {
+        let room = running.len() < limits.concurrency.max(1);
+        tokio::select! {
+            biased;
+            Some((key, outcome)) = running.next(), if !running.is_empty() => {
+                if let Some(outcome) = outcome {
+                    decided.insert(key, outcome);
+                }
+            }
+            () = pace.wait(), if room && !wanted.as_slice().is_empty() => {
+                let Some((key, workload)) = wanted.next() else { continue };
+                running.push(async move {
+                    let owner = Owner {
+                        namespace: &workload.namespace,
+                        pod_spec: workload.pod_spec(),
+                    };
+                    let judged = admission.judge(snapshot, owner, vec![key.0.clone()]).await;
+                    // One image in, its outcome out.
+                    let outcome = judged.into_iter().next().map(|(_, outcome)| outcome);
+                    (key, outcome)
+                });
+            }
+            else => return,
+        }
+    }
 }
 
 /// The refusal in `outcome`, if it is one (waived in Warn mode or not), in the words a review

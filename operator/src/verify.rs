@@ -242,7 +242,11 @@ impl Verifier {
             repo,
             digest,
             keys: fingerprint(keys.iter().map(|k| k.identity())),
-            attestations: Arc::from(attestation::fingerprint(&queries)),
+            attestations: if queries.is_empty() {
+                nothing()
+            } else {
+                Arc::from(attestation::fingerprint(&queries))
+            },
             credentials: fingerprint(credentials.iter().map(Credential::identity)),
         };
         let checked = match self.verdicts.get(&key).await {
@@ -265,12 +269,15 @@ impl Verifier {
         };
         let signed_by = match checked.signature {
             None => None,
-            Some(Findings::Verified { fingerprint }) => {
-                // The verdict's key holds the fingerprints of `keys`, so one of them has it.
-                keys.iter()
+            Some(Findings::Verified { fingerprint }) => match keys {
+                // The verdict's key holds the fingerprints of `keys`, so one of them has it:
+                // the only one, when there is one.
+                [only] => Some(only.name.clone()),
+                _ => keys
+                    .iter()
                     .find(|k| k.identity() == *fingerprint)
-                    .map(|k| k.name.clone())
-            }
+                    .map(|k| k.name.clone()),
+            },
             Some(Findings::Unverified(seen)) => {
                 return Verdict::Denied(Failure::of_seen(digest, seen));
             }
@@ -413,9 +420,22 @@ impl Verifier {
     }
 }
 
-/// An order-independent identity of a set of strings.
-fn fingerprint<S: AsRef<str> + Ord>(parts: impl Iterator<Item = S>) -> Arc<str> {
-    let mut parts: Vec<S> = parts.collect();
+/// The identity of nothing: one shared empty string, made once.
+fn nothing() -> Arc<str> {
+    static NOTHING: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    Arc::clone(&NOTHING)
+}
+
+/// An order-independent identity of a set of strings. Most sets on the path of an admission
+/// are of none or one (one key, no credentials): those cost no list and no joining.
+fn fingerprint<S: AsRef<str> + Ord>(mut parts: impl Iterator<Item = S>) -> Arc<str> {
+    let Some(first) = parts.next() else {
+        return nothing();
+    };
+    let Some(second) = parts.next() else {
+        return Arc::from(first.as_ref());
+    };
+    let mut parts: Vec<S> = [first, second].into_iter().chain(parts).collect();
     parts.sort_unstable();
     let mut joined = String::new();
     for (i, part) in parts.iter().enumerate() {

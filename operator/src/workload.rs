@@ -162,6 +162,9 @@ pub enum WorkloadError {
     NotAList(&'static str),
 }
 
+/// Up to how many images are told apart by looking through them, beyond which by a set.
+const FEW: usize = 16;
+
 /// The kinds with a pod spec (docs/contract.md §2), each found by [`pod_spec_path`].
 pub const KINDS: [&str; 8] = [
     "Pod",
@@ -226,12 +229,23 @@ impl<'a> Change<'a> {
             Some(old) if self.operation == "UPDATE" => self.old_images(old),
             _ => HashSet::new(),
         };
+        // Each once: a look through the few images of a real pod, a set past that (a body can
+        // list thousands).
+        let mut fresh: Vec<String> = Vec::with_capacity(images.len());
         let mut seen = HashSet::new();
-        let fresh = images
-            .into_iter()
-            .map(|ContainerImage { image, .. }| image)
-            .filter(|i| !before.contains(i) && seen.insert(i.clone()))
-            .collect();
+        for ContainerImage { image, .. } in images {
+            let new = if fresh.len() < FEW {
+                !fresh.contains(&image)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(fresh.iter().cloned());
+                }
+                seen.insert(image.clone())
+            };
+            if new && !before.contains(&image) {
+                fresh.push(image);
+            }
+        }
         Ok(Some(fresh))
     }
 

@@ -244,7 +244,7 @@ async fn an_unsigned_image_volume_is_refused_in_a_pod_a_deployment_and_a_cronjob
         assert_eq!(r["status"]["reason"], expected.as_str(), "{kind}");
         // Its Events name the image the decision found, and say the same words.
         let (request, decision) = answer.into_decision().unwrap();
-        let record = Record::of(&request, &decision).expect("a refusal is recorded");
+        let record = Record::of(&request, &body, &decision).expect("a refusal is recorded");
         assert_eq!(record.images, [i.models.as_str()], "{kind}");
         assert_eq!(record.message, expected, "{kind}");
         assert_eq!(record.reason, "NotSigned");

@@ -342,6 +342,7 @@ fn the_status_lists_the_first_twenty_refusals_and_counts_them_all() {
         workloads: 40,
         refused_workloads: 25,
         refused: vec![refused; 25],
+        timed_out: 0,
     };
     let now = crate::controller::reconcile::now();
     let status = crate::controller::running::running_status(&report, Some(4), now.clone());
@@ -387,4 +388,70 @@ async fn an_api_server_with_pages_without_end_is_an_error_not_a_loop() {
         20_000,
         "the ReplicaSets' pages, then it stops"
     );
+}
+
+/// Holds each read of credential sources for a while, and keeps the most held at once: how
+/// many decisions run side by side.
+#[derive(Default)]
+struct Overlapping {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl CredentialSource for Overlapping {
+    fn gather<'a>(
+        &'a self,
+        _: Owner<'a>,
+        _: &'a [&'a SecretRef],
+    ) -> BoxFuture<'a, CredentialSources> {
+        Box::pin(async {
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            CredentialSources::default()
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_check_decides_side_by_side_within_its_concurrency_and_waits_for_each() {
+    let snapshot = Arc::new(snapshot("Enforce"));
+    let (_tx, rx) = watch::channel(PolicyState::Active(snapshot.clone()));
+    let verifier = Verifier::new(VerifyConfig::default()).expect("verifier");
+    let overlapping = Arc::new(Overlapping::default());
+    let webhook = Webhook::new(rx, verifier, overlapping.clone(), Settings::default());
+    let pods: Vec<Pod> = (0..12)
+        .map(|i| {
+            pod(
+                "a",
+                &format!("p{i}"),
+                None,
+                &[&format!("127.0.0.1:1/app-{i}:1")],
+            )
+        })
+        .collect();
+    let workloads = group(running(&pods), &Owners::new());
+    let limits = Limits {
+        concurrency: 3,
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let report = check_within(
+        webhook.admission(),
+        &snapshot,
+        &workloads,
+        &[],
+        &mut Pace::per_second(0),
+        limits,
+    )
+    .await;
+    assert_eq!(
+        overlapping.most.load(Ordering::SeqCst),
+        3,
+        "three at a time"
+    );
+    // Each decided, none cut short by the bound: refused as unreachable, not timed out.
+    assert_eq!((report.workloads, report.refused_workloads), (12, 12));
+    assert_eq!(report.timed_out, 0);
+    assert!(report.refused.iter().all(|r| r.reason != "Timeout"));
 }

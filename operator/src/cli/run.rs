@@ -82,6 +82,14 @@ pub struct RunArgs {
     /// decided once per check, through the verifier's caches).
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     running_check_rate: u32,
+    /// While checking the running workloads, at most this many images decided at once (the
+    /// check's own bound: admissions never wait for it).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    running_check_concurrency: u32,
+    /// The bound on one check of the running workloads: an image not decided by then is
+    /// listed as refused, its verification timed out.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    running_check_timeout: Duration,
     #[command(flatten)]
     scope: super::audit::Scope,
     /// Log level or filter directive; RUST_LOG when empty.
@@ -286,6 +294,10 @@ fn start_running_check(
     let settings = RunningSettings {
         resync: args.resync_period,
         rate: args.running_check_rate,
+        limits: crate::audit::Limits {
+            concurrency: usize::try_from(args.running_check_concurrency).unwrap_or(1),
+            timeout: args.running_check_timeout,
+        },
         unchecked,
         metrics: metrics.clone(),
     };

@@ -13,7 +13,7 @@ use image_policy_crd::{POLICY_NAME, RunningCheck};
 use kube::Client;
 use tokio::sync::watch;
 
-use crate::audit::{self, LISTED, Pace, Report};
+use crate::audit::{self, LISTED, Limits, Pace, Report};
 use crate::policy::{PolicyState, Snapshot};
 use crate::telemetry::Metrics;
 use crate::webhook::Webhook;
@@ -30,6 +30,8 @@ pub struct RunningSettings {
     pub resync: Duration,
     /// At most this many images decided a second.
     pub rate: u32,
+    /// How many images are decided at once, and the bound on a whole check.
+    pub limits: Limits,
     /// Namespaces never checked (the webhook does not intercept them).
     pub unchecked: Vec<String>,
     /// Where the last check's counts are recorded.
@@ -91,12 +93,13 @@ async fn check_and_write(
         }
     };
     let mut pace = Pace::per_second(settings.rate);
-    let report = audit::check(
+    let report = audit::check_within(
         webhook.admission(),
         snapshot,
         &workloads,
         &settings.unchecked,
         &mut pace,
+        settings.limits,
     )
     .await;
     tracing::info!(
@@ -104,6 +107,7 @@ async fn check_and_write(
         workloads = report.workloads,
         refused_workloads = report.refused_workloads,
         refused_images = report.refused.len(),
+        timed_out = report.timed_out,
         "Running workloads checked"
     );
     settings

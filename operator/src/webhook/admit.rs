@@ -21,7 +21,7 @@ use super::decision::{Decision, Outcome, Reason};
 use super::review::{Request, ReviewError};
 use super::words;
 use crate::policy::{Entry, ImageName, NamedKey, PolicyState, ReferenceError, Snapshot};
-use crate::verify::{FailureKind, Verdict, Verifier};
+use crate::verify::{Failure, FailureKind, Verdict, Verifier};
 
 /// The bound on reading an object's registry credentials through the API server.
 pub const CREDENTIALS_BUDGET: Duration = Duration::from_secs(2);
@@ -163,11 +163,16 @@ impl Admission {
             .map(|written| classify(snapshot, written, self.image_name(written), allow_unmatched))
             .collect();
         let sources = self.sources(owner, &classified).await;
+        // Most objects run one image: verified as it is, without a stream to order one.
+        let mut pairs = images.into_iter().zip(classified);
+        if pairs.len() == 1
+            && let Some((written, classified)) = pairs.next()
+        {
+            return vec![self.outcome(snapshot, &sources, written, classified).await];
+        }
         // At most VERIFY_CONCURRENCY images at once, in order: a body can list thousands.
         // Collected first: a lazy `map` here trips the compiler's `Send` check of the future.
-        let checks: Vec<_> = images
-            .into_iter()
-            .zip(classified)
+        let checks: Vec<_> = pairs
             .map(|(written, classified)| self.outcome(snapshot, &sources, written, classified))
             .collect();
         futures::stream::iter(checks)
@@ -199,6 +204,21 @@ impl Admission {
             }
         };
         (written, outcome)
+    }
+
+    /// The outcome of `written` under `snapshot` when its verification failed with `failure`
+    /// before it was made (the running check's bound passed): decided as ever when it needs
+    /// no registry (unmatched, no reference); else that failure's denial, under its entries'
+    /// mode.
+    pub fn unverified(&self, snapshot: &Snapshot, written: &str, failure: &Failure) -> Outcome {
+        let allow_unmatched = self.settings.allow_unmatched_images;
+        match classify(snapshot, written, self.image_name(written), allow_unmatched) {
+            Classified::Decided(outcome) => outcome,
+            Classified::Matched { entries, .. } => {
+                let verdict = Verdict::Denied(failure.clone());
+                outcome_of(written, verdict).under(snapshot.mode_of(&entries))
+            }
+        }
     }
 
     /// The credential sources of `owner` and of the entries its images matched, read once

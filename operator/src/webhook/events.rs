@@ -23,7 +23,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 
 use super::decision::{Decision, Outcome};
-use super::review::{ControllerRef, Request};
+use super::review::{ControllerRef, Metadata, Request};
 use super::words;
 use crate::telemetry::{EventDropped, Metrics};
 
@@ -73,10 +73,11 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record of a decision: for a workload refused or admitted only because of Warn
-    /// mode, not in a dry run (nothing is created); `None` for anything else. The policy's
-    /// uid is left for the caller to add.
-    pub fn of(review: &Request, decision: &Decision) -> Option<Record> {
+    /// The record of a decision on the review `body`: for a workload refused or admitted
+    /// only because of Warn mode, not in a dry run (nothing is created); `None` for anything
+    /// else. What it names of the object's metadata is read from `body` here, for these few
+    /// decisions only. The policy's uid is left for the caller to add.
+    pub fn of(review: &Request, body: &[u8], decision: &Decision) -> Option<Record> {
         if review.dry_run || review.kind == "ClusterImagePolicy" {
             return None;
         }
@@ -103,21 +104,25 @@ impl Record {
         } else {
             images
         };
+        let Metadata {
+            generate_name,
+            controller,
+        } = Request::metadata(body);
         let name = if review.name.is_empty() {
-            &review.generate_name
+            generate_name
         } else {
-            &review.name
+            review.name.clone()
         };
         Some(Record {
             refused,
             namespace: review.namespace.clone(),
             kind: review.kind.clone(),
-            name: name.clone(),
+            name,
             images,
             message,
             reason: decision.reason.as_str(),
             policy_uid: None,
-            controller: review.controller.clone(),
+            controller,
         })
     }
 

@@ -74,7 +74,7 @@ impl Handler for Routes {
             } if pinning && decision.allowed => self.record_pins(review, pins),
             Answer::Decided {
                 review, decision, ..
-            } => self.record(review, decision, start),
+            } => self.record(review, request.body(), decision, start),
             Answer::Rejected(error) => {
                 tracing::warn!(target: "image-policy.webhook", error = %error, "Bad admission request");
             }
@@ -115,7 +115,7 @@ impl Routes {
         );
     }
 
-    fn record(&self, review: &Review, decision: &Decision, start: Instant) {
+    fn record(&self, review: &Review, body: &[u8], decision: &Decision, start: Instant) {
         let elapsed = start.elapsed();
         let label = if decision.waived() {
             DecisionLabel::Warned
@@ -134,15 +134,10 @@ impl Routes {
         if decision.reason == Reason::NotChecked {
             return;
         }
-        self.record_events(review, decision);
+        self.record_events(review, body, decision);
         // Written only when the line is: `namespace/kind/name` and the images as a list.
         let object = format_args!("{}/{}/{}", review.namespace, review.kind, review.name);
         let images = Images(&decision.outcomes);
-        let msg = match label {
-            DecisionLabel::Allowed => "Admitted",
-            DecisionLabel::Denied => "Denied",
-            DecisionLabel::Warned => "Admitted in Warn mode",
-        };
         // The denial, or in Warn mode the one it would have been, word for word.
         let waived = decision.waived_denial();
         let error = decision.message.as_deref().or(waived.as_deref());
@@ -150,41 +145,68 @@ impl Routes {
             tracing::info!(target: "image-policy.webhook", uid = %review.uid, object = %object, "{note}");
             return;
         }
-        tracing::info!(
-            target: "image-policy.webhook",
-            uid = review.uid.as_str(),
-            object = %object,
-            operation = review.operation.as_str(),
-            dry_run = review.dry_run,
-            images = ?images,
-            reason = decision.reason.as_str(),
-            error = error,
-            elapsed_ms = elapsed.as_secs_f64() * 1e3,
-            "{msg}"
-        );
+        // One event per message, each a literal: written as it is, with nothing to format.
+        macro_rules! decided {
+            ($msg:literal) => {
+                tracing::info!(
+                    target: "image-policy.webhook",
+                    uid = review.uid.as_str(),
+                    object = %object,
+                    operation = review.operation.as_str(),
+                    dry_run = review.dry_run,
+                    images = ?images,
+                    reason = decision.reason.as_str(),
+                    error = error,
+                    elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                    $msg
+                )
+            };
+        }
+        match label {
+            DecisionLabel::Allowed => decided!("Admitted"),
+            DecisionLabel::Denied => decided!("Denied"),
+            DecisionLabel::Warned => decided!("Admitted in Warn mode"),
+        }
     }
 
     /// Queues the Events of a refusal or a Warn-mode admission, with the uid of the policy in
     /// force; never waits.
-    fn record_events(&self, review: &Review, decision: &Decision) {
+    fn record_events(&self, review: &Review, body: &[u8], decision: &Decision) {
         let Some(events) = &self.events else {
             return;
         };
-        if let Some(mut record) = Record::of(review, decision) {
+        if let Some(mut record) = Record::of(review, body, decision) {
             record.policy_uid = self.webhook.policy_uid();
             events.record(record);
         }
     }
 }
 
-/// The images of a decision, written as a list of strings (`["a", "b"]`).
+/// The images of a decision, written as a list of strings (`["a", "b"]`), as `Debug` writes a
+/// list of strings.
 struct Images<'a>(&'a [(String, Outcome)]);
 
 impl std::fmt::Debug for Images<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(image, _)| image.as_str()))
-            .finish()
+        f.write_str("[")?;
+        for (i, (image, _)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            // What `Debug` writes as it is (printable ASCII but `"` and `\`), written in one
+            // piece: an image as it is written in a pod, always but in a refusal of nonsense.
+            if image
+                .bytes()
+                .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+            {
+                f.write_str("\"")?;
+                f.write_str(image)?;
+                f.write_str("\"")?;
+            } else {
+                write!(f, "{image:?}")?;
+            }
+        }
+        f.write_str("]")
     }
 }
 
@@ -236,5 +258,12 @@ mod tests {
             format!("{:?}", vec!["busybox", "a\"b"])
         );
         assert_eq!(format!("{:?}", Images(&[])), "[]");
+        // Written in one piece or through `Debug`, the same text as `Debug` of the list.
+        let outcomes: Vec<_> = ["r/a:1", "r/b@sha256:00", "a\\b", "tab\there", "é", "\u{7f}"]
+            .into_iter()
+            .map(|image| (image.to_owned(), Outcome::Warned("w".into())))
+            .collect();
+        let images: Vec<&str> = outcomes.iter().map(|(i, _)| i.as_str()).collect();
+        assert_eq!(format!("{:?}", Images(&outcomes)), format!("{images:?}"));
     }
 }

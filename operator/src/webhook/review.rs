@@ -3,14 +3,20 @@
 //! request must have checked is the image rules' ([`crate::workload`]).
 //!
 //! Requests are read in `admission.k8s.io/v1` or `v1beta1`, and answered in the version they
-//! came in. A body is read in one pass for the fields that decide, as a JSON value would read
-//! them (the readers are in `read.rs`, see [`crate::lenient`]): the object is not built, only
-//! its images, pull secrets and service account are kept (see [`Object`]), and of its
-//! metadata what an Event names (its `generateName` and its controller, see
-//! [`ControllerRef`]). The images it must have checked are found once, as it is read, and
-//! serve admission and its Events alike. A body that is not a well-formed review is an error
-//! for the HTTP layer to answer with 400: the API server then applies the webhook's failure
-//! policy (Fail), so a broken request can never be admitted by accident.
+//! came in. A body is read in one pass for the fields that decide, each as a JSON value would
+//! read it, and the rest is skipped unvisited (the readers are in `read.rs`, see
+//! [`crate::lenient`]): the object is not built, only its images, pull secrets and service
+//! account are kept (see [`Object`]). What an Event names of its metadata (its `generateName`
+//! and its controller, see [`Metadata`]) is read from the body again by the few decisions
+//! whose Events are recorded ([`Request::metadata`]), not kept by every review. The images it
+//! must have checked are found once, as it is read, and serve admission and its Events alike.
+//! A body that is not
+//! a well-formed review is an error for the HTTP layer to answer with 400: the API server then
+//! applies the webhook's failure policy (Fail), so a broken request can never be admitted by
+//! accident. Well-formed means JSON in its whole grammar, nested no deeper than 127, and
+//! valid in every string read; inside a value nothing reads, what only a JSON value refuses
+//! (a number beyond `f64`, a lone surrogate escape, invalid UTF-8) is not looked for
+//! (docs/contract.md §2).
 
 use std::borrow::Cow;
 
@@ -21,7 +27,7 @@ mod response;
 
 use self::read::Review;
 pub use self::response::Response;
-use crate::lenient::Read;
+use crate::lenient;
 use crate::workload::{Change, Object, WorkloadError};
 
 /// The two versions of the AdmissionReview API.
@@ -85,16 +91,21 @@ pub struct Request {
     pub name: String,
     /// Whether this is a dry run; decided the same way.
     pub dry_run: bool,
-    /// The object's `metadata.generateName` (empty when it has none).
-    pub generate_name: String,
-    /// The object's controller: its `metadata.ownerReferences` entry with `controller: true`.
-    pub controller: Option<ControllerRef>,
     /// What decides in the object as it would be stored.
     pub object: Object,
     /// What decides in the object before an UPDATE.
     pub old_object: Option<Object>,
     /// The images it must have checked, as [`Request::images_to_check`] gives them.
     images: Result<Option<Vec<String>>, WorkloadError>,
+}
+
+/// What an Event names of a review's object besides its kind and name, from its `metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// `generateName` (empty when it has none, or it is not a string).
+    pub generate_name: String,
+    /// The object's controller: its `ownerReferences` entry with `controller: true`.
+    pub controller: Option<ControllerRef>,
 }
 
 /// The object that controls another (`metadata.ownerReferences[]` with `controller: true`):
@@ -114,13 +125,8 @@ pub struct ControllerRef {
 impl Request {
     /// Reads an AdmissionReview body.
     pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
-        let read = match std::str::from_utf8(body) {
-            // Checked once as a whole, the body's strings need no UTF-8 check of their own.
-            Ok(text) => serde_json::from_str::<Read<Review>>(text),
-            // Read as bytes, for the same error at the same place as any other reading.
-            Err(_) => serde_json::from_slice::<Read<Review>>(body),
-        };
-        let Read(review) = read.map_err(|e| ReviewError::NotJson(e.to_string()))?;
+        let review: Review =
+            lenient::read_body(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
         if !review.is_object {
             return Err(ReviewError::Malformed("the body is not a JSON object"));
         }
@@ -159,14 +165,21 @@ impl Request {
             namespace: text(request.namespace),
             name: text(request.name),
             dry_run: request.dry_run.unwrap_or(false),
-            generate_name: request.object.metadata.generate_name.unwrap_or_default(),
-            controller: request.object.metadata.controller,
-            object: request.object.object,
+            object: request.object,
             old_object: request.old_object,
             images: Ok(None),
         };
         request.images = request.change().images_to_check();
         Ok(request)
+    }
+
+    /// `request.object.metadata` of an AdmissionReview body, read again, as an Event names the
+    /// object: its strings decoded and checked as everything read is. Empty for a body where
+    /// it cannot be read (which [`Request::parse`] refuses, or a value read there is invalid).
+    pub fn metadata(body: &[u8]) -> Metadata {
+        lenient::read_body::<read::InReview>(body)
+            .map(|read::InReview(metadata)| metadata)
+            .unwrap_or_default()
     }
 
     /// `request.object` of an AdmissionReview body as a whole JSON value (`null` when it has

@@ -1,79 +1,73 @@
 //! The reading of an [`Object`]: each field a rule of [`super`] reads, as a JSON value would
-//! read it ([`crate::lenient`]), in one pass and without building the object.
+//! read it, in one pass, without building the object, the other fields skipped
+//! ([`crate::lenient`]).
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-use serde::de::{MapAccess, SeqAccess};
 use serde_json::Value;
 
 use super::{Container, Containers, ImageVolume, Object, Volumes};
-use crate::lenient::{Lenient, Read, Text, each_field, next_value};
+use crate::lenient::{JsonError, Lenient, Reader, Text, read, read_body};
 
 impl Object {
-    /// The same reading of a JSON value already built (a manifest's document).
+    /// The same reading of a JSON value already built (a manifest's document, a Pod's spec).
     pub fn from_value(value: &Value) -> Self {
-        // Lenient reading has no error of its own, and a value is well-formed already; were
-        // it to fail, an empty object has no pod spec, which is an error, never an admission.
-        Read::<Object>::deserialize(value)
-            .map(|Read(object)| object)
+        // A value written out is JSON, nested no deeper than serde_json reads; were it not,
+        // an empty object has no pod spec, which is an error, never an admission.
+        serde_json::to_vec(value)
+            .ok()
+            .and_then(|json| read_body(&json).ok())
             .unwrap_or_default()
     }
 
     /// Reads an object's fields into a new level, offering each key first to `other`, a
     /// reader of the same object that keeps more fields (an admission request's `metadata`,
-    /// say): it reads the value of a key it keeps and says so, as [`each_field`] expects.
-    pub(crate) fn read_with<'de, A: MapAccess<'de>>(
-        map: A,
-        mut other: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
-    ) -> Result<Object, A::Error> {
+    /// say): it reads the value of a key it keeps and says so, as [`Reader::object`] expects.
+    pub(crate) fn read_with<'a>(
+        reader: &mut Reader<'a>,
+        mut other: impl FnMut(&[u8], &mut Reader<'a>) -> Result<bool, JsonError>,
+    ) -> Result<Object, JsonError> {
         let mut object = Object {
             is_object: true,
             ..Object::default()
         };
-        each_field(map, |key, map| {
-            Ok(other(key, map)? || object.read_field(key, map)?)
-        })?;
+        reader.object(|reader, key| Ok(other(key, reader)? || object.read_field(key, reader)?))?;
         Ok(object)
     }
 
     /// Reads the value of `key` into this level when it is a field kept here, and says
     /// whether it did; `false` leaves the value to be read through.
-    fn read_field<'de, A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> Result<bool, A::Error> {
-        let child = |map: &mut A| next_value::<_, Object>(map).map(Box::new).map(Some);
+    fn read_field(&mut self, key: &[u8], reader: &mut Reader<'_>) -> Result<bool, JsonError> {
+        let child = |reader: &mut Reader<'_>| read::<Object>(reader).map(Box::new).map(Some);
         match key {
-            "containers" => self.containers = next_value(map)?,
-            "initContainers" => self.init_containers = next_value(map)?,
-            "ephemeralContainers" => self.ephemeral_containers = next_value(map)?,
-            "volumes" => self.volumes = next_value(map)?,
-            "imagePullSecrets" => self.pull_secrets = next_value::<_, PullSecrets>(map)?.0,
-            "serviceAccountName" => {
-                self.service_account_name = next_value::<_, Text>(map)?.into_owned();
+            b"containers" => self.containers = read(reader)?,
+            b"initContainers" => self.init_containers = read(reader)?,
+            b"ephemeralContainers" => self.ephemeral_containers = read(reader)?,
+            b"volumes" => self.volumes = read(reader)?,
+            b"imagePullSecrets" => self.pull_secrets = read::<PullSecrets>(reader)?.0,
+            b"serviceAccountName" => {
+                self.service_account_name = read::<Text>(reader)?.into_owned();
             }
-            "spec" => self.spec = child(map)?,
-            "template" => self.template = child(map)?,
-            "jobTemplate" => self.job_template = child(map)?,
+            b"spec" => self.spec = child(reader)?,
+            b"template" => self.template = child(reader)?,
+            b"jobTemplate" => self.job_template = child(reader)?,
             _ => return Ok(false),
         }
         Ok(true)
     }
 }
 
-impl<'de> Lenient<'de> for Object {
+impl<'a> Lenient<'a> for Object {
     fn other() -> Self {
         Object::default()
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        Object::read_with(map, |_, _| Ok(false))
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
+        Object::read_with(reader, |_, _| Ok(false))
     }
 }
 
-impl<'de> Lenient<'de> for Containers {
+impl<'a> Lenient<'a> for Containers {
     fn other() -> Self {
         Containers::NotAList
     }
@@ -82,27 +76,28 @@ impl<'de> Lenient<'de> for Containers {
         Containers::Absent
     }
 
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn seq(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut items = Vec::new();
-        while let Some(Read(container)) = seq.next_element::<Read<Container>>()? {
-            items.push(container);
-        }
+        reader.array(|reader| {
+            items.push(read::<Container>(reader)?);
+            Ok(())
+        })?;
         Ok(Containers::Items(items))
     }
 }
 
-impl<'de> Lenient<'de> for Container {
+impl<'a> Lenient<'a> for Container {
     fn other() -> Self {
         Container::default()
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut container = Container::default();
-        each_field(map, |key, map| {
+        reader.object(|reader, key| {
             match key {
-                "name" => container.name = next_value::<_, Text>(map)?.into_string(),
-                "image" => {
-                    let image = next_value::<_, Text>(map)?.0;
+                b"name" => container.name = read::<Text>(reader)?.into_string(),
+                b"image" => {
+                    let image = read::<Text>(reader)?.0;
                     container.image = image.filter(|i| !i.is_empty()).map(Cow::into_owned);
                 }
                 _ => return Ok(false),
@@ -113,7 +108,7 @@ impl<'de> Lenient<'de> for Container {
     }
 }
 
-impl<'de> Lenient<'de> for Volumes {
+impl<'a> Lenient<'a> for Volumes {
     fn other() -> Self {
         Volumes::NotAList
     }
@@ -122,19 +117,22 @@ impl<'de> Lenient<'de> for Volumes {
         Volumes::Absent
     }
 
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn seq(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut items = Vec::new();
         let mut index = 0;
-        while let Some(Read(Volume { name, image })) = seq.next_element::<Read<Volume>>()? {
+        reader.array(|reader| {
+            let Volume { name, image } = read(reader)?;
+            // Only an image volume's name is kept (owned): most volumes are of other types.
             if let Some(VolumeImage(reference)) = image {
                 items.push(ImageVolume {
                     index,
-                    name,
+                    name: name.into_owned(),
                     reference,
                 });
             }
             index += 1;
-        }
+            Ok(())
+        })?;
         Ok(Volumes::Items(items))
     }
 }
@@ -142,8 +140,8 @@ impl<'de> Lenient<'de> for Volumes {
 /// One item of `volumes`: its `name`, and its `image` unless missing or `null` (a volume of
 /// another type).
 #[derive(Default)]
-struct Volume {
-    name: String,
+struct Volume<'a> {
+    name: Cow<'a, str>,
     image: Option<VolumeImage>,
 }
 
@@ -152,17 +150,17 @@ struct Volume {
 /// what is not `null` there is read as the API server would pull it, or refused.
 struct VolumeImage(Option<String>);
 
-impl<'de> Lenient<'de> for Volume {
+impl<'a> Lenient<'a> for Volume<'a> {
     fn other() -> Self {
         Volume::default()
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut volume = Volume::default();
-        each_field(map, |key, map| {
+        reader.object(|reader, key| {
             match key {
-                "name" => volume.name = next_value::<_, Text>(map)?.into_string(),
-                "image" => volume.image = next_value::<_, Option<VolumeImage>>(map)?,
+                b"name" => volume.name = read::<Text>(reader)?.0.unwrap_or_default(),
+                b"image" => volume.image = read::<Option<VolumeImage>>(reader)?,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -171,7 +169,7 @@ impl<'de> Lenient<'de> for Volume {
     }
 }
 
-impl<'de> Lenient<'de> for Option<VolumeImage> {
+impl<'a> Lenient<'a> for Option<VolumeImage> {
     fn other() -> Self {
         Some(VolumeImage(None))
     }
@@ -180,13 +178,13 @@ impl<'de> Lenient<'de> for Option<VolumeImage> {
         None
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut reference = None;
-        each_field(map, |key, map| {
-            if key != "reference" {
+        reader.object(|reader, key| {
+            if key != b"reference" {
                 return Ok(false);
             }
-            let text = next_value::<_, Text>(map)?.0;
+            let text = read::<Text>(reader)?.0;
             reference = text.filter(|r| !r.is_empty()).map(Cow::into_owned);
             Ok(true)
         })?;
@@ -198,18 +196,20 @@ impl<'de> Lenient<'de> for Option<VolumeImage> {
 /// is); empty for anything but a list.
 struct PullSecrets(Vec<String>);
 
-impl<'de> Lenient<'de> for PullSecrets {
+impl<'a> Lenient<'a> for PullSecrets {
     fn other() -> Self {
         PullSecrets(Vec::new())
     }
 
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn seq(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut names = Vec::new();
-        while let Some(Read(reference)) = seq.next_element::<Read<Container>>()? {
+        reader.array(|reader| {
+            let reference = read::<Container>(reader)?;
             if !reference.name.is_empty() {
                 names.push(reference.name);
             }
-        }
+            Ok(())
+        })?;
         Ok(PullSecrets(names))
     }
 }

@@ -323,3 +323,36 @@ fn the_ephemeral_containers_subresource_reads_a_pod() {
     };
     assert_eq!(status.images_to_check(), Ok(None));
 }
+
+#[test]
+fn each_image_is_checked_once_in_order_however_many_the_pod_lists() {
+    // Told apart by a look through a few, by a set past FEW: the same answer either way.
+    for count in [3, FEW, FEW + 1, 5 * FEW] {
+        let written: Vec<String> = (0..count).map(|i| format!("r/app:{}", i % 7)).collect();
+        let containers: Vec<_> = written
+            .iter()
+            .chain(&written)
+            .map(|image| json!({"name": "c", "image": image}))
+            .collect();
+        let object = Object::from_value(&json!({"spec": {"containers": containers}}));
+        let old = Object::from_value(&json!({"spec": {"containers": [{"image": "r/app:3"}]}}));
+        let change = |operation, old_object| Change {
+            kind: "Pod",
+            sub_resource: None,
+            operation,
+            object: &object,
+            old_object,
+        };
+        let unique: Vec<String> = (0..count.min(7)).map(|i| format!("r/app:{i}")).collect();
+        assert_eq!(
+            change("CREATE", None).images_to_check(),
+            Ok(Some(unique.clone()))
+        );
+        let fresh: Vec<String> = unique.into_iter().filter(|i| i != "r/app:3").collect();
+        assert_eq!(
+            change("UPDATE", Some(&old)).images_to_check(),
+            Ok(Some(fresh)),
+            "{count}"
+        );
+    }
+}

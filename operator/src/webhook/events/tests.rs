@@ -33,7 +33,7 @@ fn record() -> Record {
         ("v:1".into(), verified()),
         ("r/a:1".into(), denied("r/a:1")),
     ]);
-    Record::of(&pod(), &decision).unwrap()
+    Record::of(&pod(), POD, &decision).unwrap()
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn a_refused_pod_is_recorded_with_its_name_images_words_and_controller() {
 fn warn_mode_is_recorded_with_the_denial_it_waived() {
     let waived = denied("r/a:1").under(image_policy_crd::Mode::Warn);
     let decision = Decision::of(vec![("r/a:1".into(), waived)]);
-    let record = Record::of(&pod(), &decision).unwrap();
+    let record = Record::of(&pod(), POD, &decision).unwrap();
     assert!(!record.refused);
     assert_eq!(record.message, "The image: r/a:1 is not signed.");
     assert_eq!(record.images, ["r/a:1"]);
@@ -92,23 +92,31 @@ fn warn_mode_is_recorded_with_the_denial_it_waived() {
 #[test]
 fn nothing_is_recorded_for_an_admission_a_dry_run_or_a_policy() {
     let admitted = Decision::of(vec![("v:1".into(), verified())]);
-    assert_eq!(Record::of(&pod(), &admitted), None);
+    assert_eq!(Record::of(&pod(), POD, &admitted), None);
     let unmatched = Decision::of(vec![("u:1".into(), Outcome::Warned("w".into()))]);
-    assert_eq!(Record::of(&pod(), &unmatched), None, "allowUnmatchedImages");
+    assert_eq!(
+        Record::of(&pod(), POD, &unmatched),
+        None,
+        "allowUnmatchedImages"
+    );
     let refused = Decision::of(vec![("r/a:1".into(), denied("r/a:1"))]);
     let dry_run = Request::parse(DRY_RUN).unwrap();
     assert!(dry_run.dry_run);
-    assert_eq!(Record::of(&dry_run, &refused), None, "nothing is created");
+    assert_eq!(
+        Record::of(&dry_run, DRY_RUN, &refused),
+        None,
+        "nothing is created"
+    );
     let mut policy = pod();
     policy.kind = "ClusterImagePolicy".into();
     let invalid = Decision::denied(Reason::InvalidPolicy, "invalid".into());
-    assert_eq!(Record::of(&policy, &invalid), None);
+    assert_eq!(Record::of(&policy, POD, &invalid), None);
 }
 
 #[test]
 fn a_refusal_of_every_image_names_every_image_checked() {
     let decision = Decision::denied(Reason::PolicyLoading, words::POLICY_LOADING.into());
-    let record = Record::of(&pod(), &decision).unwrap();
+    let record = Record::of(&pod(), POD, &decision).unwrap();
     assert_eq!(record.images, pod().images_to_check().unwrap().unwrap());
     assert!(!record.images.is_empty());
     assert_eq!(record.reason, "PolicyLoading");
@@ -199,7 +207,7 @@ fn a_long_note_is_cut_to_the_apis_limit_on_a_character_boundary() {
             (image, outcome)
         })
         .collect();
-    let record = Record::of(&pod(), &Decision::of(images)).unwrap();
+    let record = Record::of(&pod(), POD, &Decision::of(images)).unwrap();
     let note = record.note();
     assert!(note.len() <= NOTE_LIMIT, "{}", note.len());
     assert!(note.len() > NOTE_LIMIT - 4, "{}", note.len());

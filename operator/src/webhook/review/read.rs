@@ -1,54 +1,49 @@
 //! The readers of an AdmissionReview body: one pass over it that keeps the fields that decide
-//! (see [`super::Request`]), each read as a JSON value would read it ([`crate::lenient`]).
-//! The object's pod spec is read by [`Object`]; its `metadata` for what an Event names.
+//! (see [`super::Request`]), each read as a JSON value would read it, the rest skipped
+//! ([`crate::lenient`]). The object's pod spec is read by [`Object`]. Its `metadata`, what an
+//! Event names, is read in a second pass of its own ([`InReview`]), only for a decision whose
+//! Events are recorded.
 
 use std::borrow::Cow;
 
-use serde::de::{MapAccess, SeqAccess};
-
-use super::ControllerRef;
-use crate::lenient::{Flag, Lenient, Read, Text, each_field, next_value};
+use super::{ControllerRef, Metadata};
+use crate::lenient::{Flag, JsonError, Lenient, Reader, Text, read};
 use crate::workload::Object;
 
 /// The envelope: `{"apiVersion", "kind", "request"}`.
 #[derive(Default)]
-pub(super) struct Review<'de> {
+pub(super) struct Review<'a> {
     pub(super) is_object: bool,
-    pub(super) api_version: Option<Cow<'de, str>>,
-    pub(super) kind: Option<Cow<'de, str>>,
-    pub(super) request: Fields<'de>,
+    pub(super) api_version: Option<Cow<'a, str>>,
+    pub(super) kind: Option<Cow<'a, str>>,
+    pub(super) request: Fields<'a>,
 }
 
 /// `request`'s fields.
 #[derive(Default)]
-pub(super) struct Fields<'de> {
+pub(super) struct Fields<'a> {
     pub(super) is_object: bool,
-    pub(super) uid: Option<Cow<'de, str>>,
+    pub(super) uid: Option<Cow<'a, str>>,
     /// `kind.kind`.
-    pub(super) kind: Option<Cow<'de, str>>,
-    pub(super) sub_resource: Option<Cow<'de, str>>,
-    pub(super) operation: Option<Cow<'de, str>>,
-    pub(super) namespace: Option<Cow<'de, str>>,
-    pub(super) name: Option<Cow<'de, str>>,
+    pub(super) kind: Option<Cow<'a, str>>,
+    pub(super) sub_resource: Option<Cow<'a, str>>,
+    pub(super) operation: Option<Cow<'a, str>>,
+    pub(super) namespace: Option<Cow<'a, str>>,
+    pub(super) name: Option<Cow<'a, str>>,
     pub(super) dry_run: Option<bool>,
-    pub(super) object: Subject,
+    pub(super) object: Object,
     /// `None` when missing or `null`.
     pub(super) old_object: Option<Object>,
 }
 
-/// `request.object`: what decides in it, and what an Event names from its `metadata`.
-#[derive(Default)]
-pub(super) struct Subject {
-    pub(super) object: Object,
-    pub(super) metadata: Metadata,
-}
+/// `request.object.metadata` of a review: [`Metadata`], the rest of the body skipped.
+pub(super) struct InReview(pub(super) Metadata);
 
-/// `metadata`'s `generateName` and controller.
-#[derive(Default)]
-pub(super) struct Metadata {
-    pub(super) generate_name: Option<String>,
-    pub(super) controller: Option<ControllerRef>,
-}
+/// `object.metadata` of `request`.
+struct InRequest(Metadata);
+
+/// `metadata` of `object`.
+struct InObject(Metadata);
 
 /// `metadata.ownerReferences`: its first entry with `controller: true`, if complete.
 struct Controller(Option<ControllerRef>);
@@ -64,26 +59,26 @@ struct OwnerReference {
 }
 
 /// `request.kind`'s `kind`.
-struct KindOf<'de>(Option<Cow<'de, str>>);
+struct KindOf<'a>(Option<Cow<'a, str>>);
 
 /// `request.oldObject`: `None` when `null`.
 struct OldObject(Option<Object>);
 
-impl<'de> Lenient<'de> for Review<'de> {
+impl<'a> Lenient<'a> for Review<'a> {
     fn other() -> Self {
         Review::default()
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut review = Review {
             is_object: true,
             ..Review::default()
         };
-        each_field(map, |key, map| {
+        reader.object(|reader, key| {
             match key {
-                "apiVersion" => review.api_version = next_value::<_, Text>(map)?.0,
-                "kind" => review.kind = next_value::<_, Text>(map)?.0,
-                "request" => review.request = next_value(map)?,
+                b"apiVersion" => review.api_version = read::<Text>(reader)?.0,
+                b"kind" => review.kind = read::<Text>(reader)?.0,
+                b"request" => review.request = read(reader)?,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -92,28 +87,28 @@ impl<'de> Lenient<'de> for Review<'de> {
     }
 }
 
-impl<'de> Lenient<'de> for Fields<'de> {
+impl<'a> Lenient<'a> for Fields<'a> {
     fn other() -> Self {
         Fields::default()
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut fields = Fields {
             is_object: true,
             ..Fields::default()
         };
-        let text = |map: &mut A| next_value::<_, Text>(map).map(|t| t.0);
-        each_field(map, |key, map| {
+        let text = |reader: &mut Reader<'a>| read::<Text<'a>>(reader).map(|t| t.0);
+        reader.object(|reader, key| {
             match key {
-                "uid" => fields.uid = text(map)?,
-                "kind" => fields.kind = next_value::<_, KindOf>(map)?.0,
-                "subResource" => fields.sub_resource = text(map)?,
-                "operation" => fields.operation = text(map)?,
-                "namespace" => fields.namespace = text(map)?,
-                "name" => fields.name = text(map)?,
-                "dryRun" => fields.dry_run = next_value::<_, Flag>(map)?.0,
-                "object" => fields.object = next_value(map)?,
-                "oldObject" => fields.old_object = next_value::<_, OldObject>(map)?.0,
+                b"uid" => fields.uid = text(reader)?,
+                b"kind" => fields.kind = read::<KindOf>(reader)?.0,
+                b"subResource" => fields.sub_resource = text(reader)?,
+                b"operation" => fields.operation = text(reader)?,
+                b"namespace" => fields.namespace = text(reader)?,
+                b"name" => fields.name = text(reader)?,
+                b"dryRun" => fields.dry_run = read::<Flag>(reader)?.0,
+                b"object" => fields.object = read(reader)?,
+                b"oldObject" => fields.old_object = read::<OldObject>(reader)?.0,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -122,35 +117,61 @@ impl<'de> Lenient<'de> for Fields<'de> {
     }
 }
 
-impl<'de> Lenient<'de> for Subject {
+impl<'a> Lenient<'a> for InReview {
     fn other() -> Self {
-        Subject::default()
+        InReview(Metadata::default())
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        let mut metadata = Metadata::default();
-        let object = Object::read_with(map, |key, map| {
-            if key != "metadata" {
-                return Ok(false);
-            }
-            metadata = next_value(map)?;
-            Ok(true)
-        })?;
-        Ok(Subject { object, metadata })
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
+        only::<InRequest>(reader, b"request").map(|InRequest(m)| InReview(m))
     }
 }
 
-impl<'de> Lenient<'de> for Metadata {
+impl<'a> Lenient<'a> for InRequest {
+    fn other() -> Self {
+        InRequest(Metadata::default())
+    }
+
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
+        only::<InObject>(reader, b"object").map(|InObject(m)| InRequest(m))
+    }
+}
+
+impl<'a> Lenient<'a> for InObject {
+    fn other() -> Self {
+        InObject(Metadata::default())
+    }
+
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
+        only::<Metadata>(reader, b"metadata").map(InObject)
+    }
+}
+
+/// The value of the key `name` in the object at the reader, read as `T` (the last one, as in
+/// a JSON value's map); `T::other()` when it has none. Every other value is skipped.
+fn only<'a, T: Lenient<'a>>(reader: &mut Reader<'a>, name: &[u8]) -> Result<T, JsonError> {
+    let mut found = T::other();
+    reader.object(|reader, key| {
+        if key != name {
+            return Ok(false);
+        }
+        found = read(reader)?;
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+impl<'a> Lenient<'a> for Metadata {
     fn other() -> Self {
         Metadata::default()
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut metadata = Metadata::default();
-        each_field(map, |key, map| {
+        reader.object(|reader, key| {
             match key {
-                "generateName" => metadata.generate_name = next_value::<_, Text>(map)?.into_owned(),
-                "ownerReferences" => metadata.controller = next_value::<_, Controller>(map)?.0,
+                b"generateName" => metadata.generate_name = read::<Text>(reader)?.into_string(),
+                b"ownerReferences" => metadata.controller = read::<Controller>(reader)?.0,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -159,37 +180,39 @@ impl<'de> Lenient<'de> for Metadata {
     }
 }
 
-impl<'de> Lenient<'de> for Controller {
+impl<'a> Lenient<'a> for Controller {
     fn other() -> Self {
         Controller(None)
     }
 
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn seq(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut controller = None;
-        while let Some(Read(reference)) = seq.next_element::<Read<OwnerReference>>()? {
+        reader.array(|reader| {
+            let reference = read::<OwnerReference>(reader)?;
             if controller.is_none() && reference.controller {
                 controller = reference.complete();
             }
-        }
+            Ok(())
+        })?;
         Ok(Controller(controller))
     }
 }
 
-impl<'de> Lenient<'de> for OwnerReference {
+impl<'a> Lenient<'a> for OwnerReference {
     fn other() -> Self {
         OwnerReference::default()
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut reference = OwnerReference::default();
-        let text = |map: &mut A| next_value::<_, Text>(map).map(Text::into_owned);
-        each_field(map, |key, map| {
+        let text = |reader: &mut Reader<'a>| read::<Text>(reader).map(Text::into_owned);
+        reader.object(|reader, key| {
             match key {
-                "apiVersion" => reference.api_version = text(map)?,
-                "kind" => reference.kind = text(map)?,
-                "name" => reference.name = text(map)?,
-                "uid" => reference.uid = text(map)?,
-                "controller" => reference.controller = next_value::<_, Flag>(map)?.0 == Some(true),
+                b"apiVersion" => reference.api_version = text(reader)?,
+                b"kind" => reference.kind = text(reader)?,
+                b"name" => reference.name = text(reader)?,
+                b"uid" => reference.uid = text(reader)?,
+                b"controller" => reference.controller = read::<Flag>(reader)?.0 == Some(true),
                 _ => return Ok(false),
             }
             Ok(true)
@@ -211,25 +234,25 @@ impl OwnerReference {
     }
 }
 
-impl<'de> Lenient<'de> for KindOf<'de> {
+impl<'a> Lenient<'a> for KindOf<'a> {
     fn other() -> Self {
         KindOf(None)
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
         let mut kind = None;
-        each_field(map, |key, map| {
-            if key != "kind" {
+        reader.object(|reader, key| {
+            if key != b"kind" {
                 return Ok(false);
             }
-            kind = next_value::<_, Text>(map)?.0;
+            kind = read::<Text>(reader)?.0;
             Ok(true)
         })?;
         Ok(KindOf(kind))
     }
 }
 
-impl<'de> Lenient<'de> for OldObject {
+impl<'a> Lenient<'a> for OldObject {
     fn other() -> Self {
         OldObject(Some(Object::default()))
     }
@@ -238,7 +261,7 @@ impl<'de> Lenient<'de> for OldObject {
         OldObject(None)
     }
 
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        Object::map(map).map(|object| OldObject(Some(object)))
+    fn map(reader: &mut Reader<'a>) -> Result<Self, JsonError> {
+        Object::map(reader).map(|object| OldObject(Some(object)))
     }
 }

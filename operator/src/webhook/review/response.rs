@@ -116,7 +116,15 @@ impl<'a> Response<'a> {
                 warnings: self.warnings,
             },
         };
+        // Room for the envelope and what it says, so that it is written without growing.
+        let words = self.message.map_or(0, |m| 2 * m.len())
+            + self.warnings.iter().map(String::len).sum::<usize>()
+            + review.response.patch.as_ref().map_or(0, String::len);
+        let mut body = Vec::with_capacity(160 + request.uid.len() + words);
         // Serializing borrowed strings and numbers into a Vec cannot fail.
-        serde_json::to_vec(&review).unwrap_or_default()
+        match serde_json::to_writer(&mut body, &review) {
+            Ok(()) => body,
+            Err(_) => Vec::new(),
+        }
     }
 }
