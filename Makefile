@@ -3,11 +3,16 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 CRD_FILE := charts/image-policy-webhook/crds/clusterimagepolicies.signing.apps.tanzu.vmware.com.yaml
 
-.PHONY: test deps k8s lint unit chart e2e crd bench bench-load up down fuzz fuzz-cmin fuzz-replay
+.PHONY: test test-phases deps k8s lint unit chart e2e crd bench bench-load up down fuzz fuzz-cmin fuzz-replay
 
 ## Everything CI runs (.ci/run, which times each phase): formatting, lints, unit tests, the
 ## chart, then the suite against a real API server.
-test: deps k8s sigstore lint unit chart e2e
+TEST_PHASES := deps k8s sigstore lint unit chart e2e
+test: $(TEST_PHASES)
+
+## The phases of `make test`, in order: what .ci/run runs and times one by one.
+test-phases:
+	@echo $(TEST_PHASES)
 
 ## What the build needs on a fresh Debian machine (a C compiler for aws-lc).
 deps:
