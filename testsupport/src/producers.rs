@@ -321,10 +321,7 @@ impl Cosign {
             sigstore: Some(sigstore),
             recursive: false,
         };
-        // A file: cosign reads a token given inline only when it parses it as it expects.
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("token");
-        std::fs::write(&file, token).expect("write the token");
+        let (_dir, file) = token_file(token);
         let mut args = vec![
             "sign".to_owned(),
             "--yes".to_owned(),
@@ -348,9 +345,7 @@ impl Cosign {
         fulcio: &str,
         sigstore: &LocalSigstore,
     ) -> String {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("token");
-        std::fs::write(&file, token).expect("write the token");
+        let (_dir, file) = token_file(token);
         let mut args = vec![
             "sign".to_owned(),
             "--yes".to_owned(),
@@ -398,9 +393,7 @@ impl Cosign {
         predicate: &serde_json::Value,
         sigstore: &LocalSigstore,
     ) -> String {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("token");
-        std::fs::write(&file, token).expect("write the token");
+        let (_dir, file) = token_file(token);
         let signer = ["--identity-token".to_owned(), file.display().to_string()];
         let how = Signing {
             sigstore: Some(sigstore),
@@ -557,4 +550,13 @@ pub fn identity_token(subject: &str, issuer: &str) -> String {
         "{signing_input}.{}",
         URL_SAFE_NO_PAD.encode(signature.as_ref())
     )
+}
+
+/// `token` in a file of its own, for `--identity-token`: cosign reads a token given inline
+/// only when it parses it as it expects. The file lives as long as the directory returned.
+fn token_file(token: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, token).expect("write the token");
+    (dir, file)
 }
